@@ -1,0 +1,46 @@
+// The daemon's own config: /etc/foundationd/foundationd.toml (INTERFACES.md).
+// Every value has a default; DaemonConfig{} is what `serve` runs with when
+// there is no file. Unknown keys and bad values are located errors.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/diagnostics.hpp"
+#include "config/spec.hpp"
+#include "config/units.hpp"
+
+namespace foundationd::config {
+
+struct DaemonConfig {
+  std::string stateDir = "/var/lib/foundationd";
+  std::vector<std::string> apiListen = {"unix:/run/foundationd/api.sock", "tcp:127.0.0.1:9420"};
+  std::string apiTokenFile = "/etc/foundationd/api-token";
+  std::string dockerSocket = "/var/run/docker.sock";
+
+  struct Source {
+    std::string kind = "file";  // file | git
+    std::string path = "/srv/foundation/foundation.toml";  // kind = file
+    std::string url;                                       // kind = git
+    std::string branch = "main";
+    std::string specPath = "foundation.toml";
+    Duration pollInterval = std::chrono::minutes(5);
+    std::optional<CredentialRef> token;
+    std::optional<CredentialRef> webhookSecret;
+  } source;
+
+  Duration resyncInterval = std::chrono::seconds(60);
+  std::string kdf = "moderate";  // interactive | moderate | sensitive
+  bool keepKeyInMemory = true;
+};
+
+struct DaemonConfigResult {
+  std::optional<DaemonConfig> config;  // set iff no error
+  Diagnostics diagnostics;
+};
+
+DaemonConfigResult loadDaemonConfigFile(const std::string& path);
+DaemonConfigResult loadDaemonConfigText(const std::string& text, const std::string& fileName);
+
+}  // namespace foundationd::config

@@ -1,0 +1,258 @@
+// The spec model: what foundation.toml (spec_version 1) says, after parsing,
+// `${versions.*}` substitution and validation. See docs/spec.md.
+//
+// Plain data, no behaviour beyond small helpers. Maps are std::map so that
+// iteration order (and therefore plans, hashes and output) is deterministic.
+// Every element keeps the SourceLoc of its table or key so later stages
+// (graph, controllers) can still point at the line that declared it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "config/diagnostics.hpp"
+#include "config/units.hpp"
+
+namespace foundationd::config {
+
+// A reference to one field of a generated credential: ${credentials.NAME.FIELD}.
+struct CredentialRef {
+  std::string name;
+  std::string field;
+  bool operator==(const CredentialRef&) const = default;
+  auto operator<=>(const CredentialRef&) const = default;
+};
+
+// A string that may embed credential references. `${versions.*}` and `$$`
+// are already substituted by the loader, so segments are literal text or
+// credential references. A value with any credential segment is *sensitive*:
+// it is never printed, logged, or put in a label.
+struct Value {
+  using Segment = std::variant<std::string, CredentialRef>;
+  std::vector<Segment> segments;
+  SourceLoc loc;
+
+  static Value literal(std::string text, SourceLoc loc = {});
+  bool sensitive() const noexcept;
+  // The text when not sensitive; "(sensitive)" otherwise. Safe to print.
+  std::string display() const;
+  // Every credential reference in this value, in order.
+  std::vector<CredentialRef> references() const;
+  bool operator==(const Value& o) const { return segments == o.segments; }
+};
+
+struct NetworkSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string driver = "bridge";
+  bool internal = false;
+  std::optional<std::string> subnet;  // CIDR, validated
+  std::map<std::string, std::string> labels;
+};
+
+struct VolumeSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string driver = "local";
+  std::map<std::string, std::string> labels;
+};
+
+// A field of a credential: a literal (not secret) or a generator.
+struct Generator {
+  enum class Kind { password, hex, base64url, uuid };
+  Kind kind = Kind::password;
+  int length = 32;       // password: characters
+  int bytes = 32;        // hex, base64url: random bytes
+  bool symbols = false;  // password: add punctuation to [A-Za-z0-9]
+  bool operator==(const Generator&) const = default;
+};
+const char* toString(Generator::Kind kind) noexcept;
+
+struct CredentialField {
+  std::variant<std::string, Generator> value;  // literal or generator
+  SourceLoc loc;
+  bool generated() const noexcept { return value.index() == 1; }
+};
+
+struct CredentialSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string vaultPath;  // under the KV mount; defaults to the name
+  std::optional<Duration> rotateEvery;
+  std::map<std::string, CredentialField> fields;
+};
+
+struct NetworkAttachment {
+  std::string network;
+  std::vector<std::string> aliases;
+  SourceLoc loc;
+};
+
+// "source:target[:ro|:rw]". A source starting with '/' is a host bind mount;
+// otherwise it names a volume (which must be declared in [volumes]).
+struct Mount {
+  std::string source;
+  std::string target;
+  bool readOnly = false;
+  bool bind = false;
+  SourceLoc loc;
+};
+
+// "[host-ip:][host-port:]container-port[/proto]"; host-port may be absent
+// (Docker picks one) only when host-ip is absent too, like compose.
+struct PortMapping {
+  std::string hostIp;               // "" = all interfaces
+  std::optional<std::uint16_t> hostPort;
+  std::uint16_t containerPort = 0;
+  std::string protocol = "tcp";     // tcp | udp | sctp
+  SourceLoc loc;
+};
+
+struct Healthcheck {
+  std::vector<std::string> test;    // ["CMD", ...] | ["CMD-SHELL", "..."] | ["NONE"]
+  std::optional<Duration> interval, timeout, startPeriod;
+  std::optional<int> retries;
+  SourceLoc loc;
+};
+
+enum class DependCondition { started, healthy };
+const char* toString(DependCondition c) noexcept;
+
+struct Dependency {
+  std::string container;
+  DependCondition condition = DependCondition::started;
+  SourceLoc loc;
+};
+
+struct ContainerSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string image;  // after ${versions.*}; never sensitive
+  SourceLoc imageLoc;
+  std::optional<std::vector<std::string>> command;
+  std::optional<std::vector<std::string>> entrypoint;
+  std::map<std::string, Value> env;
+  std::map<std::string, Value> secretFiles;  // path in container -> content
+  std::vector<NetworkAttachment> networks;
+  std::vector<Mount> volumes;
+  std::vector<PortMapping> ports;
+  std::string restart = "no";  // no | always | unless-stopped | on-failure
+  std::optional<std::string> user;
+  std::optional<Healthcheck> healthcheck;
+  std::vector<Dependency> dependsOn;
+  std::map<std::string, std::string> labels;
+  std::optional<std::int64_t> memoryBytes;
+  std::optional<double> cpus;
+  bool readOnly = false;
+  bool privileged = false;
+  std::vector<std::string> capAdd;
+  std::vector<std::string> capDrop;
+  std::optional<Duration> stopTimeout;
+  std::vector<std::string> tmpfs;
+};
+
+struct VaultPolicy {
+  std::string name;
+  std::string rules;
+  SourceLoc loc;
+};
+
+struct VaultSpec {
+  SourceLoc loc;
+  std::string container;
+  std::string address = "http://127.0.0.1:8200";
+  int keyShares = 5;
+  int keyThreshold = 3;
+  std::string kvMount = "foundation";
+  std::map<std::string, VaultPolicy> policies;
+};
+
+struct S3Spec {
+  std::string name;
+  SourceLoc loc;
+  std::string container;
+  std::string endpoint;
+  std::string region = "us-east-1";
+  Value accessKey;
+  Value secretKey;
+};
+
+struct BucketSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string s3;  // name of an [s3.*] table
+  bool versioning = false;
+  int expireDays = 0;
+};
+
+struct PostgresRole {
+  std::string name;
+  SourceLoc loc;
+  Value password;
+};
+
+struct PostgresDatabase {
+  std::string name;
+  SourceLoc loc;
+  std::string owner;  // a role declared in the same [postgres.*]
+};
+
+struct PostgresSpec {
+  std::string name;
+  SourceLoc loc;
+  std::string container;
+  std::string superuser = "postgres";
+  std::map<std::string, PostgresRole> roles;
+  std::map<std::string, PostgresDatabase> databases;
+};
+
+struct ForgejoAdmin {
+  std::string username;
+  std::string email;
+  Value password;
+  SourceLoc loc;
+};
+
+struct ForgejoWebhook {
+  std::string repo;  // "owner/name"
+  std::string url;
+  Value secret;
+  SourceLoc loc;
+};
+
+struct ForgejoSpec {
+  SourceLoc loc;
+  std::string container;
+  std::string url = "http://127.0.0.1:3000";
+  std::optional<ForgejoAdmin> admin;
+  std::map<std::string, SourceLoc> orgs;   // name -> where declared
+  std::map<std::string, SourceLoc> repos;  // "owner/name" -> where declared
+  std::optional<std::string> runnerTokenVaultPath;
+  std::map<std::string, ForgejoWebhook> webhooks;  // keyed by repo
+};
+
+struct Spec {
+  std::string file;  // path of the spec file as loaded
+  int specVersion = 1;
+  std::string project;
+  std::optional<std::string> versionsFile;  // resolved path, when given
+  bool prune = false;
+  bool strictPinning = false;
+  std::map<std::string, std::string> versions;  // [images] of VERSIONS
+
+  std::map<std::string, NetworkSpec> networks;
+  std::map<std::string, VolumeSpec> volumes;
+  std::map<std::string, CredentialSpec> credentials;
+  std::map<std::string, ContainerSpec> containers;
+  std::optional<VaultSpec> vault;
+  std::map<std::string, S3Spec> s3;
+  std::map<std::string, BucketSpec> buckets;
+  std::map<std::string, PostgresSpec> postgres;
+  std::optional<ForgejoSpec> forgejo;
+};
+
+}  // namespace foundationd::config
