@@ -23,6 +23,7 @@ enum class ErrorCode {
   peer,              // the peer reported an error (5xx, or an error body)
   io,                // local I/O failed
   internal,          // a bug
+  wrong_passphrase,  // the master passphrase did not unlock the state
 };
 
 const char* toString(ErrorCode code) noexcept;
@@ -89,6 +90,7 @@ inline const char* toString(ErrorCode code) noexcept {
     case ErrorCode::peer: return "peer";
     case ErrorCode::io: return "io";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::wrong_passphrase: return "wrong_passphrase";
   }
   return "internal";
 }
