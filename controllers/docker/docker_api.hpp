@@ -88,6 +88,10 @@ class DockerApi {
   // POST /networks/create (body includes Name; CheckDuplicate set); returns id.
   virtual Task<Result<std::string>> createNetwork(const nlohmann::json& body) = 0;
   virtual Task<Status> removeNetwork(const std::string& idOrName) = 0;
+  // POST /networks/{network}/connect: attach a created container to a further
+  // network (API 1.41 takes only one network at create time).
+  virtual Task<Status> connectNetwork(const std::string& network, const std::string& containerId,
+                                      const std::vector<std::string>& aliases) = 0;
 
   virtual Task<Result<std::vector<VolumeSummary>>> listVolumes(const LabelFilter& f) = 0;
   virtual Task<Status> createVolume(const nlohmann::json& body) = 0;

@@ -1,1 +1,242 @@
-// placeholder
+#include "controllers/docker/docker_plan.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace foundationd::docker {
+namespace {
+
+using config::Kind;
+using config::ResourceKey;
+
+std::string labelOr(const Labels& labels, const char* key, const std::string& fallback = "") {
+  auto it = labels.find(key);
+  return it == labels.end() ? fallback : it->second;
+}
+
+bool ownedBy(const Labels& labels, const std::string& project) {
+  return labelOr(labels, kLabelManaged) == "true" && labelOr(labels, kLabelProject) == project;
+}
+
+// The fields that differ between the container's recorded config and the
+// desired one. A missing or unreadable label yields one pseudo-field.
+std::vector<FieldChange> recordedDiff(const Labels& labels, const Desired& desired) {
+  auto it = labels.find(kLabelConfig);
+  if (it != labels.end()) {
+    auto recorded = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+    if (!recorded.is_discarded() && recorded.is_object()) {
+      auto fields = diffCanonical(recorded, desired.canonical);
+      if (!fields.empty()) return fields;
+    }
+  }
+  return {FieldChange{"config", "(unknown)", "(desired)", false}};
+}
+
+std::string describeFields(const std::vector<FieldChange>& fields) {
+  std::string out;
+  for (const auto& f : fields) {
+    if (!out.empty()) out += ", ";
+    out += f.field;
+  }
+  return out + " changed";
+}
+
+void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
+                  std::set<std::string>& recreatedNetworks) {
+  std::map<std::string, const NetworkSummary*> byName;
+  for (const auto& n : observed.networks) byName.emplace(n.name, &n);
+
+  for (const auto& [name, net] : spec.networks) {
+    ResourceKey key{Kind::network, name};
+    Desired desired = desiredNetwork(net);
+    auto it = byName.find(name);
+    if (it == byName.end()) {
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      continue;
+    }
+    const NetworkSummary& live = *it->second;
+    if (!ownedBy(live.labels, spec.project)) {
+      std::string owner = labelOr(live.labels, kLabelProject);
+      out.changes.push_back(
+          {key, Action::conflict,
+           owner.empty() ? "a network with this name exists and is not managed by foundationd; "
+                           "remove or rename it"
+                         : "a network with this name is managed by project \"" + owner + "\"",
+           {}, live.id, desired.hash});
+      continue;
+    }
+    if (labelOr(live.labels, kLabelHash) != desired.hash) {
+      auto fields = recordedDiff(live.labels, desired);
+      out.changes.push_back({key, Action::recreate, describeFields(fields) + " (will recreate)",
+                             fields, live.id, desired.hash});
+      recreatedNetworks.insert(name);
+    }
+  }
+  for (const auto& n : observed.networks) {
+    if (!ownedBy(n.labels, spec.project) || spec.networks.count(n.name)) continue;
+    ResourceKey key{Kind::network, n.name};
+    if (spec.prune) {
+      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, n.id, ""});
+    } else {
+      out.changes.push_back({key, Action::orphan, "not in the spec; kept because prune = false",
+                             {}, n.id, ""});
+    }
+  }
+}
+
+void planVolumes(const config::Spec& spec, const Observed& observed, Plan& out) {
+  std::map<std::string, const VolumeSummary*> byName;
+  for (const auto& v : observed.volumes) byName.emplace(v.name, &v);
+
+  for (const auto& [name, vol] : spec.volumes) {
+    ResourceKey key{Kind::volume, name};
+    Desired desired = desiredVolume(vol);
+    auto it = byName.find(name);
+    if (it == byName.end()) {
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      continue;
+    }
+    // An existing volume of the same name is adopted as it is (it may hold
+    // the data the spec expects), unless its driver differs: volumes are
+    // never recreated, so that needs the operator.
+    if (it->second->driver != vol.driver) {
+      out.changes.push_back(
+          {key, Action::conflict,
+           "exists with driver \"" + it->second->driver + "\" but the spec says \"" + vol.driver +
+               "\"; foundationd never deletes a volume: migrate its data by hand",
+           {}, name, desired.hash});
+    }
+  }
+  for (const auto& v : observed.volumes) {
+    if (!ownedBy(v.labels, spec.project) || spec.volumes.count(v.name)) continue;
+    out.changes.push_back({{Kind::volume, v.name}, Action::orphan,
+                           "not in the spec; volumes are never deleted by foundationd",
+                           {}, v.name, ""});
+  }
+}
+
+void planContainers(const config::Spec& spec, const Observed& observed,
+                    const SecretResolver& secrets, const std::set<std::string>& recreatedNetworks,
+                    Plan& out) {
+  std::map<std::string, const ContainerSummary*> byName;
+  for (const auto& c : observed.containers) byName.emplace(c.name, &c);
+
+  for (const auto& [name, ctr] : spec.containers) {
+    ResourceKey key{Kind::container, name};
+    Desired desired = desiredContainer(ctr, secrets);
+    auto it = byName.find(name);
+    if (it == byName.end()) {
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      continue;
+    }
+    const ContainerSummary& live = *it->second;
+    if (labelOr(live.labels, kLabelHash) != desired.hash) {
+      auto fields = recordedDiff(live.labels, desired);
+      out.changes.push_back({key, Action::recreate, describeFields(fields) + " (will recreate)",
+                             fields, live.id, desired.hash});
+      continue;
+    }
+    std::string onNetwork;
+    for (const auto& n : ctr.networks) {
+      if (recreatedNetworks.count(n.network)) onNetwork = n.network;
+    }
+    if (!onNetwork.empty()) {
+      out.changes.push_back({key, Action::recreate,
+                             "network " + onNetwork + " is recreated (will recreate)", {}, live.id,
+                             desired.hash});
+      continue;
+    }
+    if (live.state == "running" || live.state == "restarting" || live.state == "removing") {
+      continue;  // converged, or Docker is already acting on it
+    }
+    if (live.state == "dead") {
+      out.changes.push_back({key, Action::recreate, "container is dead (will recreate)", {},
+                             live.id, desired.hash});
+    } else if (live.state == "paused") {
+      out.changes.push_back({key, Action::conflict,
+                             "container is paused; unpause or remove it (foundationd does not "
+                             "override a pause)",
+                             {}, live.id, desired.hash});
+    } else {
+      out.changes.push_back({key, Action::start, "container is " + live.state, {}, live.id,
+                             desired.hash});
+    }
+  }
+  for (const auto& c : observed.containers) {
+    if (spec.containers.count(c.name)) continue;
+    ResourceKey key{Kind::container, c.name};
+    if (spec.prune) {
+      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, c.id, ""});
+    } else {
+      out.changes.push_back({key, Action::orphan, "not in the spec; kept because prune = false",
+                             {}, c.id, ""});
+    }
+  }
+}
+
+}  // namespace
+
+const char* toString(Action a) noexcept {
+  switch (a) {
+    case Action::create: return "create";
+    case Action::recreate: return "recreate";
+    case Action::start: return "start";
+    case Action::remove: return "remove";
+    case Action::orphan: return "orphan";
+    case Action::conflict: return "conflict";
+  }
+  return "?";
+}
+
+bool Plan::hasChanges() const {
+  return std::any_of(changes.begin(), changes.end(), [](const Change& c) {
+    return c.action != Action::orphan && c.action != Action::conflict;
+  });
+}
+
+bool Plan::hasConflicts() const {
+  return std::any_of(changes.begin(), changes.end(),
+                     [](const Change& c) { return c.action == Action::conflict; });
+}
+
+const Change* Plan::find(const config::ResourceKey& key) const {
+  for (const auto& c : changes) {
+    if (c.key == key) return &c;
+  }
+  return nullptr;
+}
+
+Task<Result<Observed>> observe(DockerApi& api, const std::string& project) {
+  Observed o;
+  // Named, not braced temporaries: GCC 12 miscompiles initializer lists in
+  // co_await expressions.
+  LabelFilter mine;
+  mine[kLabelManaged] = "true";
+  mine[kLabelProject] = project;
+  const LabelFilter all;
+  auto containers = co_await api.listContainers(mine);
+  if (!containers) co_return std::move(containers).error();
+  o.containers = std::move(containers).value();
+  auto networks = co_await api.listNetworks(all);
+  if (!networks) co_return std::move(networks).error();
+  o.networks = std::move(networks).value();
+  auto volumes = co_await api.listVolumes(all);
+  if (!volumes) co_return std::move(volumes).error();
+  o.volumes = std::move(volumes).value();
+  co_return o;
+}
+
+Plan plan(const config::Spec& spec, const Observed& observed, const SecretResolver& secrets) {
+  Plan out;
+  out.project = spec.project;
+  std::set<std::string> recreatedNetworks;
+  planNetworks(spec, observed, out, recreatedNetworks);
+  planVolumes(spec, observed, out);
+  planContainers(spec, observed, secrets, recreatedNetworks, out);
+  std::stable_sort(out.changes.begin(), out.changes.end(),
+                   [](const Change& a, const Change& b) { return a.key < b.key; });
+  return out;
+}
+
+}  // namespace foundationd::docker

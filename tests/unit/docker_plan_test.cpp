@@ -1,1 +1,173 @@
 #include <doctest/doctest.h>
+
+#include "controllers/docker/docker_apply.hpp"
+#include "controllers/docker/plan_render.hpp"
+#include "fakes/fake_docker.hpp"
+#include "fakes/run.hpp"
+#include "unit/spec_fixture.hpp"
+
+using namespace foundationd;
+using foundationd::testing::FakeDocker;
+using foundationd::testing::run;
+using foundationd::testing::specFrom;
+using docker::Action;
+
+namespace {
+
+const char* kSpec = R"(
+spec_version = 1
+project = "demo"
+[networks.net]
+[volumes.data]
+[containers.db]
+image = "img/db:1"
+networks = ["net"]
+volumes = ["data:/data"]
+healthcheck = { test = ["CMD", "true"], interval = "1s" }
+[containers.app]
+image = "img/app:1"
+networks = ["net"]
+depends_on = { db = "healthy" }
+)";
+
+docker::Plan planOf(FakeDocker& fake, const config::Spec& spec) {
+  auto observed = run(docker::observe(fake, spec.project));
+  REQUIRE(observed.ok());
+  docker::NoSecrets none;
+  return docker::plan(spec, observed.value(), none);
+}
+
+// Converges `spec` on `fake` and checks it worked.
+void converge(FakeDocker& fake, const config::Spec& spec) {
+  docker::NoSecrets none;
+  auto r = run(docker::reconcile(fake, spec, none, {.pollInterval = std::chrono::milliseconds(1)}));
+  REQUIRE(r.ok());
+  REQUIRE(r->converged);
+}
+
+FakeDocker withImages() {
+  FakeDocker f;
+  f.images = {"img/db:1", "img/db:2", "img/app:1"};
+  return f;
+}
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  text.replace(text.find(from), from.size(), to);
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("from nothing, everything is created, in a deterministic order") {
+  FakeDocker fake = withImages();
+  auto plan = planOf(fake, specFrom(kSpec));
+  REQUIRE(plan.changes.size() == 4);
+  CHECK(plan.changes[0].key.str() == "network.net");
+  CHECK(plan.changes[1].key.str() == "volume.data");
+  CHECK(plan.changes[2].key.str() == "container.app");
+  CHECK(plan.changes[3].key.str() == "container.db");
+  for (const auto& c : plan.changes) CHECK(c.action == Action::create);
+  CHECK(plan.hasChanges());
+  CHECK(docker::renderPlanJson(plan).dump() == docker::renderPlanJson(planOf(fake, specFrom(kSpec))).dump());
+  auto text = docker::renderPlanText(plan);
+  CHECK(text.find("  + container.db: create (does not exist)") != std::string::npos);
+  CHECK(text.find("Plan: 4 to create, 0 to recreate, 0 to start, 0 to remove.") != std::string::npos);
+}
+
+TEST_CASE("a converged project plans no change") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+  auto plan = planOf(fake, spec);
+  CHECK_FALSE(plan.hasChanges());
+  CHECK(plan.changes.empty());
+  CHECK(docker::renderPlanText(plan).find("No changes.") != std::string::npos);
+}
+
+TEST_CASE("drift: stopped, dead, removed and reconfigured containers") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+
+  fake.containers["db"].state = "exited";
+  auto p1 = planOf(fake, spec);
+  REQUIRE(p1.changes.size() == 1);
+  CHECK(p1.changes[0].action == Action::start);
+  CHECK(p1.changes[0].reason == "container is exited");
+
+  fake.containers["db"].state = "dead";
+  CHECK(planOf(fake, spec).changes.at(0).action == Action::recreate);
+
+  fake.containers.erase("db");
+  CHECK(planOf(fake, spec).changes.at(0).action == Action::create);
+
+  converge(fake, spec);
+  auto changed = specFrom(replaced(kSpec, "img/db:1", "img/db:2"));
+  auto p2 = planOf(fake, changed);
+  REQUIRE(p2.changes.size() == 1);
+  CHECK(p2.changes[0].action == Action::recreate);
+  REQUIRE(p2.changes[0].fields.size() == 1);
+  CHECK(p2.changes[0].fields[0].field == "image");
+  CHECK(p2.changes[0].fields[0].before == "\"img/db:1\"");
+  CHECK(p2.changes[0].fields[0].after == "\"img/db:2\"");
+  CHECK(p2.changes[0].reason == "image changed (will recreate)");
+}
+
+TEST_CASE("orphans: containers pruned only with prune = true, volumes never") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+  std::string without = replaced(kSpec, "[volumes.data]\n", "");
+  without = replaced(without, "volumes = [\"data:/data\"]\n", "");
+  without = without.substr(0, without.find("[containers.app]"));
+  auto kept = planOf(fake, specFrom(without));
+  std::map<std::string, Action> byKey;
+  for (const auto& c : kept.changes) byKey[c.key.str()] = c.action;
+  CHECK(byKey.at("container.app") == Action::orphan);
+  CHECK(byKey.at("volume.data") == Action::orphan);
+  CHECK_FALSE(kept.hasChanges());
+
+  auto pruned = planOf(fake, specFrom(replaced(without, "project = \"demo\"",
+                                               "project = \"demo\"\nprune = true")));
+  byKey.clear();
+  for (const auto& c : pruned.changes) byKey[c.key.str()] = c.action;
+  CHECK(byKey.at("container.app") == Action::remove);
+  CHECK(byKey.at("volume.data") == Action::orphan);
+}
+
+TEST_CASE("resources foundationd does not own are conflicts or adopted, never taken over") {
+  FakeDocker fake = withImages();
+  fake.networks["net"] = {"other-id", "net", "bridge", {}};
+  fake.volumes["data"] = {"data", "local", {}};
+  auto plan = planOf(fake, specFrom(kSpec));
+  const auto* net = plan.find({config::Kind::network, "net"});
+  REQUIRE(net != nullptr);
+  CHECK(net->action == Action::conflict);
+  CHECK(net->reason.find("not managed by foundationd") != std::string::npos);
+  // An existing volume of the same name is adopted as is: it may hold data.
+  CHECK(plan.find({config::Kind::volume, "data"}) == nullptr);
+  CHECK(plan.hasConflicts());
+
+  fake.volumes["data"].driver = "nfs";
+  const auto* vol = planOf(fake, specFrom(kSpec)).find({config::Kind::volume, "data"});
+  REQUIRE(vol != nullptr);
+  CHECK(vol->action == Action::conflict);
+  CHECK(vol->reason.find("never deletes a volume") != std::string::npos);
+}
+
+TEST_CASE("a recreated network recreates the containers on it") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+  auto internal = specFrom(replaced(kSpec, "[networks.net]\n", "[networks.net]\ninternal = true\n"));
+  auto plan = planOf(fake, internal);
+  std::map<std::string, std::string> reasons;
+  for (const auto& c : plan.changes) {
+    CHECK(c.action == Action::recreate);
+    reasons[c.key.str()] = c.reason;
+  }
+  CHECK(reasons.at("network.net") == "internal changed (will recreate)");
+  CHECK(reasons.at("container.db") == "network net is recreated (will recreate)");
+  CHECK(reasons.at("container.app") == "network net is recreated (will recreate)");
+  converge(fake, internal);
+}

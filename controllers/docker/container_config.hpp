@@ -1,0 +1,71 @@
+// From a spec resource to what the Docker Engine is asked for, and the
+// canonical form that identifies it.
+//
+// The canonical config is a JSON document with sorted keys, holding only
+// fields that differ from their defaults (so a later version that learns a new
+// optional field does not change existing hashes). Secret values appear only
+// as {"sensitive": "<digest>"}. It is safe to print and is stored in the
+// resource's `foundationd.config` label; its SHA-256 is the
+// `foundationd.config-hash` label. A hash mismatch, and nothing else, makes a
+// container be recreated. Pure functions, no I/O.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.hpp"
+#include "config/spec.hpp"
+#include "controllers/docker/docker_api.hpp"
+#include "controllers/docker/secrets.hpp"
+
+namespace foundationd::docker {
+
+inline constexpr const char* kLabelManaged = "foundationd.managed";
+inline constexpr const char* kLabelProject = "foundationd.project";
+inline constexpr const char* kLabelHash = "foundationd.config-hash";
+inline constexpr const char* kLabelConfig = "foundationd.config";
+
+struct Desired {
+  nlohmann::json canonical;  // safe to print and to put in a label
+  std::string hash;          // hex SHA-256 of canonical.dump()
+};
+
+Desired desiredContainer(const config::ContainerSpec& c, const SecretResolver& secrets);
+Desired desiredNetwork(const config::NetworkSpec& n);
+Desired desiredVolume(const config::VolumeSpec& v);
+
+// Hex SHA-256 (libsodium) of `text`.
+std::string sha256Hex(const std::string& text);
+
+// The labels foundationd puts on what it owns: the user's labels plus
+// managed/project/config-hash/config.
+Labels ownedLabels(const std::map<std::string, std::string>& userLabels,
+                   const std::string& project, const Desired& desired);
+
+// POST /containers/create body. Fails (invalid_argument) when a referenced
+// secret has no value (state locked, or not generated yet).
+Result<nlohmann::json> containerCreateBody(const config::ContainerSpec& c,
+                                           const std::string& project, const Desired& desired,
+                                           const SecretResolver& secrets);
+// The networks beyond the first, which must be connected after create
+// (Engine API < 1.44 accepts one network at create time).
+std::vector<config::NetworkAttachment> extraNetworks(const config::ContainerSpec& c);
+
+nlohmann::json networkCreateBody(const config::NetworkSpec& n, const std::string& project,
+                                 const Desired& desired);
+nlohmann::json volumeCreateBody(const config::VolumeSpec& v, const std::string& project,
+                                const Desired& desired);
+
+// One changed field between two canonical configs, rendered safely
+// ("(sensitive)" for secret values, "(none)" for absent).
+struct FieldChange {
+  std::string field;  // "image", "env.FOO", "ports"
+  std::string before;
+  std::string after;
+  bool sensitive = false;
+};
+std::vector<FieldChange> diffCanonical(const nlohmann::json& before, const nlohmann::json& after);
+
+}  // namespace foundationd::docker

@@ -1,0 +1,78 @@
+// The Docker controller's apply step: performs a Plan against the Engine.
+//
+// Order comes from the spec's dependency graph: networks and volumes before
+// the containers that use them, a container after everything in its
+// depends_on, waiting for the condition (`started`: running; `healthy`: the
+// container's healthcheck reports healthy) with a timeout that fails clearly.
+// Independent resources are applied concurrently (coroutines on the caller's
+// io_context, at most `maxConcurrent` Engine operations at once). A failed
+// resource blocks its dependents and nothing else. A container is recreated
+// only after its new image is known to be present, so a missing image never
+// takes a running service down. Volumes are never removed.
+// Thread: the io_context's.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/spec.hpp"
+#include "controllers/docker/docker_api.hpp"
+#include "controllers/docker/docker_plan.hpp"
+#include "controllers/docker/secrets.hpp"
+
+namespace foundationd::docker {
+
+struct ApplyOptions {
+  // Upper bound for a depends_on condition to be met.
+  std::chrono::milliseconds conditionTimeout{std::chrono::minutes(5)};
+  // How often a pending condition is re-inspected.
+  std::chrono::milliseconds pollInterval{std::chrono::milliseconds(250)};
+  std::size_t maxConcurrent = 16;
+  // Stop timeout for containers whose spec does not set stop_timeout.
+  std::chrono::seconds defaultStopTimeout{10};
+};
+
+struct Outcome {
+  config::ResourceKey key;
+  Action action = Action::create;
+  bool ok = false;
+  std::string message;  // what happened, or why it failed / was blocked
+  std::chrono::milliseconds took{0};
+};
+
+struct ApplyReport {
+  std::vector<Outcome> outcomes;  // one per change acted on, in completion order
+  bool ok() const;
+};
+
+// Called as each change starts and ends (for progress output and logs).
+struct ApplyObserver {
+  std::function<void(const Change&)> started;
+  std::function<void(const Outcome&)> finished;
+};
+
+Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& plan,
+                        const Observed& observed, const SecretResolver& secrets,
+                        const ApplyOptions& options, const ApplyObserver& observer = {});
+
+}  // namespace foundationd::docker
+
+namespace foundationd::docker {
+
+// One reconcile of the Docker kinds: observe, plan, apply, and — when
+// something was applied — observe and plan again to confirm convergence. A
+// no-op reconcile makes exactly the three list calls of observe().
+struct ReconcileResult {
+  Plan plan;            // what was found to do
+  ApplyReport report;   // what was done
+  bool converged = false;
+  Plan remaining;       // the plan after applying (empty when converged)
+};
+
+Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec,
+                                        const SecretResolver& secrets, const ApplyOptions& options,
+                                        const ApplyObserver& observer = {});
+
+}  // namespace foundationd::docker
