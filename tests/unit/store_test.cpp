@@ -1,11 +1,13 @@
 #include "state/store.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -504,4 +506,33 @@ TEST_CASE("no plaintext secret ever reaches the database files") {
   }
   // After close SQLite checkpoints the WAL into the main file.
   assertAbsent(readFile(file) + readFile(file.string() + "-wal"));
+}
+
+TEST_CASE("the store serialises calls from several threads") {
+  TempDir tmp;
+  auto store = openStore(tmp.path / Store::kFileName);
+  auto key = store->initialize("pw", kFast);
+  REQUIRE(key.ok());
+  constexpr int kThreads = 4;
+  constexpr int kEach = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!store->appendAudit("thread.event").ok()) ++failures;
+        if (!store->putSecret(*key, "credential", "shared", "value", "v" + std::to_string(t))
+                 .ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  CHECK(store->auditSince(0)->size() == kThreads * kEach);
+  auto versions = store->secretVersions("credential", "shared", "value");
+  REQUIRE(versions.ok());
+  REQUIRE(versions->size() == kThreads * kEach);
+  for (int i = 0; i < kThreads * kEach; ++i) CHECK((*versions)[i].version == i + 1);
 }
