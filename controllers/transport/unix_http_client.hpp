@@ -6,14 +6,33 @@
 // their own connection, so callers may run many requests at once. Transport
 // failures (socket missing, connection refused/reset, timeout) are values
 // with ErrorCode::unavailable or ErrorCode::timeout; HTTP error statuses are
-// *not* errors here: the caller maps them.
+// *not* errors here: the caller maps them. Unparseable responses are
+// ErrorCode::protocol. Error messages name the socket path, the method and
+// the target, never the request body.
+//
+// Connections: up to kMaxIdleConnections idle connections are kept for
+// kMaxIdleAge. A pooled connection is checked (non-blocking peek) before
+// reuse and dropped if the server closed it. If a *pooled* connection still
+// fails before any response byte arrived, the request is retried once on a
+// fresh connection: always when nothing of the request could be written,
+// and, when the request was written, only for idempotent methods (GET, HEAD,
+// PUT, DELETE, OPTIONS). A fresh connection is never retried.
+//
+// Timeout: HttpRequest::timeout is one deadline for the whole exchange
+// (connect, write, reading the full body or stream, a retry included).
+//
+// Lifetime: in-flight requests keep the client's internals alive, so the
+// UnixHttpClient may be destroyed while a request is suspended; such a
+// request still completes (idle connections are closed on destruction).
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -32,7 +51,8 @@ struct HttpRequest {
   std::string method = "GET";
   std::string target;  // "/v1.41/containers/json?all=1"
   std::string body;
-  std::string contentType = "application/json";
+  std::string contentType = "application/json";  // sent only with a body
+  std::map<std::string, std::string> headers;       // extra request headers
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
 };
 
@@ -55,9 +75,17 @@ class UnixHttpClient {
 
   const std::string& socketPath() const noexcept;
 
+  // Idle connections currently pooled (tests, metrics).
+  std::size_t idleConnections() const noexcept;
+
+  static constexpr std::size_t kMaxIdleConnections = 8;
+  static constexpr std::chrono::seconds kMaxIdleAge{30};
+  // request() refuses larger bodies with ErrorCode::protocol.
+  static constexpr std::size_t kMaxBodyBytes = 64u << 20;
+
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace foundationd::transport
