@@ -1,1 +1,292 @@
-// placeholder: implemented by the config work
+#include "config/daemon_config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "config/names.hpp"
+#include "config/toml_reader.hpp"
+
+namespace foundationd::config {
+
+namespace {
+
+using detail::quote;
+using detail::TomlReader;
+using detail::Where;
+
+// "unix:/abs/path" or "tcp:host:port" (IPv6 hosts in brackets).
+std::optional<std::string> listenProblem(std::string_view s) {
+  if (s.rfind("unix:", 0) == 0) {
+    if (auto problem = absolutePathProblem(s.substr(5))) return "socket path " + *problem;
+    return std::nullopt;
+  }
+  if (s.rfind("tcp:", 0) != 0) return "expected \"unix:/path\" or \"tcp:host:port\"";
+  std::string_view rest = s.substr(4);
+  std::string_view host, port;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == rest.npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      return "expected \"tcp:[ipv6]:port\"";
+    }
+    host = rest.substr(1, close - 1);
+    if (!isIpv6(host)) return "has an invalid IPv6 address";
+    port = rest.substr(close + 2);
+  } else {
+    const auto colon = rest.rfind(':');
+    if (colon == rest.npos) return "expected \"tcp:host:port\"";
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (host.empty()) return "has no host";
+    for (char c : host) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '-';
+      if (!ok) return "has an invalid host (write IPv6 addresses in brackets)";
+    }
+  }
+  if (!parsePort(port)) return "has an invalid port (1-65535)";
+  return std::nullopt;
+}
+
+std::optional<std::string> gitUrlProblem(std::string_view s) {
+  for (std::string_view scheme : {"https://", "http://", "ssh://", "git://", "file://"}) {
+    if (s.rfind(scheme, 0) == 0) {
+      if (s.size() == scheme.size()) return "has nothing after the scheme";
+      if (s.find_first_of(" \t\r\n") != s.npos) return "must not contain spaces";
+      return std::nullopt;
+    }
+  }
+  // scp-like "user@host:path"
+  const auto colon = s.find(':');
+  const auto at = s.find('@');
+  if (at != s.npos && colon != s.npos && at > 0 && colon > at + 1 && colon + 1 < s.size() &&
+      s.find_first_of(" \t\r\n") == s.npos) {
+    return std::nullopt;
+  }
+  return "expected an https://, http://, ssh://, git:// or file:// URL, or user@host:path";
+}
+
+// "${credentials.NAME.FIELD}" and nothing else.
+std::optional<CredentialRef> parseCredentialRef(std::string_view s) {
+  constexpr std::string_view prefix = "${credentials.";
+  if (s.rfind(prefix, 0) != 0 || s.size() <= prefix.size() || s.back() != '}') return std::nullopt;
+  const std::string_view body = s.substr(prefix.size(), s.size() - prefix.size() - 1);
+  const auto dot = body.find('.');
+  if (dot == body.npos) return std::nullopt;
+  CredentialRef ref{std::string(body.substr(0, dot)), std::string(body.substr(dot + 1))};
+  if (!isCredentialName(ref.name) || !isIdentifier(ref.field)) return std::nullopt;
+  return ref;
+}
+
+class DaemonConfigParser {
+ public:
+  DaemonConfigParser(TomlReader& r, const toml::table& root) : r_(r), root_(root) {}
+
+  DaemonConfig run() {
+    r_.checkKeys(root_, {"state_dir", "api", "docker", "source", "reconcile", "unlock"}, Where{});
+    path(root_, "state_dir", Where{}, c_.stateDir);
+    api();
+    if (const toml::table* t = r_.table(root_, "docker", Where{})) {
+      const Where w{"docker"};
+      r_.checkKeys(*t, {"socket"}, w);
+      path(*t, "socket", w, c_.dockerSocket);
+    }
+    source();
+    if (const toml::table* t = r_.table(root_, "reconcile", Where{})) {
+      const Where w{"reconcile"};
+      r_.checkKeys(*t, {"resync_interval"}, w);
+      positive(*t, "resync_interval", w, c_.resyncInterval);
+    }
+    unlock();
+    return std::move(c_);
+  }
+
+ private:
+  void path(const toml::table& t, std::string_view key, const Where& w, std::string& out) {
+    auto p = r_.string(t, key, w);
+    if (!p) return;
+    if (auto problem = absolutePathProblem(*p)) {
+      r_.error(r_.loc(*t.get(key)), quote(key) + " " + w.in() + " " + *problem);
+      return;
+    }
+    out = *p;
+  }
+
+  void positive(const toml::table& t, std::string_view key, const Where& w, Duration& out) {
+    auto d = r_.duration(t, key, w);
+    if (!d) return;
+    if (d->count() <= 0) {
+      r_.error(r_.loc(*t.get(key)), quote(key) + " " + w.in() + " must be positive");
+      return;
+    }
+    out = *d;
+  }
+
+  void api() {
+    const toml::table* t = r_.table(root_, "api", Where{});
+    if (!t) return;
+    const Where w{"api"};
+    r_.checkKeys(*t, {"listen", "token_file"}, w);
+    if (const toml::array* listen = r_.array(*t, "listen", w)) {
+      if (listen->empty()) r_.error(r_.loc(*listen), "\"listen\" " + w.in() + " must not be empty");
+      std::vector<std::string> out;
+      std::set<std::string> seen;
+      for (std::size_t i = 0; i < listen->size(); ++i) {
+        const toml::node& node = *listen->get(i);
+        const std::string what = quote("listen[" + std::to_string(i) + "]");
+        if (!node.is_string()) {
+          r_.typeError(node, "a string", what, w);
+          continue;
+        }
+        const std::string& addr = node.as_string()->get();
+        if (auto problem = listenProblem(addr)) {
+          r_.error(r_.loc(node), "invalid listen address " + quote(addr) + " " + w.in() + ": " +
+                                     *problem);
+          continue;
+        }
+        if (!seen.insert(addr).second) {
+          r_.error(r_.loc(node), "listen address " + quote(addr) + " is listed twice");
+          continue;
+        }
+        out.push_back(addr);
+      }
+      c_.apiListen = std::move(out);
+    }
+    path(*t, "token_file", w, c_.apiTokenFile);
+  }
+
+  void credential(const toml::table& t, std::string_view key, const Where& w,
+                  std::optional<CredentialRef>& out) {
+    auto text = r_.string(t, key, w);
+    if (!text) return;
+    auto ref = parseCredentialRef(*text);
+    if (!ref) {
+      r_.error(r_.loc(*t.get(key)),
+               quote(key) + " " + w.in() +
+                   " must be a credential reference \"${credentials.NAME.FIELD}\"; secrets "
+                   "are never written in the config");
+      return;
+    }
+    out = std::move(ref);
+  }
+
+  void source() {
+    const toml::table* t = r_.table(root_, "source", Where{});
+    if (!t) return;
+    const Where w{"source"};
+    auto& s = c_.source;
+    r_.checkKeys(*t,
+                 {"kind", "path", "url", "branch", "spec_path", "poll_interval", "token",
+                  "webhook_secret"},
+                 w);
+    if (auto kind = r_.string(*t, "kind", w)) {
+      if (*kind != "file" && *kind != "git") {
+        std::string message = "invalid \"kind\" " + quote(*kind) + " " + w.in() +
+                              "; expected \"file\" or \"git\"";
+        const std::string guess = closestMatch(*kind, {"file", "git"});
+        if (!guess.empty()) message += "; did you mean " + quote(guess) + "?";
+        r_.error(r_.loc(*t->get("kind")), std::move(message));
+      } else {
+        s.kind = *kind;
+      }
+    }
+    path(*t, "path", w, s.path);
+    if (auto url = r_.string(*t, "url", w)) {
+      if (auto problem = gitUrlProblem(*url)) {
+        r_.error(r_.loc(*t->get("url")),
+                 "invalid \"url\" " + quote(*url) + " " + w.in() + ": " + *problem);
+      }
+      s.url = *url;
+    }
+    if (auto branch = r_.string(*t, "branch", w)) {
+      const bool ok = !branch->empty() && branch->front() != '-' &&
+                      branch->find("..") == std::string::npos &&
+                      branch->find_first_of(" \t~^:?*[\\") == std::string::npos;
+      if (!ok) {
+        r_.error(r_.loc(*t->get("branch")),
+                 "invalid \"branch\" " + quote(*branch) + " " + w.in());
+      }
+      s.branch = *branch;
+    }
+    if (auto specPath = r_.string(*t, "spec_path", w)) {
+      const bool ok = !specPath->empty() && specPath->front() != '/' &&
+                      !vaultPathProblem(*specPath);  // relative, no empty/./.. segments
+      if (!ok) {
+        r_.error(r_.loc(*t->get("spec_path")),
+                 "invalid \"spec_path\" " + quote(*specPath) + " " + w.in() +
+                     ": must be a path inside the repository, e.g. \"foundation.toml\"");
+      }
+      s.specPath = *specPath;
+    }
+    positive(*t, "poll_interval", w, s.pollInterval);
+    credential(*t, "token", w, s.token);
+    credential(*t, "webhook_secret", w, s.webhookSecret);
+
+    if (s.kind == "git" && s.url.empty()) {
+      r_.error(r_.keyLoc(*t, "kind"), "[source] with kind = \"git\" needs a \"url\"");
+    }
+    const bool git = s.kind == "git";
+    for (std::string_view key : {"url", "branch", "spec_path", "poll_interval", "token",
+                                 "webhook_secret"}) {
+      if (!git && t->contains(key)) {
+        r_.warning(r_.keyLoc(*t, key),
+                   quote(key) + " " + w.in() + " is ignored unless kind = \"git\"");
+      }
+    }
+    if (git && t->contains("path")) {
+      r_.warning(r_.keyLoc(*t, "path"), "\"path\" " + w.in() +
+                                            " is ignored when kind = \"git\" (use spec_path)");
+    }
+  }
+
+  void unlock() {
+    const toml::table* t = r_.table(root_, "unlock", Where{});
+    if (!t) return;
+    const Where w{"unlock"};
+    r_.checkKeys(*t, {"kdf", "keep_key_in_memory"}, w);
+    if (auto kdf = r_.string(*t, "kdf", w)) {
+      static const std::vector<std::string> levels{"interactive", "moderate", "sensitive"};
+      if (std::find(levels.begin(), levels.end(), *kdf) == levels.end()) {
+        std::string message = "invalid \"kdf\" " + quote(*kdf) + " " + w.in() +
+                              "; expected interactive, moderate or sensitive";
+        const std::string guess = closestMatch(*kdf, levels);
+        if (!guess.empty()) message += "; did you mean " + quote(guess) + "?";
+        r_.error(r_.loc(*t->get("kdf")), std::move(message));
+      } else {
+        c_.kdf = *kdf;
+      }
+    }
+    if (auto keep = r_.boolean(*t, "keep_key_in_memory", w)) c_.keepKeyInMemory = *keep;
+  }
+
+  TomlReader& r_;
+  const toml::table& root_;
+  DaemonConfig c_;
+};
+
+}  // namespace
+
+DaemonConfigResult loadDaemonConfigText(const std::string& text, const std::string& fileName) {
+  DaemonConfigResult result;
+  auto root = detail::parseToml(text, fileName, result.diagnostics);
+  if (!root) return result;
+  TomlReader r(fileName, result.diagnostics);
+  DaemonConfig config = DaemonConfigParser(r, *root).run();
+  if (!result.diagnostics.hasErrors()) result.config = std::move(config);
+  return result;
+}
+
+DaemonConfigResult loadDaemonConfigFile(const std::string& path) {
+  errno = 0;
+  auto text = detail::readTextFile(path);
+  if (!text) {
+    DaemonConfigResult result;
+    const std::string why = errno ? std::strerror(errno) : "not a regular file";
+    result.diagnostics.error(SourceLoc{path, 0, 0}, "cannot read the config file: " + why);
+    return result;
+  }
+  return loadDaemonConfigText(*text, path);
+}
+
+}  // namespace foundationd::config

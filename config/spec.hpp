@@ -224,6 +224,14 @@ struct ForgejoWebhook {
   SourceLoc loc;
 };
 
+// Options of a [forgejo.repos."owner/name"] table (both optional).
+struct ForgejoRepo {
+  std::string name;  // "owner/name"
+  SourceLoc loc;
+  bool isPrivate = false;  // Forgejo's own default for a new repository
+  std::string description;
+};
+
 struct ForgejoSpec {
   SourceLoc loc;
   std::string container;
@@ -231,6 +239,7 @@ struct ForgejoSpec {
   std::optional<ForgejoAdmin> admin;
   std::map<std::string, SourceLoc> orgs;   // name -> where declared
   std::map<std::string, SourceLoc> repos;  // "owner/name" -> where declared
+  std::map<std::string, ForgejoRepo> repoOptions;  // same keys as `repos`
   std::optional<std::string> runnerTokenVaultPath;
   std::map<std::string, ForgejoWebhook> webhooks;  // keyed by repo
 };
