@@ -86,7 +86,10 @@ std::string closestMatch(const std::string& word, const std::vector<std::string>
   std::size_t bestDistance = limit + 1;
   for (const auto& c : candidates) {
     const std::string lc = lower(c);
-    std::size_t d = editDistance(w, lc);
+    const std::size_t gap = w.size() > lc.size() ? w.size() - lc.size() : lc.size() - w.size();
+    // Lengths further apart than the limit cannot be within it: skip the
+    // quadratic distance (keeps long hostile inputs cheap).
+    std::size_t d = gap > limit ? limit + 1 : editDistance(w, lc);
     if (d >= w.size() || d >= c.size()) d = limit + 1;  // nothing in common: not a typo
     // A truncated or extended key ("alias" for "aliases", "rotate" for
     // "rotate_every") is a plausible slip too, ranked after true near misses.
