@@ -42,6 +42,9 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
+  // Asio's co_spawn default-constructs the result of an awaitable; an unset
+  // Result reads as an internal error.
+  Result() : v_(Error{ErrorCode::internal, "no result", 0}) {}
   Result(T value) : v_(std::move(value)) {}              // NOLINT(implicit)
   Result(Error error) : v_(std::move(error)) {}          // NOLINT(implicit)
 

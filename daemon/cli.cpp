@@ -18,13 +18,22 @@ commands:
   plan [--spec SPEC] [--json]  show what would change (exit 0 none, 2 changes, 1 error)
   apply --once [--spec SPEC]   converge once and exit (exit 0 converged, 1 failed)
   serve [--config FILE]        run the daemon (what systemd starts)
+  init [--state-dir DIR] [--kdf PROFILE]
+                               create the state store and set the master passphrase
+  rekey                        change the master passphrase (old, then new twice; or
+                               --passphrase-file OLD --new-passphrase-file NEW)
+  rotate CREDENTIAL [--spec SPEC]
+                               new values, then every consumer updated in order
+  secret show CREDENTIAL[.FIELD]
+                               print a generated value (audit-logged)
   version                      print the version
 
 options:
   --config FILE      daemon config (default /etc/foundationd/foundationd.toml when present)
   --spec SPEC        the spec (default: the config's [source] path)
   --state-dir DIR    state directory (default: the config's state_dir)
-  --passphrase-file FILE
+  --passphrase-file FILE       the passphrase's first line (else the TTY, no echo, or stdin)
+  --kdf PROFILE                Argon2id cost: interactive | moderate (default) | sensitive
   --json             machine-readable output (plan)
 )";
 
@@ -56,6 +65,10 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
       if (!takeValue(args.stateDir)) return std::nullopt;
     } else if (is("--passphrase-file")) {
       if (!takeValue(args.passphraseFile)) return std::nullopt;
+    } else if (is("--new-passphrase-file")) {
+      if (!takeValue(args.newPassphraseFile)) return std::nullopt;
+    } else if (is("--kdf")) {
+      if (!takeValue(args.kdf)) return std::nullopt;
     } else if (a == "--json") {
       args.json = true;
     } else if (a == "--once") {
@@ -94,6 +107,10 @@ int runCli(int argc, char** argv) {
     if (cmd == "plan") return cmdPlan(*args);
     if (cmd == "apply") return cmdApply(*args);
     if (cmd == "serve") return cmdServe(*args);
+    if (cmd == "init") return cmdInit(*args);
+    if (cmd == "rekey") return cmdRekey(*args);
+    if (cmd == "rotate") return cmdRotate(*args);
+    if (cmd == "secret") return cmdSecret(*args);
     if (cmd == "version") {
       std::printf("foundationd %s (%s)\n", FOUNDATIOND_VERSION, FOUNDATIOND_REVISION);
       return 0;

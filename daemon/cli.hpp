@@ -17,6 +17,8 @@ struct CliArgs {
   std::optional<std::string> spec;      // --spec
   std::optional<std::string> stateDir;  // --state-dir
   std::optional<std::string> passphraseFile;
+  std::optional<std::string> newPassphraseFile;  // rekey
+  std::optional<std::string> kdf;                // init, rekey: interactive | moderate | sensitive
   bool json = false;
   bool once = false;
 };

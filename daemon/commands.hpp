@@ -1,7 +1,10 @@
 // The CLI's commands. Each returns the process exit code (INTERFACES.md).
 #pragma once
 
+#include "config/daemon_config.hpp"
+#include "config/spec.hpp"
 #include "daemon/cli.hpp"
+#include "state/store.hpp"
 
 namespace foundationd::daemon {
 
@@ -9,5 +12,13 @@ int cmdCheck(const CliArgs& args);
 int cmdPlan(const CliArgs& args);
 int cmdApply(const CliArgs& args);
 int cmdServe(const CliArgs& args);
+int cmdInit(const CliArgs& args);
+int cmdRekey(const CliArgs& args);
+int cmdRotate(const CliArgs& args);
+int cmdSecret(const CliArgs& args);
+
+// Converges `spec` once with the CLI's progress output; returns the exit code.
+int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state::Store* store,
+                const state::UnlockedKey* key);
 
 }  // namespace foundationd::daemon

@@ -1,5 +1,7 @@
 #include "controllers/docker/container_config.hpp"
 
+#include "controllers/docker/secret_files.hpp"
+
 #include <sodium.h>
 
 #include <cmath>
@@ -176,7 +178,8 @@ Labels ownedLabels(const std::map<std::string, std::string>& userLabels,
 }
 
 Result<json> containerCreateBody(const config::ContainerSpec& c, const std::string& project,
-                                 const Desired& desired, const SecretResolver& secrets) {
+                                 const Desired& desired, const SecretResolver& secrets,
+                                 const std::string& secretsDir) {
   json body = json::object();
   body["Image"] = c.image;
   if (c.command) body["Cmd"] = *c.command;
@@ -205,6 +208,7 @@ Result<json> containerCreateBody(const config::ContainerSpec& c, const std::stri
   json host = json::object();
   json binds = json::array();
   for (const auto& m : c.volumes) binds.push_back(mountText(m));
+  for (const auto& b : secretFileBinds(c, secretsDir)) binds.push_back(b);
   host["Binds"] = binds;
   if (!c.ports.empty()) {
     json exposed = json::object();

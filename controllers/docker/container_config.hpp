@@ -46,9 +46,11 @@ Labels ownedLabels(const std::map<std::string, std::string>& userLabels,
 
 // POST /containers/create body. Fails (invalid_argument) when a referenced
 // secret has no value (state locked, or not generated yet).
+// `secretsDir` is where secret_files live on the host (secret_files.hpp).
 Result<nlohmann::json> containerCreateBody(const config::ContainerSpec& c,
                                            const std::string& project, const Desired& desired,
-                                           const SecretResolver& secrets);
+                                           const SecretResolver& secrets,
+                                           const std::string& secretsDir);
 // The networks beyond the first, which must be connected after create
 // (Engine API < 1.44 accepts one network at create time).
 std::vector<config::NetworkAttachment> extraNetworks(const config::ContainerSpec& c);

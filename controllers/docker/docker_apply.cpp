@@ -155,7 +155,7 @@ struct Run {
   }
 
   Task<Status> createAndStart(const config::ContainerSpec& c, const Desired& desired) {
-    auto body = containerCreateBody(c, spec.project, desired, secrets);
+    auto body = containerCreateBody(c, spec.project, desired, secrets, options.secretsDir);
     if (!body) co_return body.error();
     auto hold = co_await limiter.hold();
     auto id = co_await api.createContainer(c.name, body.value());

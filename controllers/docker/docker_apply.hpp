@@ -32,6 +32,8 @@ struct ApplyOptions {
   std::size_t maxConcurrent = 16;
   // Stop timeout for containers whose spec does not set stop_timeout.
   std::chrono::seconds defaultStopTimeout{10};
+  // Where secret_files are on the host (written before apply; secret_files.hpp).
+  std::string secretsDir = "/run/foundationd/secrets";
 };
 
 struct Outcome {

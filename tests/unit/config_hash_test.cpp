@@ -105,14 +105,14 @@ TEST_CASE("secrets enter the hash as digests, never as values") {
   auto labels = docker::ownedLabels({}, "p", d1);
   for (const auto& [k, v] : labels) CHECK(v.find("hunter2") == std::string::npos);
 
-  auto body = docker::containerCreateBody(spec.containers.at("db"), "p", d1, s1);
+  auto body = docker::containerCreateBody(spec.containers.at("db"), "p", d1, s1, "/run/x");
   REQUIRE(body.ok());
   bool found = false;
   for (const auto& e : body->at("Env")) found |= e == "PW=hunter2-super-secret";
   CHECK(found);
   CHECK(body->at("Labels").dump().find("hunter2") == std::string::npos);
 
-  auto missing = docker::containerCreateBody(spec.containers.at("db"), "p", d2, s2);
+  auto missing = docker::containerCreateBody(spec.containers.at("db"), "p", d2, s2, "/run/x");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().message.find("db.password") != std::string::npos);
 }
@@ -122,7 +122,7 @@ TEST_CASE("the Engine create body carries every field") {
   MapSecrets s;
   s.values["db.password"] = "x";
   auto d = docker::desiredContainer(spec.containers.at("db"), s);
-  auto body = docker::containerCreateBody(spec.containers.at("db"), "p", d, s);
+  auto body = docker::containerCreateBody(spec.containers.at("db"), "p", d, s, "/run/x");
   REQUIRE(body.ok());
   const auto& b = body.value();
   CHECK(b.at("Image") == "img/db:1");

@@ -1,0 +1,129 @@
+// The commands that touch the sealed state: init, rekey, rotate, secret show.
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "controllers/credentials/credentials.hpp"
+#include "daemon/cli_support.hpp"
+#include "daemon/commands.hpp"
+#include "daemon/passphrase.hpp"
+#include "state/sealing.hpp"
+
+namespace foundationd::daemon {
+namespace {
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "foundationd: %s\n", message.c_str());
+  return 1;
+}
+
+Result<state::KdfProfile> profileOf(const CliArgs& args, const config::DaemonConfig& cfg) {
+  return state::parseKdfProfile(args.kdf ? *args.kdf : cfg.kdf);
+}
+
+}  // namespace
+
+int cmdInit(const CliArgs& args) {
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  auto profile = profileOf(args, *cfg);
+  if (!profile) return fail(profile.error().message);
+  const std::string dir = stateDirOf(args, *cfg);
+  auto store = state::Store::openDir(dir);
+  if (!store) return fail("cannot open the state in " + dir + ": " + store.error().message);
+  auto initialized = store.value()->isInitialized();
+  if (!initialized) return fail(initialized.error().message);
+  if (initialized.value()) {
+    return fail("the state in " + dir + " is already initialised; nothing was changed (to change "
+                "the passphrase: foundationd rekey)");
+  }
+  auto pass = readNewPassphrase(args.passphraseFile, "New master passphrase: ");
+  if (!pass) return fail(pass.error().message + "; nothing was changed");
+  auto key = store.value()->initialize(pass.value().view(), profile.value());
+  if (!key) return fail(key.error().message);
+  (void)store.value()->appendAudit(
+      "state.initialized", nlohmann::json{{"kdf", state::toString(profile.value())}}.dump());
+  std::printf("Initialised the state in %s (kdf %s). Keep the passphrase safe: it is the one "
+              "secret that brings everything back.\n",
+              dir.c_str(), state::toString(profile.value()));
+  return 0;
+}
+
+int cmdRekey(const CliArgs& args) {
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  auto profile = profileOf(args, *cfg);
+  if (!profile) return fail(profile.error().message);
+  auto store = openExistingStore(stateDirOf(args, *cfg));
+  if (!store) return fail(store.error().message);
+  auto oldPass = readPassphrase(args.passphraseFile, "Current master passphrase: ");
+  if (!oldPass) return fail(oldPass.error().message + "; nothing was changed");
+  // Check the old one before asking for the new one twice.
+  if (auto check = store.value()->unlock(oldPass.value().view()); !check) {
+    return fail(check.error().message + "; nothing was changed");
+  }
+  auto newPass = readNewPassphrase(args.newPassphraseFile, "New master passphrase: ");
+  if (!newPass) return fail(newPass.error().message + "; nothing was changed");
+  auto st = store.value()->rekey(oldPass.value().view(), newPass.value().view(), profile.value());
+  if (!st) return fail(st.error().message + "; nothing was changed");
+  (void)store.value()->appendAudit("state.rekeyed", "{}");
+  std::printf("The master passphrase was changed; the old one no longer unlocks the state.\n");
+  return 0;
+}
+
+int cmdRotate(const CliArgs& args) {
+  if (args.positional.empty()) return fail("usage: foundationd rotate CREDENTIAL [--spec SPEC]");
+  const std::string name = args.positional.front();
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  const std::string specPath = args.spec ? *args.spec : cfg->source.path;
+  auto spec = loadSpec(specPath);
+  if (!spec) return 1;
+  if (!spec->credentials.count(name)) return fail("no credential \"" + name + "\" in " + specPath);
+  auto unlocked = openAndUnlock(args, *cfg);
+  if (!unlocked) return fail(unlocked.error().message + "; nothing was changed");
+  auto rotated = credentials::rotateCredential(*spec, *unlocked->store, unlocked->key, name);
+  if (!rotated) return fail(rotated.error().message);
+  for (const auto& g : rotated.value()) {
+    std::printf("credential.%s.%s: rotated (version %d)\n", g.credential.c_str(), g.field.c_str(),
+                g.version);
+  }
+  // The new version is durable; now every consumer follows, in dependency order.
+  return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);
+}
+
+int cmdSecret(const CliArgs& args) {
+  if (args.positional.size() != 2 || args.positional[0] != "show") {
+    return fail("usage: foundationd secret show CREDENTIAL[.FIELD]");
+  }
+  const std::string ref = args.positional[1];
+  const auto dot = ref.find('.');
+  const std::string name = ref.substr(0, dot);
+  const std::string field = dot == std::string::npos ? "" : ref.substr(dot + 1);
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  auto unlocked = openAndUnlock(args, *cfg);
+  if (!unlocked) return fail(unlocked.error().message);
+  auto& store = *unlocked->store;
+  auto infos = store.listSecrets();
+  if (!infos) return fail(infos.error().message);
+  int shown = 0;
+  for (const auto& info : infos.value()) {
+    if (info.kind != credentials::kKind || info.name != name) continue;
+    if (!field.empty() && info.field != field) continue;
+    auto s = store.currentSecret(unlocked->key, info.kind, info.name, info.field);
+    if (!s) return fail(s.error().message);
+    if (field.empty()) std::printf("%s=", info.field.c_str());
+    std::fwrite(s->value.data(), 1, s->value.size(), stdout);
+    std::fputc('\n', stdout);
+    ++shown;
+  }
+  if (shown == 0) return fail("no generated value for " + ref);
+  (void)store.appendAudit("secret.shown", nlohmann::json{{"credential", name},
+                                                         {"field", field.empty() ? "*" : field}}
+                                              .dump());
+  return 0;
+}
+
+}  // namespace foundationd::daemon

@@ -1,0 +1,59 @@
+#include "daemon/converge.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "controllers/docker/secret_files.hpp"
+#include "daemon/cli_support.hpp"
+
+namespace foundationd::daemon {
+
+ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api,
+                             const config::Spec& spec, state::Store* store,
+                             const state::UnlockedKey* key, const docker::ApplyOptions& options,
+                             const ConvergeHooks& hooks) {
+  ConvergeOutcome out;
+  if (!spec.credentials.empty()) {
+    if (!store || !key || key->locked()) {
+      out.error = Error::make(ErrorCode::unavailable,
+                              "this spec declares [credentials]: the state must be unlocked");
+      return out;
+    }
+    auto generated = credentials::ensureCredentials(spec, *store, *key,
+                                                    std::chrono::system_clock::now());
+    if (!generated) {
+      out.error = generated.error();
+      return out;
+    }
+    out.generated = std::move(generated).value();
+    if (hooks.generated) {
+      for (const auto& g : out.generated) hooks.generated(g);
+    }
+  }
+  StoreSecrets secrets(spec, store, key);
+  if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir); !st) {
+    out.error = st.error();
+    return out;
+  }
+  auto result = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker));
+  if (!result) {
+    out.error = result.error();
+    return out;
+  }
+  if (store) {
+    for (const auto& o : result->report.outcomes) {
+      if (!o.ok || o.key.kind != config::Kind::container) continue;
+      auto it = spec.containers.find(o.key.name);
+      if (it == spec.containers.end()) continue;
+      (void)store->setAppliedHash("container", o.key.name,
+                                  docker::desiredContainer(it->second, secrets).hash);
+    }
+    nlohmann::json audit{{"project", spec.project},
+                         {"changes", result->report.outcomes.size()},
+                         {"converged", result->converged}};
+    (void)store->appendAudit("reconcile", audit.dump());
+  }
+  out.docker = std::move(result).value();
+  return out;
+}
+
+}  // namespace foundationd::daemon

@@ -1,0 +1,57 @@
+// One converge of a whole spec, as `apply --once`, `rotate` and `serve` run it:
+// credentials first (generated and made durable before any use), then the
+// secret files, then the Docker kinds. Blocking parts (the store) run on the
+// calling thread; the Docker part on `io`.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/spec.hpp"
+#include "controllers/credentials/credentials.hpp"
+#include "controllers/docker/docker_apply.hpp"
+#include "controllers/docker/docker_api.hpp"
+#include "controllers/docker/secrets.hpp"
+#include "state/store.hpp"
+
+namespace foundationd::daemon {
+
+// The credentials controller seen through the Docker controller's narrow
+// SecretResolver interface.
+class StoreSecrets final : public docker::SecretResolver {
+ public:
+  StoreSecrets(const config::Spec& spec, state::Store* store, const state::UnlockedKey* key)
+      : resolver_(spec, store, key) {}
+  std::optional<std::string> digest(const config::CredentialRef& ref) const override {
+    return resolver_.digest(ref);
+  }
+  std::optional<std::string> value(const config::CredentialRef& ref) const override {
+    return resolver_.value(ref);
+  }
+
+ private:
+  credentials::Resolver resolver_;
+};
+
+struct ConvergeOutcome {
+  std::vector<credentials::Generated> generated;
+  std::optional<docker::ReconcileResult> docker;
+  std::optional<Error> error;  // a failure before or outside the Docker apply
+  bool converged() const { return !error && docker && docker->converged; }
+};
+
+struct ConvergeHooks {
+  std::function<void(const credentials::Generated&)> generated;
+  docker::ApplyObserver docker;
+};
+
+// `store`/`key` may be null for a spec without [credentials].
+ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api,
+                             const config::Spec& spec, state::Store* store,
+                             const state::UnlockedKey* key, const docker::ApplyOptions& options,
+                             const ConvergeHooks& hooks);
+
+}  // namespace foundationd::daemon

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Converge benchmark: foundationd against docker-compose on the same services.
+
+For N = 10, 30, 100 busybox containers on one network, measures in the same
+run, on the same engine:
+  - converge from empty:  `foundationd apply --once`  vs  `docker-compose up -d`
+  - no-op converge:       the same commands again with nothing to do
+and prints medians, the ratios, and the number of Docker API calls of
+foundationd's no-op converge (which must not grow with N).
+
+  tests/bench/converge_bench.py --bin build/daemon/foundationd [--sizes 10,30,100] [--runs 5]
+Needs a running Docker engine, docker-compose (Debian's), and the busybox
+test image (tests/peers/busybox-image).
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+FD_PROJECT = "bench-fd"
+COMPOSE_PROJECT = "benchcompose"
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+def timed(cmd, **kw):
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout + r.stderr)
+        raise SystemExit(f"bench: {' '.join(cmd)} failed with {r.returncode}")
+    return dt, r.stdout
+
+
+def write_spec(d, n, image):
+    with open(os.path.join(d, "VERSIONS"), "w") as f:
+        f.write(f'[images]\nbusybox = "{image}"\n')
+    with open(os.path.join(d, "bench.toml"), "w") as f:
+        f.write(f'spec_version = 1\nproject = "{FD_PROJECT}"\nversions = "VERSIONS"\n')
+        f.write("[networks.fdb-net]\n")
+        for i in range(n):
+            f.write(f'[containers.fdb-{i}]\nimage = "${{versions.busybox}}"\n'
+                    f'command = ["sleep", "86400"]\nnetworks = ["fdb-net"]\n'
+                    f'restart = "unless-stopped"\nstop_timeout = "1s"\n')
+    with open(os.path.join(d, "docker-compose.yml"), "w") as f:
+        f.write('version: "2.4"\nservices:\n')
+        for i in range(n):
+            f.write(f"  svc{i}:\n    image: {image}\n    command: [\"sleep\", \"86400\"]\n"
+                    f"    networks: [net]\n    restart: unless-stopped\n    stop_grace_period: 1s\n")
+        f.write("networks:\n  net: {}\n")
+
+
+def clean_fd():
+    ids = sh(["docker", "ps", "-aq", "--filter", f"label=foundationd.project={FD_PROJECT}"]).stdout.split()
+    if ids:
+        sh(["docker", "rm", "-f", *ids])
+    sh(["docker", "network", "rm", "fdb-net"], check=False)
+
+
+def clean_compose(d):
+    sh(["docker-compose", "-p", COMPOSE_PROJECT, "-f", os.path.join(d, "docker-compose.yml"),
+        "down", "-t", "1"], check=False)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="build/daemon/foundationd")
+    ap.add_argument("--sizes", default="10,30,100")
+    ap.add_argument("--runs", type=int, default=5, help="no-op runs per tool and size")
+    ap.add_argument("--empty-runs", type=int, default=3, help="from-empty runs per tool and size")
+    ap.add_argument("--image", default=os.environ.get("FOUNDATIOND_TEST_IMAGE"))
+    args = ap.parse_args()
+    if not args.image:
+        args.image = sh(["tests/peers/busybox-image"]).stdout.strip()
+    fd = os.path.abspath(args.bin)
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory() as d:
+            write_spec(d, n, args.image)
+            spec = os.path.join(d, "bench.toml")
+            compose = ["docker-compose", "-p", COMPOSE_PROJECT, "-f", os.path.join(d, "docker-compose.yml")]
+            fd_apply = [fd, "apply", "--once", "--spec", spec]
+            fd_empty, cp_empty, fd_noop, cp_noop, calls = [], [], [], [], set()
+            for _ in range(args.empty_runs):
+                clean_fd()
+                clean_compose(d)
+                fd_empty.append(timed(fd_apply)[0])
+                cp_empty.append(timed(compose + ["up", "-d"])[0])
+            for _ in range(args.runs):
+                dt, out = timed(fd_apply)
+                fd_noop.append(dt)
+                m = re.search(r"(\d+) Docker API call", out)
+                calls.add(int(m.group(1)) if m else -1)
+                cp_noop.append(timed(compose + ["up", "-d"])[0])
+            clean_fd()
+            clean_compose(d)
+        row = dict(n=n, fd_empty=median(fd_empty), cp_empty=median(cp_empty),
+                   fd_noop=median(fd_noop), cp_noop=median(cp_noop), calls=sorted(calls))
+        rows.append(row)
+        print(f"N={n:>3}: from empty fd {row['fd_empty']:.2f}s compose {row['cp_empty']:.2f}s | "
+              f"no-op fd {row['fd_noop']*1000:.1f}ms compose {row['cp_noop']*1000:.0f}ms | "
+              f"fd no-op API calls {row['calls']}", flush=True)
+
+    print()
+    print(f"foundationd vs docker-compose {sh(['docker-compose', 'version', '--short']).stdout.strip()}, "
+          f"medians (from empty: {args.empty_runs} runs, no-op: {args.runs} runs), same engine, same run")
+    print("|   N | from empty: foundationd | compose | ratio | no-op: foundationd | compose | ratio | no-op API calls |")
+    print("|----:|------------------------:|--------:|------:|-------------------:|--------:|------:|----------------:|")
+    for r in rows:
+        print(f"| {r['n']:>3} | {r['fd_empty']:>22.2f}s | {r['cp_empty']:>6.2f}s | "
+              f"{r['cp_empty']/r['fd_empty']:>4.1f}x | {r['fd_noop']*1000:>16.1f}ms | "
+              f"{r['cp_noop']*1000:>5.0f}ms | {r['cp_noop']/r['fd_noop']:>4.0f}x | "
+              f"{','.join(map(str, r['calls'])):>15} |")
+    print("(ratio = compose time / foundationd time; higher is better for foundationd)")
+
+
+if __name__ == "__main__":
+    main()

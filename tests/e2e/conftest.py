@@ -1,0 +1,78 @@
+"""Fixtures for end-to-end tests: the built foundationd binary as a black box,
+the real Docker engine, and a unique project per test that is cleaned up."""
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+
+def _skip_allowed():
+    return os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true"
+
+
+@pytest.fixture(scope="session")
+def fd_bin():
+    path = os.environ.get("FOUNDATIOND_BIN")
+    if not path or not os.access(path, os.X_OK):
+        if _skip_allowed():
+            pytest.skip("FOUNDATIOND_BIN not set (opted out with FOUNDATIOND_SKIP_E2E=1)")
+        pytest.fail("FOUNDATIOND_BIN must name the built foundationd binary (meson test sets it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def image():
+    ref = os.environ.get("FOUNDATIOND_TEST_IMAGE")
+    if not ref:
+        if _skip_allowed():
+            pytest.skip("FOUNDATIOND_TEST_IMAGE not set")
+        pytest.fail("FOUNDATIOND_TEST_IMAGE must name the busybox test image (scripts/test sets it)")
+    return ref
+
+
+def docker(*args, check=True):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
+
+
+class Project:
+    def __init__(self, fd_bin, image, tmp_path):
+        self.bin = fd_bin
+        self.image = image
+        self.name = "fd-e2e-" + uuid.uuid4().hex[:8]
+        self.dir = tmp_path
+        (tmp_path / "VERSIONS").write_text(f'[images]\nbusybox = "{image}"\n')
+
+    def write(self, body, prune=False):
+        head = f'spec_version = 1\nproject = "{self.name}"\nversions = "VERSIONS"\n'
+        if prune:
+            head += "prune = true\n"
+        path = self.dir / "foundation.toml"
+        path.write_text(head + body.replace("@", self.name + "-"))
+        return str(path)
+
+    def run(self, *args, stdin=None):
+        env = dict(os.environ, NO_COLOR="1")
+        return subprocess.run([self.bin, *args], capture_output=True, text=True, env=env,
+                              input=stdin, timeout=300)
+
+    def container(self, short):
+        r = docker("inspect", f"{self.name}-{short}", check=False)
+        return json.loads(r.stdout)[0] if r.returncode == 0 else None
+
+    def cleanup(self):
+        ids = docker("ps", "-aq", "--filter", f"label=foundationd.project={self.name}").stdout.split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        for kind in ("network", "volume"):
+            names = docker(kind, "ls", "-q", "--filter", f"label=foundationd.project={self.name}").stdout.split()
+            for n in names:
+                docker(kind, "rm", n, check=False)
+
+
+@pytest.fixture
+def project(fd_bin, image, tmp_path):
+    p = Project(fd_bin, image, tmp_path)
+    yield p
+    p.cleanup()
