@@ -40,6 +40,9 @@ struct DaemonConfigResult {
   Diagnostics diagnostics;
 };
 
+// A file that cannot be read is an error: a caller that wants the defaults
+// when no file exists checks for it first. Git-only keys on a file source
+// (and `path` on a git source) are warnings, not errors (docs/spec.md).
 DaemonConfigResult loadDaemonConfigFile(const std::string& path);
 DaemonConfigResult loadDaemonConfigText(const std::string& text, const std::string& fileName);
 

@@ -32,7 +32,9 @@ struct ResourceKey {
 
 class Graph {
  public:
-  // Every resource of the spec becomes a node.
+  // Every resource of the spec becomes a node. A reference to something the
+  // spec does not declare, or to the resource itself, adds no edge: the
+  // loader reports those as errors of their own, not as cycles.
   static Graph build(const Spec& spec);
 
   const std::set<ResourceKey>& nodes() const noexcept { return nodes_; }
