@@ -36,12 +36,18 @@ std::string percentEncode(std::string_view s, std::string_view keep) {
 }
 
 // A query value: everything but unreserved characters is escaped.
-std::string queryValue(std::string_view s) { return percentEncode(s, ""); }
+std::string queryValue(std::string_view s) {
+  return percentEncode(s, "");
+}
 // One path segment (a container, network or volume name or id).
-std::string segment(std::string_view s) { return percentEncode(s, ""); }
+std::string segment(std::string_view s) {
+  return percentEncode(s, "");
+}
 // An image reference in a path ("/images/{name}/json"): the route takes the
 // rest of the path, so '/' stays, as do ':' and '@' (valid in a path).
-std::string imagePath(std::string_view s) { return percentEncode(s, "/:@"); }
+std::string imagePath(std::string_view s) {
+  return percentEncode(s, "/:@");
+}
 
 // "&filters=" + URL-encoded {"label":["k=v",...]}, or "" for no filter.
 std::string labelFilterQuery(const LabelFilter& f, char sep) {
@@ -84,11 +90,15 @@ std::string stripSlash(std::string name) {
 
 ErrorCode codeForStatus(int status) {
   switch (status) {
-    case 400: return ErrorCode::invalid_argument;
+    case 400:
+      return ErrorCode::invalid_argument;
     case 403:  // the Engine's "forbidden": e.g. already connected to the network
-    case 409: return ErrorCode::conflict;
-    case 404: return ErrorCode::not_found;
-    default: return ErrorCode::peer;
+    case 409:
+      return ErrorCode::conflict;
+    case 404:
+      return ErrorCode::not_found;
+    default:
+      return ErrorCode::peer;
   }
 }
 
@@ -150,11 +160,9 @@ std::pair<std::string, std::string> splitReference(const std::string& ref) {
 class PullProgress {
  public:
   void feed(std::string_view chunk) {
-    if (head_.size() < kMaxErrorText) head_ += chunk.substr(0, kMaxErrorText - head_.size());
     pending_ += chunk;
     std::size_t start = 0;
-    for (auto nl = pending_.find('\n'); nl != std::string::npos;
-         nl = pending_.find('\n', start)) {
+    for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n', start)) {
       line(std::string_view(pending_).substr(start, nl - start));
       start = nl + 1;
     }
@@ -165,7 +173,6 @@ class PullProgress {
     pending_.clear();
   }
   const std::string& error() const { return error_; }
-  const std::string& head() const { return head_; }  // the stream's first bytes
 
  private:
   void line(std::string_view text) {
@@ -178,7 +185,6 @@ class PullProgress {
     }
     if (!msg.empty()) error_ = msg;
   }
-  std::string head_;
   std::string pending_;
   std::string error_;
 };
@@ -200,7 +206,9 @@ DockerClient::DockerClient(boost::asio::any_io_executor executor, std::string so
 
 DockerClient::~DockerClient() = default;
 
-const std::string& DockerClient::socketPath() const noexcept { return http_.socketPath(); }
+const std::string& DockerClient::socketPath() const noexcept {
+  return http_.socketPath();
+}
 
 std::uint64_t DockerClient::requestCount() const noexcept {
   return requests_.load(std::memory_order_relaxed);
@@ -252,8 +260,8 @@ Task<Result<std::vector<ContainerSummary>>> DockerClient::listContainers(const L
     if (!c.is_object()) continue;
     ContainerSummary s;
     s.id = stringField(c, "Id");
-    if (auto names = c.find("Names"); names != c.end() && names->is_array() && !names->empty() &&
-                                      names->front().is_string()) {
+    if (auto names = c.find("Names");
+        names != c.end() && names->is_array() && !names->empty() && names->front().is_string()) {
       s.name = stripSlash(names->front().get<std::string>());
     }
     s.image = stringField(c, "Image");
@@ -289,8 +297,8 @@ Task<Result<ContainerInspect>> DockerClient::inspectContainer(const std::string&
     }
     if (auto h = st->find("Health"); h != st->end() && h->is_object()) {
       out.health = stringField(*h, "Status");
-      if (auto log = h->find("Log"); log != h->end() && log->is_array() && !log->empty() &&
-                                      log->back().is_object()) {
+      if (auto log = h->find("Log");
+          log != h->end() && log->is_array() && !log->empty() && log->back().is_object()) {
         out.lastHealthOutput = trim(stringField(log->back(), "Output"));
       }
     }
@@ -302,8 +310,7 @@ Task<Result<ContainerInspect>> DockerClient::inspectContainer(const std::string&
   co_return out;
 }
 
-Task<Result<std::string>> DockerClient::createContainer(const std::string& name,
-                                                        const json& body) {
+Task<Result<std::string>> DockerClient::createContainer(const std::string& name, const json& body) {
   const std::string what = "create container " + name;
   HttpRequest req;
   req.method = "POST";
@@ -348,8 +355,8 @@ Task<Status> DockerClient::removeContainer(const std::string& id, bool force) {
   const std::string what = "remove container " + id;
   HttpRequest req;
   req.method = "DELETE";
-  req.target = path("/containers/" + segment(id) + (force ? "?force=true" : "?force=false") +
-                    "&v=false");
+  req.target =
+      path("/containers/" + segment(id) + (force ? "?force=true" : "?force=false") + "&v=false");
   req.timeout = requestTimeout_;
   auto r = co_await call("DELETE /containers/{id}", std::move(req));
   if (!r) co_return withContext(std::move(r).error(), what);
@@ -372,8 +379,8 @@ Task<Result<std::vector<NetworkSummary>>> DockerClient::listNetworks(const Label
   std::vector<NetworkSummary> out;
   for (const auto& n : *doc) {
     if (!n.is_object()) continue;
-    out.push_back({stringField(n, "Id"), stringField(n, "Name"), stringField(n, "Driver"),
-                   labelsFrom(n)});
+    out.push_back(
+        {stringField(n, "Id"), stringField(n, "Name"), stringField(n, "Driver"), labelsFrom(n)});
   }
   co_return out;
 }
@@ -486,23 +493,34 @@ Task<Status> DockerClient::pullImage(const std::string& ref) {
   req.target = path("/images/create?fromImage=" + queryValue(repo) + "&tag=" + queryValue(tag));
   req.timeout = pullTimeout_;
 
-  // The status is known only when stream() returns, so the body always goes
-  // to `progress`, which also keeps its start for a non-200 error document.
+  // A 200 body is the JSON-lines progress stream; any other is one error document.
   PullProgress progress;
+  std::string errorBody;
+  int status = 0;
   requests_.fetch_add(1, std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
-  auto r = co_await http_.stream(std::move(req), [&progress](std::string_view chunk) {
-    progress.feed(chunk);
-    return true;
-  });
+  auto r = co_await http_.stream(
+      std::move(req),
+      [&status](const HttpResponse& head) {
+        status = head.status;
+        return true;
+      },
+      [&](std::string_view chunk) {
+        if (status == 200) {
+          progress.feed(chunk);
+        } else if (errorBody.size() < kMaxErrorText) {
+          errorBody += chunk;
+        }
+        return true;
+      });
   record("POST /images/create", r.ok() ? r->status : 0, std::chrono::steady_clock::now() - start);
   if (!r) co_return withContext(std::move(r).error(), what);
-  progress.finish();
   if (r->status != 200) {
     HttpResponse failed = *r;
-    failed.body = progress.head();
+    failed.body = std::move(errorBody);
     co_return engineError(failed, what);
   }
+  progress.finish();
   if (!progress.error().empty()) {
     co_return Error::make(ErrorCode::peer, what + ": " + progress.error(), r->status);
   }

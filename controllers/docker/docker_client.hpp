@@ -97,8 +97,7 @@ class DockerClient final : public DockerApi {
   void setRequestObserver(RequestObserver observer) { observer_ = std::move(observer); }
 
  private:
-  Task<Result<transport::HttpResponse>> call(std::string_view endpoint,
-                                             transport::HttpRequest req);
+  Task<Result<transport::HttpResponse>> call(std::string_view endpoint, transport::HttpRequest req);
   void record(std::string_view endpoint, int status, std::chrono::nanoseconds took);
   std::string path(std::string_view p) const { return "/" + apiVersion_ + std::string(p); }
 

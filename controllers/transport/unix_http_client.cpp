@@ -31,6 +31,7 @@ constexpr std::size_t kHeaderLimitBytes = 64 * 1024;
 
 using Clock = std::chrono::steady_clock;
 using ChunkFn = std::function<bool(std::string_view)>;
+using HeadFn = std::function<bool(const HttpResponse&)>;
 
 struct Connection {
   explicit Connection(const asio::any_io_executor& ex) : stream(ex) {}
@@ -97,7 +98,9 @@ struct UnixHttpClient::Impl : std::enable_shared_from_this<Impl> {
   std::string socketPath;
   std::vector<std::unique_ptr<Connection>> idle;  // most recently used last
 
-  asio::awaitable<Result<HttpResponse>> run(HttpRequest req, const ChunkFn* onChunk);
+  // onChunk == nullptr: read the whole body into the response.
+  asio::awaitable<Result<HttpResponse>> run(HttpRequest req, const HeadFn* onHead,
+                                            const ChunkFn* onChunk);
 
   std::unique_ptr<Connection> takeIdle() {
     const auto now = Clock::now();
@@ -120,16 +123,15 @@ struct UnixHttpClient::Impl : std::enable_shared_from_this<Impl> {
 
   Error fail(const boost::system::error_code& ec, const HttpRequest& req,
              std::string_view stage) const {
-    const std::string what = "unix socket " + socketPath + ": " + req.method + " " +
-                             req.target + ": " + std::string(stage) + ": ";
+    const std::string what = "unix socket " + socketPath + ": " + req.method + " " + req.target +
+                             ": " + std::string(stage) + ": ";
     if (ec == beast::error::timeout) {
       return Error::make(ErrorCode::timeout, what + "no complete response within " +
                                                  std::to_string(req.timeout.count()) + " ms");
     }
     if (ec == http::error::body_limit) {
-      return Error::make(ErrorCode::protocol,
-                         what + "response body larger than " +
-                             std::to_string(kMaxBodyBytes >> 20) + " MiB");
+      return Error::make(ErrorCode::protocol, what + "response body larger than " +
+                                                  std::to_string(kMaxBodyBytes >> 20) + " MiB");
     }
     if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
         !isDisconnect(ec)) {
@@ -140,6 +142,7 @@ struct UnixHttpClient::Impl : std::enable_shared_from_this<Impl> {
 };
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
+                                                                const HeadFn* onHead,
                                                                 const ChunkFn* onChunk) {
   auto self = shared_from_this();  // keeps the pool alive if the client goes away
   const auto deadline = Clock::now() + req.timeout;
@@ -175,9 +178,9 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
       auto [ec] = co_await conn->stream.async_connect(local::endpoint(socketPath), kTuple);
       if (ec) {
         if (ec == beast::error::timeout) co_return fail(ec, req, "connect");
-        co_return Error::make(ErrorCode::unavailable,
-                              "cannot connect to unix socket " + socketPath + " (" +
-                                  req.method + " " + req.target + "): " + ec.message());
+        co_return Error::make(ErrorCode::unavailable, "cannot connect to unix socket " +
+                                                          socketPath + " (" + req.method + " " +
+                                                          req.target + "): " + ec.message());
       }
     }
 
@@ -209,7 +212,9 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
     copyHeaders(head, out);
     bool reusable = head.keep_alive();
 
-    if (!onChunk) {
+    if (onHead && *onHead && !(*onHead)(out)) {
+      reusable = reusable && head.is_done();  // else the body is left unread
+    } else if (!onChunk) {
       http::response_parser<http::string_body> full{std::move(head)};
       full.body_limit(kMaxBodyBytes);
       if (!full.is_done()) {
@@ -225,11 +230,10 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
       while (!parts.is_done()) {
         parts.get().body().data = chunk.data();
         parts.get().body().size = chunk.size();
-        auto [sec, sn] =
-            co_await http::async_read_some(conn->stream, conn->buffer, parts, kTuple);
+        auto [sec, sn] = co_await http::async_read_some(conn->stream, conn->buffer, parts, kTuple);
         if (sec == http::error::need_buffer) sec = {};
         const std::size_t got = chunk.size() - parts.get().body().size;
-        if (got > 0 && !(*onChunk)(std::string_view(chunk.data(), got))) {
+        if (got > 0 && *onChunk && !(*onChunk)(std::string_view(chunk.data(), got))) {
           reusable = false;  // the rest of the body is still on the wire
           break;
         }
@@ -252,20 +256,32 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
 UnixHttpClient::UnixHttpClient(asio::any_io_executor executor, std::string socketPath)
     : impl_(std::make_shared<Impl>(std::move(executor), std::move(socketPath))) {}
 
-UnixHttpClient::~UnixHttpClient() { impl_->idle.clear(); }
+UnixHttpClient::~UnixHttpClient() {
+  impl_->idle.clear();
+}
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::request(HttpRequest req) {
   auto impl = impl_;
-  co_return co_await impl->run(std::move(req), nullptr);
+  co_return co_await impl->run(std::move(req), nullptr, nullptr);
 }
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::stream(HttpRequest req, ChunkFn onChunk) {
   auto impl = impl_;
-  co_return co_await impl->run(std::move(req), &onChunk);
+  co_return co_await impl->run(std::move(req), nullptr, &onChunk);
 }
 
-const std::string& UnixHttpClient::socketPath() const noexcept { return impl_->socketPath; }
+asio::awaitable<Result<HttpResponse>> UnixHttpClient::stream(HttpRequest req, HeadFn onHead,
+                                                             ChunkFn onChunk) {
+  auto impl = impl_;
+  co_return co_await impl->run(std::move(req), &onHead, &onChunk);
+}
 
-std::size_t UnixHttpClient::idleConnections() const noexcept { return impl_->idle.size(); }
+const std::string& UnixHttpClient::socketPath() const noexcept {
+  return impl_->socketPath;
+}
+
+std::size_t UnixHttpClient::idleConnections() const noexcept {
+  return impl_->idle.size();
+}
 
 }  // namespace foundationd::transport

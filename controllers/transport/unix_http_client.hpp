@@ -52,7 +52,7 @@ struct HttpRequest {
   std::string target;  // "/v1.41/containers/json?all=1"
   std::string body;
   std::string contentType = "application/json";  // sent only with a body
-  std::map<std::string, std::string> headers;       // extra request headers
+  std::map<std::string, std::string> headers;    // extra request headers
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
 };
 
@@ -72,6 +72,14 @@ class UnixHttpClient {
   // response carries status and headers; its body is empty.
   boost::asio::awaitable<Result<HttpResponse>> stream(
       HttpRequest req, std::function<bool(std::string_view chunk)> onChunk);
+
+  // As stream(), but `onHead` first sees the status and headers (body empty),
+  // before any body byte: e.g. to treat a non-2xx body as an error document
+  // rather than as events. Returning false skips the body and closes the
+  // connection.
+  boost::asio::awaitable<Result<HttpResponse>> stream(
+      HttpRequest req, std::function<bool(const HttpResponse& head)> onHead,
+      std::function<bool(std::string_view chunk)> onChunk);
 
   const std::string& socketPath() const noexcept;
 

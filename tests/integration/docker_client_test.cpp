@@ -1,22 +1,32 @@
 // DockerClient against the real Docker Engine at /var/run/docker.sock
 // (TESTING.md layer 2). Everything it creates carries a per-run label and is
 // removed at the end, failures included.
-#include <doctest/doctest.h>
-
-#include <unistd.h>
+#include "controllers/docker/docker_client.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
-#include "controllers/docker/docker_client.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 #include "integration/docker_support.hpp"
 
@@ -52,9 +62,9 @@ bool contains(const std::string& haystack, const std::string& needle) {
 struct Session {
   boost::asio::io_context io;
   DockerClient client{io.get_executor()};
-  std::string run = "fdct-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() %
-                                   100000);
+  std::string run =
+      "fdct-" + std::to_string(::getpid()) + "-" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
   std::string image = foundationd::testing::testImage();
 
   std::string name(const std::string& n) const { return run + "-" + n; }
@@ -108,6 +118,87 @@ std::vector<std::string> names(const auto& items) {
   return out;
 }
 
+// A stand-in Engine for what the real one cannot show on a machine without a
+// registry (a pull that streams progress, or fails mid-stream): answers the
+// requests with canned raw HTTP responses, in order, and records targets.
+class CannedEngine {
+ public:
+  CannedEngine(boost::asio::io_context& io, std::vector<std::string> replies)
+      : state_(std::make_shared<State>(io)) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fd-engine-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/docker.sock";
+    state_->replies = std::move(replies);
+    state_->acceptor.open();
+    state_->acceptor.bind(Local::endpoint(path_));
+    state_->acceptor.listen();
+    boost::asio::co_spawn(io, serve(state_), boost::asio::detached);
+  }
+  ~CannedEngine() {
+    boost::system::error_code ignored;
+    state_->acceptor.close(ignored);
+    std::error_code fsIgnored;
+    std::filesystem::remove_all(dir_, fsIgnored);
+  }
+  CannedEngine(const CannedEngine&) = delete;
+  CannedEngine& operator=(const CannedEngine&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<std::string>& targets() const { return state_->targets; }
+
+  // A chunked 200 response whose chunks are `parts` (split anywhere).
+  static std::string chunked(const std::vector<std::string>& parts) {
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    for (const auto& p : parts) {
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", p.size());
+      out += size + p + "\r\n";
+    }
+    return out + "0\r\n\r\n";
+  }
+  static std::string plain(int status, const std::string& reason, const std::string& body) {
+    return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+  }
+
+ private:
+  using Local = boost::asio::local::stream_protocol;
+  struct State {
+    explicit State(boost::asio::io_context& io) : acceptor(io) {}
+    Local::acceptor acceptor;
+    std::vector<std::string> replies;
+    std::vector<std::string> targets;
+  };
+
+  static boost::asio::awaitable<void> serve(std::shared_ptr<State> st) {
+    constexpr auto tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+    namespace http = boost::beast::http;
+    for (;;) {
+      auto [aec, sock] = co_await st->acceptor.async_accept(tuple);
+      if (aec) co_return;
+      boost::beast::flat_buffer buffer;
+      for (;;) {
+        http::request<http::string_body> req;
+        auto [rec, rn] = co_await http::async_read(sock, buffer, req, tuple);
+        if (rec) break;
+        st->targets.emplace_back(req.target());
+        if (st->targets.size() > st->replies.size()) co_return;
+        const std::string& reply = st->replies[st->targets.size() - 1];
+        auto [wec, wn] = co_await boost::asio::async_write(sock, boost::asio::buffer(reply), tuple);
+        if (wec) break;
+      }
+    }
+  }
+
+  std::shared_ptr<State> state_;
+  std::string dir_;
+  std::string path_;
+};
+
 }  // namespace
 
 TEST_CASE("ContainerSummary::health parses the Engine's status text") {
@@ -130,15 +221,15 @@ TEST_CASE("volumes, networks and containers: create, list by label, inspect, sta
   auto& io = s.io;
   auto& client = s.client;
 
-  REQUIRE_MESSAGE(runSync(io, client.createVolume({{"Name", s.name("data")},
-                                                     {"Labels", s.labels("data")}}))
-                      .ok(),
-                  "create volume");
-  auto netId = runSync(io, client.createNetwork({{"Name", s.name("net")},
-                                                 {"Labels", s.labels("net")}}));
+  REQUIRE_MESSAGE(
+      runSync(io, client.createVolume({{"Name", s.name("data")}, {"Labels", s.labels("data")}}))
+          .ok(),
+      "create volume");
+  auto netId =
+      runSync(io, client.createNetwork({{"Name", s.name("net")}, {"Labels", s.labels("net")}}));
   REQUIRE_MESSAGE(netId.ok(), why(netId));
-  auto otherNet = runSync(io, client.createNetwork({{"Name", s.name("back")},
-                                                    {"Labels", s.labels("back")}}));
+  auto otherNet =
+      runSync(io, client.createNetwork({{"Name", s.name("back")}, {"Labels", s.labels("back")}}));
   REQUIRE_MESSAGE(otherNet.ok(), why(otherNet));
 
   const json hostConfig = {
@@ -291,19 +382,18 @@ TEST_CASE("Engine errors map to codes and say what was being done") {
   CHECK(codeOf(dup) == "conflict");
   CHECK(contains(dup.error().message, "create container " + s.name("dup") + ": Conflict."));
 
-  auto bad = runSync(io, client.createContainer(
-                             s.name("bad"),
-                             s.containerBody("bad", {{"HostConfig",
-                                                      {{"RestartPolicy", {{"Name", "bogus"}}}}}})));
+  auto bad = runSync(
+      io, client.createContainer(
+              s.name("bad"),
+              s.containerBody("bad", {{"HostConfig", {{"RestartPolicy", {{"Name", "bogus"}}}}}})));
   REQUIRE_FALSE(bad.ok());
   CHECK(codeOf(bad) == "invalid_argument");
   CHECK(contains(bad.error().message, "restart policy"));
 
-  REQUIRE(runSync(io, client.createNetwork({{"Name", s.name("net")},
-                                            {"Labels", s.labels("net")}}))
+  REQUIRE(runSync(io, client.createNetwork({{"Name", s.name("net")}, {"Labels", s.labels("net")}}))
               .ok());
-  auto dupNet = runSync(io, client.createNetwork({{"Name", s.name("net")},
-                                                  {"Labels", s.labels("net")}}));
+  auto dupNet =
+      runSync(io, client.createNetwork({{"Name", s.name("net")}, {"Labels", s.labels("net")}}));
   REQUIRE_FALSE(dupNet.ok());
   CHECK(codeOf(dupNet) == "conflict");
   CHECK(contains(dupNet.error().message, "create network " + s.name("net")));
@@ -324,8 +414,7 @@ TEST_CASE("images: present, absent (escaped refs), and a pull that cannot succee
 
   // A slash, a tag and a digest go through the path intact: 404, not 400.
   for (const std::string ref :
-       {"foundationd-test/does-not-exist:nope",
-        "localhost:5000/foundationd-test/missing:v1",
+       {"foundationd-test/does-not-exist:nope", "localhost:5000/foundationd-test/missing:v1",
         "foundationd-test/busybox@sha256:"
         "0000000000000000000000000000000000000000000000000000000000000000"}) {
     auto absent = runSync(io, client.imagePresent(ref));
@@ -371,4 +460,51 @@ TEST_CASE("a missing Engine socket is unavailable and names the socket") {
   CHECK(contains(r.error().message, "list containers: "));
   CHECK(contains(r.error().message, "/nonexistent-fd/docker.sock"));
   CHECK(client.requestCount() == 1);
+}
+
+TEST_CASE("pullImage reads the progress stream to its end and reports an error line") {
+  boost::asio::io_context io;
+  const std::string failLine =
+      R"({"errorDetail":{"message":"manifest for example.org/team/app:1.2 not found"},)"
+      R"("error":"manifest for example.org/team/app:1.2 not found"})";
+  CannedEngine engine(
+      io, {CannedEngine::chunked({R"({"status":"Pulling from team/app","id":"1.2"})"
+                                  "\n{\"sta",
+                                  R"(tus":"Download complete"})"
+                                  "\n"}),
+           CannedEngine::chunked({R"({"status":"Pulling from team/app"})"
+                                  "\n",
+                                  failLine + "\n"}),
+           CannedEngine::plain(404, "Not Found", R"({"message":"pull access denied for ghost"})"),
+           CannedEngine::chunked({"{\"status\":\"Digest: sha256:ab\"}"})});
+  DockerClient client(io.get_executor(), engine.path());
+
+  auto ok = runSync(io, client.pullImage("example.org/team/app"));
+  CHECK_MESSAGE(ok.ok(), why(ok));
+
+  auto failed = runSync(io, client.pullImage("example.org:5000/team/app:1.2"));
+  REQUIRE_FALSE(failed.ok());
+  CHECK(codeOf(failed) == "peer");
+  CHECK(failed.error().message ==
+        "image example.org:5000/team/app:1.2 is not present locally and could not be pulled: "
+        "manifest for example.org/team/app:1.2 not found");
+
+  auto denied = runSync(io, client.pullImage("ghost"));
+  REQUIRE_FALSE(denied.ok());
+  CHECK(codeOf(denied) == "not_found");
+  CHECK(denied.error().message ==
+        "image ghost is not present locally and could not be pulled: pull access denied for ghost");
+
+  auto byDigest = runSync(io, client.pullImage("team/app@sha256:ab"));
+  CHECK_MESSAGE(byDigest.ok(), why(byDigest));
+
+  // A bare name pulls :latest, never every tag; a digest goes in `tag`.
+  REQUIRE(engine.targets().size() == 4);
+  CHECK(engine.targets()[0] ==
+        "/v1.41/images/create?fromImage=example.org%2Fteam%2Fapp&tag=latest");
+  CHECK(engine.targets()[1] ==
+        "/v1.41/images/create?fromImage=example.org%3A5000%2Fteam%2Fapp&tag=1.2");
+  CHECK(engine.targets()[2] == "/v1.41/images/create?fromImage=ghost&tag=latest");
+  CHECK(engine.targets()[3] == "/v1.41/images/create?fromImage=team%2Fapp&tag=sha256%3Aab");
+  CHECK(client.requestCount() == 4);
 }

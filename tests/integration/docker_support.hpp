@@ -42,9 +42,10 @@ inline std::string testImage() {
     MESSAGE("skipped: FOUNDATIOND_SKIP_INTEGRATION=1 and FOUNDATIOND_TEST_IMAGE is unset");
     return {};
   }
-  FAIL("FOUNDATIOND_TEST_IMAGE is not set: build the local test image (tests/peers/, or "
-       "scripts/test) and export FOUNDATIOND_TEST_IMAGE=<image>; to skip the integration "
-       "suite locally set FOUNDATIOND_SKIP_INTEGRATION=1 (never honoured when CI=true)");
+  FAIL(
+      "FOUNDATIOND_TEST_IMAGE is not set: build the local test image (tests/peers/, or "
+      "scripts/test) and export FOUNDATIOND_TEST_IMAGE=<image>; to skip the integration "
+      "suite locally set FOUNDATIOND_SKIP_INTEGRATION=1 (never honoured when CI=true)");
   return {};
 }
 
@@ -60,12 +61,11 @@ T runSync(boost::asio::io_context& io, boost::asio::awaitable<T> task) {
   std::optional<T> out;
   std::exception_ptr error;
   bool done = false;
-  boost::asio::co_spawn(io, detail::storeResult(std::move(task), &out),
-                        [&](std::exception_ptr e) {
-                          error = e;
-                          done = true;
-                          io.stop();
-                        });
+  boost::asio::co_spawn(io, detail::storeResult(std::move(task), &out), [&](std::exception_ptr e) {
+    error = e;
+    done = true;
+    io.stop();
+  });
   io.restart();
   io.run();
   if (error) std::rethrow_exception(error);

@@ -1,6 +1,6 @@
 // UnixHttpClient against a real Beast HTTP/1.1 server on a Unix socket in a
 // temporary directory, run on the same io_context (STYLE.md "Tests").
-#include <doctest/doctest.h>
+#include "controllers/transport/unix_http_client.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -22,8 +22,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-
-#include "controllers/transport/unix_http_client.hpp"
+#include <doctest/doctest.h>
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
@@ -307,6 +306,38 @@ TEST_CASE("stream stops early when the callback returns false") {
   auto next = runSync(io, client.request(get("/echo")));
   REQUIRE(next.ok());
   CHECK(server.state().connections == 2);
+}
+
+TEST_CASE("stream with onHead sees the status before any body") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  std::vector<std::string> seen;
+  auto r = runSync(io, client.stream(
+                           get("/chunks"),
+                           [&](const HttpResponse& head) {
+                             seen.push_back("head " + std::to_string(head.status));
+                             return true;
+                           },
+                           [&](std::string_view chunk) {
+                             seen.emplace_back(chunk);
+                             return true;
+                           }));
+  REQUIRE_MESSAGE(r.ok(), why(r));
+  REQUIRE(seen.size() >= 2);
+  CHECK(seen.front() == "head 200");
+
+  SUBCASE("returning false skips the body") {
+    int chunks = 0;
+    auto skipped =
+        runSync(io, client.stream(
+                        get("/echo"), [](const HttpResponse& head) { return head.status == 200; },
+                        [&](std::string_view) { return ++chunks > 0; }));
+    REQUIRE_MESSAGE(skipped.ok(), why(skipped));
+    CHECK(skipped->status == 201);
+    CHECK(chunks == 0);
+    CHECK(client.idleConnections() == 0);
+  }
 }
 
 TEST_CASE("a server that never answers times out") {
