@@ -1,0 +1,89 @@
+#include "api/daemon_interface.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+
+namespace foundationd::api {
+namespace {
+
+nlohmann::json timeOrNull(const std::optional<TimePoint>& t) {
+  return t ? nlohmann::json(formatTime(*t)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json stringOrNull(const std::string& s) {
+  return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
+}
+
+}  // namespace
+
+const char* statusName(ResourceStatus status) noexcept {
+  switch (status) {
+    case ResourceStatus::converged: return "converged";
+    case ResourceStatus::pending: return "pending";
+    case ResourceStatus::drifted: return "drifted";
+    case ResourceStatus::failed: return "failed";
+    case ResourceStatus::blocked: return "blocked";
+  }
+  return "pending";
+}
+
+const char* outcomeName(UnsealOutcome outcome) noexcept {
+  switch (outcome) {
+    case UnsealOutcome::unlocked: return "unlocked";
+    case UnsealOutcome::wrong_passphrase: return "wrong_passphrase";
+    case UnsealOutcome::rate_limited: return "rate_limited";
+    case UnsealOutcome::not_initialized: return "not_initialized";
+    case UnsealOutcome::failed: return "failed";
+  }
+  return "failed";
+}
+
+std::string formatTime(TimePoint t) {
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  const int millis = static_cast<int>(ms - static_cast<long long>(secs) * 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];  // room for any int the compiler imagines
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+nlohmann::json StatusSnapshot::toJson() const {
+  nlohmann::json resourcesJson = nlohmann::json::array();
+  std::map<std::string, int> counts;
+  for (ResourceStatus s : kAllResourceStatuses) counts[statusName(s)] = 0;
+  for (const ResourceState& r : resources) {
+    resourcesJson.push_back({{"kind", r.kind},
+                             {"name", r.name},
+                             {"status", statusName(r.status)},
+                             {"reason", stringOrNull(r.reason)},
+                             {"last_transition", timeOrNull(r.lastTransition)}});
+    ++counts[statusName(r.status)];
+  }
+  nlohmann::json summary = {{"total", resources.size()}};
+  for (const auto& [name, n] : counts) summary[name] = n;
+
+  return {
+      {"locked", locked},
+      {"vault",
+       {{"present", vault.present}, {"initialized", vault.initialized}, {"sealed", vault.sealed}}},
+      {"spec",
+       {{"source", stringOrNull(spec.source)},
+        {"revision", stringOrNull(spec.revision)},
+        {"applied_revision", stringOrNull(spec.appliedRevision)},
+        {"last_error", stringOrNull(spec.lastError)}}},
+      {"last_reconcile",
+       {{"start", timeOrNull(lastReconcile.start)},
+        {"end", timeOrNull(lastReconcile.end)},
+        {"result", stringOrNull(lastReconcile.result)},
+        {"converged", lastReconcile.converged},
+        {"running", lastReconcile.running}}},
+      {"resources", std::move(resourcesJson)},
+      {"summary", std::move(summary)},
+  };
+}
+
+}  // namespace foundationd::api

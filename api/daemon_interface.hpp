@@ -1,0 +1,170 @@
+// DaemonControl: everything api/ knows about the daemon (STYLE.md "Which way
+// the arrows point"): a status snapshot and a few commands. daemon/ implements
+// it; tests use tests/fakes/fake_daemon.hpp.
+//
+// Thread: every member is called on the io_context's thread (one thread,
+// STYLE.md); coroutines are co_awaited there too. Implementations that do
+// blocking work (Argon2id, SQLite) hand it to their thread pool and co_await
+// the result, so the API keeps serving meanwhile.
+//
+// Errors: expected failures are values. Error codes are mapped to HTTP
+// statuses in exactly one place (api/errors.cpp); Error::message reaches the
+// client verbatim, so it must say what went wrong and what to do, and must
+// never contain a secret (passphrase, token, credential value).
+//
+// Exceptions thrown by an implementation are bugs: the router answers 500
+// `internal` and logs the route, never the exception text of a route that
+// carries a secret.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/result.hpp"
+#include "state/secret.hpp"
+
+namespace foundationd::api {
+
+template <typename T>
+using Task = boost::asio::awaitable<T>;
+
+using Clock = std::chrono::system_clock;
+using TimePoint = Clock::time_point;
+
+// A resource's reconcile status (INTERFACES.md "GET /v1/status").
+enum class ResourceStatus { converged, pending, drifted, failed, blocked };
+inline constexpr ResourceStatus kAllResourceStatuses[] = {
+    ResourceStatus::converged, ResourceStatus::pending, ResourceStatus::drifted,
+    ResourceStatus::failed, ResourceStatus::blocked};
+// The wire name ("converged", ...). Not called toString on purpose (doctest's
+// CHECK would pick it up through ADL).
+const char* statusName(ResourceStatus status) noexcept;
+
+struct VaultState {
+  bool present = false;      // the spec declares a Vault
+  bool initialized = false;  // `vault operator init` has happened
+  bool sealed = true;
+};
+
+struct SpecState {
+  std::string source;           // "file:/srv/foundation/foundation.toml", "git:https://...#main"
+  std::string revision;         // newest revision seen ("" when none yet)
+  std::string appliedRevision;  // the revision the last successful apply used
+  std::string lastError;        // the last load/validation error ("" when none)
+};
+
+struct ReconcileState {
+  std::optional<TimePoint> start;  // of the last (or current) reconcile
+  std::optional<TimePoint> end;    // empty while one runs or before the first
+  std::string result;              // "converged", "failed", ... ("" before the first)
+  bool converged = false;          // the last finished reconcile converged everything
+  bool running = false;
+};
+
+struct ResourceState {
+  std::string kind;  // "container", "volume", "credential", ...
+  std::string name;
+  ResourceStatus status = ResourceStatus::pending;
+  std::string reason;  // why it is not converged ("" when converged)
+  std::optional<TimePoint> lastTransition;
+};
+
+// What GET /v1/status shows, /readyz decides on and /metrics derives its
+// state gauges from. A value: the daemon builds it from its in-memory state
+// (cheap, no I/O).
+struct StatusSnapshot {
+  bool locked = true;
+  VaultState vault;
+  SpecState spec;
+  ReconcileState lastReconcile;
+  std::vector<ResourceState> resources;
+
+  // The /v1/status document:
+  // {"locked":true,"vault":{"present":..,"initialized":..,"sealed":..},
+  //  "spec":{"source":..,"revision":..,"applied_revision":..,"last_error":..},
+  //  "last_reconcile":{"start":..,"end":..,"result":..,"converged":..,"running":..},
+  //  "resources":[{"kind":..,"name":..,"status":..,"reason":..,"last_transition":..}],
+  //  "summary":{"total":N,"converged":N,...}}
+  // Times are RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.000Z"), null when unknown;
+  // empty strings are null.
+  nlohmann::json toJson() const;
+};
+
+// RFC 3339 UTC with milliseconds: "2024-05-01T12:00:00.123Z".
+std::string formatTime(TimePoint t);
+
+// The outcome of POST /v1/unseal. Not a Result: a rate-limited refusal
+// carries a retry delay, and each outcome has its own HTTP status.
+enum class UnsealOutcome {
+  unlocked,          // 200: the state is unlocked (and Vault unsealed when present and possible)
+  wrong_passphrase,  // 403: counted towards the backoff
+  rate_limited,      // 429 + Retry-After: too many recent failures; not even tried
+  not_initialized,   // 409: no state store yet (`foundationd init`)
+  failed,            // 500 (or the mapped status of `error`): anything else
+};
+const char* outcomeName(UnsealOutcome outcome) noexcept;  // "unlocked", "wrong_passphrase", ...
+
+struct UnsealResult {
+  UnsealOutcome outcome = UnsealOutcome::failed;
+  std::chrono::seconds retryAfter{0};  // rate_limited: when the next attempt is allowed (>= 1)
+  bool vaultUnsealed = false;          // unlocked: Vault is unsealed as well
+  // failed: what went wrong (code mapped by api/errors.cpp). Other outcomes:
+  // an optional human message; never the passphrase.
+  std::optional<Error> error;
+};
+
+// One audit-log entry for GET /v1/events (the state store's AuditEntry,
+// with its fields parsed).
+struct AuditEvent {
+  std::int64_t id = 0;  // increasing, never reused
+  TimePoint at;
+  std::string event;  // "unseal.failed", "reconcile.done", "webhook.accepted", ...
+  nlohmann::json fields = nlohmann::json::object();  // never secret values
+};
+
+class DaemonControl {
+ public:
+  virtual ~DaemonControl() = default;
+
+  // Cheap and synchronous: a copy of the daemon's current in-memory view.
+  virtual StatusSnapshot status() = 0;
+
+  // Unlocks the state with `passphrase` and, when Vault is present, unseals
+  // it. The implementation owns the backoff (persisted failure counter) and
+  // decides rate_limited *before* running the KDF; it records the attempt in
+  // the audit log and in foundationd_unseal_attempts_total (Metrics::
+  // recordUnseal). The passphrase arrives in guarded memory and is wiped when
+  // the SecretBytes dies; the implementation must not copy it elsewhere.
+  // Unsealing an already unlocked daemon checks the passphrase and answers
+  // unlocked or wrong_passphrase.
+  virtual Task<UnsealResult> unseal(state::SecretBytes passphrase) = 0;
+
+  // Forgets the data key (wiped), seals Vault when present; back to locked.
+  // Sealing a locked daemon succeeds.
+  virtual Task<Status> seal() = 0;
+
+  // Triggers a reconcile, coalesced with any pending one; returns at once.
+  // An error (e.g. ErrorCode::unavailable while shutting down) is a refusal.
+  virtual Status requestReconcile() = 0;
+
+  // The current plan (desired vs live) as the stable JSON document of
+  // `foundationd plan --json`. Needs no passphrase.
+  virtual Task<Result<nlohmann::json>> plan() = 0;
+
+  // Audit-log entries with id > `since`, oldest first, at most `limit`.
+  virtual Task<Result<std::vector<AuditEvent>>> events(std::int64_t since, std::size_t limit) = 0;
+
+  // POST /v1/hooks/forgejo arrives with the webhook issue: add
+  //   virtual Task<WebhookResult> webhook(const Request& request) = 0;
+  // (the raw body and headers; HMAC verified by the API against the secret
+  // the daemon exposes). Not part of this interface yet.
+};
+
+}  // namespace foundationd::api

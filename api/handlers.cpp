@@ -1,0 +1,176 @@
+#include "api/handlers.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+#include <utility>
+
+#include "api/errors.hpp"
+
+namespace foundationd::api::handlers {
+namespace {
+
+constexpr std::int64_t kDefaultEventLimit = 100;
+constexpr std::int64_t kMaxEventLimit = 1000;
+
+// nlohmann's parse_error text ends with "; last read: '<the bytes>'", which
+// for an unseal body may be part of the passphrase: keep only what precedes
+// it ("parse error at line 1, column 17: syntax error while parsing ...").
+std::string describeParseError(const nlohmann::json::parse_error& e) {
+  std::string what = e.what();
+  const auto lastRead = what.find("; last read");
+  const auto tag = what.find("] ");
+  if (lastRead == std::string::npos || tag == std::string::npos || tag > lastRead) {
+    return "malformed JSON body near byte " + std::to_string(e.byte);
+  }
+  what = what.substr(tag + 2, lastRead - tag - 2);
+  return "malformed JSON body: " + what;
+}
+
+Response malformed(const std::string& message) {
+  return errorResponse(ApiError::malformed_json, message);
+}
+
+std::optional<std::int64_t> parseInt(const std::string& s) {
+  std::int64_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc{} || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& body) {
+  static const std::string kExpected = R"(; expected {"passphrase": "..."})";
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(body);
+  } catch (const nlohmann::json::parse_error& e) {
+    return malformed(describeParseError(e));
+  }
+  if (!doc.is_object()) return malformed("the body is not a JSON object" + kExpected);
+  const auto it = doc.find("passphrase");
+  if (it == doc.end()) return malformed("the body has no \"passphrase\" field" + kExpected);
+  if (!it->is_string()) return malformed("\"passphrase\" is not a string" + kExpected);
+  std::string& text = it->get_ref<std::string&>();
+  if (text.empty()) return malformed("\"passphrase\" is empty" + kExpected);
+  state::SecretBytes secret = state::SecretBytes::copyOf(text);
+  sodium_memzero(text.data(), text.size());
+  return secret;
+}
+
+Task<Response> healthz(RouteContext&, const Request&) {
+  co_return Response::json(200, {{"status", "ok"}});
+}
+
+Task<Response> readyz(RouteContext& ctx, const Request&) {
+  const StatusSnapshot s = ctx.daemon.status();
+  if (s.locked) {
+    co_return errorResponse(ApiError::not_ready,
+                            "locked: waiting for the passphrase (POST /v1/unseal)");
+  }
+  if (!s.lastReconcile.end) {
+    co_return errorResponse(ApiError::not_ready, "no reconcile has finished yet");
+  }
+  if (!s.lastReconcile.converged) {
+    const std::string result = s.lastReconcile.result.empty() ? "unknown" : s.lastReconcile.result;
+    co_return errorResponse(ApiError::not_ready, "the last reconcile did not converge (result: " +
+                                                     result + "); see GET /v1/status");
+  }
+  co_return Response::json(200, {{"ready", true}});
+}
+
+Task<Response> status(RouteContext& ctx, const Request&) {
+  co_return Response::json(200, ctx.daemon.status().toJson());
+}
+
+Task<Response> unseal(RouteContext& ctx, const Request& request) {
+  auto parsed = parseUnsealBody(request.body);
+  if (auto* answer = std::get_if<Response>(&parsed)) co_return std::move(*answer);
+  state::SecretBytes passphrase = std::move(std::get<state::SecretBytes>(parsed));
+  const UnsealResult r = co_await ctx.daemon.unseal(std::move(passphrase));
+  const auto message = [&](const char* fallback) {
+    return r.error && !r.error->message.empty() ? r.error->message : std::string(fallback);
+  };
+  switch (r.outcome) {
+    case UnsealOutcome::unlocked:
+      co_return Response::json(200, {{"locked", false}, {"vault_unsealed", r.vaultUnsealed}});
+    case UnsealOutcome::wrong_passphrase:
+      co_return errorResponse(ApiError::wrong_passphrase, message("the passphrase is wrong"));
+    case UnsealOutcome::rate_limited: {
+      const long long secs = std::max<long long>(1, r.retryAfter.count());
+      Response res = errorResponse(
+          ApiError::rate_limited, "too many failed unseal attempts; try again in " +
+                                      std::to_string(secs) + " s");
+      res.headers.emplace_back("Retry-After", std::to_string(secs));
+      co_return res;
+    }
+    case UnsealOutcome::not_initialized:
+      co_return errorResponse(
+          ApiError::not_initialized,
+          message("the state store is not initialised; run `foundationd init` first"));
+    case UnsealOutcome::failed:
+      break;
+  }
+  if (r.error) co_return errorResponse(*r.error);
+  co_return errorResponse(ApiError::internal, "unseal failed for an unknown reason");
+}
+
+Task<Response> seal(RouteContext& ctx, const Request&) {
+  const Status st = co_await ctx.daemon.seal();
+  if (!st) co_return errorResponse(st.error());
+  co_return Response::json(200, {{"locked", true}});
+}
+
+Task<Response> reconcile(RouteContext& ctx, const Request&) {
+  const Status st = ctx.daemon.requestReconcile();
+  if (!st) co_return errorResponse(st.error());
+  co_return Response::json(202, {{"accepted", true}});
+}
+
+Task<Response> plan(RouteContext& ctx, const Request&) {
+  Result<nlohmann::json> p = co_await ctx.daemon.plan();
+  if (!p) co_return errorResponse(p.error());
+  co_return Response::json(200, *p);
+}
+
+Task<Response> events(RouteContext& ctx, const Request& request) {
+  std::int64_t since = 0;
+  std::int64_t limit = kDefaultEventLimit;
+  if (auto s = queryParam(request.query(), "since")) {
+    const auto v = parseInt(*s);
+    if (!v || *v < 0) {
+      co_return errorResponse(ApiError::invalid_argument,
+                              "since must be a non-negative integer (an event id)");
+    }
+    since = *v;
+  }
+  if (auto l = queryParam(request.query(), "limit")) {
+    const auto v = parseInt(*l);
+    if (!v || *v < 1 || *v > kMaxEventLimit) {
+      co_return errorResponse(ApiError::invalid_argument,
+                              "limit must be an integer from 1 to " +
+                                  std::to_string(kMaxEventLimit));
+    }
+    limit = *v;
+  }
+  auto page = co_await ctx.daemon.events(since, static_cast<std::size_t>(limit));
+  if (!page) co_return errorResponse(page.error());
+  nlohmann::json list = nlohmann::json::array();
+  std::int64_t next = since;
+  for (const AuditEvent& e : *page) {
+    list.push_back({{"id", e.id}, {"time", formatTime(e.at)}, {"event", e.event},
+                    {"fields", e.fields}});
+    next = std::max(next, e.id);
+  }
+  co_return Response::json(200, {{"events", std::move(list)}, {"next", next}});
+}
+
+Task<Response> metrics(RouteContext& ctx, const Request&) {
+  ctx.metrics.updateFromStatus(ctx.daemon.status());
+  co_return Response::text(200, ctx.metrics.render(), Metrics::kContentType);
+}
+
+}  // namespace foundationd::api::handlers

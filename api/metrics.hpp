@@ -1,0 +1,112 @@
+// Metrics: every metric INTERFACES.md names, on one MetricsRegistry, plus
+// the standard process_* metrics read from /proc/self. GET /metrics renders it.
+//
+// Who updates what:
+// - Derived at scrape time by the /metrics handler from DaemonControl::
+//   status() (updateFromStatus()): foundationd_locked,
+//   foundationd_vault_initialized, foundationd_vault_sealed,
+//   foundationd_resources{kind,status} (every status of every kind present,
+//   0 included), foundationd_spec_info{revision}. The daemon does nothing.
+// - Set once here: foundationd_build_info{version,revision}.
+// - Read from /proc/self by updateProcess() (render() calls it): process_*.
+// - Updated by the daemon where the event happens:
+//     recordReconcile(result, took)   reconcile_total{result}, reconcile_duration_seconds
+//     driftRepairs().inc({kind})      drift_repairs_total{kind}, once per repaired resource
+//     specLastFetch().set(unixSecs)   spec_last_fetch_timestamp_seconds, after each fetch
+//     webhookDeliveries().inc({r})    webhook_deliveries_total{result} (webhook issue)
+//     recordUnseal(outcome)           unseal_attempts_total{result}: the daemon's
+//                                     DaemonControl::unseal() calls it for every attempt,
+//                                     the API and the credential file at start alike
+//     observeDockerRequest(...)       docker_requests_total{endpoint,code} and
+//                                     docker_request_duration_seconds{endpoint}: pass it
+//                                     to DockerClient::setRequestObserver
+//     vaultRequests().inc({code})     vault_requests_total{code} (Vault client issue)
+//     backupLastSuccess().set(t)      backup_last_success_timestamp_seconds (backup issue)
+// Label values are bounded vocabularies (result names, resource kinds, route
+// templates, HTTP codes), never names a client chose or secret values.
+//
+// Thread-safety: as MetricsRegistry (any thread). Non-copyable; the daemon
+// owns one for its lifetime.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "api/daemon_interface.hpp"
+#include "api/metrics_registry.hpp"
+
+namespace foundationd::api {
+
+class Metrics {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  MetricsRegistry& registry() noexcept { return registry_; }
+
+  // --- updated by the daemon -------------------------------------------------
+  Counter& reconcileTotal() noexcept { return reconcileTotal_; }
+  Histogram& reconcileDuration() noexcept { return reconcileDuration_; }
+  Counter& driftRepairs() noexcept { return driftRepairs_; }
+  Gauge& specLastFetch() noexcept { return specLastFetch_; }
+  Counter& webhookDeliveries() noexcept { return webhookDeliveries_; }
+  Counter& unsealAttempts() noexcept { return unsealAttempts_; }
+  Counter& dockerRequests() noexcept { return dockerRequests_; }
+  Histogram& dockerRequestDuration() noexcept { return dockerRequestDuration_; }
+  Counter& vaultRequests() noexcept { return vaultRequests_; }
+  Gauge& backupLastSuccess() noexcept { return backupLastSuccess_; }
+
+  // --- derived from the status snapshot ----------------------------------------
+  Gauge& locked() noexcept { return locked_; }
+  Gauge& vaultInitialized() noexcept { return vaultInitialized_; }
+  Gauge& vaultSealed() noexcept { return vaultSealed_; }
+  Gauge& resources() noexcept { return resources_; }
+  Gauge& specInfo() noexcept { return specInfo_; }
+
+  // A finished reconcile: result is e.g. "converged" or "failed".
+  void recordReconcile(std::string_view result, std::chrono::duration<double> took);
+  // One unseal attempt: result label = outcomeName(outcome).
+  void recordUnseal(UnsealOutcome outcome);
+  // One Docker Engine request: endpoint is the route template
+  // ("POST /containers/{id}/start"), status 0 (no HTTP answer) is code="error".
+  void observeDockerRequest(std::string_view endpoint, int status, std::chrono::nanoseconds took);
+  // Sets the state gauges from a snapshot (the /metrics handler does it).
+  void updateFromStatus(const StatusSnapshot& status);
+  // Reads /proc/self (best effort: a value that cannot be read is left as it was).
+  void updateProcess();
+
+  // updateProcess(), then the whole exposition.
+  std::string render();
+
+  // Content-Type of the exposition.
+  static constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+ private:
+  MetricsRegistry registry_;
+  Gauge& buildInfo_;
+  Gauge& locked_;
+  Gauge& vaultInitialized_;
+  Gauge& vaultSealed_;
+  Counter& reconcileTotal_;
+  Histogram& reconcileDuration_;
+  Gauge& resources_;
+  Counter& driftRepairs_;
+  Gauge& specInfo_;
+  Gauge& specLastFetch_;
+  Counter& webhookDeliveries_;
+  Counter& unsealAttempts_;
+  Counter& dockerRequests_;
+  Histogram& dockerRequestDuration_;
+  Counter& vaultRequests_;
+  Gauge& backupLastSuccess_;
+  Gauge& processResident_;
+  Gauge& processVirtual_;
+  Counter& processCpu_;
+  Gauge& processOpenFds_;
+  Gauge& processMaxFds_;
+  Gauge& processStart_;
+};
+
+}  // namespace foundationd::api
