@@ -15,17 +15,19 @@ namespace {
 constexpr std::int64_t kDefaultEventLimit = 100;
 constexpr std::int64_t kMaxEventLimit = 1000;
 
-// nlohmann's parse_error text ends with "; last read: '<the bytes>'", which
-// for an unseal body may be part of the passphrase: keep only what precedes
-// it ("parse error at line 1, column 17: syntax error while parsing ...").
+// nlohmann's parse_error text is "[json.exception.parse_error.101] parse
+// error at line L, column C: syntax error while parsing value - <what>" where
+// <what> is fixed text, except that a lexer error appends "; last read:
+// '<the bytes>'": for an unseal body possibly part of the passphrase. Keep
+// the located part, drop the bytes.
 std::string describeParseError(const nlohmann::json::parse_error& e) {
   std::string what = e.what();
-  const auto lastRead = what.find("; last read");
   const auto tag = what.find("] ");
-  if (lastRead == std::string::npos || tag == std::string::npos || tag > lastRead) {
-    return "malformed JSON body near byte " + std::to_string(e.byte);
+  if (tag == std::string::npos) return "malformed JSON body near byte " + std::to_string(e.byte);
+  what.erase(0, tag + 2);
+  if (const auto lastRead = what.find("; last read"); lastRead != std::string::npos) {
+    what.erase(lastRead);
   }
-  what = what.substr(tag + 2, lastRead - tag - 2);
   return "malformed JSON body: " + what;
 }
 

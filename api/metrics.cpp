@@ -1,5 +1,6 @@
 #include "api/metrics.hpp"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -57,14 +58,17 @@ bool readProcStat(ProcStat& out) {
   return true;
 }
 
-// Seconds since the epoch at boot (/proc/stat "btime").
+// Seconds since the epoch at boot: realtime minus time since boot. (Not
+// /proc/stat's btime: the unit's ProcSubset=pid hides it.)
 bool readBootTime(double& out) {
-  std::ifstream in("/proc/stat");
-  for (std::string key; in >> key;) {
-    if (key == "btime") return static_cast<bool>(in >> out);
-    in.ignore(1 << 20, '\n');
+  timespec real{};
+  timespec boot{};
+  if (clock_gettime(CLOCK_REALTIME, &real) != 0 || clock_gettime(CLOCK_BOOTTIME, &boot) != 0) {
+    return false;
   }
-  return false;
+  out = static_cast<double>(real.tv_sec - boot.tv_sec) +
+        static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9;
+  return true;
 }
 
 bool countOpenFds(double& out) {
@@ -204,7 +208,9 @@ void Metrics::updateProcess() {
     processVirtual_.set(stat.virtualBytes);
     processResident_.set(stat.residentPages * static_cast<double>(sysconf(_SC_PAGESIZE)));
     double boot = 0;
-    if (readBootTime(boot)) {
+    // Once: recomputing would jitter by clock ticks, and a changing start
+    // time reads as a restart.
+    if (processStart_.value() == 0 && readBootTime(boot)) {
       processStart_.set(boot + stat.startTicks / static_cast<double>(sysconf(_SC_CLK_TCK)));
     }
   }

@@ -1,0 +1,246 @@
+// The metrics registry's exposition format, exactly, and the foundationd
+// metric set. The promtool check runs as its own meson test (api-promtool).
+#include "api/metrics.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "api/metrics_registry.hpp"
+
+namespace api = foundationd::api;
+
+TEST_CASE("the text format, exactly: help, type, labels, escaping, histograms, order") {
+  api::MetricsRegistry reg;
+  auto& requests =
+      reg.counter("test_requests_total", "Requests by code.\nSecond \\ line.", {"code"});
+  requests.inc({"500"}, 3);
+  requests.inc({"200"});
+  requests.inc({"200"});
+  requests.inc({"200"}, -1);  // ignored: counters only go up
+  auto& temp = reg.gauge("test_temperature_celsius", "A gauge.", {"room"});
+  temp.set({"a\"b\\c\nd"}, -1.5);
+  auto& up = reg.gauge("test_up", "Plain gauge, never touched.");
+  (void)up;
+  auto& dur = reg.histogram("test_duration_seconds", "Durations.", {}, {0.5, 1});
+  dur.observe(0.25);
+  dur.observe(0.5);  // le is inclusive
+  dur.observe(0.5);
+  dur.observe(4);
+  auto& lat = reg.histogram("test_latency_seconds", "Labelled histogram.", {"op"}, {1});
+  lat.observe({"read"}, 2);
+  auto& empty = reg.counter("test_empty_total", "Labelled, never used.", {"x"});
+  (void)empty;
+
+  const std::string want =
+      "# HELP test_duration_seconds Durations.\n"
+      "# TYPE test_duration_seconds histogram\n"
+      "test_duration_seconds_bucket{le=\"0.5\"} 3\n"
+      "test_duration_seconds_bucket{le=\"1\"} 3\n"
+      "test_duration_seconds_bucket{le=\"+Inf\"} 4\n"
+      "test_duration_seconds_sum 5.25\n"
+      "test_duration_seconds_count 4\n"
+      "# HELP test_empty_total Labelled, never used.\n"
+      "# TYPE test_empty_total counter\n"
+      "# HELP test_latency_seconds Labelled histogram.\n"
+      "# TYPE test_latency_seconds histogram\n"
+      "test_latency_seconds_bucket{op=\"read\",le=\"1\"} 0\n"
+      "test_latency_seconds_bucket{op=\"read\",le=\"+Inf\"} 1\n"
+      "test_latency_seconds_sum{op=\"read\"} 2\n"
+      "test_latency_seconds_count{op=\"read\"} 1\n"
+      "# HELP test_requests_total Requests by code.\\nSecond \\\\ line.\n"
+      "# TYPE test_requests_total counter\n"
+      "test_requests_total{code=\"200\"} 2\n"
+      "test_requests_total{code=\"500\"} 3\n"
+      "# HELP test_temperature_celsius A gauge.\n"
+      "# TYPE test_temperature_celsius gauge\n"
+      "test_temperature_celsius{room=\"a\\\"b\\\\c\\nd\"} -1.5\n"
+      "# HELP test_up Plain gauge, never touched.\n"
+      "# TYPE test_up gauge\n"
+      "test_up 0\n";
+  CHECK(reg.render() == want);
+  CHECK(reg.render() == want);  // deterministic
+
+  const auto snap = dur.snapshot();
+  CHECK(snap.count == 4);
+  CHECK(snap.cumulative == std::vector<std::uint64_t>{3, 3, 4});
+  CHECK(requests.value({"200"}) == 2);
+  CHECK(temp.value({"nowhere"}) == 0);
+}
+
+TEST_CASE("values: integers plainly, shortest round-trip otherwise, special values by name") {
+  CHECK(api::formatMetricValue(0) == "0");
+  CHECK(api::formatMetricValue(-0.0) == "0");
+  CHECK(api::formatMetricValue(42) == "42");
+  CHECK(api::formatMetricValue(0.1) == "0.1");
+  CHECK(api::formatMetricValue(1700000000.5) == "1700000000.5");
+  CHECK(api::formatMetricValue(1e20) == "1e+20");
+  CHECK(api::formatMetricValue(1.0 / 0.0) == "+Inf");
+  CHECK(api::formatMetricValue(-1.0 / 0.0) == "-Inf");
+  CHECK(api::formatMetricValue(0.0 / 0.0) == "NaN");
+}
+
+TEST_CASE("gauges: clear and replaceAll") {
+  api::MetricsRegistry reg;
+  auto& g = reg.gauge("g", "G.", {"k"});
+  g.set({"a"}, 1);
+  g.inc({"a"}, 2);
+  CHECK(g.value({"a"}) == 3);
+  g.replaceAll({{{"b"}, 5}});
+  CHECK(g.value({"a"}) == 0);
+  CHECK(reg.render() == "# HELP g G.\n# TYPE g gauge\ng{k=\"b\"} 5\n");
+  g.clear();
+  CHECK(reg.render() == "# HELP g G.\n# TYPE g gauge\n");
+}
+
+TEST_CASE("misuse is a bug: bad names, duplicates, wrong label counts throw") {
+  api::MetricsRegistry reg;
+  CHECK_THROWS_AS(reg.counter("1bad", "x"), std::invalid_argument);
+  CHECK_THROWS_AS(reg.counter("bad-name", "x"), std::invalid_argument);
+  CHECK_THROWS_AS(reg.gauge("ok", "x", {"__reserved"}), std::invalid_argument);
+  CHECK_THROWS_AS(reg.gauge("ok2", "x", {"a", "a"}), std::invalid_argument);
+  CHECK_THROWS_AS(reg.histogram("h", "x", {"le"}), std::invalid_argument);
+  CHECK_THROWS_AS(reg.histogram("h2", "x", {}, {1, 1}), std::invalid_argument);
+  auto& c = reg.counter("c_total", "x", {"a"});
+  CHECK_THROWS_AS(reg.counter("c_total", "again"), std::invalid_argument);
+  CHECK_THROWS_AS(c.inc({}), std::invalid_argument);
+  CHECK_THROWS_AS(c.inc({"1", "2"}), std::invalid_argument);
+}
+
+TEST_CASE("Metrics registers every metric INTERFACES.md names, and the process_* ones") {
+  api::Metrics m;
+  const std::string text = m.render();
+  for (const char* name :
+       {"foundationd_build_info", "foundationd_locked", "foundationd_vault_initialized",
+        "foundationd_vault_sealed", "foundationd_reconcile_total",
+        "foundationd_reconcile_duration_seconds", "foundationd_resources",
+        "foundationd_drift_repairs_total", "foundationd_spec_info",
+        "foundationd_spec_last_fetch_timestamp_seconds", "foundationd_webhook_deliveries_total",
+        "foundationd_unseal_attempts_total", "foundationd_docker_requests_total",
+        "foundationd_docker_request_duration_seconds", "foundationd_vault_requests_total",
+        "foundationd_backup_last_success_timestamp_seconds", "process_resident_memory_bytes",
+        "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds",
+        "process_virtual_memory_bytes"}) {
+    CAPTURE(name);
+    CHECK(text.find(std::string("# TYPE ") + name + " ") != std::string::npos);
+  }
+  CHECK(text.find("foundationd_build_info{version=\"") != std::string::npos);
+  CHECK(text.find("\nfoundationd_locked 1\n") != std::string::npos);
+  CHECK(text.find("\nfoundationd_unseal_attempts_total{result=\"wrong_passphrase\"} 0\n") !=
+        std::string::npos);
+  CHECK(m.registry().render().find("process_resident_memory_bytes 0\n") == std::string::npos);
+}
+
+TEST_CASE("Metrics helpers: reconcile, unseal, Docker requests, state from the status") {
+  api::Metrics m;
+  m.recordReconcile("converged", std::chrono::milliseconds(1500));
+  m.recordUnseal(api::UnsealOutcome::wrong_passphrase);
+  m.recordUnseal(api::UnsealOutcome::unlocked);
+  m.observeDockerRequest("GET /containers/json", 200, std::chrono::milliseconds(3));
+  m.observeDockerRequest("GET /containers/json", 0, std::chrono::seconds(60));
+  CHECK(m.reconcileTotal().value({"converged"}) == 1);
+  CHECK(m.reconcileDuration().snapshot().sum == doctest::Approx(1.5));
+  CHECK(m.unsealAttempts().value({"wrong_passphrase"}) == 1);
+  CHECK(m.unsealAttempts().value({"unlocked"}) == 1);
+  CHECK(m.dockerRequests().value({"GET /containers/json", "200"}) == 1);
+  CHECK(m.dockerRequests().value({"GET /containers/json", "error"}) == 1);
+  CHECK(m.dockerRequestDuration().snapshot({"GET /containers/json"}).count == 2);
+
+  api::StatusSnapshot s;
+  s.locked = false;
+  s.vault = {true, true, true};
+  s.spec.revision = "abc";
+  s.resources.push_back({"container", "a", api::ResourceStatus::converged, "", {}});
+  s.resources.push_back({"container", "b", api::ResourceStatus::converged, "", {}});
+  s.resources.push_back({"volume", "v", api::ResourceStatus::failed, "disk full", {}});
+  m.updateFromStatus(s);
+  CHECK(m.locked().value() == 0);
+  CHECK(m.vaultInitialized().value() == 1);
+  CHECK(m.vaultSealed().value() == 1);
+  CHECK(m.resources().value({"container", "converged"}) == 2);
+  CHECK(m.resources().value({"volume", "failed"}) == 1);
+  CHECK(m.specInfo().value({"abc"}) == 1);
+
+  // A new snapshot replaces the derived series entirely.
+  s.resources.pop_back();
+  s.spec.revision = "def";
+  m.updateFromStatus(s);
+  const std::string text = m.registry().render();
+  CHECK(text.find("kind=\"volume\"") == std::string::npos);
+  CHECK(text.find("revision=\"abc\"") == std::string::npos);
+  CHECK(m.specInfo().value({"def"}) == 1);
+}
+
+TEST_CASE("process metrics come from /proc/self") {
+  api::Metrics m;
+  m.updateProcess();
+  const std::string text = m.registry().render();
+  auto valueOf = [&](const std::string& name) {
+    const auto at = text.find("\n" + name + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(text.substr(at + name.size() + 2));
+  };
+  CHECK(valueOf("process_resident_memory_bytes") > 1e5);
+  CHECK(valueOf("process_virtual_memory_bytes") > valueOf("process_resident_memory_bytes"));
+  CHECK(valueOf("process_open_fds") >= 3);
+  CHECK(valueOf("process_start_time_seconds") > 1.6e9);
+  CHECK(valueOf("process_cpu_seconds_total") >= 0);
+}
+
+// Run by the meson test `api-promtool` (--no-skip): the full default registry,
+// with every family populated, through `promtool check metrics`.
+TEST_CASE("promtool check metrics accepts the full default registry" * doctest::skip()) {
+  const char* promtool = std::getenv("PROMTOOL");
+  const char* optOut = std::getenv("FOUNDATIOND_SKIP_PROMTOOL");
+  const char* ci = std::getenv("CI");
+  if ((promtool == nullptr || *promtool == '\0') && optOut != nullptr &&
+      std::string(optOut) == "1" && !(ci != nullptr && std::string(ci) == "true")) {
+    MESSAGE("skipped: FOUNDATIOND_SKIP_PROMTOOL=1");
+    return;
+  }
+  const bool found = promtool != nullptr && *promtool != '\0';
+  REQUIRE_MESSAGE(found,
+                  "promtool not found: install Debian's prometheus package "
+                  "(scripts/install-deps --test)");
+
+  api::Metrics m;
+  m.recordReconcile("converged", std::chrono::seconds(3));
+  m.recordReconcile("failed", std::chrono::milliseconds(20));
+  m.driftRepairs().inc({"container"});
+  m.specLastFetch().set(1700000000);
+  m.webhookDeliveries().inc({"accepted"});
+  m.recordUnseal(api::UnsealOutcome::unlocked);
+  m.observeDockerRequest("POST /containers/{id}/start", 204, std::chrono::milliseconds(40));
+  m.vaultRequests().inc({"200"});
+  m.backupLastSuccess().set(1700000000);
+  api::StatusSnapshot s;
+  s.spec.revision = "3f2a1c9";
+  s.resources.push_back({"container", "web", api::ResourceStatus::pending, "", {}});
+  m.updateFromStatus(s);
+
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("foundationd-metrics-" + std::to_string(::getpid()) + ".prom");
+  {
+    std::ofstream out(file);
+    out << m.render();
+  }
+  const std::string cmd =
+      std::string("'") + promtool + "' check metrics < '" + file.string() + "' 2>&1";
+  std::string output;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+  const int status = ::pclose(pipe);
+  std::filesystem::remove(file);
+  CAPTURE(output);
+  CHECK(status == 0);
+  CHECK(output.empty());
+}
