@@ -2,6 +2,7 @@
 // Contract in unix_http_client.hpp.
 #include "controllers/transport/unix_http_client.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -72,6 +74,46 @@ bool stillUsable(Connection& c) {
   const bool open = ec == asio::error::would_block || ec == asio::error::try_again;
   sock.non_blocking(false, ec);
   return open && !ec;
+}
+
+// `timeout` from now, saturating; time_point::max() stands for no deadline.
+Clock::time_point deadlineAfter(std::chrono::milliseconds timeout) {
+  const auto now = Clock::now();
+  if (timeout == HttpRequest::kNoTimeout ||
+      timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() -
+                                                                        now)) {
+    return Clock::time_point::max();
+  }
+  return now + timeout;
+}
+
+template <class Stream>
+void arm(Stream& stream, Clock::time_point deadline) {
+  if (deadline == Clock::time_point::max()) {
+    stream.expires_never();
+  } else {
+    stream.expires_at(deadline);
+  }
+}
+
+http::request<http::string_body> makeMessage(const HttpRequest& req) {
+  http::request<http::string_body> msg;
+  if (auto verb = http::string_to_verb(req.method); verb != http::verb::unknown) {
+    msg.method(verb);
+  } else {
+    msg.method_string(req.method);
+  }
+  msg.target(req.target);
+  msg.version(11);
+  msg.set(http::field::host, "docker");  // the Engine requires a Host header
+  msg.set(http::field::user_agent, "foundationd");
+  for (const auto& [name, value] : req.headers) msg.set(name, value);
+  if (!req.body.empty()) {
+    msg.set(http::field::content_type, req.contentType);
+    msg.body() = req.body;
+  }
+  msg.prepare_payload();
+  return msg;
 }
 
 template <class Parser>
@@ -139,49 +181,39 @@ struct UnixHttpClient::Impl : std::enable_shared_from_this<Impl> {
     }
     return Error::make(ErrorCode::unavailable, what + ec.message());
   }
+
+  // Connects a fresh connection; an Error if that failed.
+  asio::awaitable<std::optional<Error>> connect(Connection& conn, const HttpRequest& req) const {
+    auto [ec] = co_await conn.stream.async_connect(local::endpoint(socketPath), kTuple);
+    if (!ec) co_return std::nullopt;
+    if (ec == beast::error::timeout) co_return fail(ec, req, "connect");
+    co_return Error::make(ErrorCode::unavailable, "cannot connect to unix socket " + socketPath +
+                                                      " (" + req.method + " " + req.target +
+                                                      "): " + ec.message());
+  }
+
+  asio::awaitable<Result<HijackedResponse>> hijack(HttpRequest req);
 };
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
                                                                 const HeadFn* onHead,
                                                                 const ChunkFn* onChunk) {
   auto self = shared_from_this();  // keeps the pool alive if the client goes away
-  const auto deadline = Clock::now() + req.timeout;
-
-  http::request<http::string_body> msg;
-  if (auto verb = http::string_to_verb(req.method); verb != http::verb::unknown) {
-    msg.method(verb);
-  } else {
-    msg.method_string(req.method);
-  }
-  msg.target(req.target);
-  msg.version(11);
-  msg.set(http::field::host, "docker");  // the Engine requires a Host header
-  msg.set(http::field::user_agent, "foundationd");
-  for (const auto& [name, value] : req.headers) msg.set(name, value);
-  if (!req.body.empty()) {
-    msg.set(http::field::content_type, req.contentType);
-    msg.body() = req.body;
-  }
-  msg.prepare_payload();
+  const auto deadline = deadlineAfter(req.timeout);
+  auto msg = makeMessage(req);
   const bool idempotent = isIdempotent(req.method);
 
   for (int attempt = 0;; ++attempt) {
     auto conn = takeIdle();
     const bool pooled = conn != nullptr;
     if (!conn) conn = std::make_unique<Connection>(executor);
-    conn->stream.expires_at(deadline);
+    arm(conn->stream, deadline);
     // Retry only a pooled connection, once, and only when the server cannot
     // have acted on the request (see the header).
     const bool mayRetry = pooled && attempt == 0;
 
     if (!pooled) {
-      auto [ec] = co_await conn->stream.async_connect(local::endpoint(socketPath), kTuple);
-      if (ec) {
-        if (ec == beast::error::timeout) co_return fail(ec, req, "connect");
-        co_return Error::make(ErrorCode::unavailable, "cannot connect to unix socket " +
-                                                          socketPath + " (" + req.method + " " +
-                                                          req.target + "): " + ec.message());
-      }
+      if (auto failed = co_await connect(*conn, req)) co_return std::move(*failed);
     }
 
     auto [wec, written] = co_await http::async_write(conn->stream, msg, kTuple);
@@ -253,6 +285,124 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
   }
 }
 
+// --- hijack ---------------------------------------------------------------
+
+struct HijackedConnection::State {
+  State(beast::basic_stream<local> s, std::string early, std::string desc)
+      : stream(std::move(s)), leftover(std::move(early)), what(std::move(desc)) {}
+  beast::basic_stream<local> stream;
+  std::string leftover;  // read past the response header, not yet handed out
+  std::size_t leftoverPos = 0;
+  std::string what;  // "unix socket PATH: METHOD TARGET: hijacked stream"
+
+  Error error(const boost::system::error_code& ec, std::string_view stage) const {
+    const std::string where = what + ": " + std::string(stage) + ": ";
+    if (ec == beast::error::timeout) {
+      return Error::make(ErrorCode::timeout, where + "the deadline passed");
+    }
+    return Error::make(ErrorCode::unavailable, where + ec.message());
+  }
+};
+
+HijackedConnection::HijackedConnection(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+HijackedConnection::~HijackedConnection() {
+  close();
+}
+
+asio::awaitable<Result<std::size_t>> HijackedConnection::readSome(std::span<char> out) {
+  State& st = *state_;
+  if (out.empty()) co_return std::size_t{0};
+  if (st.leftoverPos < st.leftover.size()) {
+    const std::size_t n = std::min(out.size(), st.leftover.size() - st.leftoverPos);
+    std::copy_n(st.leftover.data() + st.leftoverPos, n, out.data());
+    st.leftoverPos += n;
+    if (st.leftoverPos == st.leftover.size()) {
+      st.leftover.clear();
+      st.leftoverPos = 0;
+    }
+    co_return n;
+  }
+  auto [ec, n] = co_await st.stream.async_read_some(asio::buffer(out.data(), out.size()), kTuple);
+  if (n > 0) co_return n;  // an error with data: report it on the next read
+  if (ec == asio::error::eof) co_return std::size_t{0};
+  if (!ec) co_return std::size_t{0};
+  co_return st.error(ec, "reading");
+}
+
+asio::awaitable<Status> HijackedConnection::writeAll(std::string_view data) {
+  State& st = *state_;
+  auto [ec, n] = co_await asio::async_write(st.stream, asio::buffer(data.data(), data.size()),
+                                            kTuple);
+  if (ec) co_return st.error(ec, "writing");
+  co_return Status::success();
+}
+
+Status HijackedConnection::closeWrite() {
+  boost::system::error_code ec;
+  state_->stream.socket().shutdown(local::socket::shutdown_send, ec);
+  if (ec) return state_->error(ec, "half-closing");
+  return Status::success();
+}
+
+void HijackedConnection::close() {
+  if (!state_ || !state_->stream.socket().is_open()) return;
+  boost::system::error_code ignored;
+  state_->stream.socket().shutdown(local::socket::shutdown_both, ignored);
+  state_->stream.close();
+}
+
+bool HijackedConnection::isOpen() const noexcept {
+  return state_->stream.socket().is_open();
+}
+
+void HijackedConnection::expiresAt(Clock::time_point deadline) {
+  arm(state_->stream, deadline);
+}
+
+asio::awaitable<Result<HijackedResponse>> UnixHttpClient::Impl::hijack(HttpRequest req) {
+  auto self = shared_from_this();
+  const auto deadline = deadlineAfter(req.timeout);
+  auto msg = makeMessage(req);
+  auto conn = std::make_unique<Connection>(executor);
+  arm(conn->stream, deadline);
+  if (auto failed = co_await connect(*conn, req)) co_return std::move(*failed);
+
+  auto [wec, written] = co_await http::async_write(conn->stream, msg, kTuple);
+  if (wec) co_return fail(wec, req, "sending request");
+
+  http::response_parser<http::empty_body> head;
+  head.header_limit(kHeaderLimitBytes);
+  head.body_limit(kMaxBodyBytes);
+  auto [hec, hn] = co_await http::async_read_header(conn->stream, conn->buffer, head, kTuple);
+  if (hec) co_return fail(hec, req, "reading response");
+
+  HijackedResponse out;
+  copyHeaders(head, out.head);
+  if (out.head.status == 101 || out.head.status == 200) {
+    // The parser stopped at the end of the header (it is not eager), so the
+    // buffer holds exactly the first bytes of the new protocol.
+    const auto early = conn->buffer.data();
+    std::string leftover(static_cast<const char*>(early.data()), early.size());
+    out.connection = std::make_unique<HijackedConnection>(std::make_unique<HijackedConnection::State>(
+        std::move(conn->stream), std::move(leftover),
+        "unix socket " + socketPath + ": " + req.method + " " + req.target + ": hijacked stream"));
+    co_return out;
+  }
+
+  http::response_parser<http::string_body> full{std::move(head)};
+  full.body_limit(kMaxBodyBytes);
+  if (!full.is_done()) {
+    auto [bec, bn] = co_await http::async_read(conn->stream, conn->buffer, full, kTuple);
+    if (bec) co_return fail(bec, req, "reading response body");
+  }
+  out.head.body = std::move(full.get().body());
+  boost::system::error_code ignored;
+  conn->stream.socket().shutdown(local::socket::shutdown_both, ignored);
+  conn->stream.close();
+  co_return out;
+}
+
 UnixHttpClient::UnixHttpClient(asio::any_io_executor executor, std::string socketPath)
     : impl_(std::make_shared<Impl>(std::move(executor), std::move(socketPath))) {}
 
@@ -274,6 +424,11 @@ asio::awaitable<Result<HttpResponse>> UnixHttpClient::stream(HttpRequest req, He
                                                              ChunkFn onChunk) {
   auto impl = impl_;
   co_return co_await impl->run(std::move(req), &onHead, &onChunk);
+}
+
+asio::awaitable<Result<HijackedResponse>> UnixHttpClient::hijack(HttpRequest req) {
+  auto impl = impl_;
+  co_return co_await impl->hijack(std::move(req));
 }
 
 const std::string& UnixHttpClient::socketPath() const noexcept {

@@ -20,6 +20,14 @@
 //
 // Timeout: HttpRequest::timeout is one deadline for the whole exchange
 // (connect, write, reading the full body or stream, a retry included).
+// HttpRequest::kNoTimeout means no deadline at all (a stream that may stay
+// silent for hours, e.g. Docker's events): such a request ends only when the
+// server ends the response or closes the connection, the callback stops it,
+// or the caller cancels the coroutine (asio per-operation cancellation).
+//
+// Hijack: hijack() hands the connection itself to the caller once the
+// response header arrived (HTTP upgrade, Docker's exec start and attach); see
+// HijackedConnection below.
 //
 // Lifetime: in-flight requests keep the client's internals alive, so the
 // UnixHttpClient may be destroyed while a request is suspended; such a
@@ -31,6 +39,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -54,6 +63,61 @@ struct HttpRequest {
   std::string contentType = "application/json";  // sent only with a body
   std::map<std::string, std::string> headers;    // extra request headers
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+
+  // As `timeout`: no deadline (see the file comment).
+  static constexpr std::chrono::milliseconds kNoTimeout = std::chrono::milliseconds::max();
+};
+
+// A connection taken over from HTTP after the response header: from then on
+// its bytes are the server's own protocol (Docker's multiplexed exec stream),
+// not HTTP. Owns its socket; never pooled; closed on destruction.
+//
+// Thread: the io_context's. Full duplex: one readSome() and one writeAll()
+// may be in flight at the same time (e.g. feeding stdin while reading
+// output), but not two of the same kind.
+//
+// Deadline: the hijack request's deadline (HttpRequest::timeout, counted from
+// the start of hijack()) still applies to every read and write until
+// expiresAt() changes it; when it passes the connection is closed and the
+// pending and later operations fail with ErrorCode::timeout. Other failures
+// are ErrorCode::unavailable. Error messages name the socket and the request
+// line, never the bytes sent or received.
+class HijackedConnection {
+ public:
+  ~HijackedConnection();
+  HijackedConnection(const HijackedConnection&) = delete;
+  HijackedConnection& operator=(const HijackedConnection&) = delete;
+
+  // Reads at least one byte, at most out.size(); 0 means the peer ended the
+  // stream. Bytes the HTTP parser had already read past the response header
+  // come first, so nothing is lost at the switch-over.
+  boost::asio::awaitable<Result<std::size_t>> readSome(std::span<char> out);
+  // Writes all of `data` (it may be a secret: it appears in no message).
+  boost::asio::awaitable<Status> writeAll(std::string_view data);
+  // Half-close: shuts down our sending side, so the peer reads end of stream
+  // (for Docker: the process's stdin is closed); reading goes on.
+  Status closeWrite();
+  // Closes both directions now; operations in flight complete with an error.
+  void close();
+  bool isOpen() const noexcept;
+  // A new deadline for every later read and write; time_point::max(): none.
+  void expiresAt(std::chrono::steady_clock::time_point deadline);
+
+  struct State;  // defined in unix_http_client.cpp
+  explicit HijackedConnection(std::unique_ptr<State> state);
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+struct HijackedResponse {
+  // Status and headers. When the server did not switch (any status but 101
+  // or 200), body holds its response body (e.g. Docker's {"message": ...}).
+  HttpResponse head;
+  // The connection after a 101 Switching Protocols or a 200 whose rest is
+  // unframed (Docker answers 200 when no Upgrade header was sent); null
+  // otherwise.
+  std::unique_ptr<HijackedConnection> connection;
 };
 
 class UnixHttpClient {
@@ -80,6 +144,16 @@ class UnixHttpClient {
   boost::asio::awaitable<Result<HttpResponse>> stream(
       HttpRequest req, std::function<bool(const HttpResponse& head)> onHead,
       std::function<bool(std::string_view chunk)> onChunk);
+
+  // Sends `req` on a fresh connection (never a pooled one: the connection
+  // will not come back, and a non-idempotent upgrade must not be retried) and
+  // reads the response header. On 101 or 200 returns the connection itself
+  // (see HijackedConnection): what follows the header is not read as HTTP.
+  // To ask for a 101, set req.headers {"Connection": "Upgrade", "Upgrade":
+  // "tcp"} (what the Docker CLI sends). Any other status is an ordinary HTTP
+  // answer: its body is read (up to kMaxBodyBytes) and the connection closed.
+  // Errors and the deadline as for request().
+  boost::asio::awaitable<Result<HijackedResponse>> hijack(HttpRequest req);
 
   const std::string& socketPath() const noexcept;
 

@@ -2,6 +2,8 @@
 // temporary directory, run on the same io_context (STYLE.md "Tests").
 #include "controllers/transport/unix_http_client.hpp"
 
+#include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,11 +17,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <doctest/doctest.h>
@@ -28,6 +32,8 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using local = asio::local::stream_protocol;
 using foundationd::Result;
+using foundationd::Status;
+using foundationd::transport::HijackedConnection;
 using foundationd::transport::HttpRequest;
 using foundationd::transport::HttpResponse;
 using foundationd::transport::UnixHttpClient;
@@ -44,6 +50,7 @@ struct ServerState {
   int requests = 0;
   bool closeAfterResponse = false;  // answer with keep-alive, then close anyway
   bool dropReusedRequests = false;  // on a reused connection: read, close, never answer
+  std::string lastUpgradeHeader;    // the Upgrade header of the last "/raw" request
 };
 
 asio::awaitable<void> pause(std::chrono::milliseconds d) {
@@ -69,6 +76,60 @@ asio::awaitable<bool> sendChunks(local::socket& sock) {
   co_return !ec;
 }
 
+// "/chunks-then-die": one chunk, then the server goes away mid-body (what a
+// stopping dockerd does to an events stream).
+asio::awaitable<void> sendChunkThenClose(local::socket& sock) {
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "6\r\nfirst\n\r\n";
+  co_await asio::async_write(sock, asio::buffer(head), kTuple);
+  co_await pause(std::chrono::milliseconds(30));
+  boost::system::error_code ignored;
+  sock.shutdown(local::socket::shutdown_both, ignored);
+  sock.close(ignored);
+}
+
+// "/raw" (POST): answers like the Docker Engine's exec start: "101 UPGRADED"
+// when the request asked for an upgrade, else "200 OK", with the first raw
+// bytes ("hello:") in the same write as the header. Then echoes every byte
+// upper-cased until the client half-closes, sends "bye" and closes.
+// "/raw-silent": the 101 header, then nothing for an hour.
+asio::awaitable<void> rawEcho(local::socket& sock, boost::beast::flat_buffer& buffer,
+                              bool upgrade, bool silent) {
+  std::string head =
+      upgrade ? "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+              : "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n";
+  if (silent) {
+    co_await asio::async_write(sock, asio::buffer(head), kTuple);
+    co_await pause(std::chrono::hours(1));
+    co_return;
+  }
+  head += "hello:";
+  auto [hec, hn] = co_await asio::async_write(sock, asio::buffer(head), kTuple);
+  if (hec) co_return;
+  std::string early = boost::beast::buffers_to_string(buffer.data());
+  buffer.consume(buffer.size());
+  std::array<char, 4096> data{};
+  for (bool first = true;; first = false) {
+    std::string piece;
+    if (first && !early.empty()) {
+      piece = std::move(early);
+    } else {
+      auto [ec, n] = co_await sock.async_read_some(asio::buffer(data), kTuple);
+      if (ec) break;  // eof: the client half-closed
+      piece.assign(data.data(), n);
+    }
+    for (auto& c : piece) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(piece), kTuple);
+    if (wec) co_return;
+  }
+  const std::string bye = "bye";
+  co_await asio::async_write(sock, asio::buffer(bye), kTuple);
+  boost::system::error_code ignored;
+  sock.shutdown(local::socket::shutdown_both, ignored);
+}
+
 asio::awaitable<void> session(local::socket sock, std::shared_ptr<ServerState> st) {
   boost::beast::flat_buffer buffer;
   int served = 0;
@@ -82,6 +143,15 @@ asio::awaitable<void> session(local::socket sock, std::shared_ptr<ServerState> s
     const std::string target(req.target());
     if (target == "/hang") {
       co_await pause(std::chrono::hours(1));
+      co_return;
+    }
+    if (target == "/raw" || target == "/raw-silent") {
+      st->lastUpgradeHeader = std::string(req["Upgrade"]);
+      co_await rawEcho(sock, buffer, req["Upgrade"] == "tcp", target == "/raw-silent");
+      co_return;  // the connection is no longer HTTP
+    }
+    if (target == "/chunks-then-die") {
+      co_await sendChunkThenClose(sock);
       co_return;
     }
     if (target == "/chunks") {
@@ -425,4 +495,192 @@ TEST_CASE("retry policy when a pooled connection dies after the request was writ
     CHECK(r.error().message.find("POST /echo") != std::string::npos);
     CHECK(server.state().connections == 1);
   }
+}
+
+TEST_CASE("no timeout: kNoTimeout requests and streams work (no deadline overflow)") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  auto req = get("/echo");
+  req.timeout = HttpRequest::kNoTimeout;
+  auto r = runSync(io, client.request(req));
+  REQUIRE_MESSAGE(r.ok(), why(r));
+  CHECK(r->body == "GET /echo ");
+
+  req.target = "/chunks";
+  std::string all;
+  auto streamed = runSync(io, client.stream(req, [&](std::string_view chunk) {
+    all += chunk;
+    return true;
+  }));
+  REQUIRE_MESSAGE(streamed.ok(), why(streamed));
+  CHECK(all == "piece-0\npiece-1\npiece-2\npiece-3\npiece-4\n");
+}
+
+TEST_CASE("a server that dies mid-stream ends the stream as unavailable") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  auto req = get("/chunks-then-die");
+  req.timeout = HttpRequest::kNoTimeout;
+  std::string got;
+  auto r = runSync(io, client.stream(req, [&](std::string_view chunk) {
+    got += chunk;
+    return true;
+  }));
+  CHECK(got == "first\n");
+  REQUIRE_FALSE(r.ok());
+  CHECK(codeOf(r) == "unavailable");
+  CHECK(r.error().message.find("/chunks-then-die") != std::string::npos);
+  CHECK(client.idleConnections() == 0);
+}
+
+namespace {
+
+// Reads a hijacked connection to its end.
+asio::awaitable<Result<std::string>> readAll(HijackedConnection& conn) {
+  std::string out;
+  std::array<char, 1000> buf{};  // small on purpose: many reads
+  for (;;) {
+    auto n = co_await conn.readSome(buf);
+    if (!n) co_return std::move(n).error();
+    if (*n == 0) co_return out;
+    out.append(buf.data(), *n);
+  }
+}
+
+// Writes `data` and half-closes.
+asio::awaitable<Status> writeThenClose(HijackedConnection& conn, std::string data) {
+  auto w = co_await conn.writeAll(data);
+  if (!w) co_return w;
+  co_return conn.closeWrite();
+}
+
+struct Exchange {
+  foundationd::transport::HijackedResponse response;
+  Status written;
+  Result<std::string> read;
+};
+
+// Hijacks `req`, then writes `input` (half-closing) while reading everything.
+asio::awaitable<Result<Exchange>> exchange(UnixHttpClient& client, HttpRequest req,
+                                           std::string input) {
+  using namespace asio::experimental::awaitable_operators;
+  auto h = co_await client.hijack(std::move(req));
+  if (!h) co_return std::move(h).error();
+  Exchange ex{std::move(h).value(), Status::success(), std::string()};
+  if (!ex.response.connection) co_return ex;
+  auto& conn = *ex.response.connection;
+  auto [written, read] = co_await (writeThenClose(conn, std::move(input)) && readAll(conn));
+  ex.written = std::move(written);
+  ex.read = std::move(read);
+  co_return ex;
+}
+
+HttpRequest upgradeRequest(std::string target) {
+  HttpRequest req;
+  req.method = "POST";
+  req.target = std::move(target);
+  req.body = R"({"Detach":false,"Tty":false})";
+  req.headers["Connection"] = "Upgrade";
+  req.headers["Upgrade"] = "tcp";
+  return req;
+}
+
+}  // namespace
+
+TEST_CASE("hijack: 101 hands over the connection, early bytes first, full duplex, half-close") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+
+  auto ex = runSync(io, exchange(client, upgradeRequest("/raw"), "abc"));
+  REQUIRE_MESSAGE(ex.ok(), why(ex));
+  CHECK(server.state().lastUpgradeHeader == "tcp");
+  CHECK(ex->response.head.status == 101);
+  CHECK(ex->response.head.headers["upgrade"] == "tcp");
+  CHECK(ex->response.head.body.empty());
+  REQUIRE(ex->response.connection != nullptr);
+  CHECK_MESSAGE(ex->written.ok(), why(ex->written));
+  REQUIRE_MESSAGE(ex->read.ok(), why(ex->read));
+  // "hello:" came in the same packet as the header: it must not be lost.
+  CHECK(*ex->read == "hello:ABCbye");
+  CHECK(client.idleConnections() == 0);  // a hijacked connection is never pooled
+
+  SUBCASE("a large input is written while the output is read (no deadlock)") {
+    std::string big(1 << 20, 'x');
+    big[12345] = 'q';
+    auto large = runSync(io, exchange(client, upgradeRequest("/raw"), big));
+    REQUIRE_MESSAGE(large.ok(), why(large));
+    REQUIRE_MESSAGE(large->read.ok(), why(large->read));
+    CHECK(large->read->size() == big.size() + 9);
+    CHECK(large->read->substr(0, 6) == "hello:");
+    CHECK(large->read->at(6 + 12345) == 'Q');
+    CHECK(large->read->substr(large->read->size() - 3) == "bye");
+  }
+}
+
+TEST_CASE("hijack: a 200 without an upgrade is hijacked too (the Engine without Upgrade)") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  auto req = upgradeRequest("/raw");
+  req.headers.clear();
+  auto ex = runSync(io, exchange(client, req, "z"));
+  REQUIRE_MESSAGE(ex.ok(), why(ex));
+  CHECK(ex->response.head.status == 200);
+  REQUIRE(ex->response.connection != nullptr);
+  REQUIRE_MESSAGE(ex->read.ok(), why(ex->read));
+  CHECK(*ex->read == "hello:Zbye");
+}
+
+TEST_CASE("hijack: any other status is an ordinary answer with its body") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  auto h = runSync(io, client.hijack(upgradeRequest("/echo")));
+  REQUIRE_MESSAGE(h.ok(), why(h));
+  CHECK(h->head.status == 201);
+  CHECK(h->head.body == R"(POST /echo {"Detach":false,"Tty":false})");
+  CHECK(h->connection == nullptr);
+  CHECK(client.idleConnections() == 0);
+}
+
+TEST_CASE("hijack: the request's deadline still applies after the switch") {
+  asio::io_context io;
+  TestServer server(io);
+  UnixHttpClient client(io.get_executor(), server.path());
+  auto req = upgradeRequest("/raw-silent");
+  req.timeout = std::chrono::milliseconds(200);
+  req.body = "secret-body-never-shown";
+  auto h = runSync(io, client.hijack(req));
+  REQUIRE_MESSAGE(h.ok(), why(h));
+  REQUIRE(h->connection != nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  auto read = runSync(io, readAll(*h->connection));
+  REQUIRE_FALSE(read.ok());
+  CHECK(codeOf(read) == "timeout");
+  CHECK(read.error().message.find("/raw-silent") != std::string::npos);
+  CHECK(read.error().message.find("secret-body-never-shown") == std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  CHECK_FALSE(h->connection->isOpen());
+
+  SUBCASE("expiresAt moves the deadline") {
+    auto again = runSync(io, client.hijack(req));
+    REQUIRE(again.ok());
+    REQUIRE(again->connection != nullptr);
+    again->connection->expiresAt(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    const auto t0 = std::chrono::steady_clock::now();
+    auto late = runSync(io, readAll(*again->connection));
+    CHECK(codeOf(late) == "timeout");
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
+  }
+}
+
+TEST_CASE("hijack: a missing socket is unavailable") {
+  asio::io_context io;
+  UnixHttpClient client(io.get_executor(), "/nonexistent-foundationd-test/docker.sock");
+  auto h = runSync(io, client.hijack(upgradeRequest("/raw")));
+  REQUIRE_FALSE(h.ok());
+  CHECK(codeOf(h) == "unavailable");
 }
