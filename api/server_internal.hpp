@@ -13,6 +13,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include "api/server.hpp"
 
@@ -80,6 +82,10 @@ class Registration {
   std::shared_ptr<Server::Impl> impl_;
   Connection* conn_;
 };
+
+// A parsed Beast request as the Router's value; the body is moved out
+// (server_session.cpp; also used by the HTTP fuzz target).
+Request toRequest(boost::beast::http::request<boost::beast::http::string_body>& msg, PeerKind peer);
 
 // Serves one connection until it closes (server_session.cpp).
 boost::asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,

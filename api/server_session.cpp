@@ -95,6 +95,15 @@ asio::awaitable<void> onReadError(Server::Impl& impl, Connection& c,
   }
 }
 
+// Zeroes the read buffer's storage (consumed bytes stay in memory otherwise).
+void wipe(beast::flat_buffer& buffer) {
+  if (buffer.size() != 0) return;  // a pipelined request is waiting: keep it
+  auto storage = buffer.prepare(buffer.capacity());
+  sodium_memzero(storage.data(), storage.size());
+}
+
+}  // namespace
+
 Request toRequest(http::request<http::string_body>& msg, PeerKind peer) {
   Request req;
   req.method = std::string(msg.method_string());
@@ -106,15 +115,6 @@ Request toRequest(http::request<http::string_body>& msg, PeerKind peer) {
   req.peer = peer;
   return req;
 }
-
-// Zeroes the read buffer's storage (consumed bytes stay in memory otherwise).
-void wipe(beast::flat_buffer& buffer) {
-  if (buffer.size() != 0) return;  // a pipelined request is waiting: keep it
-  auto storage = buffer.prepare(buffer.capacity());
-  sodium_memzero(storage.data(), storage.size());
-}
-
-}  // namespace
 
 asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
                                       std::shared_ptr<Connection> conn, Registration registration) {
