@@ -354,13 +354,22 @@ Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& pl
 
 namespace foundationd::docker {
 
+Plan restrict(const Plan& full, const Scope& scope) {
+  Plan out;
+  out.project = full.project;
+  for (const auto& c : full.changes) {
+    if (scope.includes(c.key)) out.changes.push_back(c);
+  }
+  return out;
+}
+
 Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec,
                                         const SecretResolver& secrets, const ApplyOptions& options,
-                                        const ApplyObserver& observer) {
+                                        const ApplyObserver& observer, const Scope& scope) {
   ReconcileResult result;
   auto observed = co_await observe(api, spec.project);
   if (!observed) co_return std::move(observed).error();
-  result.plan = plan(spec, observed.value(), secrets);
+  result.plan = restrict(plan(spec, observed.value(), secrets), scope);
   if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
     result.converged = true;
     co_return result;
@@ -369,7 +378,7 @@ Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec
                                  observer);
   auto after = co_await observe(api, spec.project);
   if (!after) co_return std::move(after).error();
-  result.remaining = plan(spec, after.value(), secrets);
+  result.remaining = restrict(plan(spec, after.value(), secrets), scope);
   result.converged = result.report.ok() && !result.remaining.hasChanges() &&
                      !result.remaining.hasConflicts();
   co_return result;

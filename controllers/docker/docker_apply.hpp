@@ -14,6 +14,8 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,8 +75,23 @@ struct ReconcileResult {
   Plan remaining;       // the plan after applying (empty when converged)
 };
 
+// Which changes a reconcile may act on: all, or only those of some keys (an
+// event about one container repairs that container only), minus any key in
+// `exclude` (e.g. what needs a secret while the state is locked).
+struct Scope {
+  std::optional<std::set<config::ResourceKey>> only;
+  std::set<config::ResourceKey> exclude;
+  bool includes(const config::ResourceKey& key) const {
+    return !exclude.count(key) && (!only || only->count(key));
+  }
+};
+
+// Keeps the changes of `plan` that `scope` includes.
+Plan restrict(const Plan& plan, const Scope& scope);
+
 Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec,
                                         const SecretResolver& secrets, const ApplyOptions& options,
-                                        const ApplyObserver& observer = {});
+                                        const ApplyObserver& observer = {},
+                                        const Scope& scope = {});
 
 }  // namespace foundationd::docker
