@@ -19,22 +19,32 @@ nlohmann::json stringOrNull(const std::string& s) {
 
 const char* statusName(ResourceStatus status) noexcept {
   switch (status) {
-    case ResourceStatus::converged: return "converged";
-    case ResourceStatus::pending: return "pending";
-    case ResourceStatus::drifted: return "drifted";
-    case ResourceStatus::failed: return "failed";
-    case ResourceStatus::blocked: return "blocked";
+    case ResourceStatus::converged:
+      return "converged";
+    case ResourceStatus::pending:
+      return "pending";
+    case ResourceStatus::drifted:
+      return "drifted";
+    case ResourceStatus::failed:
+      return "failed";
+    case ResourceStatus::blocked:
+      return "blocked";
   }
   return "pending";
 }
 
 const char* outcomeName(UnsealOutcome outcome) noexcept {
   switch (outcome) {
-    case UnsealOutcome::unlocked: return "unlocked";
-    case UnsealOutcome::wrong_passphrase: return "wrong_passphrase";
-    case UnsealOutcome::rate_limited: return "rate_limited";
-    case UnsealOutcome::not_initialized: return "not_initialized";
-    case UnsealOutcome::failed: return "failed";
+    case UnsealOutcome::unlocked:
+      return "unlocked";
+    case UnsealOutcome::wrong_passphrase:
+      return "wrong_passphrase";
+    case UnsealOutcome::rate_limited:
+      return "rate_limited";
+    case UnsealOutcome::not_initialized:
+      return "not_initialized";
+    case UnsealOutcome::failed:
+      return "failed";
   }
   return "failed";
 }

@@ -1,11 +1,11 @@
 #include "api/handlers.hpp"
 
-#include <sodium.h>
-
 #include <algorithm>
 #include <charconv>
 #include <string>
 #include <utility>
+
+#include <sodium.h>
 
 #include "api/errors.hpp"
 
@@ -103,9 +103,9 @@ Task<Response> unseal(RouteContext& ctx, const Request& request) {
       co_return errorResponse(ApiError::wrong_passphrase, message("the passphrase is wrong"));
     case UnsealOutcome::rate_limited: {
       const long long secs = std::max<long long>(1, r.retryAfter.count());
-      Response res = errorResponse(
-          ApiError::rate_limited, "too many failed unseal attempts; try again in " +
-                                      std::to_string(secs) + " s");
+      Response res =
+          errorResponse(ApiError::rate_limited, "too many failed unseal attempts; try again in " +
+                                                    std::to_string(secs) + " s");
       res.headers.emplace_back("Retry-After", std::to_string(secs));
       co_return res;
     }
@@ -152,9 +152,8 @@ Task<Response> events(RouteContext& ctx, const Request& request) {
   if (auto l = queryParam(request.query(), "limit")) {
     const auto v = parseInt(*l);
     if (!v || *v < 1 || *v > kMaxEventLimit) {
-      co_return errorResponse(ApiError::invalid_argument,
-                              "limit must be an integer from 1 to " +
-                                  std::to_string(kMaxEventLimit));
+      co_return errorResponse(ApiError::invalid_argument, "limit must be an integer from 1 to " +
+                                                              std::to_string(kMaxEventLimit));
     }
     limit = *v;
   }
@@ -163,8 +162,8 @@ Task<Response> events(RouteContext& ctx, const Request& request) {
   nlohmann::json list = nlohmann::json::array();
   std::int64_t next = since;
   for (const AuditEvent& e : *page) {
-    list.push_back({{"id", e.id}, {"time", formatTime(e.at)}, {"event", e.event},
-                    {"fields", e.fields}});
+    list.push_back(
+        {{"id", e.id}, {"time", formatTime(e.at)}, {"event", e.event}, {"fields", e.fields}});
     next = std::max(next, e.id);
   }
   co_return Response::json(200, {{"events", std::move(list)}, {"next", next}});

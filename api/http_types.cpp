@@ -44,9 +44,12 @@ std::string percentDecode(std::string_view s) {
 
 const char* peerName(PeerKind peer) noexcept {
   switch (peer) {
-    case PeerKind::unix_socket: return "unix";
-    case PeerKind::loopback: return "loopback";
-    case PeerKind::remote: return "remote";
+    case PeerKind::unix_socket:
+      return "unix";
+    case PeerKind::loopback:
+      return "loopback";
+    case PeerKind::remote:
+      return "remote";
   }
   return "remote";
 }

@@ -17,7 +17,9 @@ namespace foundationd::api {
 // (GET /v1/status needs no token from them).
 enum class PeerKind { unix_socket, loopback, remote };
 const char* peerName(PeerKind peer) noexcept;  // "unix", "loopback", "remote"
-inline bool isLocal(PeerKind peer) noexcept { return peer != PeerKind::remote; }
+inline bool isLocal(PeerKind peer) noexcept {
+  return peer != PeerKind::remote;
+}
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -33,7 +35,9 @@ struct Request {
   std::string body;
   PeerKind peer = PeerKind::remote;
 
-  std::string_view header(std::string_view name) const noexcept { return findHeader(headers, name); }
+  std::string_view header(std::string_view name) const noexcept {
+    return findHeader(headers, name);
+  }
   std::string_view path() const noexcept;   // target up to '?'
   std::string_view query() const noexcept;  // after '?', "" when none
 };
@@ -47,7 +51,9 @@ struct Response {
   Headers headers;  // Content-Type included; the server adds Content-Length, Connection, Server
   std::string body;
 
-  std::string_view header(std::string_view name) const noexcept { return findHeader(headers, name); }
+  std::string_view header(std::string_view name) const noexcept {
+    return findHeader(headers, name);
+  }
 
   // `value` dumped compactly with a trailing newline, Content-Type application/json.
   static Response json(int status, const nlohmann::json& value);

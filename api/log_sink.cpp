@@ -30,8 +30,8 @@ LogSink stderrLogSink() {
   return [](LogLevel level, const std::string& event, const std::vector<LogField>& fields) {
     if (level == LogLevel::debug) return;
     static std::mutex mutex;
-    std::string line = "<" + std::to_string(static_cast<int>(level)) + ">event=" +
-                       quoteIfNeeded(event);
+    std::string line =
+        "<" + std::to_string(static_cast<int>(level)) + ">event=" + quoteIfNeeded(event);
     for (const auto& [k, v] : fields) line += " " + k + "=" + quoteIfNeeded(v);
     line += '\n';
     std::lock_guard lock(mutex);

@@ -1,8 +1,5 @@
 #include "api/metrics.hpp"
 
-#include <time.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +7,9 @@
 #include <sstream>
 #include <system_error>
 #include <vector>
+
+#include <time.h>
+#include <unistd.h>
 
 #include "build_info.hpp"
 
@@ -122,16 +122,14 @@ Metrics::Metrics()
                                  "Resources of the spec by kind and reconcile status.",
                                  {"kind", "status"})),
       driftRepairs_(registry_.counter("foundationd_drift_repairs_total",
-                                      "Resources found drifted and repaired, by kind.",
-                                      {"kind"})),
+                                      "Resources found drifted and repaired, by kind.", {"kind"})),
       specInfo_(registry_.gauge("foundationd_spec_info",
                                 "Always 1; the label is the newest spec revision seen.",
                                 {"revision"})),
       specLastFetch_(registry_.gauge("foundationd_spec_last_fetch_timestamp_seconds",
                                      "Unix time of the last successful spec fetch.")),
       webhookDeliveries_(registry_.counter("foundationd_webhook_deliveries_total",
-                                           "Webhook deliveries received, by result.",
-                                           {"result"})),
+                                           "Webhook deliveries received, by result.", {"result"})),
       unsealAttempts_(registry_.counter("foundationd_unseal_attempts_total",
                                         "Unseal attempts by result.", {"result"})),
       dockerRequests_(registry_.counter("foundationd_docker_requests_total",
@@ -144,24 +142,24 @@ Metrics::Metrics()
                                        "Vault API requests by HTTP code.", {"code"})),
       backupLastSuccess_(registry_.gauge("foundationd_backup_last_success_timestamp_seconds",
                                          "Unix time of the last successful backup.")),
-      processResident_(registry_.gauge("process_resident_memory_bytes",
-                                       "Resident memory size in bytes.")),
-      processVirtual_(registry_.gauge("process_virtual_memory_bytes",
-                                      "Virtual memory size in bytes.")),
+      processResident_(
+          registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
+      processVirtual_(
+          registry_.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")),
       processCpu_(registry_.counter("process_cpu_seconds_total",
                                     "Total user and system CPU time spent in seconds.")),
       processOpenFds_(registry_.gauge("process_open_fds", "Number of open file descriptors.")),
-      processMaxFds_(registry_.gauge("process_max_fds",
-                                     "Maximum number of open file descriptors.")),
+      processMaxFds_(
+          registry_.gauge("process_max_fds", "Maximum number of open file descriptors.")),
       processStart_(registry_.gauge("process_start_time_seconds",
                                     "Start time of the process since the Unix epoch in seconds.")) {
   buildInfo_.set({FOUNDATIOND_VERSION, FOUNDATIOND_REVISION}, 1);
   vaultSealed_.set(1);
   locked_.set(1);
   for (const char* r : {"converged", "failed"}) reconcileTotal_.inc({r}, 0);
-  for (UnsealOutcome o : {UnsealOutcome::unlocked, UnsealOutcome::wrong_passphrase,
-                          UnsealOutcome::rate_limited, UnsealOutcome::not_initialized,
-                          UnsealOutcome::failed}) {
+  for (UnsealOutcome o :
+       {UnsealOutcome::unlocked, UnsealOutcome::wrong_passphrase, UnsealOutcome::rate_limited,
+        UnsealOutcome::not_initialized, UnsealOutcome::failed}) {
     unsealAttempts_.inc({outcomeName(o)}, 0);
   }
   updateProcess();
@@ -172,7 +170,9 @@ void Metrics::recordReconcile(std::string_view result, std::chrono::duration<dou
   reconcileDuration_.observe(took.count());
 }
 
-void Metrics::recordUnseal(UnsealOutcome outcome) { unsealAttempts_.inc({outcomeName(outcome)}); }
+void Metrics::recordUnseal(UnsealOutcome outcome) {
+  unsealAttempts_.inc({outcomeName(outcome)});
+}
 
 void Metrics::observeDockerRequest(std::string_view endpoint, int status,
                                    std::chrono::nanoseconds took) {

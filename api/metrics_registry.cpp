@@ -13,8 +13,8 @@ bool validName(const std::string& s, bool allowColon) {
   if (s.empty()) return false;
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                       (allowColon && c == ':');
+    const bool alpha =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allowColon && c == ':');
     const bool digit = c >= '0' && c <= '9';
     if (!(alpha || (i > 0 && digit))) return false;
   }
@@ -23,15 +23,17 @@ bool validName(const std::string& s, bool allowColon) {
 
 const char* typeName(MetricType t) {
   switch (t) {
-    case MetricType::counter: return "counter";
-    case MetricType::gauge: return "gauge";
-    case MetricType::histogram: return "histogram";
+    case MetricType::counter:
+      return "counter";
+    case MetricType::gauge:
+      return "gauge";
+    case MetricType::histogram:
+      return "histogram";
   }
   return "untyped";
 }
 
-void appendSample(std::string& out, const std::string& name, const std::string& labels,
-                  double v) {
+void appendSample(std::string& out, const std::string& name, const std::string& labels, double v) {
   out += name;
   out += labels;
   out += ' ';
@@ -54,10 +56,14 @@ std::string escapeLabelValue(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -66,9 +72,12 @@ std::string escapeHelp(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -77,7 +86,9 @@ std::string escapeHelp(const std::string& v) {
 
 MetricFamily::MetricFamily(std::string name, std::string help, std::vector<std::string> labelNames,
                            MetricType type)
-    : name_(std::move(name)), help_(std::move(help)), labelNames_(std::move(labelNames)),
+    : name_(std::move(name)),
+      help_(std::move(help)),
+      labelNames_(std::move(labelNames)),
       type_(type) {
   if (!validName(name_, true)) throw std::invalid_argument("bad metric name: " + name_);
   for (const std::string& l : labelNames_) {
@@ -95,9 +106,8 @@ MetricFamily::MetricFamily(std::string name, std::string help, std::vector<std::
 
 void MetricFamily::checkLabels(const LabelValues& values) const {
   if (values.size() != labelNames_.size()) {
-    throw std::invalid_argument("metric " + name_ + " takes " +
-                                std::to_string(labelNames_.size()) + " label values, got " +
-                                std::to_string(values.size()));
+    throw std::invalid_argument("metric " + name_ + " takes " + std::to_string(labelNames_.size()) +
+                                " label values, got " + std::to_string(values.size()));
   }
 }
 
@@ -202,8 +212,7 @@ void Gauge::renderSeries(std::string& out) const {
 
 Histogram::Histogram(std::string name, std::string help, std::vector<std::string> labelNames,
                      std::vector<double> buckets)
-    : MetricFamily(std::move(name), std::move(help), std::move(labelNames),
-                   MetricType::histogram),
+    : MetricFamily(std::move(name), std::move(help), std::move(labelNames), MetricType::histogram),
       buckets_(std::move(buckets)) {
   for (std::size_t i = 0; i < buckets_.size(); ++i) {
     if (!std::isfinite(buckets_[i]) || (i > 0 && !(buckets_[i] > buckets_[i - 1]))) {

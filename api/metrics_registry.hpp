@@ -154,7 +154,7 @@ class MetricsRegistry {
 };
 
 // Text-format helpers (exposed for tests).
-std::string formatMetricValue(double v);            // "1", "0.25", "+Inf", "NaN"
+std::string formatMetricValue(double v);             // "1", "0.25", "+Inf", "NaN"
 std::string escapeLabelValue(const std::string& v);  // \\ \" \n
 std::string escapeHelp(const std::string& v);        // \\ \n
 

@@ -14,19 +14,21 @@ namespace {
 namespace h = handlers;
 
 // THE route table (INTERFACES.md "HTTP API").
+// clang-format off
 constexpr std::array kRoutes = {
-    //    method  path             auth                     handler        secret body
-    Route{"GET", "/healthz", AuthKind::none, &h::healthz},
-    Route{"GET", "/readyz", AuthKind::none, &h::readyz},
-    Route{"GET", "/metrics", AuthKind::none, &h::metrics},
-    Route{"GET", "/v1/status", AuthKind::none_on_local, &h::status},
-    Route{"POST", "/v1/unseal", AuthKind::none, &h::unseal, true},
-    Route{"POST", "/v1/seal", AuthKind::bearer, &h::seal},
-    Route{"POST", "/v1/reconcile", AuthKind::bearer, &h::reconcile},
-    Route{"GET", "/v1/plan", AuthKind::bearer, &h::plan},
-    Route{"GET", "/v1/events", AuthKind::bearer, &h::events},
-    // Slot: POST /v1/hooks/forgejo, AuthKind::hmac, arrives with the webhook issue.
+  //    method  path              auth                     handler        secret body
+  Route{"GET",  "/healthz",       AuthKind::none,          &h::healthz},
+  Route{"GET",  "/readyz",        AuthKind::none,          &h::readyz},
+  Route{"GET",  "/metrics",       AuthKind::none,          &h::metrics},
+  Route{"GET",  "/v1/status",     AuthKind::none_on_local, &h::status},
+  Route{"POST", "/v1/unseal",     AuthKind::none,          &h::unseal,    true},
+  Route{"POST", "/v1/seal",       AuthKind::bearer,        &h::seal},
+  Route{"POST", "/v1/reconcile",  AuthKind::bearer,        &h::reconcile},
+  Route{"GET",  "/v1/plan",       AuthKind::bearer,        &h::plan},
+  Route{"GET",  "/v1/events",     AuthKind::bearer,        &h::events},
+  // Slot: POST /v1/hooks/forgejo, AuthKind::hmac, arrives with the webhook issue.
 };
+// clang-format on
 
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
@@ -64,15 +66,21 @@ std::string printablePath(std::string_view path) {
 
 const char* authName(AuthKind auth) noexcept {
   switch (auth) {
-    case AuthKind::none: return "none";
-    case AuthKind::none_on_local: return "none-on-local";
-    case AuthKind::bearer: return "bearer";
-    case AuthKind::hmac: return "hmac";
+    case AuthKind::none:
+      return "none";
+    case AuthKind::none_on_local:
+      return "none-on-local";
+    case AuthKind::bearer:
+      return "bearer";
+    case AuthKind::hmac:
+      return "hmac";
   }
   return "bearer";
 }
 
-std::span<const Route> routeTable() noexcept { return kRoutes; }
+std::span<const Route> routeTable() noexcept {
+  return kRoutes;
+}
 
 const Route* Router::find(std::string_view method, std::string_view path) noexcept {
   for (const Route& r : kRoutes) {
@@ -105,7 +113,8 @@ std::optional<Response> Router::authorize(const Route& route, const Request& req
     return unauthorized("the Authorization header must use the Bearer scheme");
   }
   if (!token_.matches(trim(header.substr(7)))) {
-    return unauthorized("the bearer token is not valid; use the one in the daemon's api.token_file");
+    return unauthorized(
+        "the bearer token is not valid; use the one in the daemon's api.token_file");
   }
   return std::nullopt;
 }
@@ -132,7 +141,8 @@ Task<Response> Router::handle(const Request& request) {
   }
   if (auto denied = authorize(*route, request)) {
     logTo(log_, LogLevel::notice, "api.unauthorized",
-          {{"method", request.method}, {"path", std::string(route->path)},
+          {{"method", request.method},
+           {"path", std::string(route->path)},
            {"peer", peerName(request.peer)}});
     co_return std::move(*denied);
   }
@@ -146,9 +156,9 @@ Task<Response> Router::handle(const Request& request) {
   }
   logTo(log_, LogLevel::error, "api.handler_failed",
         {{"method", request.method}, {"path", std::string(route->path)}, {"error", failure}});
-  co_return errorResponse(ApiError::internal,
-                          "internal error while handling " + std::string(route->path) +
-                              "; the daemon's log has details");
+  co_return errorResponse(ApiError::internal, "internal error while handling " +
+                                                  std::string(route->path) +
+                                                  "; the daemon's log has details");
 }
 
 }  // namespace foundationd::api

@@ -54,7 +54,8 @@ std::span<const Route> routeTable() noexcept;
 
 class Router {
  public:
-  Router(DaemonControl& daemon, const ApiToken& token, Metrics& metrics, LogSink log = {});
+  Router(DaemonControl& daemon, const ApiToken& token, Metrics& metrics,
+         LogSink log = stderrLogSink());
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 

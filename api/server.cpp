@@ -1,8 +1,5 @@
 #include "api/server.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -13,6 +10,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/errors.hpp"
 #include "api/server_internal.hpp"
@@ -221,7 +220,9 @@ void Connection::arm(std::chrono::milliseconds d) {
   });
 }
 
-void Connection::disarm() { timer.expires_at(asio::steady_timer::time_point::max()); }
+void Connection::disarm() {
+  timer.expires_at(asio::steady_timer::time_point::max());
+}
 
 void Connection::closeNow() {
   boost::system::error_code ec;
@@ -241,17 +242,21 @@ Registration::~Registration() {
 }
 
 Server::Impl::Impl(asio::any_io_executor e, Router& r, ServerOptions o)
-    : executor(std::move(e)), router(r), options(std::move(o)),
+    : executor(std::move(e)),
+      router(r),
+      options(std::move(o)),
       changed(executor, asio::steady_timer::time_point::max()) {
-  const Response busy = errorResponse(ApiError::too_many_connections,
-                                      "too many connections; try again shortly");
+  const Response busy =
+      errorResponse(ApiError::too_many_connections, "too many connections; try again shortly");
   busyAnswer = "HTTP/1.1 " + std::to_string(busy.status) +
                " Service Unavailable\r\nServer: foundationd\r\nContent-Type: application/json\r\n"
                "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
                std::to_string(busy.body.size()) + "\r\n\r\n" + busy.body;
 }
 
-void Server::Impl::notify() { changed.cancel(); }
+void Server::Impl::notify() {
+  changed.cancel();
+}
 
 void Server::Impl::closeListeners() {
   for (Listener& l : listeners) {
@@ -268,15 +273,17 @@ void Server::Impl::closeListeners() {
 Server::Server(asio::any_io_executor executor, Router& router, ServerOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), router, std::move(options))) {}
 
-Server::~Server() { abort(); }
+Server::~Server() {
+  abort();
+}
 
 Status Server::start() {
   if (impl_->started) return Error::make(ErrorCode::conflict, "the API server was started already");
   impl_->started = true;
   for (const std::string& address : impl_->options.listen) {
-    Result<Listener> l = Error::make(ErrorCode::invalid_argument,
-                                     "api listen address " + address +
-                                         ": expected unix:/PATH or tcp:IP:PORT");
+    Result<Listener> l =
+        Error::make(ErrorCode::invalid_argument,
+                    "api listen address " + address + ": expected unix:/PATH or tcp:IP:PORT");
     if (address.rfind("unix:", 0) == 0) {
       l = openUnix(impl_->executor, address, address.substr(5), impl_->options.socketMode);
     } else if (address.rfind("tcp:", 0) == 0) {
@@ -342,6 +349,8 @@ asio::awaitable<void> Server::stopped() {
   }
 }
 
-std::size_t Server::connections() const noexcept { return impl_->connections.size(); }
+std::size_t Server::connections() const noexcept {
+  return impl_->connections.size();
+}
 
 }  // namespace foundationd::api

@@ -1,7 +1,5 @@
 // One connection of the API server: read a request within its deadlines,
 // hand it to the Router, write the answer, repeat while kept alive.
-#include <sodium.h>
-
 #include <array>
 #include <chrono>
 #include <string>
@@ -11,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <sodium.h>
 
 #include "api/errors.hpp"
 #include "api/server_internal.hpp"
@@ -77,18 +76,18 @@ asio::awaitable<void> onReadError(Server::Impl& impl, Connection& c,
   if (quietClose(ec)) co_return;
   Response res;
   if (ec == http::error::body_limit) {
-    res = errorResponse(ApiError::payload_too_large,
-                        "the request body is larger than " + std::to_string(o.maxBodyBytes) +
-                            " bytes");
+    res = errorResponse(ApiError::payload_too_large, "the request body is larger than " +
+                                                         std::to_string(o.maxBodyBytes) + " bytes");
   } else if (ec == http::error::header_limit) {
-    res = errorResponse(ApiError::header_too_large,
-                        "the request head is larger than " + std::to_string(o.maxHeaderBytes) +
-                            " bytes");
+    res =
+        errorResponse(ApiError::header_too_large, "the request head is larger than " +
+                                                      std::to_string(o.maxHeaderBytes) + " bytes");
   } else {
     res = errorResponse(ApiError::bad_request, "malformed HTTP request: " + ec.message());
   }
   logTo(o.log, LogLevel::info, "api.bad_request",
-        {{"status", std::to_string(res.status)}, {"error", ec.message()},
+        {{"status", std::to_string(res.status)},
+         {"error", ec.message()},
          {"peer", peerName(c.peer)}});
   if (co_await writeResponse(c, std::move(res), 11, false, o.writeTimeout)) {
     co_await linger(c, o.lingerTimeout);
@@ -170,10 +169,10 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
 
     const int status = res.status;
     const bool keepAlive = clientKeepAlive && !impl->stopping;
-    const bool written = co_await writeResponse(c, std::move(res), version, keepAlive,
-                                                o.writeTimeout);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
-                                                                          started);
+    const bool written =
+        co_await writeResponse(c, std::move(res), version, keepAlive, o.writeTimeout);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
     logTo(o.log, LogLevel::debug, "api.request",
           {{"method", route ? req.method : std::string("-")},
            {"path", route ? std::string(route->path) : std::string("-")},

@@ -1,28 +1,32 @@
 #include "api/token.hpp"
 
-#include <fcntl.h>
-#include <sodium.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <system_error>
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace foundationd::api {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string errnoText(int err) { return std::generic_category().message(err); }
-
-Error ioError(const fs::path& file, const std::string& what, int err) {
-  return Error::make(ErrorCode::io, "api token file " + file.string() + ": " + what + ": " +
-                                        errnoText(err));
+std::string errnoText(int err) {
+  return std::generic_category().message(err);
 }
 
-bool isSpace(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+Error ioError(const fs::path& file, const std::string& what, int err) {
+  return Error::make(ErrorCode::io,
+                     "api token file " + file.string() + ": " + what + ": " + errnoText(err));
+}
+
+bool isSpace(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 // Closes a file descriptor on scope exit.
 struct Fd {

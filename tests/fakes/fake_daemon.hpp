@@ -89,7 +89,7 @@ class FakeDaemon final : public api::DaemonControl {
   }
 
   api::Task<Result<std::vector<api::AuditEvent>>> events(std::int64_t since,
-                                                        std::size_t limit) override {
+                                                         std::size_t limit) override {
     lastSince = since;
     lastLimit = limit;
     co_await pause();

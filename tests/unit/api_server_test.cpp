@@ -2,11 +2,6 @@
 // real clients (the project's UnixHttpClient, raw Beast and raw bytes) on
 // the same io_context (STYLE.md "Tests": a real server inside the test).
 // Timeouts are injected short; no assertion is made on wall time.
-#include "api/server.hpp"
-
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -29,7 +24,10 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "api/server.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 #include "fakes/fake_daemon.hpp"
 
@@ -168,7 +166,9 @@ asio::awaitable<std::string> readUntilClosed(Stream& s, std::chrono::millisecond
   co_return all;
 }
 
-std::string statusLine(const std::string& raw) { return raw.substr(0, raw.find("\r\n")); }
+std::string statusLine(const std::string& raw) {
+  return raw.substr(0, raw.find("\r\n"));
+}
 
 std::string errorCode(const Response& r) {
   return nlohmann::json::parse(r.body()).at("error").at("code");
@@ -275,7 +275,8 @@ TEST_CASE("bodies over 64 KiB get 413; 60 KiB are read") {
       auto sock = co_await connectTcp(f.tcpEndpoint());
       beast::flat_buffer buf;
       const std::string body = R"({"passphrase": ")" + std::string(60 * 1024, 'z') + "\"}";
-      Response res = co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/unseal", body));
+      Response res =
+          co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/unseal", body));
       CHECK(res.result_int() == 403);
       CHECK(f.daemon.unsealCalls == 1);
     }
@@ -347,7 +348,8 @@ TEST_CASE("garbage bytes get 400 and a closed connection; the server keeps servi
   f.run([&]() -> asio::awaitable<void> {
     for (const std::string& garbage :
          {std::string("\x00\x01\x02 garbage\r\n\r\n", 15), std::string("GET\r\n\r\n"),
-          std::string("GET / HTTP/9.9\r\n\r\n"), std::string("GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n"),
+          std::string("GET / HTTP/9.9\r\n\r\n"),
+          std::string("GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n"),
           std::string("POST /v1/unseal HTTP/1.1\r\nContent-Length: nope\r\n\r\n")}) {
       auto sock = co_await connectTcp(f.tcpEndpoint());
       co_await asio::async_write(sock, asio::buffer(garbage), asio::use_awaitable);
@@ -358,7 +360,8 @@ TEST_CASE("garbage bytes get 400 and a closed connection; the server keeps servi
     }
     {  // a head over the limit: 431
       auto sock = co_await connectTcp(f.tcpEndpoint());
-      const std::string big = "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
+      const std::string big =
+          "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
       co_await asio::async_write(sock, asio::buffer(big), asio::use_awaitable);
       const std::string raw = co_await readUntilClosed(sock);
       CHECK(statusLine(raw) == "HTTP/1.1 431 Request Header Fields Too Large");
@@ -376,8 +379,10 @@ TEST_CASE("Expect: 100-continue is honoured") {
   f.run([&]() -> asio::awaitable<void> {
     auto sock = co_await connectTcp(f.tcpEndpoint());
     const std::string body = R"({"passphrase": "correct horse battery staple"})";
-    const std::string head = "POST /v1/unseal HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                             "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    const std::string head =
+        "POST /v1/unseal HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n";
     co_await asio::async_write(sock, asio::buffer(head), asio::use_awaitable);
     beast::flat_buffer buf;
     http::response<http::empty_body> cont;
@@ -425,9 +430,7 @@ TEST_CASE("listen addresses: stale sockets replaced, live ones and other files r
   Fixture f;
   SUBCASE("a stale socket file is removed") {
     fs::create_directories(fs::path(f.socketPath).parent_path());
-    {
-      local::acceptor stale(f.io, local::endpoint(f.socketPath));
-    }  // closed, the file stays
+    { local::acceptor stale(f.io, local::endpoint(f.socketPath)); }  // closed, the file stays
     REQUIRE(fs::exists(f.socketPath));
     f.start();
     f.run([&]() -> asio::awaitable<void> {
@@ -497,14 +500,14 @@ TEST_CASE("through the server, no response or log line carries the passphrase") 
   };
   f.start();
   f.run([&]() -> asio::awaitable<void> {
-    for (const std::string& body :
-         {std::string(R"({"passphrase": "s3cr3t-server-passphrase"})"),
-          std::string(R"({"passphrase": "s3cr3t-wrong"})"),
-          std::string(R"({"passphrase": "s3cr3t-unterminated)"),
-          std::string(R"({"passphrase": s3cr3t})")}) {
+    for (const std::string& body : {std::string(R"({"passphrase": "s3cr3t-server-passphrase"})"),
+                                    std::string(R"({"passphrase": "s3cr3t-wrong"})"),
+                                    std::string(R"({"passphrase": "s3cr3t-unterminated)"),
+                                    std::string(R"({"passphrase": s3cr3t})")}) {
       auto sock = co_await connectTcp(f.tcpEndpoint());
       beast::flat_buffer buf;
-      Response res = co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/unseal", body));
+      Response res =
+          co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/unseal", body));
       CHECK(res.body().find("s3cr3t") == std::string::npos);
       for (const auto& field : res) CHECK(field.value().find("s3cr3t") == std::string::npos);
     }

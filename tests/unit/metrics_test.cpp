@@ -2,8 +2,6 @@
 // metric set. The promtool check runs as its own meson test (api-promtool).
 #include "api/metrics.hpp"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include "api/metrics_registry.hpp"
 
@@ -117,17 +116,27 @@ TEST_CASE("misuse is a bug: bad names, duplicates, wrong label counts throw") {
 TEST_CASE("Metrics registers every metric INTERFACES.md names, and the process_* ones") {
   api::Metrics m;
   const std::string text = m.render();
-  for (const char* name :
-       {"foundationd_build_info", "foundationd_locked", "foundationd_vault_initialized",
-        "foundationd_vault_sealed", "foundationd_reconcile_total",
-        "foundationd_reconcile_duration_seconds", "foundationd_resources",
-        "foundationd_drift_repairs_total", "foundationd_spec_info",
-        "foundationd_spec_last_fetch_timestamp_seconds", "foundationd_webhook_deliveries_total",
-        "foundationd_unseal_attempts_total", "foundationd_docker_requests_total",
-        "foundationd_docker_request_duration_seconds", "foundationd_vault_requests_total",
-        "foundationd_backup_last_success_timestamp_seconds", "process_resident_memory_bytes",
-        "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds",
-        "process_virtual_memory_bytes"}) {
+  for (const char* name : {"foundationd_build_info",
+                           "foundationd_locked",
+                           "foundationd_vault_initialized",
+                           "foundationd_vault_sealed",
+                           "foundationd_reconcile_total",
+                           "foundationd_reconcile_duration_seconds",
+                           "foundationd_resources",
+                           "foundationd_drift_repairs_total",
+                           "foundationd_spec_info",
+                           "foundationd_spec_last_fetch_timestamp_seconds",
+                           "foundationd_webhook_deliveries_total",
+                           "foundationd_unseal_attempts_total",
+                           "foundationd_docker_requests_total",
+                           "foundationd_docker_request_duration_seconds",
+                           "foundationd_vault_requests_total",
+                           "foundationd_backup_last_success_timestamp_seconds",
+                           "process_resident_memory_bytes",
+                           "process_cpu_seconds_total",
+                           "process_open_fds",
+                           "process_start_time_seconds",
+                           "process_virtual_memory_bytes"}) {
     CAPTURE(name);
     CHECK(text.find(std::string("# TYPE ") + name + " ") != std::string::npos);
   }

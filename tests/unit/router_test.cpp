@@ -31,13 +31,13 @@ struct Fixture {
   api::ApiToken token = api::ApiToken::fromString(kToken);
   api::Metrics metrics;
   std::vector<std::string> logs;
-  api::Router router{daemon, token, metrics,
-                     [this](api::LogLevel, const std::string& event,
-                            const std::vector<api::LogField>& fields) {
-                       std::string line = event;
-                       for (const auto& [k, v] : fields) line += " " + k + "=" + v;
-                       logs.push_back(line);
-                     }};
+  api::Router router{
+      daemon, token, metrics,
+      [this](api::LogLevel, const std::string& event, const std::vector<api::LogField>& fields) {
+        std::string line = event;
+        for (const auto& [k, v] : fields) line += " " + k + "=" + v;
+        logs.push_back(line);
+      }};
 
   Response call(std::string method, std::string target, std::string body = {},
                 PeerKind peer = PeerKind::unix_socket, std::string authorization = {}) {
@@ -55,7 +55,9 @@ struct Fixture {
   }
 };
 
-std::string errorCode(const Response& r) { return json::parse(r.body).at("error").at("code"); }
+std::string errorCode(const Response& r) {
+  return json::parse(r.body).at("error").at("code");
+}
 
 api::TimePoint at(long long unixSeconds) {
   return api::TimePoint(std::chrono::seconds(unixSeconds));
@@ -226,14 +228,16 @@ TEST_CASE("unknown paths get 404, known paths with another method 405 with Allow
 TEST_CASE("POST /v1/unseal: the outcomes and their statuses") {
   Fixture f;
   SUBCASE("right passphrase: 200, the daemon got it intact") {
-    const Response r = f.call("POST", "/v1/unseal", json{{"passphrase", f.daemon.passphrase}}.dump());
+    const Response r =
+        f.call("POST", "/v1/unseal", json{{"passphrase", f.daemon.passphrase}}.dump());
     CHECK(r.status == 200);
     CHECK(json::parse(r.body) == json{{"locked", false}, {"vault_unsealed", false}});
     CHECK(f.daemon.lastPassphrase == f.daemon.passphrase);
   }
   SUBCASE("unicode and escapes reach the daemon decoded") {
     f.daemon.passphrase = "päss \"quoted\" \\ word";
-    const Response r = f.call("POST", "/v1/unseal", json{{"passphrase", f.daemon.passphrase}}.dump());
+    const Response r =
+        f.call("POST", "/v1/unseal", json{{"passphrase", f.daemon.passphrase}}.dump());
     CHECK(r.status == 200);
   }
   SUBCASE("wrong passphrase: 403 wrong_passphrase") {
@@ -321,12 +325,12 @@ TEST_CASE("no response and no log line ever contains the passphrase") {
   const std::vector<std::string> bodies = {
       json{{"passphrase", kSecret}}.dump(),
       json{{"passphrase", kSecret + "-wrong"}}.dump(),
-      "{\"passphrase\": \"" + kSecret,                 // unterminated
-      "{\"passphrase\": " + kSecret + "}",             // not a string
-      "{\"passphrase\": \"" + kSecret + "\u0001\"}",   // raw control character
-      "{\"passphrase\": \"" + kSecret + "\"",          // unclosed object
+      "{\"passphrase\": \"" + kSecret,                   // unterminated
+      "{\"passphrase\": " + kSecret + "}",               // not a string
+      "{\"passphrase\": \"" + kSecret + "\u0001\"}",     // raw control character
+      "{\"passphrase\": \"" + kSecret + "\"",            // unclosed object
       "{\"passphrase\": \"" + kSecret + "\" \"x\": 1}",  // missing comma
-      "{\"passphrase\": \"" + kSecret + "\\uD800\"}",  // lone surrogate
+      "{\"passphrase\": \"" + kSecret + "\\uD800\"}",    // lone surrogate
       "{\"passphrase\": [\"" + kSecret + "\"]}",
       "{\"pass\": \"" + kSecret + "\"}",
   };
@@ -409,8 +413,8 @@ TEST_CASE("GET /v1/events?since=ID") {
   r = f.authed("GET", "/v1/events?since=42");
   CHECK(json::parse(r.body) == json{{"events", json::array()}, {"next", 42}});
 
-  for (const char* bad : {"since=-1", "since=abc", "since=", "since=1.5", "limit=0",
-                          "limit=1001", "since=99999999999999999999"}) {
+  for (const char* bad : {"since=-1", "since=abc", "since=", "since=1.5", "limit=0", "limit=1001",
+                          "since=99999999999999999999"}) {
     CAPTURE(bad);
     r = f.authed("GET", std::string("/v1/events?") + bad);
     CHECK(r.status == 400);
@@ -462,16 +466,15 @@ TEST_CASE("errors: one mapping to HTTP statuses; daemon codes keep their names")
   CHECK(api::httpStatus(ApiError::not_ready) == 503);
   CHECK(api::httpStatus(ApiError::not_initialized) == 409);
   CHECK(api::httpStatus(ApiError::timeout) == 504);
-  for (ErrorCode c : {ErrorCode::invalid_argument, ErrorCode::not_found, ErrorCode::conflict,
-                      ErrorCode::unavailable, ErrorCode::timeout, ErrorCode::protocol,
-                      ErrorCode::peer, ErrorCode::io, ErrorCode::internal,
-                      ErrorCode::wrong_passphrase}) {
+  for (ErrorCode c :
+       {ErrorCode::invalid_argument, ErrorCode::not_found, ErrorCode::conflict,
+        ErrorCode::unavailable, ErrorCode::timeout, ErrorCode::protocol, ErrorCode::peer,
+        ErrorCode::io, ErrorCode::internal, ErrorCode::wrong_passphrase}) {
     CHECK(std::string(api::codeName(api::fromErrorCode(c))) == foundationd::toString(c));
   }
   const Response r = api::errorResponse(Error::make(ErrorCode::conflict, "exists"));
   CHECK(r.status == 409);
-  CHECK(json::parse(r.body) ==
-        json{{"error", {{"code", "conflict"}, {"message", "exists"}}}});
+  CHECK(json::parse(r.body) == json{{"error", {{"code", "conflict"}, {"message", "exists"}}}});
 }
 
 TEST_CASE("queryParam decodes and finds parameters") {

@@ -2,9 +2,6 @@
 // present, refused when unsafe; constant-time matches().
 #include "api/token.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +9,8 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace api = foundationd::api;
 namespace fs = std::filesystem;
