@@ -233,6 +233,17 @@ TEST_CASE("keep-alive: several requests on one connection; HTTP/1.0 and `close` 
     }
     CHECK(f.server->connections() == 1);
 
+    // Pipelined: two requests in one write, answered in order.
+    const std::string two =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    co_await asio::async_write(sock, asio::buffer(two), asio::use_awaitable);
+    Response first;
+    co_await http::async_read(sock, buf, first, asio::use_awaitable);
+    Response second;
+    co_await http::async_read(sock, buf, second, asio::use_awaitable);
+    CHECK(first.result_int() == 200);
+    CHECK(second.result_int() == 404);
+
     auto req = makeRequest(http::verb::get, "/healthz");
     req.keep_alive(false);
     Response res = co_await roundTrip(sock, buf, std::move(req));
