@@ -80,8 +80,8 @@ bool stillUsable(Connection& c) {
 Clock::time_point deadlineAfter(std::chrono::milliseconds timeout) {
   const auto now = Clock::now();
   if (timeout == HttpRequest::kNoTimeout ||
-      timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() -
-                                                                        now)) {
+      timeout >=
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() - now)) {
     return Clock::time_point::max();
   }
   return now + timeout;
@@ -332,8 +332,8 @@ asio::awaitable<Result<std::size_t>> HijackedConnection::readSome(std::span<char
 
 asio::awaitable<Status> HijackedConnection::writeAll(std::string_view data) {
   State& st = *state_;
-  auto [ec, n] = co_await asio::async_write(st.stream, asio::buffer(data.data(), data.size()),
-                                            kTuple);
+  auto [ec, n] =
+      co_await asio::async_write(st.stream, asio::buffer(data.data(), data.size()), kTuple);
   if (ec) co_return st.error(ec, "writing");
   co_return Status::success();
 }
@@ -384,9 +384,11 @@ asio::awaitable<Result<HijackedResponse>> UnixHttpClient::Impl::hijack(HttpReque
     // buffer holds exactly the first bytes of the new protocol.
     const auto early = conn->buffer.data();
     std::string leftover(static_cast<const char*>(early.data()), early.size());
-    out.connection = std::make_unique<HijackedConnection>(std::make_unique<HijackedConnection::State>(
-        std::move(conn->stream), std::move(leftover),
-        "unix socket " + socketPath + ": " + req.method + " " + req.target + ": hijacked stream"));
+    out.connection =
+        std::make_unique<HijackedConnection>(std::make_unique<HijackedConnection::State>(
+            std::move(conn->stream), std::move(leftover),
+            "unix socket " + socketPath + ": " + req.method + " " + req.target +
+                ": hijacked stream"));
     co_return out;
   }
 

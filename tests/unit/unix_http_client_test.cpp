@@ -94,8 +94,8 @@ asio::awaitable<void> sendChunkThenClose(local::socket& sock) {
 // bytes ("hello:") in the same write as the header. Then echoes every byte
 // upper-cased until the client half-closes, sends "bye" and closes.
 // "/raw-silent": the 101 header, then nothing for an hour.
-asio::awaitable<void> rawEcho(local::socket& sock, boost::beast::flat_buffer& buffer,
-                              bool upgrade, bool silent) {
+asio::awaitable<void> rawEcho(local::socket& sock, boost::beast::flat_buffer& buffer, bool upgrade,
+                              bool silent) {
   std::string head =
       upgrade ? "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
                 "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
