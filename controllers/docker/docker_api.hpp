@@ -10,7 +10,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -69,6 +71,41 @@ struct VolumeSummary {
   Labels labels;
 };
 
+// One Engine event (GET /events), in the Engine's terms.
+struct DockerEvent {
+  std::string type;  // container | network | volume
+  // die, destroy, stop, start, kill, oom, "health_status: unhealthy",
+  // rename, update, create, connect, disconnect, mount, ... (the Engine's)
+  std::string action;
+  std::string id;  // Actor.ID: container id, network id, volume name
+  // Actor.Attributes["name"] (container and network name); for volumes the
+  // volume name (their Actor.ID).
+  std::string name;
+  // Actor.Attributes: for containers their labels plus "name", "image", and
+  // per action "exitCode", "signal", ...; for networks "name", "type" and
+  // (connect/disconnect) "container"; for volumes "driver" (and "container").
+  Labels attributes;
+  std::int64_t timeNano = 0;  // when the Engine logged it, ns since the epoch
+};
+
+struct ExecOptions {
+  // Fed to the process's stdin, which is then closed; nullopt: no stdin at
+  // all. The way to pass secrets (a password for psql): never logged, never
+  // in an error message. argv and env are visible to anyone who can list the
+  // container's processes, so keep secrets out of them.
+  std::optional<std::string> stdinData;
+  std::string user;              // "" = the container's user
+  std::vector<std::string> env;  // "KEY=value", added to the container's
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};  // the whole exec
+  std::size_t maxOutput = std::size_t{16} << 20;                // stdout + stderr bytes
+};
+
+struct ExecResult {
+  int exitCode = -1;
+  std::string stdoutText;
+  std::string stderrText;
+};
+
 class DockerApi {
  public:
   virtual ~DockerApi() = default;
@@ -102,6 +139,36 @@ class DockerApi {
   // POST /images/create?fromImage=...; reads the progress stream to the end
   // and fails with the stream's error message if one came.
   virtual Task<Status> pullImage(const std::string& ref) = 0;
+
+  // GET /events, streaming: calls onEvent for each container, network and
+  // volume event, in the Engine's order, until the callback returns false,
+  // the stream ends, or the connection fails. No deadline: the stream may be
+  // silent for hours. `labels` (ANDed) selects container events by their
+  // labels. Network and volume events carry no labels in the Engine (API
+  // 1.41), so a label filter cannot select them: they are all delivered, and
+  // the caller matches them by name against what it manages.
+  // Returns success only when onEvent returned false. Any other end is an
+  // error: unavailable when the Engine closed the stream or went away (the
+  // caller resubscribes with backoff and re-lists, since events in between
+  // are lost), protocol for an event that is not JSON, or the Engine's
+  // mapped error for a refused subscription.
+  // Both arguments are taken by value: the call is usually co_spawned to run
+  // in the background, where a reference would dangle.
+  virtual Task<Status> events(LabelFilter labels,
+                              std::function<bool(const DockerEvent&)> onEvent) = 0;
+
+  // Runs `cmd` (argv, no shell) in the running container `container`
+  // (docker exec) and waits for it: its exit code, stdout and stderr.
+  // A command that cannot be started is not an error: the Engine reports
+  // exit code 126 or 127 and its reason as stdout text ("OCI runtime exec
+  // failed: ..."). Errors: not_found (no such container), conflict (not
+  // running), timeout when options.timeout passed (the process is then left
+  // running: the Engine cannot kill an exec, it ends with the container),
+  // protocol when the output exceeds options.maxOutput, unavailable when the
+  // Engine went away. Messages name the container and argv[0] only.
+  virtual Task<Result<ExecResult>> exec(const std::string& container,
+                                        const std::vector<std::string>& cmd,
+                                        const ExecOptions& options) = 0;
 
   // Number of Engine API requests made so far (benchmarks, metrics).
   virtual std::uint64_t requestCount() const noexcept = 0;

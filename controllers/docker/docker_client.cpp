@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "controllers/docker/docker_client_internal.hpp"
+
 namespace foundationd::docker {
 
 using transport::HttpRequest;
@@ -13,8 +15,6 @@ using transport::HttpResponse;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr std::size_t kMaxErrorText = 2048;
 
 bool unreserved(unsigned char c) {
   return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
@@ -35,57 +35,11 @@ std::string percentEncode(std::string_view s, std::string_view keep) {
   return out;
 }
 
-// A query value: everything but unreserved characters is escaped.
-std::string queryValue(std::string_view s) {
-  return percentEncode(s, "");
-}
-// One path segment (a container, network or volume name or id).
-std::string segment(std::string_view s) {
-  return percentEncode(s, "");
-}
-// An image reference in a path ("/images/{name}/json"): the route takes the
-// rest of the path, so '/' stays, as do ':' and '@' (valid in a path).
-std::string imagePath(std::string_view s) {
-  return percentEncode(s, "/:@");
-}
-
-// "&filters=" + URL-encoded {"label":["k=v",...]}, or "" for no filter.
-std::string labelFilterQuery(const LabelFilter& f, char sep) {
-  if (f.empty()) return {};
-  json labels = json::array();
-  for (const auto& [k, v] : f) labels.push_back(k + "=" + v);
-  return std::string(1, sep) + "filters=" + queryValue(json{{"label", labels}}.dump());
-}
-
-std::string dumpBody(const json& body) {
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string stringField(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return (it != obj.end() && it->is_string()) ? it->get<std::string>() : std::string();
-}
-
-Labels labelsFrom(const json& obj, const char* key = "Labels") {
-  Labels out;
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_object()) return out;  // null when there are none
-  for (const auto& [k, v] : it->items()) {
-    if (v.is_string()) out.emplace(k, v.get<std::string>());
-  }
-  return out;
-}
-
 std::string trim(std::string s) {
   const auto notSpace = [](unsigned char c) { return !std::isspace(c); };
   s.erase(s.begin(), std::find_if(s.begin(), s.end(), notSpace));
   s.erase(std::find_if(s.rbegin(), s.rend(), notSpace).base(), s.end());
   return s;
-}
-
-std::string stripSlash(std::string name) {
-  if (!name.empty() && name.front() == '/') name.erase(0, 1);
-  return name;
 }
 
 ErrorCode codeForStatus(int status) {
@@ -106,11 +60,42 @@ ErrorCode codeForStatus(int status) {
 std::string engineMessage(int status, std::string_view body) {
   auto doc = json::parse(body, nullptr, false);
   if (!doc.is_discarded() && doc.is_object()) {
-    if (auto m = stringField(doc, "message"); !m.empty()) return m;
+    if (auto m = internal::stringField(doc, "message"); !m.empty()) return m;
   }
-  std::string text = trim(std::string(body.substr(0, kMaxErrorText)));
+  std::string text = trim(std::string(body.substr(0, internal::kMaxErrorText)));
   if (!text.empty()) return text;
   return "HTTP status " + std::to_string(status);
+}
+
+}  // namespace
+
+namespace internal {
+
+std::string queryValue(std::string_view s) {
+  return percentEncode(s, "");
+}
+
+std::string segment(std::string_view s) {
+  return percentEncode(s, "");
+}
+
+std::string dumpBody(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string stringField(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return (it != obj.end() && it->is_string()) ? it->get<std::string>() : std::string();
+}
+
+Labels labelsFrom(const json& obj, const char* key) {
+  Labels out;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_object()) return out;  // null when there are none
+  for (const auto& [k, v] : it->items()) {
+    if (v.is_string()) out.emplace(k, v.get<std::string>());
+  }
+  return out;
 }
 
 Error engineError(const HttpResponse& r, std::string_view what) {
@@ -126,7 +111,6 @@ Error withContext(Error e, std::string_view what) {
   return e;
 }
 
-// The body as JSON, or a protocol error saying what we were doing.
 Result<json> parseJson(const HttpResponse& r, std::string_view what) {
   auto doc = json::parse(r.body, nullptr, false);
   if (doc.is_discarded()) {
@@ -140,6 +124,31 @@ Result<json> parseJson(const HttpResponse& r, std::string_view what) {
 
 Error protocolError(std::string_view what, std::string_view detail, int status) {
   return Error::make(ErrorCode::protocol, std::string(what) + ": " + std::string(detail), status);
+}
+
+}  // namespace internal
+
+using namespace internal;
+
+namespace {
+
+// An image reference in a path ("/images/{name}/json"): the route takes the
+// rest of the path, so '/' stays, as do ':' and '@' (valid in a path).
+std::string imagePath(std::string_view s) {
+  return percentEncode(s, "/:@");
+}
+
+// "&filters=" + URL-encoded {"label":["k=v",...]}, or "" for no filter.
+std::string labelFilterQuery(const LabelFilter& f, char sep) {
+  if (f.empty()) return {};
+  json labels = json::array();
+  for (const auto& [k, v] : f) labels.push_back(k + "=" + v);
+  return std::string(1, sep) + "filters=" + queryValue(json{{"label", labels}}.dump());
+}
+
+std::string stripSlash(std::string name) {
+  if (!name.empty() && name.front() == '/') name.erase(0, 1);
+  return name;
 }
 
 // "repo[:tag]" / "repo@digest" -> (fromImage, tag); a bare name gets

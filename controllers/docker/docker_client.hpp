@@ -66,6 +66,27 @@ class DockerClient final : public DockerApi {
   // be pulled, with the Engine's reason.
   Task<Status> pullImage(const std::string& ref) override;
 
+  // GET /events with no deadline (events may be silent for hours). The
+  // Engine is asked for container, network and volume events only; the label
+  // filter is applied here, to container events (see DockerApi::events), so
+  // that network and volume events still arrive. A dockerd that stops closes
+  // the connection: the call then ends at once with unavailable. A dockerd
+  // that hangs with the socket open cannot be told from a quiet one (the
+  // Engine sends no heartbeat). To end a subscription from outside, cancel
+  // the coroutine (co_spawn with asio::bind_cancellation_slot, terminal
+  // cancellation): it returns unavailable, "cancelled". Counted once, as
+  // "GET /events", when it ends. Defined in docker_events.cpp.
+  Task<Status> events(LabelFilter labels, std::function<bool(const DockerEvent&)> onEvent) override;
+
+  // POST /containers/{id}/exec, POST /exec/{id}/start hijacked with
+  // "Connection: Upgrade" (transport::UnixHttpClient::hijack): stdin is
+  // written while the output is read, so neither side can block the other,
+  // then the write side is half-closed; GET /exec/{id}/json for the exit
+  // code (asked again, briefly, while the Engine still reports it running).
+  // options.timeout bounds all of it. Defined in docker_exec.cpp.
+  Task<Result<ExecResult>> exec(const std::string& container, const std::vector<std::string>& cmd,
+                                const ExecOptions& options) override;
+
   std::uint64_t requestCount() const noexcept override;
 
   // --- beyond DockerApi: configuration and metrics ---
