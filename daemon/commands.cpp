@@ -19,6 +19,7 @@
 #include "controllers/docker/plan_render.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/converge.hpp"
+#include "daemon/daemon.hpp"
 #include "daemon/log.hpp"
 
 namespace foundationd::daemon {
@@ -224,60 +225,24 @@ int cmdApply(const CliArgs& args) {
 }
 
 int cmdServe(const CliArgs& args) {
-  // The minimal daemon: converge the file source every resync_interval until
-  // SIGTERM/SIGINT. The event-driven scheduler, the HTTP API and locked mode
-  // replace this loop in the daemon work.
   auto cfg = loadConfig(args);
   if (!cfg) return 1;
-  const std::string path = specPathOf(args, *cfg);
-  asio::io_context io;
-  docker::DockerClient client(io.get_executor(), cfg->dockerSocket);
-  bool stopping = false;
-  asio::signal_set signals(io, SIGTERM, SIGINT);
-  sd_notify(0, "READY=1\nSTATUS=starting");
-  log::info("serve.ready", {{"spec", path}});
-  while (!stopping) {
-    auto loaded = config::loadSpecFile(path);
-    if (!loaded.spec) {
-      log::error("spec.invalid", {{"spec", path},
-                                  {"errors", std::to_string(loaded.diagnostics.errorCount())}});
-      for (const auto& d : loaded.diagnostics.sorted()) {
-        log::error("spec.diagnostic", {{"at", d.format()}});
-      }
-    } else if (!loaded.spec->credentials.empty()) {
-      log::error("spec.locked", {{"reason", "credentials need the unlocked state (the unseal "
-                                            "endpoint arrives with the daemon work)"}});
-    } else {
-      ConvergeHooks hooks;
-      hooks.docker.finished = [](const docker::Outcome& o) {
-        log::write(o.ok ? log::Level::info : log::Level::error, "apply.done",
-                   {{"resource", o.key.str()}, {"action", docker::toString(o.action)},
-                    {"ok", o.ok ? "true" : "false"}, {"message", o.message}});
-      };
-      auto out = convergeOnce(io, client, *loaded.spec, nullptr, nullptr, {}, hooks);
-      if (out.error) {
-        log::error("reconcile.failed", {{"error", out.error->message}});
-        sd_notify(0, "STATUS=reconcile failed");
-      } else {
-        log::info("reconcile.done", {{"converged", out.converged() ? "true" : "false"},
-                                     {"changes", std::to_string(out.docker->report.outcomes.size())}});
-        sd_notify(0, out.converged() ? "STATUS=converged" : "STATUS=not converged");
-      }
-    }
-    // Sleep until the resync interval passes or a stop signal arrives.
-    asio::steady_timer wake(io, cfg->resyncInterval);
-    signals.async_wait([&](const boost::system::error_code& ec, int) {
-      if (ec) return;
-      stopping = true;
-      wake.cancel();
-    });
-    wake.async_wait([&](const boost::system::error_code&) { signals.cancel(); });
-    io.run();
-    io.restart();
+  std::string configPath;
+  if (args.config) {
+    configPath = *args.config;
+  } else if (std::filesystem::exists("/etc/foundationd/foundationd.toml")) {
+    configPath = "/etc/foundationd/foundationd.toml";
   }
-  sd_notify(0, "STOPPING=1");
-  log::info("serve.stopped");
-  return 0;
+  if (args.spec) cfg->source.path = *args.spec;
+  if (args.stateDir) cfg->stateDir = *args.stateDir;
+  asio::io_context io;
+  Daemon daemon(io, *cfg, configPath);
+  if (auto st = daemon.start(); !st) {
+    log::error("serve.failed", {{"error", st.error().message}});
+    std::fprintf(stderr, "foundationd: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  return runSync(io, daemon.run());
 }
 
 }  // namespace foundationd::daemon

@@ -1,5 +1,6 @@
 #include "controllers/docker/docker_apply.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -354,6 +355,37 @@ Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& pl
 
 namespace foundationd::docker {
 
+Task<Status> refresh(DockerApi& api, const std::string& project,
+                     const std::set<config::ResourceKey>& keys, Observed& observed) {
+  for (const auto& key : keys) {
+    if (key.kind != config::Kind::container) continue;
+    auto it = std::find_if(observed.containers.begin(), observed.containers.end(),
+                           [&](const ContainerSummary& c) { return c.name == key.name; });
+    auto inspected = co_await api.inspectContainer(key.name);
+    if (!inspected) {
+      if (inspected.error().code != ErrorCode::not_found) co_return inspected.error();
+      if (it != observed.containers.end()) observed.containers.erase(it);
+      continue;
+    }
+    const auto& i = inspected.value();
+    auto p = i.labels.find(kLabelProject);
+    if (p == i.labels.end() || p->second != project) continue;  // not ours: create will say so
+    ContainerSummary fresh;
+    fresh.id = i.id;
+    fresh.name = key.name;
+    fresh.state = i.state;
+    fresh.status = i.health.empty() ? "" : "(" + i.health + ")";
+    fresh.labels = i.labels;
+    if (it != observed.containers.end()) {
+      fresh.image = it->image;
+      *it = fresh;
+    } else {
+      observed.containers.push_back(fresh);
+    }
+  }
+  co_return Status::success();
+}
+
 Plan restrict(const Plan& full, const Scope& scope) {
   Plan out;
   out.project = full.project;
@@ -369,6 +401,10 @@ Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec
   ReconcileResult result;
   auto observed = co_await observe(api, spec.project);
   if (!observed) co_return std::move(observed).error();
+  if (scope.only) {
+    auto st = co_await refresh(api, spec.project, *scope.only, observed.value());
+    if (!st) co_return st.error();
+  }
   result.plan = restrict(plan(spec, observed.value(), secrets), scope);
   if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
     result.converged = true;

@@ -86,6 +86,11 @@ struct Scope {
   }
 };
 
+// Re-reads the containers among `keys` with inspect (authoritative: the
+// list is served from a view the Engine updates a moment after an event).
+Task<Status> refresh(DockerApi& api, const std::string& project,
+                     const std::set<config::ResourceKey>& keys, Observed& observed);
+
 // Keeps the changes of `plan` that `scope` includes.
 Plan restrict(const Plan& plan, const Scope& scope);
 

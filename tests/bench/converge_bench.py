@@ -29,9 +29,15 @@ def sh(cmd, check=True, **kw):
     return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
 
 
+# docker-compose 1.29 can hang with many services in parallel (seen here at
+# N=100 with its default limit); a bounded limit keeps it working.
+COMPOSE_ENV = dict(os.environ, COMPOSE_PARALLEL_LIMIT=os.environ.get("COMPOSE_PARALLEL_LIMIT", "8"))
+
+
 def timed(cmd, **kw):
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    kw.setdefault("env", COMPOSE_ENV)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)

@@ -1,0 +1,107 @@
+// The daemon (`foundationd serve`): wires the state store, the scheduler, the
+// Docker controller (and the credentials controller), the Docker events
+// stream and the HTTP API together, and implements api::DaemonControl.
+//
+// Threads: everything runs on the one io_context thread, except blocking work
+// (Argon2id unlock, SQLite writes for credential generation) which runs on a
+// small thread pool and is co_awaited back (STYLE.md).
+//
+// Lifecycle: start() opens the state (locked), binds the listeners, notifies
+// READY=1 and returns; run() drives the scheduler, the events watcher, the
+// watchdog and the signals until SIGTERM/SIGINT (clean stop: the current step
+// finishes, nothing is cut mid-write); SIGHUP reloads the daemon config.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "api/daemon_interface.hpp"
+#include "api/metrics.hpp"
+#include "api/router.hpp"
+#include "api/server.hpp"
+#include "api/token.hpp"
+#include "config/daemon_config.hpp"
+#include "config/spec.hpp"
+#include "controllers/docker/docker_client.hpp"
+#include "daemon/scheduler.hpp"
+#include "state/store.hpp"
+
+namespace foundationd::daemon {
+
+class Daemon final : public api::DaemonControl {
+ public:
+  // `configPath` is reloaded on SIGHUP ("" = defaults, nothing to reload).
+  Daemon(boost::asio::io_context& io, config::DaemonConfig config, std::string configPath);
+  ~Daemon() override;
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens the state, binds the API, READY=1. Errors are fatal at start.
+  Status start();
+  // Until a stop signal. Returns the process exit code.
+  boost::asio::awaitable<int> run();
+
+  // api::DaemonControl
+  api::StatusSnapshot status() override;
+  api::Task<api::UnsealResult> unseal(state::SecretBytes passphrase) override;
+  api::Task<Status> seal() override;
+  Status requestReconcile() override;
+  api::Task<Result<nlohmann::json>> plan() override;
+  api::Task<Result<std::vector<api::AuditEvent>>> events(std::int64_t since,
+                                                         std::size_t limit) override;
+
+  // Seconds to wait after `failures` failed unseal attempts.
+  static std::chrono::seconds unsealBackoff(std::int64_t failures);
+
+ private:
+  boost::asio::awaitable<std::set<Key>> reconcile(const Batch& batch);
+  boost::asio::awaitable<void> watchDockerEvents();
+  boost::asio::awaitable<void> watchdogLoop();
+  void reloadConfig();
+  void loadSpec();
+  void setResource(const Key& key, api::ResourceStatus status, const std::string& reason);
+  void publishStatus();
+  // Runs blocking `f` on the pool and co_awaits its result on the io thread.
+  template <typename F>
+  auto onPool(F f) -> boost::asio::awaitable<decltype(f())> {
+    using T = decltype(f());
+    co_return co_await boost::asio::co_spawn(
+        pool_, [f = std::move(f)]() mutable -> boost::asio::awaitable<T> { co_return f(); },
+        boost::asio::use_awaitable);
+  }
+
+  boost::asio::io_context& io_;
+  config::DaemonConfig config_;
+  std::string configPath_;
+  boost::asio::thread_pool pool_{2};
+
+  std::unique_ptr<state::Store> store_;
+  bool initialized_ = false;
+  state::UnlockedKey key_;  // locked until unseal
+
+  std::optional<config::Spec> spec_;  // the last good spec
+  std::string specDigest_;            // of the file text, to see a change
+  std::string specError_;
+  std::string specRevision_;
+
+  docker::DockerClient docker_;
+  api::Metrics metrics_;
+  std::optional<api::ApiToken> token_;
+  std::unique_ptr<api::Router> router_;
+  std::unique_ptr<api::Server> server_;
+  std::unique_ptr<Scheduler> scheduler_;
+
+  std::map<Key, api::ResourceState> resources_;
+  api::ReconcileState lastReconcile_;
+  bool stopping_ = false;
+};
+
+}  // namespace foundationd::daemon

@@ -1,0 +1,179 @@
+// The daemon's reconcile step and plan: what one scheduler batch does.
+#include <boost/asio/this_coro.hpp>
+
+#include "controllers/credentials/credentials.hpp"
+#include "controllers/docker/docker_apply.hpp"
+#include "controllers/docker/plan_render.hpp"
+#include "controllers/docker/secret_files.hpp"
+#include "daemon/converge.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/log.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+using config::Kind;
+
+bool needsSecrets(const config::ContainerSpec& c) {
+  if (!c.secretFiles.empty()) return true;
+  for (const auto& [_, v] : c.env) {
+    if (v.sensitive()) return true;
+  }
+  return false;
+}
+
+// While locked: the containers that need a secret, and everything that
+// (transitively) depends on them, are left alone.
+std::set<Key> lockedOut(const config::Spec& spec) {
+  auto graph = config::Graph::build(spec);
+  std::set<Key> out;
+  std::vector<Key> todo;
+  for (const auto& [name, c] : spec.containers) {
+    if (needsSecrets(c)) todo.push_back({Kind::container, name});
+  }
+  while (!todo.empty()) {
+    Key k = todo.back();
+    todo.pop_back();
+    if (!out.insert(k).second) continue;
+    for (const auto& d : graph.dependents(k)) todo.push_back(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
+  const auto started = std::chrono::steady_clock::now();
+  lastReconcile_.start = api::Clock::now();
+  lastReconcile_.end.reset();
+  loadSpec();
+  if (!spec_) {
+    lastReconcile_.end = api::Clock::now();
+    lastReconcile_.result = "no valid spec";
+    lastReconcile_.converged = false;
+    publishStatus();
+    co_return std::set<Key>{};
+  }
+  const config::Spec spec = *spec_;  // this batch works on one revision
+  const bool locked = key_.locked();
+  log::info("reconcile.start", {{"reason", batch.reason}, {"scope", batch.all ? "all" : std::to_string(batch.keys.size()) + " key(s)"},
+                                {"locked", locked ? "true" : "false"}});
+
+  docker::Scope scope;
+  if (!batch.all) scope.only = batch.keys;
+  std::set<Key> blocked;
+  if (locked) {
+    blocked = lockedOut(spec);
+    scope.exclude = blocked;
+  } else if (!spec.credentials.empty()) {
+    // Named lambdas of plain pointers: GCC 12 destroys a lambda temporary
+    // inside a co_await expression twice when it owns a capture.
+    state::Store* store = store_.get();
+    const state::UnlockedKey* key = &key_;
+    const config::Spec* specp = &spec;
+    auto generate = [store, key, specp] {
+      return credentials::ensureCredentials(*specp, *store, *key, std::chrono::system_clock::now());
+    };
+    auto generated = co_await onPool(generate);
+    if (!generated) {
+      log::error("credentials.failed", {{"error", generated.error().message}});
+      for (const auto& [name, _] : spec.credentials) {
+        setResource({Kind::credential, name}, api::ResourceStatus::failed, generated.error().message);
+      }
+    } else {
+      for (const auto& g : generated.value()) {
+        log::info(g.rotated ? "credential.rotated" : "credential.generated",
+                  {{"credential", g.credential}, {"field", g.field}, {"version", std::to_string(g.version)}});
+      }
+      for (const auto& [name, _] : spec.credentials) {
+        setResource({Kind::credential, name}, api::ResourceStatus::converged, "");
+      }
+    }
+  }
+  StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
+  docker::ApplyOptions options;
+  if (!locked) {
+    const config::Spec* specp = &spec;
+    const StoreSecrets* secretsp = &secrets;
+    const std::string* dirp = &options.secretsDir;
+    auto write = [specp, secretsp, dirp] { return docker::writeSecretFiles(*specp, *secretsp, *dirp); };
+    auto written = co_await onPool(write);
+    if (!written) log::error("secret_files.failed", {{"error", written.error().message}});
+  }
+
+  const auto before = resources_;
+  docker::ApplyObserver observer;
+  observer.finished = [](const docker::Outcome& o) {
+    log::write(o.ok ? log::Level::info : log::Level::error, "apply.done",
+               {{"resource", o.key.str()}, {"action", docker::toString(o.action)},
+                {"ok", o.ok ? "true" : "false"}, {"message", o.message}});
+  };
+  auto r = co_await docker::reconcile(docker_, spec, secrets, options, observer, scope);
+  std::set<Key> failed;
+  std::string result;
+  if (!r) {
+    log::error("reconcile.failed", {{"error", r.error().message}});
+    result = "docker unreachable";
+  } else {
+    // Every Docker resource of the spec that this batch covered: converged
+    // unless a change says otherwise.
+    std::set<Key> covered;
+    for (const auto& [n, _] : spec.networks) covered.insert({Kind::network, n});
+    for (const auto& [n, _] : spec.volumes) covered.insert({Kind::volume, n});
+    for (const auto& [n, _] : spec.containers) covered.insert({Kind::container, n});
+    for (const auto& k : covered) {
+      if (!batch.all && !batch.keys.count(k)) continue;
+      if (blocked.count(k)) {
+        setResource(k, api::ResourceStatus::blocked, "locked: needs a secret; POST /v1/unseal");
+      } else {
+        setResource(k, api::ResourceStatus::converged, "");
+      }
+    }
+    for (const auto& o : r->report.outcomes) {
+      if (!o.ok) {
+        failed.insert(o.key);
+        setResource(o.key, o.message.rfind("blocked", 0) == 0 ? api::ResourceStatus::blocked
+                                                              : api::ResourceStatus::failed,
+                    o.message);
+      } else {
+        auto prev = before.find(o.key);
+        if (prev != before.end() && prev->second.status == api::ResourceStatus::converged) {
+          metrics_.driftRepairs().inc({config::toString(o.key.kind)});
+        }
+      }
+    }
+    for (const auto& c : r->remaining.changes) {
+      if (c.action == docker::Action::orphan) continue;
+      if (!failed.count(c.key) && covered.count(c.key)) {
+        setResource(c.key, c.action == docker::Action::conflict ? api::ResourceStatus::failed
+                                                                : api::ResourceStatus::pending,
+                    c.reason);
+        if (c.action == docker::Action::conflict) failed.insert(c.key);
+      }
+    }
+    result = r->converged && blocked.empty() ? "converged" : "not converged";
+  }
+  lastReconcile_.end = api::Clock::now();
+  lastReconcile_.result = result;
+  lastReconcile_.converged = result == "converged";
+  metrics_.recordReconcile(result == "converged" ? "converged" : "failed",
+                           std::chrono::steady_clock::now() - started);
+  log::info("reconcile.done", {{"result", result}, {"failed", std::to_string(failed.size())}});
+  publishStatus();
+  co_return failed;
+}
+
+api::Task<Result<nlohmann::json>> Daemon::plan() {
+  loadSpec();
+  if (!spec_) co_return Error::make(ErrorCode::invalid_argument, "no valid spec: " + specError_);
+  const config::Spec spec = *spec_;
+  auto observed = co_await docker::observe(docker_, spec.project);
+  if (!observed) co_return observed.error();
+  StoreSecrets secrets(spec, store_.get(), nullptr);
+  co_return docker::renderPlanJson(docker::plan(spec, observed.value(), secrets));
+}
+
+}  // namespace foundationd::daemon

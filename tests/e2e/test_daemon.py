@@ -1,0 +1,227 @@
+"""End-to-end: `foundationd serve` as systemd would run it — the notify
+protocol over a datagram NOTIFY_SOCKET, locked start, unseal over the API,
+converge, drift repaired from Docker events, SIGHUP, SIGTERM."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import docker
+
+PASS = "open sesame, but longer"
+
+SPEC = """
+[credentials.app]
+[credentials.app.fields]
+password = { generate = "password" }
+
+[containers.@plain]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+stop_timeout = "1s"
+
+[containers.@secretive]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+env = { PASSWORD = "${credentials.app.password}" }
+stop_timeout = "1s"
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Daemon:
+    def __init__(self, project, tmp_path):
+        self.p = project
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.state = str(tmp_path / "state")
+        self.token_file = str(tmp_path / "api-token")
+        self.spec = project.write(SPEC)
+        self.config = tmp_path / "foundationd.toml"
+        self.config.write_text(
+            f'state_dir = "{self.state}"\n'
+            f'[api]\nlisten = ["unix:{tmp_path}/api.sock", "tcp:127.0.0.1:{self.port}"]\n'
+            f'token_file = "{self.token_file}"\n'
+            f'[source]\nkind = "file"\npath = "{self.spec}"\n'
+            f'[reconcile]\nresync_interval = "1h"\n'
+            f'[unlock]\nkdf = "interactive"\n')
+        passfile = tmp_path / "pass"
+        passfile.write_text(PASS + "\n")
+        r = project.run("init", "--state-dir", self.state, "--passphrase-file", str(passfile),
+                        "--kdf", "interactive")
+        assert r.returncode == 0, r.stderr
+        self.notify_path = str(tmp_path / "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(0.2)
+        self.messages = []
+        self.log = open(tmp_path / "daemon.log", "w+")
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        self.proc = subprocess.Popen([project.bin, "serve", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_notify(self, needle, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for m in self.messages:
+                if needle in m:
+                    return m
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except socket.timeout:
+                assert self.proc.poll() is None, self.output()
+        raise AssertionError(f"no {needle!r} in {self.messages}\n{self.output()}")
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def request(self, method, path, body=None, token=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        r = conn.getresponse()
+        data = r.read().decode()
+        conn.close()
+        return r.status, dict(r.getheaders()), data
+
+    def status(self):
+        code, _, body = self.request("GET", "/v1/status")
+        assert code == 200, body
+        return json.loads(body)
+
+    def resource(self, short):
+        for r in self.status()["resources"]:
+            if r["name"] == f"{self.p.name}-{short}":
+                return r
+        return None
+
+    def wait(self, cond, what, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}\n{self.output()[-4000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.notify.close()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon(project, tmp_path):
+    d = Daemon(project, tmp_path)
+    yield d
+    d.stop()
+
+
+def running(project, short):
+    c = project.container(short)
+    return c is not None and c["State"]["Running"]
+
+
+def test_locked_start_unseal_converge_repair_reload_stop(daemon, project):
+    d = daemon
+    ready = d.wait_notify("READY=1")
+    assert "locked" in ready
+
+    code, _, _ = d.request("GET", "/healthz")
+    assert code == 200
+    # Locked: what needs no secret converges, what needs one is blocked.
+    d.wait(lambda: running(project, "plain"), "the plain container while locked")
+    d.wait(lambda: (d.resource("secretive") or {}).get("status") == "blocked", "secretive blocked")
+    assert project.container("secretive") is None
+    st = d.status()
+    assert st["locked"] is True
+    code, _, body = d.request("GET", "/readyz")
+    assert code == 503
+
+    # Unseal: wrong, then rate-limited, then right.
+    code, _, body = d.request("POST", "/v1/unseal", {"passphrase": "guess-4711-xyz"})
+    assert code == 403, body
+    assert "wrong_passphrase" in body
+    assert "guess-4711-xyz" not in body
+    code, headers, body = d.request("POST", "/v1/unseal", {"passphrase": PASS})
+    assert code == 429, body
+    retry = int(headers.get("Retry-After", "0"))
+    assert retry >= 1
+    time.sleep(retry + 0.1)
+    code, _, body = d.request("POST", "/v1/unseal", {"passphrase": PASS})
+    assert code == 200, body
+    assert PASS not in body
+
+    d.wait(lambda: running(project, "secretive"), "the secretive container after unseal")
+    d.wait(lambda: d.request("GET", "/readyz")[0] == 200, "readyz after converging")
+    env = dict(e.split("=", 1) for e in project.container("secretive")["Config"]["Env"])
+    assert len(env["PASSWORD"]) == 32
+
+    # Drift: removed and killed containers are restored by events (resync is 1h).
+    before = project.container("plain")["Id"]
+    docker("rm", "-f", f"{project.name}-plain")
+    t0 = time.time()
+    d.wait(lambda: running(project, "plain"), "plain restored after docker rm -f", timeout=30)
+    repair_rm = time.time() - t0
+    assert project.container("plain")["Id"] != before
+    docker("kill", f"{project.name}-secretive")
+    t0 = time.time()
+    d.wait(lambda: running(project, "secretive"), "secretive restarted after docker kill", timeout=30)
+    repair_kill = time.time() - t0
+    print(f"repair after rm -f: {repair_rm:.2f}s, after kill: {repair_kill:.2f}s")
+
+    # The API: a mutating endpoint needs the bearer token.
+    code, _, _ = d.request("POST", "/v1/reconcile")
+    assert code == 401
+    token = open(d.token_file).read().strip()
+    assert oct(os.stat(d.token_file).st_mode & 0o777) == "0o600"
+    code, _, _ = d.request("POST", "/v1/reconcile", token=token)
+    assert code == 202
+    code, _, body = d.request("GET", "/metrics")
+    assert code == 200
+    assert "foundationd_locked 0" in body
+    assert "foundationd_unseal_attempts_total" in body
+    code, _, body = d.request("GET", "/v1/events?since=0", token=token)
+    assert code == 200
+    events = [e["event"] for e in json.loads(body)["events"]]
+    assert "unseal.failed" in events and "unseal.succeeded" in events
+    assert PASS not in body
+
+    # SIGHUP reloads; SIGTERM stops cleanly.
+    d.messages.clear()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_notify("RELOADING=1")
+    d.wait_notify("READY=1")
+    d.messages.clear()
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_notify("STOPPING=1")
+    assert d.proc.wait(timeout=30) == 0
+    assert PASS not in d.output()
+    assert "guess-4711-xyz" not in d.output()
+
+
+def test_bad_config_is_refused_with_located_errors(project, tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('state_dir = "/tmp/x"\n[api]\nlisen = []\n')
+    r = subprocess.run([project.bin, "serve", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "bad.toml:3:1: error:" in r.stderr
+    assert 'did you mean "listen"' in r.stderr
