@@ -26,6 +26,9 @@ commands:
                                new values, then every consumer updated in order
   secret show CREDENTIAL[.FIELD]
                                print a generated value (audit-logged)
+  status [--json]              what the running daemon reports (exit 0 converged, 2 not, 1 error)
+  unseal                       ask the passphrase and send it to the running daemon
+                               (exit 0, 1 wrong, 3 rate-limited)
   version                      print the version
 
 options:
@@ -111,6 +114,8 @@ int runCli(int argc, char** argv) {
     if (cmd == "rekey") return cmdRekey(*args);
     if (cmd == "rotate") return cmdRotate(*args);
     if (cmd == "secret") return cmdSecret(*args);
+    if (cmd == "status") return cmdStatus(*args);
+    if (cmd == "unseal") return cmdUnseal(*args);
     if (cmd == "version") {
       std::printf("foundationd %s (%s)\n", FOUNDATIOND_VERSION, FOUNDATIOND_REVISION);
       return 0;

@@ -16,6 +16,8 @@ int cmdInit(const CliArgs& args);
 int cmdRekey(const CliArgs& args);
 int cmdRotate(const CliArgs& args);
 int cmdSecret(const CliArgs& args);
+int cmdStatus(const CliArgs& args);
+int cmdUnseal(const CliArgs& args);
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.
 int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state::Store* store,

@@ -50,8 +50,10 @@ def main() -> int:
     if args.fuzz_status != 0:
         print("  fuzz: FAIL")
         failed += 1
-    elif os.path.isfile("build-fuzz/fuzz-spec.log"):
-        passed += 1
+    else:
+        for target in ("spec", "http"):
+            if os.path.isfile(f"build-fuzz/fuzz-{target}.log"):
+                passed += 1
     if skipped and os.environ.get("CI") == "true":
         print(f"  {skipped} skipped test(s): a skip in CI is a failure")
         failed += skipped

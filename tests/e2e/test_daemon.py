@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -67,22 +68,32 @@ class Daemon:
         self.notify.bind(self.notify_path)
         self.notify.settimeout(0.2)
         self.messages = []
+        # Drain the socket continuously, as systemd does: a full datagram
+        # queue would block the daemon's sd_notify.
+        self.closing = False
+        self.reader = threading.Thread(target=self._read_notify, daemon=True)
+        self.reader.start()
         self.log = open(tmp_path / "daemon.log", "w+")
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        self.passfile = str(passfile)
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, WATCHDOG_USEC="1000000")
         self.proc = subprocess.Popen([project.bin, "serve", "--config", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def _read_notify(self):
+        while not self.closing:
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except (socket.timeout, OSError):
+                continue
 
     def wait_notify(self, needle, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for m in self.messages:
+            for m in list(self.messages):
                 if needle in m:
                     return m
-            try:
-                self.messages.append(self.notify.recv(4096).decode())
-            except socket.timeout:
-                assert self.proc.poll() is None, self.output()
-        raise AssertionError(f"no {needle!r} in {self.messages}\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {needle!r} in {self.messages[-20:]}\n{self.output()}")
 
     def output(self):
         self.log.flush()
@@ -123,6 +134,8 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.closing = True
+        self.reader.join(timeout=2)
         self.notify.close()
         self.log.close()
 
@@ -164,15 +177,25 @@ def test_locked_start_unseal_converge_repair_reload_stop(daemon, project):
     assert code == 429, body
     retry = int(headers.get("Retry-After", "0"))
     assert retry >= 1
+    # The CLI client says the same (exit 3), then unseals once allowed.
+    r = project.run("unseal", "--config", str(d.config), "--passphrase-file", d.passfile)
+    assert r.returncode == 3, r.stdout + r.stderr
     time.sleep(retry + 0.1)
-    code, _, body = d.request("POST", "/v1/unseal", {"passphrase": PASS})
-    assert code == 200, body
-    assert PASS not in body
+    r = project.run("unseal", "--config", str(d.config), "--passphrase-file", d.passfile)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert PASS not in r.stdout + r.stderr
 
     d.wait(lambda: running(project, "secretive"), "the secretive container after unseal")
     d.wait(lambda: d.request("GET", "/readyz")[0] == 200, "readyz after converging")
     env = dict(e.split("=", 1) for e in project.container("secretive")["Config"]["Env"])
     assert len(env["PASSWORD"]) == 32
+    r = project.run("status", "--config", str(d.config), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["locked"] is False
+    r = project.run("status", "--config", str(d.config))
+    assert "secretive" in r.stdout and "converged" in r.stdout
+    assert env["PASSWORD"] not in r.stdout
+    d.wait_notify("WATCHDOG=1")
 
     # Drift: removed and killed containers are restored by events (resync is 1h).
     before = project.container("plain")["Id"]

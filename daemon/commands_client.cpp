@@ -1,0 +1,119 @@
+// `foundationd status` and `foundationd unseal`: clients of the running
+// daemon's API over its Unix socket (the first unix: entry of api.listen).
+#include <cstdio>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "controllers/transport/unix_http_client.hpp"
+#include "daemon/cli_support.hpp"
+#include "daemon/commands.hpp"
+#include "daemon/passphrase.hpp"
+
+namespace foundationd::daemon {
+namespace {
+
+namespace asio = boost::asio;
+
+std::optional<std::string> unixSocketOf(const config::DaemonConfig& cfg) {
+  for (const auto& l : cfg.apiListen) {
+    if (l.rfind("unix:", 0) == 0) return l.substr(5);
+  }
+  return std::nullopt;
+}
+
+Result<transport::HttpResponse> call(const config::DaemonConfig& cfg, transport::HttpRequest req) {
+  auto socket = unixSocketOf(cfg);
+  if (!socket) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "api.listen has no unix: socket for the CLI to reach the daemon");
+  }
+  asio::io_context io;
+  transport::UnixHttpClient client(io.get_executor(), *socket);
+  req.timeout = std::chrono::seconds(60);
+  auto r = runSync(io, client.request(std::move(req)));
+  if (!r) {
+    return Error::make(r.error().code, "cannot reach the daemon at " + *socket + ": " +
+                                           r.error().message + " (is `foundationd serve` running?)");
+  }
+  return r;
+}
+
+std::string errorText(const transport::HttpResponse& r) {
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (!j.is_discarded() && j.contains("error")) return j["error"].value("message", r.body);
+  return r.body;
+}
+
+}  // namespace
+
+int cmdStatus(const CliArgs& args) {
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  transport::HttpRequest req;
+  req.target = "/v1/status";
+  auto r = call(*cfg, req);
+  if (!r) {
+    std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200 || doc.is_discarded()) {
+    std::fprintf(stderr, "foundationd: status: HTTP %d: %s\n", r->status, errorText(*r).c_str());
+    return 1;
+  }
+  const bool converged = doc["last_reconcile"].value("converged", false) && !doc.value("locked", true);
+  if (args.json) {
+    std::printf("%s\n", doc.dump(2).c_str());
+    return converged ? 0 : 2;
+  }
+  std::printf("locked:     %s\n", doc.value("locked", true) ? "yes (POST /v1/unseal, or `foundationd unseal`)" : "no");
+  const auto& spec = doc["spec"];
+  auto str = [](const nlohmann::json& j, const char* k) {
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string("-");
+  };
+  std::printf("spec:       %s @ %s\n", str(spec, "source").c_str(), str(spec, "revision").c_str());
+  if (spec.contains("last_error") && spec["last_error"].is_string()) {
+    std::printf("spec error: %s\n", spec["last_error"].get<std::string>().c_str());
+  }
+  const auto& last = doc["last_reconcile"];
+  std::printf("reconcile:  %s (ended %s)\n", str(last, "result").c_str(), str(last, "end").c_str());
+  for (const auto& res : doc["resources"]) {
+    std::printf("  %-10s %-28s %-10s %s\n", str(res, "kind").c_str(), str(res, "name").c_str(),
+                str(res, "status").c_str(), str(res, "reason").c_str());
+  }
+  return converged ? 0 : 2;
+}
+
+int cmdUnseal(const CliArgs& args) {
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  auto pass = readPassphrase(args.passphraseFile, "Master passphrase: ");
+  if (!pass) {
+    std::fprintf(stderr, "foundationd: %s\n", pass.error().message.c_str());
+    return 1;
+  }
+  transport::HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/unseal";
+  req.body = nlohmann::json{{"passphrase", std::string(pass->view())}}.dump();
+  auto r = call(*cfg, std::move(req));
+  if (!r) {
+    std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  if (r->status == 200) {
+    std::printf("Unlocked.\n");
+    return 0;
+  }
+  if (r->status == 429) {
+    auto it = r->headers.find("retry-after");
+    std::fprintf(stderr, "foundationd: too many failed attempts; retry in %s s\n",
+                 it == r->headers.end() ? "?" : it->second.c_str());
+    return 3;
+  }
+  std::fprintf(stderr, "foundationd: unseal refused (HTTP %d): %s\n", r->status, errorText(*r).c_str());
+  return 1;
+}
+
+}  // namespace foundationd::daemon
