@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Daemon benchmark: `foundationd serve` with N (default 30) managed containers.
+
+Prints, measured in one run on this machine:
+  - start-to-READY: process start until READY=1 on NOTIFY_SOCKET (median of 5)
+  - drift repair latency: `docker rm -f` of a managed container until it runs
+    again, repaired from the Docker events stream (resync is 1h), p50/p99 of
+    20 trials; and the same for `docker kill`
+  - idle CPU seconds and RSS of the daemon over 60 s with nothing to do
+  - wrk against /healthz, /v1/status and /metrics (requests/s, p99), if wrk is
+    installed (Debian's `wrk`)
+Goals (the daemon issue): repair p50 < 1 s, idle CPU ~0, RSS < 20 MiB,
+/metrics p99 < 5 ms. These are figures, not assertions.
+
+  tests/bench/daemon_bench.py --bin build/daemon/foundationd [--containers 30] [--idle 60]
+"""
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+PROJECT = "bench-daemon"
+
+
+def sh(*cmd, check=True):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def identity(name):
+    r = sh("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}} {{.State.Running}}", name, check=False)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def running(name):
+    r = sh("docker", "inspect", "-f", "{{.State.Running}}", name, check=False)
+    return r.returncode == 0 and r.stdout.strip() == "true"
+
+
+def wait(cond, timeout=60, step=0.01, what="?"):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if cond():
+            return time.perf_counter() - t0
+        time.sleep(step)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Daemon:
+    def __init__(self, binary, d, port):
+        self.messages = []
+        self.notify_path = os.path.join(d, f"notify-{time.monotonic_ns()}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.notify_path)
+        self.sock.settimeout(0.1)
+        self.stop_reading = False
+        threading.Thread(target=self._read, daemon=True).start()
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([binary, "serve", "--config", os.path.join(d, "cfg.toml")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    def _read(self):
+        while not self.stop_reading:
+            try:
+                self.messages.append((time.perf_counter(), self.sock.recv(4096).decode()))
+            except (socket.timeout, OSError):
+                pass
+
+    def ready_after(self):
+        waited_from = time.perf_counter()
+        waited = wait(lambda: any("READY=1" in m for _, m in self.messages), timeout=30,
+                      step=0.0005, what="READY=1")
+        return waited_from - self.t0 + waited
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.stop_reading = True
+        self.sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="build/daemon/foundationd")
+    ap.add_argument("--containers", type=int, default=30)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--idle", type=int, default=60)
+    ap.add_argument("--image", default=os.environ.get("FOUNDATIOND_TEST_IMAGE"))
+    args = ap.parse_args()
+    image = args.image or sh("tests/peers/busybox-image").stdout.strip()
+    binary = os.path.abspath(args.bin)
+    d = tempfile.mkdtemp(prefix="fd-bench-")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with open(os.path.join(d, "VERSIONS"), "w") as f:
+        f.write(f'[images]\nbusybox = "{image}"\n')
+    with open(os.path.join(d, "spec.toml"), "w") as f:
+        f.write(f'spec_version = 1\nproject = "{PROJECT}"\nversions = "VERSIONS"\n')
+        for i in range(args.containers):
+            f.write(f'[containers.bd-{i}]\nimage = "${{versions.busybox}}"\ncommand = ["sleep", "86400"]\n'
+                    f'stop_timeout = "1s"\n')
+    with open(os.path.join(d, "cfg.toml"), "w") as f:
+        f.write(f'state_dir = "{d}/state"\n[api]\nlisten = ["unix:{d}/api.sock", "tcp:127.0.0.1:{port}"]\n'
+                f'token_file = "{d}/token"\n[source]\npath = "{d}/spec.toml"\n'
+                f'[reconcile]\nresync_interval = "1h"\n')
+    names = [f"bd-{i}" for i in range(args.containers)]
+    dm = None
+    try:
+        readies = []
+        for _ in range(5):
+            dm = Daemon(binary, d, port)
+            readies.append(dm.ready_after())
+            dm.stop()
+        dm = Daemon(binary, d, port)
+        dm.ready_after()
+        wait(lambda: all(running(n) for n in names), timeout=300, step=0.2, what="all containers")
+
+        repairs = {"rm -f": [], "kill": []}
+        for trial in range(args.trials):
+            for how, cmd in (("rm -f", ["rm", "-f"]), ("kill", ["kill"])):
+                name = names[(trial * 7 + len(how)) % len(names)]
+                before = identity(name)
+                t0 = time.perf_counter()
+                sh("docker", *cmd, name)
+                # Repaired = running again as a new container (rm -f) or a new start (kill).
+                wait(lambda: (lambda now: now != before and now.endswith(" true"))(identity(name)),
+                     timeout=30, step=0.005, what=f"{name} repaired")
+                repairs[how].append(time.perf_counter() - t0)
+        time.sleep(2)  # let the last repairs settle before measuring idleness
+        pid = dm.proc.pid
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        time.sleep(args.idle)
+        cpu1, t1 = cpu_seconds(pid), time.perf_counter()
+        rss = rss_mib(pid)
+
+        wrk_rows = []
+        if shutil.which("wrk"):
+            for path in ("/healthz", "/v1/status", "/metrics"):
+                r = sh("wrk", "-t1", "-c4", "-d5s", "--latency", f"http://127.0.0.1:{port}{path}")
+                rps = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+                p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", r.stdout)
+                p99v = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)] if p99 else float("nan")
+                wrk_rows.append((path, float(rps.group(1)) if rps else float("nan"), p99v))
+        dm.stop()
+
+        print(f"foundationd serve, {args.containers} managed containers, this machine, one run")
+        print(f"start to READY=1: median {statistics.median(readies)*1000:.0f} ms (5 starts)")
+        for how, xs in repairs.items():
+            print(f"drift repair after docker {how}: p50 {pct(xs, 50)*1000:.0f} ms, p99 {pct(xs, 99)*1000:.0f} ms "
+                  f"({len(xs)} trials, from the command to running again)")
+        print(f"idle over {t1 - t0:.0f} s: CPU {cpu1 - cpu0:.2f} s ({(cpu1 - cpu0) / (t1 - t0) * 100:.2f} %), "
+              f"RSS {rss:.1f} MiB")
+        for path, rps, p99 in wrk_rows:
+            print(f"wrk -t1 -c4 -d5s {path}: {rps:.0f} requests/s, p99 {p99:.2f} ms")
+        if not wrk_rows:
+            print("wrk: not installed (apt-get install wrk)")
+    finally:
+        if dm is not None and dm.proc.poll() is None:
+            dm.proc.kill()
+        ids = sh("docker", "ps", "-aq", "--filter", f"label=foundationd.project={PROJECT}").stdout.split()
+        if ids:
+            sh("docker", "rm", "-f", *ids, check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
