@@ -248,3 +248,58 @@ def test_bad_config_is_refused_with_located_errors(project, tmp_path):
     assert r.returncode == 1
     assert "bad.toml:3:1: error:" in r.stderr
     assert 'did you mean "listen"' in r.stderr
+
+
+def test_unattended_unseal_and_a_real_prometheus_scrape(project, tmp_path):
+    """systemd's LoadCredentialEncrypted=passphrase unlocks at start; a real
+    Prometheus server scrapes /metrics."""
+    d = Daemon.__new__(Daemon)  # build the config and state, start below with CREDENTIALS_DIRECTORY
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "passphrase").write_text(PASS + "\n")
+    os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
+    try:
+        d.__init__(project, tmp_path)
+    finally:
+        del os.environ["CREDENTIALS_DIRECTORY"]
+    prom = None
+    try:
+        d.wait_notify("READY=1")
+        d.wait(lambda: d.status()["locked"] is False, "unlocked from the credential")
+        d.wait(lambda: running(project, "secretive"), "secretive converged without an operator")
+
+        prom_port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n"
+            "scrape_configs:\n  - job_name: foundationd\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{d.port}']\n")
+        prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path}/prometheus.yml",
+                                 f"--storage.tsdb.path={tmp_path}/tsdb",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def query(q):
+            conn = http.client.HTTPConnection("127.0.0.1", prom_port, timeout=5)
+            try:
+                conn.request("GET", "/api/v1/query?query=" + q)
+                return json.loads(conn.getresponse().read())
+            except OSError:
+                return {}
+            finally:
+                conn.close()
+
+        def scraped():
+            r = query("foundationd_locked")
+            return r.get("status") == "success" and len(r["data"]["result"]) == 1
+
+        d.wait(scraped, "Prometheus to scrape foundationd", timeout=90)
+        assert query("foundationd_locked")["data"]["result"][0]["value"][1] == "0"
+        up = query("up")["data"]["result"]
+        assert up and up[0]["value"][1] == "1"
+        res = query("foundationd_resources")["data"]["result"]
+        assert any(r["metric"].get("kind") == "container" for r in res)
+    finally:
+        if prom:
+            prom.terminate()
+            prom.wait(timeout=30)
+        d.stop()
