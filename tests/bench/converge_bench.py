@@ -37,7 +37,7 @@ COMPOSE_ENV = dict(os.environ, COMPOSE_PARALLEL_LIMIT=os.environ.get("COMPOSE_PA
 def timed(cmd, **kw):
     t0 = time.perf_counter()
     kw.setdefault("env", COMPOSE_ENV)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, **kw)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
