@@ -18,7 +18,7 @@ namespace {
 // they coalesce into cheap no-op reconciles.
 bool isDrift(const std::string& action) {
   static const char* kActions[] = {"die", "destroy", "stop", "kill", "oom", "pause", "rename",
-                                   "update", "health_status: unhealthy", "disconnect"};
+                                   "update", "health_status: unhealthy"};
   for (const char* a : kActions) {
     if (action == a) return true;
   }
@@ -37,13 +37,18 @@ asio::awaitable<void> Daemon::watchDockerEvents() {
     auto st = co_await docker_.events(filter, [this](const docker::DockerEvent& e) {
       if (stopping_) return false;
       if (!spec_) return true;
+      if (e.type == "network") {
+        // Network events carry no labels: match by name against the spec.
+        if ((e.action == "destroy" || e.action == "disconnect") && spec_->networks.count(e.name)) {
+          scheduler_->trigger({config::Kind::network, e.name}, "docker event: network " + e.action);
+        }
+        return true;
+      }
       auto project = e.attributes.find(docker::kLabelProject);
       if (project == e.attributes.end() || project->second != spec_->project) return true;
       if (e.type == "container" && isDrift(e.action) && !e.name.empty()) {
         log::info("docker.event", {{"container", e.name}, {"action", e.action}});
         scheduler_->trigger({config::Kind::container, e.name}, "docker event: " + e.action);
-      } else if (e.type == "network" && e.action == "destroy" && !e.name.empty()) {
-        scheduler_->trigger({config::Kind::network, e.name}, "docker event: network destroy");
       }
       return true;
     });

@@ -151,7 +151,8 @@ TEST_CASE("resources foundationd does not own are conflicts or adopted, never ta
   CHECK(plan.hasConflicts());
 
   fake.volumes["data"].driver = "nfs";
-  const auto* vol = planOf(fake, specFrom(kSpec)).find({config::Kind::volume, "data"});
+  const auto replanned = planOf(fake, specFrom(kSpec));
+  const auto* vol = replanned.find({config::Kind::volume, "data"});
   REQUIRE(vol != nullptr);
   CHECK(std::string(docker::toString(vol->action)) == "conflict");
   CHECK(vol->reason.find("never deletes a volume") != std::string::npos);
