@@ -86,7 +86,10 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="no-op runs per tool and size")
     ap.add_argument("--empty-runs", type=int, default=3, help="from-empty runs per tool and size")
     ap.add_argument("--image", default=os.environ.get("FOUNDATIOND_TEST_IMAGE"))
+    ap.add_argument("--no-compose", action="store_true",
+                    help="measure foundationd only (docker-compose 1.29 can hang at large N here)")
     args = ap.parse_args()
+    nan = float("nan")
     if not args.image:
         args.image = sh(["tests/peers/busybox-image"]).stdout.strip()
     fd = os.path.abspath(args.bin)
@@ -102,13 +105,13 @@ def main():
                 clean_fd()
                 clean_compose(d)
                 fd_empty.append(timed(fd_apply)[0])
-                cp_empty.append(timed(compose + ["up", "-d"])[0])
+                cp_empty.append(nan if args.no_compose else timed(compose + ["up", "-d"])[0])
             for _ in range(args.runs):
                 dt, out = timed(fd_apply)
                 fd_noop.append(dt)
                 m = re.search(r"(\d+) Docker API call", out)
                 calls.add(int(m.group(1)) if m else -1)
-                cp_noop.append(timed(compose + ["up", "-d"])[0])
+                cp_noop.append(nan if args.no_compose else timed(compose + ["up", "-d"])[0])
             clean_fd()
             clean_compose(d)
         row = dict(n=n, fd_empty=median(fd_empty), cp_empty=median(cp_empty),
@@ -119,7 +122,8 @@ def main():
               f"fd no-op API calls {row['calls']}", flush=True)
 
     print()
-    print(f"foundationd vs docker-compose {sh(['docker-compose', 'version', '--short']).stdout.strip()}, "
+    print(f"foundationd vs docker-compose {sh(['docker-compose', 'version', '--short']).stdout.strip()}"
+          f"{' (not run: --no-compose)' if args.no_compose else ''}, "
           f"medians (from empty: {args.empty_runs} runs, no-op: {args.runs} runs), same engine, same run")
     print("|   N | from empty: foundationd | compose | ratio | no-op: foundationd | compose | ratio | no-op API calls |")
     print("|----:|------------------------:|--------:|------:|-------------------:|--------:|------:|----------------:|")
