@@ -144,10 +144,14 @@ LoadResult loadSpecFile(const std::string& path) {
     result.diagnostics.error(SourceLoc{path, 0, 0}, "cannot read the spec file: " + why);
     return result;
   }
+  return loadSpecFileText(path, *text);
+}
+
+LoadResult loadSpecFileText(const std::string& path, const std::string& text) {
   const FileReader reader = [&path](const std::string& rel) {
     return detail::readTextFile(besideFile(path, rel));
   };
-  return loadSpecText(*text, path, reader);
+  return loadSpecText(text, path, reader);
 }
 
 }  // namespace foundationd::config

@@ -27,6 +27,10 @@ using FileReader = std::function<std::optional<std::string>(const std::string& p
 // Load from disk. `path` is used as-is in diagnostics.
 LoadResult loadSpecFile(const std::string& path);
 
+// Load the already-read `text` of the file at `path` (files it references,
+// such as VERSIONS, are read beside it). For callers that hash the text first.
+LoadResult loadSpecFileText(const std::string& path, const std::string& text);
+
 // Load from text (tests, fuzzing, the git source). `fileName` names the spec
 // in diagnostics; `readFile` resolves the VERSIONS file (paths relative to
 // the spec's directory are joined by the caller's reader).

@@ -191,7 +191,7 @@ void Daemon::loadSpec() {
   specDigest_ = digest;
   const std::string revision = "sha256:" + digest.substr(0, 12);
   specRevision_ = revision;
-  auto loaded = config::loadSpecFile(path);
+  auto loaded = config::loadSpecFileText(path, buf.str());
   if (!loaded.spec) {
     specError_ = loaded.diagnostics.formatAll();
     log::error("spec.rejected", {{"revision", revision}, {"errors", std::to_string(loaded.diagnostics.errorCount())}});
