@@ -1,16 +1,11 @@
 #include "daemon/commands.hpp"
 
-#include <systemd/sd-daemon.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "config/spec_loader.hpp"
 #include "controllers/credentials/credentials.hpp"
