@@ -53,6 +53,10 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     (void)store->appendAudit("reconcile", audit.dump());
   }
   out.docker = std::move(result).value();
+
+  // The service steps, in order (docs: vault -> buckets -> postgres -> forgejo).
+  // Each appends its StepReport to out.steps and calls hooks.step per outcome.
+
   return out;
 }
 

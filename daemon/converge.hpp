@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "config/spec.hpp"
+#include "controllers/step_report.hpp"
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/docker_api.hpp"
@@ -40,12 +41,21 @@ struct ConvergeOutcome {
   std::vector<credentials::Generated> generated;
   std::optional<docker::ReconcileResult> docker;
   std::optional<Error> error;  // a failure before or outside the Docker apply
-  bool converged() const { return !error && docker && docker->converged; }
+  // The service steps after Docker (vault, buckets, postgres, forgejo), in order.
+  std::vector<StepReport> steps;
+  bool converged() const {
+    if (error || !docker || !docker->converged) return false;
+    for (const auto& s : steps) {
+      if (!s.ok()) return false;
+    }
+    return true;
+  }
 };
 
 struct ConvergeHooks {
   std::function<void(const credentials::Generated&)> generated;
   docker::ApplyObserver docker;
+  std::function<void(const StepOutcome&)> step;  // each service step outcome, as it is known
 };
 
 // `store`/`key` may be null for a spec without [credentials].

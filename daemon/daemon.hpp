@@ -31,6 +31,7 @@
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/docker/docker_client.hpp"
+#include "controllers/step_report.hpp"
 #include "daemon/scheduler.hpp"
 #include "state/store.hpp"
 
@@ -68,6 +69,9 @@ class Daemon final : public api::DaemonControl {
   void reloadConfig();
   void loadSpec();
   void setResource(const Key& key, api::ResourceStatus status, const std::string& reason);
+  // A service step's outcomes onto resource status and drift metrics; false
+  // when any outcome failed or is blocked.
+  bool applyStepReport(const StepReport& report);
   void publishStatus();
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
   template <typename F>

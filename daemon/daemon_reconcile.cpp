@@ -156,6 +156,12 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     }
     result = r->converged && blocked.empty() ? "converged" : "not converged";
   }
+
+  // The service steps, in order: vault -> buckets -> postgres -> forgejo.
+  // Each: `stepsOk = applyStepReport(co_await reconcileX(spec)) && stepsOk;`
+  bool stepsOk = true;
+
+  if (!stepsOk && result == "converged") result = "not converged";
   lastReconcile_.end = api::Clock::now();
   lastReconcile_.result = result;
   lastReconcile_.converged = result == "converged";
@@ -164,6 +170,20 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   log::info("reconcile.done", {{"result", result}, {"failed", std::to_string(failed.size())}});
   publishStatus();
   co_return failed;
+}
+
+bool Daemon::applyStepReport(const StepReport& report) {
+  for (const auto& o : report.outcomes) {
+    if (o.blocked) {
+      setResource(o.key, api::ResourceStatus::blocked, o.message);
+    } else if (!o.ok) {
+      setResource(o.key, api::ResourceStatus::failed, o.message);
+    } else {
+      setResource(o.key, api::ResourceStatus::converged, "");
+      if (o.changed && o.drift) metrics_.driftRepairs().inc({config::toString(o.key.kind)});
+    }
+  }
+  return report.ok();
 }
 
 api::Task<Result<nlohmann::json>> Daemon::plan() {

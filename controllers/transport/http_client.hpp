@@ -1,0 +1,69 @@
+// HTTP over TCP for the peers foundationd reaches by address (Vault, S3,
+// Forgejo): a thin, blocking wrapper over libcurl. Blocking on purpose: the
+// daemon runs these calls on its small thread pool (Daemon::onPool), the CLI
+// calls them directly.
+//
+// Requests to S3 are signed by libcurl itself (CURLOPT_AWS_SIGV4); nothing
+// here hand-writes a signature.
+//
+// Secrets: header values and bodies are never copied into an Error message.
+// An error says which method and URL failed and why (curl's reason or the
+// status), nothing else.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace foundationd::transport {
+
+struct AwsSigV4 {
+  // CURLOPT_AWS_SIGV4's "provider1[:provider2[:region[:service]]]",
+  // e.g. "aws:amz:us-east-1:s3".
+  std::string provider;
+  std::string accessKey;
+  std::string secretKey;
+};
+
+struct BasicAuth {
+  std::string user;
+  std::string password;
+};
+
+struct PeerRequest {
+  std::string method = "GET";
+  std::string url;  // absolute: "http://127.0.0.1:8200/v1/sys/health"
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{10'000};         // the whole exchange
+  std::chrono::milliseconds connectTimeout{3'000};
+  std::optional<AwsSigV4> sigv4;
+  std::optional<BasicAuth> basicAuth;
+};
+
+struct PeerResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased; the last value wins
+  std::string body;
+
+  bool ok() const noexcept { return status >= 200 && status < 300; }
+  // The value of a (lower-case) header, or "".
+  std::string header(const std::string& lowerName) const;
+};
+
+// Performs one exchange. Any HTTP status is a value (check response.status);
+// an Error means no usable response: ErrorCode::unavailable (refused,
+// unreachable, reset), ErrorCode::timeout, ErrorCode::invalid_argument (a
+// malformed URL), ErrorCode::internal (libcurl itself failed).
+Result<PeerResponse> peerRequest(const PeerRequest& request);
+
+// Percent-encodes one URL path segment or query value (RFC 3986 unreserved
+// characters stay as they are).
+std::string urlEncode(const std::string& text);
+
+}  // namespace foundationd::transport
