@@ -1,0 +1,83 @@
+// The git client of the spec source: a bare cache repository under the
+// state directory, driven by Debian's `git` CLI (docs/source.md says why the
+// CLI and not libgit2).
+//
+// Contract:
+// - fetch() brings `branch` of `url` into refs/remotes/origin/<branch> and
+//   returns the commit it points at; readFile() reads a blob *at a commit*
+//   (`git cat-file blob <commit>:<path>`), so everything the spec loader
+//   reads comes from one commit.
+// - Auth: an HTTPS token travels to git in the environment
+//   (GIT_CONFIG_COUNT/KEY/VALUE: http.extraHeader "Authorization: Basic
+//   base64(foundationd:<token>)", the form Forgejo and Gitea accept for an
+//   access token), never in argv, never in a URL, never in an error message.
+//   git runs with HOME pointed at the cache, no system config, no terminal
+//   prompt, and no GIT_TRACE*, so nothing asks for or prints credentials.
+// - A URL carrying a password ("https://user:pw@host/...") is refused: the
+//   URL is in argv and in messages.
+// - Blocking (child processes): call from the daemon's pool. Not thread-safe:
+//   one owner calls it at a time (the daemon's source loop).
+// - Errors: unavailable (server down or unreachable), peer (auth refused, with
+//   what to check), not_found (the branch does not exist), timeout, io.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "state/secret.hpp"
+
+namespace foundationd::source {
+
+struct GitOptions {
+  std::string url;
+  std::string branch = "main";
+  std::filesystem::path cacheDir;  // the bare repository (created when missing)
+  std::chrono::milliseconds timeout{std::chrono::seconds(120)};
+  std::string git = "git";  // the program
+};
+
+class GitRepo {
+ public:
+  explicit GitRepo(GitOptions options);
+  GitRepo(const GitRepo&) = delete;
+  GitRepo& operator=(const GitRepo&) = delete;
+
+  const GitOptions& options() const noexcept { return options_; }
+
+  // Fetches the branch and returns its head commit (40 hex). `token` may be
+  // null (no auth).
+  Result<std::string> fetch(const state::SecretBytes* token);
+  // The content of `path` (relative to the repository root) at `commit`;
+  // nullopt when there is no such file there.
+  Result<std::optional<std::string>> readFile(std::string_view commit, std::string_view path);
+  // Whether the cache holds `commit` (e.g. the last applied revision at start).
+  bool hasCommit(std::string_view commit);
+
+  std::uint64_t fetchCount() const noexcept { return fetches_; }
+
+ private:
+  Status ensureInit();
+
+  GitOptions options_;
+  bool initialized_ = false;
+  std::uint64_t fetches_ = 0;
+};
+
+// What a failed `git fetch` said, as an Error a user can act on. `stderrText`
+// must already be free of secrets (it is, as git never sees them in argv and
+// tracing is off); it is quoted in part.
+Error classifyFetchError(int exitCode, std::string_view stderrText, const std::string& url,
+                         const std::string& branch);
+
+// Why `url` cannot be used, or nullopt.
+std::optional<std::string> gitUrlProblem(std::string_view url);
+
+// "Authorization: Basic base64(foundationd:<token>)".
+state::SecretBytes authorizationHeader(std::string_view token);
+
+}  // namespace foundationd::source

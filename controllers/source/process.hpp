@@ -1,0 +1,42 @@
+// Running a helper program (git) as a child process: argv without a shell,
+// an explicit environment, stdout/stderr captured, a deadline.
+//
+// Contract:
+// - posix_spawn (safe from a multi-threaded process); the child gets only the
+//   environment given here, every descriptor above 2 closed, and its own
+//   process group so a timeout kills its helpers too (git-remote-https).
+// - Blocking: call from the daemon's thread pool, never the io thread.
+// - Secrets go in `env`, never in `argv` (argv is world-readable in /proc).
+//   The caller wipes its copies; the buffers built here are zeroed before
+//   they are freed.
+// - Errors: io (cannot spawn: the message names the program), timeout (the
+//   deadline passed; the child was killed). A non-zero exit is not an error:
+//   it is in exitCode.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace foundationd::source {
+
+struct ProcessRequest {
+  std::vector<std::string> argv;                         // argv[0] is looked up in PATH
+  std::vector<std::pair<std::string, std::string>> env;  // the child's whole environment
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  std::size_t maxOutput = 8 * 1024 * 1024;  // per stream; the rest is dropped
+};
+
+struct ProcessResult {
+  int exitCode = -1;  // 128 + signal when killed by one
+  std::string out;
+  std::string err;
+};
+
+Result<ProcessResult> runProcess(const ProcessRequest& request);
+
+}  // namespace foundationd::source

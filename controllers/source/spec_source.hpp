@@ -1,0 +1,42 @@
+// Where the spec comes from: [source] kind = "file" (a local checkout, day
+// zero and disaster recovery) or kind = "git" (a branch of a repository,
+// fetched into a cache under state_dir). This file holds the pure parts the
+// daemon's source loop (daemon/daemon_source.cpp) uses.
+//
+// A git revision is a commit: the spec, its VERSIONS and every other file it
+// references are read *at that commit*, never from a working tree that a
+// concurrent fetch could move.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "config/daemon_config.hpp"
+#include "config/spec_loader.hpp"
+#include "controllers/source/git_repo.hpp"
+
+namespace foundationd::source {
+
+// "file:/srv/foundation/foundation.toml" or
+// "git:https://forge.example/org/foundation.git#main:foundation.toml".
+std::string describeSource(const config::DaemonConfig::Source& source);
+
+// The cache repository of a git source: <state_dir>/source/git-<hash of url>.
+std::filesystem::path cacheDirFor(const std::string& stateDir, const std::string& url);
+
+// GitOptions for a git source.
+GitOptions gitOptionsFor(const config::DaemonConfig& cfg);
+
+// Loads the spec at `commit`: `specPath` (relative to the repository root)
+// and the files it references (relative to the spec's directory), all read
+// at that commit. Diagnostics name the files by their repository paths. An
+// error Result only for a git failure; a missing spec file is a diagnostic.
+Result<config::LoadResult> loadAtCommit(GitRepo& repo, std::string_view commit,
+                                        const std::string& specPath);
+
+// The first 12 characters of a commit, for logs and messages.
+std::string shortRevision(std::string_view revision);
+
+}  // namespace foundationd::source
