@@ -49,6 +49,29 @@ const char* outcomeName(UnsealOutcome outcome) noexcept {
   return "failed";
 }
 
+const char* webhookOutcomeName(WebhookOutcome outcome) noexcept {
+  switch (outcome) {
+    case WebhookOutcome::accepted:
+      return "accepted";
+    case WebhookOutcome::ignored:
+      return "ignored";
+    case WebhookOutcome::duplicate:
+      return "duplicate";
+  }
+  return "ignored";
+}
+
+Task<Result<state::SecretBytes>> DaemonControl::webhookSecret() {
+  co_return Error::make(ErrorCode::not_found,
+                        "no webhook is configured: [source] kind = \"git\" with webhook_secret");
+}
+
+Task<WebhookResult> DaemonControl::webhook(WebhookDelivery) {
+  co_return WebhookResult{WebhookOutcome::ignored, "webhooks are not handled by this daemon"};
+}
+
+void DaemonControl::webhookRejected(const std::string&) {}
+
 std::string formatTime(TimePoint t) {
   const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
@@ -84,7 +107,9 @@ nlohmann::json StatusSnapshot::toJson() const {
        {{"source", stringOrNull(spec.source)},
         {"revision", stringOrNull(spec.revision)},
         {"applied_revision", stringOrNull(spec.appliedRevision)},
-        {"last_error", stringOrNull(spec.lastError)}}},
+        {"last_error", stringOrNull(spec.lastError)},
+        {"last_fetch", timeOrNull(spec.lastFetch)},
+        {"fetch_error", stringOrNull(spec.fetchError)}}},
       {"last_reconcile",
        {{"start", timeOrNull(lastReconcile.start)},
         {"end", timeOrNull(lastReconcile.end)},

@@ -58,6 +58,9 @@ struct SpecState {
   std::string revision;         // newest revision seen ("" when none yet)
   std::string appliedRevision;  // the revision the last successful apply used
   std::string lastError;        // the last load/validation error ("" when none)
+  // A git source: when the last fetch finished, and why it failed ("" when it worked).
+  std::optional<TimePoint> lastFetch;
+  std::string fetchError;
 };
 
 struct ReconcileState {
@@ -129,6 +132,34 @@ struct AuditEvent {
   nlohmann::json fields = nlohmann::json::object();  // never secret values
 };
 
+// A push as POST /v1/hooks/forgejo parsed it (api/webhook.hpp).
+struct PushEvent {
+  std::string ref;         // "refs/heads/main"
+  std::string before;      // commit ids, lower-case hex ("" when absent)
+  std::string after;       // the pushed commit; all zeros when the branch was deleted
+  std::string repository;  // "org/foundation" ("" when absent)
+  bool deleted = false;
+};
+
+// One webhook delivery whose signature the API checked.
+struct WebhookDelivery {
+  std::string event;              // X-Forgejo-Event / X-Gitea-Event: "push", "ping", ...
+  std::string delivery;           // X-Forgejo-Delivery / X-Gitea-Delivery ("" when absent)
+  std::optional<PushEvent> push;  // set for event "push"
+};
+
+enum class WebhookOutcome {
+  accepted,   // 202: a push to the tracked branch; fetch + reconcile follow
+  ignored,    // 200: another event or branch
+  duplicate,  // 200: this delivery id was processed already
+};
+const char* webhookOutcomeName(WebhookOutcome outcome) noexcept;  // "accepted", ...
+
+struct WebhookResult {
+  WebhookOutcome outcome = WebhookOutcome::ignored;
+  std::string message;  // why (ignored: which branch/event)
+};
+
 class DaemonControl {
  public:
   virtual ~DaemonControl() = default;
@@ -161,10 +192,17 @@ class DaemonControl {
   // Audit-log entries with id > `since`, oldest first, at most `limit`.
   virtual Task<Result<std::vector<AuditEvent>>> events(std::int64_t since, std::size_t limit) = 0;
 
-  // POST /v1/hooks/forgejo arrives with the webhook issue: add
-  //   virtual Task<WebhookResult> webhook(const Request& request) = 0;
-  // (the raw body and headers; HMAC verified by the API against the secret
-  // the daemon exposes). Not part of this interface yet.
+  // POST /v1/hooks/forgejo. First the secret the API verifies the delivery's
+  // HMAC with: unavailable while locked (503), not_found when no webhook is
+  // configured ([source] kind = "git" with webhook_secret). The default
+  // implementation is not_found.
+  virtual Task<Result<state::SecretBytes>> webhookSecret();
+  // Then a delivery whose signature matched: the daemon decides (tracked
+  // branch or not, delivery id seen before or not), records it in the audit
+  // log and returns at once; the fetch runs afterwards, coalesced.
+  virtual Task<WebhookResult> webhook(WebhookDelivery delivery);
+  // A delivery whose signature was missing or wrong (audited, rate-limited).
+  virtual void webhookRejected(const std::string& why);
 };
 
 }  // namespace foundationd::api

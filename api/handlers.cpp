@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "api/errors.hpp"
+#include "api/webhook.hpp"
 
 namespace foundationd::api::handlers {
 namespace {
@@ -172,6 +173,58 @@ Task<Response> events(RouteContext& ctx, const Request& request) {
 Task<Response> metrics(RouteContext& ctx, const Request&) {
   ctx.metrics.updateFromStatus(ctx.daemon.status());
   co_return Response::text(200, ctx.metrics.render(), Metrics::kContentType);
+}
+
+Task<Response> forgejoWebhook(RouteContext& ctx, const Request& request) {
+  Counter& deliveries = ctx.metrics.webhookDeliveries();
+  Result<state::SecretBytes> secret = co_await ctx.daemon.webhookSecret();
+  if (!secret) {
+    if (secret.error().code == ErrorCode::unavailable) {
+      deliveries.inc({"locked"});
+      co_return errorResponse(ApiError::locked,
+                              "locked: the webhook secret is in the sealed state; POST /v1/unseal "
+                              "(the delivery was not processed; polling catches up)");
+    }
+    deliveries.inc({"not_configured"});
+    co_return errorResponse(secret.error());
+  }
+  const WebhookHeaders h = webhookHeaders(request);
+  const bool valid =
+      !h.signature.empty() && verifySignature(secret->view(), request.body, h.signature);
+  secret->wipe();
+  if (!valid) {
+    deliveries.inc({"bad_signature"});
+    const char* why = h.signature.empty() ? "missing signature" : "bad signature";
+    ctx.daemon.webhookRejected(why);
+    co_return errorResponse(
+        ApiError::unauthorized,
+        h.signature.empty()
+            ? "no X-Forgejo-Signature (or X-Gitea-Signature) header: set the webhook's secret"
+            : "the signature is not the HMAC-SHA256 of the body under the webhook secret");
+  }
+  WebhookDelivery delivery;
+  for (char c : h.event.substr(0, 64)) delivery.event += (c > 0x20 && c < 0x7f) ? c : '?';
+  for (char c : h.delivery.substr(0, 100)) delivery.delivery += (c > 0x20 && c < 0x7f) ? c : '?';
+  if (delivery.event.empty()) {
+    deliveries.inc({"malformed"});
+    co_return errorResponse(ApiError::bad_request, "no X-Forgejo-Event (or X-Gitea-Event) header");
+  }
+  if (delivery.event == "push") {
+    auto push = parsePushPayload(request.body);
+    if (!push) {
+      deliveries.inc({"malformed"});
+      co_return errorResponse(ApiError::malformed_json, push.error().message);
+    }
+    delivery.push = std::move(push).value();
+  }
+  const WebhookResult r = co_await ctx.daemon.webhook(std::move(delivery));
+  deliveries.inc({webhookOutcomeName(r.outcome)});
+  if (r.outcome == WebhookOutcome::accepted) {
+    co_return Response::json(202,
+                             {{"accepted", true}, {"result", "accepted"}, {"reason", r.message}});
+  }
+  co_return Response::json(
+      200, {{"accepted", false}, {"result", webhookOutcomeName(r.outcome)}, {"reason", r.message}});
 }
 
 }  // namespace foundationd::api::handlers

@@ -32,6 +32,15 @@ Task<Response> plan(RouteContext& ctx, const Request& request);
 Task<Response> events(RouteContext& ctx, const Request& request);
 // GET /metrics: 200 text/plain; version=0.0.4, state gauges refreshed from status().
 Task<Response> metrics(RouteContext& ctx, const Request& request);
+// POST /v1/hooks/forgejo (api/webhook.hpp, docs/source.md): 503 locked while
+// the daemon is locked (the secret is sealed); 404 not_found when no webhook
+// is configured; 401 unauthorized when X-Forgejo-Signature (or
+// X-Gitea-Signature) is missing or is not the HMAC-SHA256 of the raw body;
+// 400 for a push payload without "ref"/"after"; then the daemon decides:
+// 202 {"accepted":true,...} (push to the tracked branch), 200
+// {"accepted":false,"result":"ignored"|"duplicate","reason":...}. Every
+// answer counts in foundationd_webhook_deliveries_total{result}.
+Task<Response> forgejoWebhook(RouteContext& ctx, const Request& request);
 
 // Parsing helpers (exposed for tests and the fuzz target).
 // The passphrase of an unseal body, or the 400 to answer. The message

@@ -128,6 +128,8 @@ Metrics::Metrics()
                                 {"revision"})),
       specLastFetch_(registry_.gauge("foundationd_spec_last_fetch_timestamp_seconds",
                                      "Unix time of the last successful spec fetch.")),
+      specFetches_(registry_.counter("foundationd_spec_fetches_total",
+                                     "Fetches of a git spec source, by result.", {"result"})),
       webhookDeliveries_(registry_.counter("foundationd_webhook_deliveries_total",
                                            "Webhook deliveries received, by result.", {"result"})),
       unsealAttempts_(registry_.counter("foundationd_unseal_attempts_total",

@@ -13,6 +13,7 @@
 //     recordReconcile(result, took)   reconcile_total{result}, reconcile_duration_seconds
 //     driftRepairs().inc({kind})      drift_repairs_total{kind}, once per repaired resource
 //     specLastFetch().set(unixSecs)   spec_last_fetch_timestamp_seconds, after each fetch
+//     specFetches().inc({result})     spec_fetches_total{result} (ok, failed): git fetches run
 //     webhookDeliveries().inc({r})    webhook_deliveries_total{result} (webhook issue)
 //     recordUnseal(outcome)           unseal_attempts_total{result}: the daemon's
 //                                     DaemonControl::unseal() calls it for every attempt,
@@ -51,6 +52,7 @@ class Metrics {
   Histogram& reconcileDuration() noexcept { return reconcileDuration_; }
   Counter& driftRepairs() noexcept { return driftRepairs_; }
   Gauge& specLastFetch() noexcept { return specLastFetch_; }
+  Counter& specFetches() noexcept { return specFetches_; }
   Counter& webhookDeliveries() noexcept { return webhookDeliveries_; }
   Counter& unsealAttempts() noexcept { return unsealAttempts_; }
   Counter& dockerRequests() noexcept { return dockerRequests_; }
@@ -95,6 +97,7 @@ class Metrics {
   Counter& driftRepairs_;
   Gauge& specInfo_;
   Gauge& specLastFetch_;
+  Counter& specFetches_;
   Counter& webhookDeliveries_;
   Counter& unsealAttempts_;
   Counter& dockerRequests_;

@@ -26,7 +26,7 @@ constexpr std::array kRoutes = {
   Route{"POST", "/v1/reconcile",  AuthKind::bearer,        &h::reconcile},
   Route{"GET",  "/v1/plan",       AuthKind::bearer,        &h::plan},
   Route{"GET",  "/v1/events",     AuthKind::bearer,        &h::events},
-  // Slot: POST /v1/hooks/forgejo, AuthKind::hmac, arrives with the webhook issue.
+  Route{"POST", "/v1/hooks/forgejo", AuthKind::hmac,      &h::forgejoWebhook},
 };
 // clang-format on
 

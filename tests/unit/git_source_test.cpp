@@ -1,0 +1,233 @@
+// The git spec source against Debian's real git: a repository made in a
+// temporary directory and fetched over file:// (and a refused connection for
+// the unreachable case). The HTTP server, token auth and webhooks are in
+// tests/e2e/test_gitops.py.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include "controllers/source/git_repo.hpp"
+#include "controllers/source/process.hpp"
+#include "controllers/source/spec_source.hpp"
+
+namespace fs = std::filesystem;
+namespace src = foundationd::source;
+using foundationd::ErrorCode;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/fd-git-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string git(const fs::path& dir, std::vector<std::string> args) {
+  src::ProcessRequest req;
+  req.argv = {"git", "-C", dir.string()};
+  req.argv.insert(req.argv.end(), args.begin(), args.end());
+  req.env = {{"PATH", std::getenv("PATH")},
+             {"HOME", dir.string()},
+             {"GIT_CONFIG_NOSYSTEM", "1"},
+             {"GIT_AUTHOR_NAME", "t"},
+             {"GIT_AUTHOR_EMAIL", "t@example.org"},
+             {"GIT_COMMITTER_NAME", "t"},
+             {"GIT_COMMITTER_EMAIL", "t@example.org"}};
+  auto r = src::runProcess(req);
+  REQUIRE(r);
+  INFO(r->err);
+  REQUIRE(r->exitCode == 0);
+  std::string out = r->out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+void write(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+
+const char* kSpec = R"(spec_version = 1
+project = "gitops-test"
+versions = "VERSIONS"
+
+[containers.web]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+)";
+
+std::string commitAll(const fs::path& repo, const std::string& message) {
+  git(repo, {"add", "-A"});
+  git(repo, {"commit", "-q", "-m", message});
+  return git(repo, {"rev-parse", "HEAD"});
+}
+
+}  // namespace
+
+TEST_CASE("runProcess: output, exit code, environment, timeout") {
+  src::ProcessRequest req;
+  req.argv = {"sh", "-c", "echo out; echo err >&2; echo \"$ONLY\"; exit 3"};
+  req.env = {{"PATH", "/usr/bin:/bin"}, {"ONLY", "this"}};
+  auto r = src::runProcess(req);
+  REQUIRE(r);
+  CHECK(r->exitCode == 3);
+  CHECK(r->out == "out\nthis\n");
+  CHECK(r->err == "err\n");
+  req.argv = {"sleep", "5"};
+  req.timeout = std::chrono::milliseconds(200);
+  auto t = src::runProcess(req);
+  REQUIRE_FALSE(t);
+  CHECK(std::string(foundationd::toString(t.error().code)) == "timeout");
+  req.argv = {"/nonexistent/program"};
+  auto n = src::runProcess(req);
+  REQUIRE_FALSE(n);
+  CHECK(std::string(foundationd::toString(n.error().code)) == "io");
+}
+
+TEST_CASE("GitRepo: fetch a branch, read files at a commit, new commits, errors") {
+  TempDir tmp;
+  const fs::path origin = tmp.path / "origin";
+  fs::create_directories(origin);
+  git(origin, {"init", "-q", "-b", "main"});
+  write(origin / "infra/foundation.toml", kSpec);
+  write(origin / "infra/VERSIONS", "[images]\nbusybox = \"busybox:1\"\n");
+  const std::string first = commitAll(origin, "first");
+
+  src::GitOptions o;
+  o.url = "file://" + origin.string();
+  o.branch = "main";
+  o.cacheDir = tmp.path / "state/source/git-x";
+  src::GitRepo repo(o);
+  auto head = repo.fetch(nullptr);
+  REQUIRE(head);
+  CHECK(head.value() == first);
+  CHECK(repo.hasCommit(first));
+  struct stat st {};
+  REQUIRE(::stat(o.cacheDir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+
+  auto loaded = src::loadAtCommit(repo, first, "infra/foundation.toml");
+  REQUIRE(loaded);
+  REQUIRE(loaded->spec);
+  CHECK(loaded->spec->containers.at("web").image == "busybox:1");
+
+  // A second commit changes VERSIONS; the first commit still reads as it was.
+  write(origin / "infra/VERSIONS", "[images]\nbusybox = \"busybox:2\"\n");
+  const std::string second = commitAll(origin, "second");
+  head = repo.fetch(nullptr);
+  REQUIRE(head);
+  CHECK(head.value() == second);
+  auto atSecond = src::loadAtCommit(repo, second, "infra/foundation.toml");
+  REQUIRE(atSecond);
+  REQUIRE(atSecond->spec);
+  CHECK(atSecond->spec->containers.at("web").image == "busybox:2");
+  auto atFirst = src::loadAtCommit(repo, first, "infra/foundation.toml");
+  REQUIRE(atFirst);
+  REQUIRE(atFirst->spec);
+  CHECK(atFirst->spec->containers.at("web").image == "busybox:1");
+
+  // An invalid spec is diagnostics (located, named by repository path), not an error.
+  write(origin / "infra/foundation.toml", std::string(kSpec) + "bogus = 1\n");
+  const std::string third = commitAll(origin, "third");
+  REQUIRE(repo.fetch(nullptr));
+  auto bad = src::loadAtCommit(repo, third, "infra/foundation.toml");
+  REQUIRE(bad);
+  CHECK_FALSE(bad->spec);
+  CHECK(bad->diagnostics.formatAll().find("infra/foundation.toml:8:1: error:") !=
+        std::string::npos);
+  auto missing = src::loadAtCommit(repo, third, "nope.toml");
+  REQUIRE(missing);
+  CHECK_FALSE(missing->spec);
+  CHECK(missing->diagnostics.formatAll().find("no such file at commit") != std::string::npos);
+
+  // Files outside the repository are not read.
+  auto outside = repo.readFile(third, "../origin/infra/VERSIONS");
+  REQUIRE(outside);
+  CHECK_FALSE(outside.value());
+
+  // The branch is gone.
+  src::GitOptions gone = o;
+  gone.branch = "nope";
+  src::GitRepo goneRepo(gone);
+  auto g = goneRepo.fetch(nullptr);
+  REQUIRE_FALSE(g);
+  CHECK(std::string(foundationd::toString(g.error().code)) == "not_found");
+  CHECK(g.error().message.find("branch does not exist") != std::string::npos);
+
+  // No repository there.
+  src::GitOptions none = o;
+  none.url = "file://" + (tmp.path / "none").string();
+  none.cacheDir = tmp.path / "state/source/git-none";
+  src::GitRepo noneRepo(none);
+  auto n = noneRepo.fetch(nullptr);
+  REQUIRE_FALSE(n);
+  CHECK(std::string(foundationd::toString(n.error().code)) == "not_found");
+}
+
+TEST_CASE("GitRepo: an unreachable server is unavailable; a URL with a password is refused") {
+  TempDir tmp;
+  src::GitOptions o;
+  o.url = "http://127.0.0.1:9/foundation.git";  // discard port: refused
+  o.cacheDir = tmp.path / "cache";
+  src::GitRepo repo(o);
+  auto r = repo.fetch(nullptr);
+  REQUIRE_FALSE(r);
+  CHECK(std::string(foundationd::toString(r.error().code)) == "unavailable");
+  CHECK(r.error().message.find("unreachable") != std::string::npos);
+
+  o.url = "https://user:hunter2@forge.example/org/foundation.git";
+  src::GitRepo withPassword(o);
+  auto p = withPassword.fetch(nullptr);
+  REQUIRE_FALSE(p);
+  CHECK(std::string(foundationd::toString(p.error().code)) == "invalid_argument");
+  CHECK(p.error().message.find("hunter2") == std::string::npos);
+  CHECK(src::gitUrlProblem("https://user@forge.example/x.git") == std::nullopt);
+  CHECK(src::gitUrlProblem("-uhttps://x") != std::nullopt);
+}
+
+TEST_CASE("classifyFetchError: what git said, as something to act on") {
+  const std::string url = "https://forge.example/org/foundation.git";
+  auto auth = src::classifyFetchError(
+      128, "fatal: Authentication failed for 'https://forge.example/org/foundation.git/'\n", url,
+      "main");
+  CHECK(std::string(foundationd::toString(auth.code)) == "peer");
+  CHECK(auth.message.find("refused the credentials") != std::string::npos);
+  auto auth401 = src::classifyFetchError(
+      128, "fatal: unable to access '...': The requested URL returned error: 401\n", url, "main");
+  CHECK(std::string(foundationd::toString(auth401.code)) == "peer");
+  auto down = src::classifyFetchError(
+      128, "fatal: unable to access '...': Failed to connect to forge.example port 443\n", url,
+      "main");
+  CHECK(std::string(foundationd::toString(down.code)) == "unavailable");
+  auto gone = src::classifyFetchError(128, "fatal: couldn't find remote ref refs/heads/main\n", url,
+                                      "main");
+  CHECK(std::string(foundationd::toString(gone.code)) == "not_found");
+  CHECK(gone.message.find("git said: fatal: couldn't find remote ref") != std::string::npos);
+}
+
+TEST_CASE("authorizationHeader: Basic with the token as the password") {
+  auto h = src::authorizationHeader("tok123");
+  // base64("foundationd:tok123")
+  CHECK(h.view() == "Authorization: Basic Zm91bmRhdGlvbmQ6dG9rMTIz");
+}
+
+TEST_CASE("describeSource and cacheDirFor") {
+  foundationd::config::DaemonConfig cfg;
+  cfg.source.kind = "git";
+  cfg.source.url = "https://forge.example/org/foundation.git";
+  CHECK(src::describeSource(cfg.source) ==
+        "git:https://forge.example/org/foundation.git#main:foundation.toml");
+  const auto dir = src::cacheDirFor("/var/lib/foundationd", cfg.source.url);
+  CHECK(dir.parent_path() == "/var/lib/foundationd/source");
+  CHECK(dir.filename().string().rfind("git-", 0) == 0);
+  CHECK(dir != src::cacheDirFor("/var/lib/foundationd", "https://other.example/x.git"));
+}
