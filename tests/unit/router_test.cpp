@@ -81,6 +81,7 @@ TEST_CASE("the route table lists every endpoint of INTERFACES.md with its auth")
       {"POST", "/v1/reconcile", api::AuthKind::bearer},
       {"GET", "/v1/plan", api::AuthKind::bearer},
       {"GET", "/v1/events", api::AuthKind::bearer},
+      {"POST", "/v1/hooks/forgejo", api::AuthKind::hmac},
   };
   CHECK(api::routeTable().size() == want.size());
   for (const Want& w : want) {
