@@ -29,6 +29,8 @@ commands:
   status [--json]              what the running daemon reports (exit 0 converged, 2 not, 1 error)
   unseal                       ask the passphrase and send it to the running daemon
                                (exit 0, 1 wrong, 3 rate-limited)
+  export-vault-keys FILE       write Vault's init material, sealed, to FILE (safe to commit)
+  import-vault-keys FILE       take it back into this state (same master passphrase)
   version                      print the version
 
 options:
@@ -116,6 +118,9 @@ int runCli(int argc, char** argv) {
     if (cmd == "secret") return cmdSecret(*args);
     if (cmd == "status") return cmdStatus(*args);
     if (cmd == "unseal") return cmdUnseal(*args);
+    if (cmd == "export-vault-keys") return cmdExportVaultKeys(*args);
+    if (cmd == "import-vault-keys") return cmdImportVaultKeys(*args);
+    if (cmd == "vault-init-helper") return cmdVaultHelper(*args);
     if (cmd == "version") {
       std::printf("foundationd %s (%s)\n", FOUNDATIOND_VERSION, FOUNDATIOND_REVISION);
       return 0;

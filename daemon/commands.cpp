@@ -209,7 +209,7 @@ int cmdApply(const CliArgs& args) {
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
   noteUnmanaged(*spec);
-  if (spec->credentials.empty()) return runConverge(*cfg, *spec, nullptr, nullptr);
+  if (spec->credentials.empty() && !spec->vault) return runConverge(*cfg, *spec, nullptr, nullptr);
   auto unlocked = openAndUnlock(args, *cfg);
   if (!unlocked) {
     std::fprintf(stderr, "foundationd: %s; nothing was changed\n",

@@ -8,6 +8,7 @@
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
 #include "daemon/passphrase.hpp"
+#include "daemon/vault_step.hpp"
 #include "state/sealing.hpp"
 
 namespace foundationd::daemon {
@@ -88,6 +89,11 @@ int cmdRotate(const CliArgs& args) {
   for (const auto& g : rotated.value()) {
     std::printf("credential.%s.%s: rotated (version %d)\n", g.credential.c_str(), g.field.c_str(),
                 g.version);
+  }
+  // The new version reaches Vault before any consumer is updated.
+  if (auto st = mirrorRotatedOnce(*spec, unlocked->store.get(), &unlocked->key, name); !st) {
+    return fail("the new " + name + " is stored, but Vault was not updated (" + st.error().message +
+                "); no consumer was recreated. Run `foundationd apply --once` when Vault is back.");
   }
   // The new version is durable; now every consumer follows, in dependency order.
   return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);

@@ -96,6 +96,9 @@ asio::awaitable<int> Daemon::run() {
   asio::co_spawn(ex, watchDockerEvents(), [](std::exception_ptr e) {
     if (e) log::error("docker_events.crashed");
   });
+  asio::co_spawn(ex, watchVault(), [](std::exception_ptr e) {
+    if (e) log::error("vault_watch.crashed");
+  });
 
   // Unattended unseal: systemd's LoadCredentialEncrypted=passphrase.
   if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) {
@@ -218,6 +221,8 @@ api::StatusSnapshot Daemon::status() {
   api::StatusSnapshot s;
   s.locked = key_.locked();
   s.vault.present = spec_ && spec_->vault.has_value();
+  s.vault.initialized = vault_.initialized;
+  s.vault.sealed = vault_.sealed;
   s.spec.source = "file:" + config_.source.path;
   s.spec.revision = specRevision_;
   s.spec.lastError = specError_;
@@ -299,6 +304,7 @@ api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase) {
   const bool wasLocked = key_.locked();
   key_ = std::move(key).value();
   result.outcome = api::UnsealOutcome::unlocked;
+  result.vaultUnsealed = co_await unsealVault();
   metrics_.recordUnseal(result.outcome);
   log::info("unseal.succeeded");
   if (wasLocked) scheduler_->triggerAll("unlocked");
@@ -307,6 +313,7 @@ api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase) {
 }
 
 api::Task<Status> Daemon::seal() {
+  co_await sealVault();  // with the root token from the state, before the key goes
   key_.lock();
   (void)store_->appendAudit("sealed", "{}");
   log::info("sealed");

@@ -31,7 +31,9 @@
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/docker/docker_client.hpp"
+#include "controllers/credentials/credentials.hpp"
 #include "controllers/step_report.hpp"
+#include "controllers/vault/vault.hpp"
 #include "daemon/scheduler.hpp"
 #include "state/store.hpp"
 
@@ -73,6 +75,18 @@ class Daemon final : public api::DaemonControl {
   // when any outcome failed or is blocked.
   bool applyStepReport(const StepReport& report);
   void publishStatus();
+  // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of
+  // unseal/seal.
+  vault::Context vaultContext(const config::VaultSpec& v);
+  void noteVault(bool initialized, bool sealed);
+  boost::asio::awaitable<StepReport> reconcileVault(const config::Spec& spec);
+  boost::asio::awaitable<void> watchVault();
+  boost::asio::awaitable<bool> unsealVault();
+  boost::asio::awaitable<void> sealVault();
+  // Rotated credentials written to Vault before the Docker step updates
+  // their consumers (when Vault is already set up).
+  boost::asio::awaitable<void> mirrorRotated(const config::Spec& spec,
+                                             const std::vector<credentials::Generated>& generated);
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
   template <typename F>
   auto onPool(F f) -> boost::asio::awaitable<decltype(f())> {
@@ -104,6 +118,8 @@ class Daemon final : public api::DaemonControl {
   std::unique_ptr<Scheduler> scheduler_;
 
   std::map<Key, api::ResourceState> resources_;
+  api::VaultState vault_;  // what the last look at Vault saw
+  bool vaultRetry_ = false;  // the last Vault step failed: the poll retries it
   api::ReconcileState lastReconcile_;
   bool stopping_ = false;
 };

@@ -91,6 +91,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
       for (const auto& [name, _] : spec.credentials) {
         setResource({Kind::credential, name}, api::ResourceStatus::converged, "");
       }
+      co_await mirrorRotated(spec, generated.value());  // Vault before the consumers
     }
   }
   StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
@@ -160,6 +161,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   // The service steps, in order: vault -> buckets -> postgres -> forgejo.
   // Each: `stepsOk = applyStepReport(co_await reconcileX(spec)) && stepsOk;`
   bool stepsOk = true;
+  stepsOk = applyStepReport(co_await reconcileVault(spec)) && stepsOk;
 
   if (!stepsOk && result == "converged") result = "not converged";
   lastReconcile_.end = api::Clock::now();

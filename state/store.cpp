@@ -240,6 +240,11 @@ Result<bool> Store::isInitialized() {
   return v->has_value();
 }
 
+Result<WrappedKey> Store::wrappedKey() {
+  std::lock_guard lock(mu_);
+  return loadWrappedKeyLocked();
+}
+
 Result<WrappedKey> Store::loadWrappedKeyLocked() {
   sqlite3* db = db_.get();
   auto blob = detail::getMeta(db, kWrappedKey);

@@ -133,6 +133,9 @@ class Store {
   // secrets are untouched. wrong_passphrase leaves everything as it was.
   Status rekey(std::string_view oldPassphrase, std::string_view newPassphrase, KdfProfile profile);
   Result<KdfParams> kdfParams();
+  // The wrapped data key as stored (not secret: it needs the passphrase), for
+  // `export-vault-keys`.
+  Result<WrappedKey> wrappedKey();
 
   // --- secrets ------------------------------------------------------------------
   // kind, name and field are non-empty, printable and free of '/'.
@@ -155,6 +158,10 @@ class Store {
   // The digest this store would record for `plaintext` (to compare a value
   // observed elsewhere with the stored one).
   Result<std::string> digestOf(std::string_view plaintext);
+  // One version's sealed blob as stored (ciphertext under the data key, its
+  // id as associated data), for `export-vault-keys`; not_found when none.
+  Result<std::string> sealedSecret(std::string_view kind, std::string_view name,
+                                   std::string_view field, int version);
   // Current versions of every secret, ordered by kind, name, field.
   Result<std::vector<SecretInfo>> listSecrets();
   // Every version of one secret, oldest first.

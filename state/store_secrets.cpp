@@ -98,6 +98,24 @@ Result<SecretBytes> Store::openVersionLocked(const UnlockedKey& key, std::string
   return key.open(secretId(kind, name, field, version), q->getBlob(0));
 }
 
+Result<std::string> Store::sealedSecret(std::string_view kind, std::string_view name,
+                                        std::string_view field, int version) {
+  if (Status st = validateSecretNames(kind, name, field); !st) return st.error();
+  std::lock_guard lock(mu_);
+  auto q = sqlite::Statement::prepare(
+      db_.get(),
+      "SELECT sealed FROM secrets WHERE kind = ? AND name = ? AND field = ? AND version = ?");
+  if (!q) return std::move(q).error();
+  q->bindText(1, kind).bindText(2, name).bindText(3, field).bind(4, version);
+  auto row = q->step();
+  if (!row) return std::move(row).error();
+  if (!*row) {
+    return Error::make(ErrorCode::not_found,
+                       "no stored secret " + secretId(kind, name, field, version));
+  }
+  return q->getBlob(0);
+}
+
 Result<SecretBytes> Store::getSecret(const UnlockedKey& key, std::string_view kind,
                                      std::string_view name, std::string_view field, int version) {
   if (Status st = validateSecretNames(kind, name, field); !st) return st.error();

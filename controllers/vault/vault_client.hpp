@@ -1,0 +1,129 @@
+// A client of the Vault HTTP API (OpenBao and HashiCorp Vault speak the same
+// one), on the blocking libcurl transport (controllers/transport/http_client).
+// Only the calls foundationd needs: seal status, init, unseal, seal, mounts,
+// ACL policies, tokens and KV v2.
+//
+// Contract:
+// - Blocking: call from the daemon's thread pool or the CLI's thread.
+// - Errors are values. A transport failure -> unavailable/timeout; a Vault
+//   error status -> peer (5xx), not_found (404), conflict (400 on a
+//   check-and-set mismatch or "already initialized"), invalid_argument (other
+//   4xx; 403 keeps httpStatus = 403). Messages carry Vault's own `errors`
+//   text (which never contains a secret) and never a token or key.
+// - Tokens, unseal keys and KV values pass through as std::string held by the
+//   caller; nothing here logs.
+// - Every exchange is reported to the observer (for
+//   foundationd_vault_requests_total{code}); code 0 = no response.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.hpp"
+
+namespace foundationd::vault {
+
+struct SealStatus {
+  bool initialized = false;
+  bool sealed = true;
+  int threshold = 0;  // t
+  int shares = 0;     // n
+  int progress = 0;   // keys submitted towards the threshold
+};
+
+struct InitResponse {
+  std::vector<std::string> keysBase64;
+  std::string rootToken;
+};
+
+struct KvSecret {
+  std::map<std::string, std::string> data;  // string fields only (what foundationd writes)
+  int version = 0;                          // the version read
+  bool deleted = false;                     // the current version is soft-deleted or destroyed
+};
+
+struct KvMetadata {
+  int currentVersion = 0;  // 0 = never written (or metadata deleted)
+};
+
+struct TokenInfo {
+  std::vector<std::string> policies;
+  long long ttlSeconds = 0;  // 0 = no expiry (root)
+  bool renewable = false;
+  long long period = 0;
+};
+
+using RequestObserver = std::function<void(int code)>;
+
+class VaultClient {
+ public:
+  explicit VaultClient(std::string address,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10))
+      : address_(std::move(address)), timeout_(timeout) {}
+
+  void setToken(std::string token) { token_ = std::move(token); }
+  void clearToken() { token_.clear(); }
+  void setObserver(RequestObserver observer) { observer_ = std::move(observer); }
+  const std::string& address() const noexcept { return address_; }
+
+  // --- unauthenticated --------------------------------------------------------------
+  Result<SealStatus> sealStatus();
+  // PUT sys/init. The response is the only copy of the keys: persist it first.
+  Result<InitResponse> init(int shares, int threshold);
+  // PUT sys/unseal with one key; the status after it.
+  Result<SealStatus> unseal(const std::string& key);
+
+  // --- with the token ----------------------------------------------------------------
+  Status seal();
+  // The mounts as Vault lists them: "path/" -> {"type": ..., "options": {...}}.
+  Result<nlohmann::json> mounts();
+  Status enableKv2(const std::string& path);
+  // The rules text, or nullopt when there is no such policy.
+  Result<std::optional<std::string>> readPolicy(const std::string& name);
+  Status writePolicy(const std::string& name, const std::string& rules);
+  Result<TokenInfo> lookupSelf();
+  Status renewSelf();
+  // A periodic orphan token with these policies (needs root or sudo).
+  Result<std::string> createPeriodicToken(const std::vector<std::string>& policies,
+                                          const std::string& period,
+                                          const std::string& displayName);
+  Status revokeToken(const std::string& token);
+
+  // --- KV v2 ---------------------------------------------------------------------------
+  // nullopt: nothing there (never written, or metadata deleted). A soft-deleted
+  // current version reads as deleted = true.
+  Result<std::optional<KvSecret>> kvRead(const std::string& mount, const std::string& path);
+  Result<KvMetadata> kvMetadata(const std::string& mount, const std::string& path);
+  // Writes a new version with check-and-set `cas` (0: only when none exists);
+  // conflict when Vault's current version is not `cas`. Returns the new version.
+  Result<int> kvWrite(const std::string& mount, const std::string& path,
+                      const std::map<std::string, std::string>& data, int cas);
+  // Test and break-glass helpers.
+  Status kvDeleteLatest(const std::string& mount, const std::string& path);
+  Status kvDeleteMetadata(const std::string& mount, const std::string& path);
+
+  // One raw exchange: `body` may be null. The parsed JSON body (null when empty).
+  struct Raw {
+    int status = 0;
+    nlohmann::json body;
+  };
+  Result<Raw> call(const std::string& method, const std::string& path,
+                   const nlohmann::json* body = nullptr, bool withToken = true);
+
+ private:
+  std::string address_;
+  std::chrono::milliseconds timeout_;
+  std::string token_;
+  RequestObserver observer_;
+};
+
+// Vault's `errors` array of a response body, joined ("" when none).
+std::string vaultErrors(const nlohmann::json& body);
+
+}  // namespace foundationd::vault

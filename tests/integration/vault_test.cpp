@@ -1,0 +1,415 @@
+// The Vault controller against a real OpenBao server (tests/peers/openbao-image,
+// file storage on a Docker volume, not dev mode): first boot (init, unseal,
+// mount, policies, credentials equal to the state), a restarted Vault unsealed
+// again from the state, drift (a deleted secret, an edited policy) repaired,
+// rotation mirrored, never a second init, and the init helper process.
+#include "controllers/vault/vault.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include "config/spec.hpp"
+#include "controllers/credentials/credentials.hpp"
+#include "controllers/vault/init_helper.hpp"
+#include "controllers/vault/vault_client.hpp"
+#include "state/store.hpp"
+
+using namespace foundationd;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string sh(const std::string& cmd, int* rc = nullptr) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  if (rc) *rc = WEXITSTATUS(status);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string openbaoImage() {
+  const char* image = std::getenv("FOUNDATIOND_OPENBAO_IMAGE");
+  if (image != nullptr && *image != '\0') return image;
+  const char* skip = std::getenv("FOUNDATIOND_SKIP_INTEGRATION");
+  const char* ci = std::getenv("CI");
+  const bool inCi = ci != nullptr && std::string_view(ci) == "true";
+  if (!inCi && skip != nullptr && std::string_view(skip) == "1") {
+    MESSAGE("skipped: FOUNDATIOND_SKIP_INTEGRATION=1 and FOUNDATIOND_OPENBAO_IMAGE is unset");
+    return {};
+  }
+  FAIL(
+      "FOUNDATIOND_OPENBAO_IMAGE is not set: build it with tests/peers/openbao-image (or run "
+      "scripts/test) and export FOUNDATIOND_OPENBAO_IMAGE=<image>");
+  return {};
+}
+
+std::string unique(const std::string& what) {
+  std::random_device rd;
+  return "fdtest-vault-" + what + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(rd() % 100000);
+}
+
+// One OpenBao container with a persistent volume; removed at the end.
+struct Bao {
+  std::string image, name, volume, address;
+  explicit Bao(std::string img) : image(std::move(img)), name(unique("c")), volume(name + "-data") {
+    int rc = 0;
+    sh("docker volume create " + volume, &rc);
+    REQUIRE(rc == 0);
+    start();
+  }
+  void start() {
+    int rc = 0;
+    auto out = sh("docker run -d --name " + name + " -p 127.0.0.1::8200 -v " + volume +
+                      ":/openbao/data " + image,
+                  &rc);
+    REQUIRE_MESSAGE(rc == 0, out);
+    address = "http://" + sh("docker port " + name + " 8200/tcp");
+    waitAnswering();
+  }
+  void waitAnswering() {
+    vault::VaultClient c(address, 2s);
+    for (int i = 0; i < 200; ++i) {
+      if (c.sealStatus()) return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("OpenBao did not answer at " << address << ": " << sh("docker logs " + name));
+  }
+  void restart() {
+    int rc = 0;
+    sh("docker restart -t 2 " + name, &rc);
+    REQUIRE(rc == 0);
+    address = "http://" + sh("docker port " + name + " 8200/tcp");
+    waitAnswering();
+  }
+  // A fresh server on a fresh (empty) volume, same name.
+  void wipe() {
+    sh("docker rm -f " + name);
+    sh("docker volume rm " + volume);
+    sh("docker volume create " + volume);
+    start();
+  }
+  ~Bao() {
+    sh("docker rm -f " + name);
+    sh("docker volume rm " + volume);
+  }
+};
+
+struct State {
+  std::filesystem::path dir;
+  std::unique_ptr<state::Store> store;
+  state::UnlockedKey key;
+  State() {
+    char tmpl[] = "/tmp/fdtest-vault-state-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    auto s = state::Store::openDir(dir);
+    REQUIRE(s.ok());
+    store = std::move(s).value();
+    auto k = store->initialize("correct horse battery staple", state::KdfProfile::interactive);
+    REQUIRE(k.ok());
+    key = std::move(k).value();
+  }
+  ~State() { std::filesystem::remove_all(dir); }
+  vault::Context context() {
+    vault::Context ctx;
+    ctx.store = store.get();
+    ctx.key = &key;
+    ctx.stateDir = dir;
+    ctx.waitForVault = 20s;
+    return ctx;
+  }
+};
+
+config::Spec makeSpec(const std::string& address) {
+  config::Spec s;
+  s.project = "fdtest-vault";
+  config::VaultSpec v;
+  v.container = "vault";
+  v.address = address;
+  v.keyShares = 3;
+  v.keyThreshold = 2;
+  v.kvMount = "foundation";
+  v.policies["forgejo"] = {
+      "forgejo", "path \"foundation/data/forgejo/*\" { capabilities = [\"read\"] }\n", {}};
+  s.vault = v;
+  config::CredentialSpec db;
+  db.name = "postgres-superuser";
+  db.vaultPath = "postgres/superuser-credentials";
+  db.fields["username"].value = std::string("postgres");
+  db.fields["password"].value = config::Generator{};
+  s.credentials[db.name] = db;
+  config::CredentialSpec s3;
+  s3.name = "rustfs-root";
+  s3.vaultPath = "rustfs/root-credentials";
+  config::Generator hex;
+  hex.kind = config::Generator::Kind::hex;
+  hex.bytes = 16;
+  s3.fields["accessKey"].value = hex;
+  s3.fields["secretKey"].value = config::Generator{};
+  s.credentials[s3.name] = s3;
+  return s;
+}
+
+const StepOutcome* find(const StepReport& r, const std::string& name) {
+  for (const auto& o : r.outcomes) {
+    if (o.key.kind == config::Kind::vault && o.key.name == name) return &o;
+  }
+  return nullptr;
+}
+
+std::string describe(const StepReport& r) {
+  std::string out;
+  for (const auto& o : r.outcomes) {
+    out += "[" + o.key.name + "] ok=" + std::to_string(o.ok) +
+           " changed=" + std::to_string(o.changed) + " drift=" + std::to_string(o.drift) + " " +
+           o.message + "\n";
+  }
+  return out;
+}
+
+std::string stored(State& st, const std::string& cred, const std::string& field) {
+  auto s = st.store->currentSecret(st.key, credentials::kKind, cred, field);
+  REQUIRE(s.ok());
+  return std::string(s->value.view());
+}
+
+vault::VaultClient rootClient(State& st, const std::string& address) {
+  auto m = vault::loadInitMaterial(*st.store, st.key);
+  REQUIRE(m.ok());
+  vault::VaultClient c(address);
+  c.setToken(m->rootToken);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") {
+  const std::string image = openbaoImage();
+  if (image.empty()) return;
+  Bao bao(image);
+  State st;
+  config::Spec spec = makeSpec(bao.address);
+  REQUIRE(credentials::ensureCredentials(spec, *st.store, st.key, std::chrono::system_clock::now())
+              .ok());
+
+  // First boot: init (keys in the state), unseal, mount, policies, token, credentials.
+  auto ctx = st.context();
+  vault::Observation seen;
+  auto r1 = vault::reconcile(spec, ctx, &seen);
+  INFO(describe(r1));
+  CHECK(r1.ok());
+  CHECK(seen.initialized);
+  CHECK_FALSE(seen.sealed);
+  REQUIRE(vault::hasInitMaterial(*st.store).value());
+  auto material = vault::loadInitMaterial(*st.store, st.key);
+  REQUIRE(material.ok());
+  CHECK(material->keysBase64.size() == 3);
+  CHECK(material->threshold == 2);
+  vault::VaultClient v(bao.address);
+  auto status = v.sealStatus();
+  REQUIRE(status.ok());
+  CHECK(status->initialized);
+  CHECK_FALSE(status->sealed);
+  CHECK(status->shares == 3);
+  CHECK(status->threshold == 2);
+
+  auto root = rootClient(st, bao.address);
+  auto mounts = root.mounts();
+  REQUIRE(mounts.ok());
+  REQUIRE(mounts->contains("foundation/"));
+  CHECK((*mounts)["foundation/"]["type"] == "kv");
+  CHECK((*mounts)["foundation/"]["options"]["version"] == "2");
+  auto policy = root.readPolicy("forgejo");
+  REQUIRE(policy.ok());
+  REQUIRE(policy->has_value());
+  CHECK(**policy == spec.vault->policies["forgejo"].rules);
+  auto own = root.readPolicy("foundationd");
+  REQUIRE(own.ok());
+  REQUIRE(own->has_value());
+  auto pg = root.kvRead("foundation", "postgres/superuser-credentials");
+  REQUIRE(pg.ok());
+  REQUIRE(pg->has_value());
+  CHECK((*pg)->data.at("username") == "postgres");
+  CHECK((*pg)->data.at("password") == stored(st, "postgres-superuser", "password"));
+  auto s3 = root.kvRead("foundation", "rustfs/root-credentials");
+  REQUIRE(s3.ok());
+  REQUIRE(s3->has_value());
+  CHECK((*s3)->data.at("accessKey") == stored(st, "rustfs-root", "accessKey"));
+  CHECK((*s3)->data.at("secretKey") == stored(st, "rustfs-root", "secretKey"));
+
+  // The routine token is foundationd's own, with only its policy.
+  auto token = st.store->currentSecret(st.key, vault::kKind, vault::kTokenName, vault::kTokenField);
+  REQUIRE(token.ok());
+  vault::VaultClient routine(bao.address);
+  routine.setToken(std::string(token->value.view()));
+  auto self = routine.lookupSelf();
+  REQUIRE(self.ok());
+  CHECK(std::find(self->policies.begin(), self->policies.end(), "foundationd") !=
+        self->policies.end());
+  CHECK(std::find(self->policies.begin(), self->policies.end(), "root") == self->policies.end());
+  CHECK(self->period > 0);
+  // ... which cannot touch what it does not manage.
+  auto denied = routine.writePolicy("not-managed", "path \"x/*\" { capabilities = [\"read\"] }");
+  REQUIRE_FALSE(denied.ok());
+  CHECK(denied.error().httpStatus == 403);
+
+  // A second converge changes nothing.
+  auto r2 = vault::reconcile(spec, ctx);
+  INFO(describe(r2));
+  CHECK(r2.ok());
+  for (const auto& o : r2.outcomes) CHECK_MESSAGE(!o.changed, o.key.name);
+
+  SUBCASE("restarted Vault is unsealed again from the state, without the operator") {
+    bao.restart();
+    auto s = v.sealStatus();
+    REQUIRE(s.ok());
+    vault::VaultClient after(bao.address);
+    REQUIRE(after.sealStatus()->sealed);
+    spec.vault->address = bao.address;
+    auto r = vault::reconcile(spec, ctx, &seen);
+    INFO(describe(r));
+    CHECK(r.ok());
+    CHECK_FALSE(after.sealStatus()->sealed);
+    CHECK(find(r, "")->changed);
+    // Still the first init: the same keys unseal it, and nothing was re-initialised.
+    auto again = vault::loadInitMaterial(*st.store, st.key);
+    CHECK(again->keysBase64 == material->keysBase64);
+    CHECK(st.store->secretVersions(vault::kKind, vault::kInitName, vault::kInitField)->size() == 1);
+  }
+
+  SUBCASE("a secret deleted or edited in Vault is restored and counted as drift") {
+    REQUIRE(root.kvDeleteLatest("foundation", "postgres/superuser-credentials").ok());
+    REQUIRE(root.kvWrite("foundation", "rustfs/root-credentials",
+                         {{"accessKey", "tampered"}, {"secretKey", "tampered"}}, 1)
+                .ok());
+    auto r = vault::reconcile(spec, ctx);
+    INFO(describe(r));
+    CHECK(r.ok());
+    const auto* pgOut = find(r, "kv/postgres/superuser-credentials");
+    REQUIRE(pgOut != nullptr);
+    CHECK(pgOut->changed);
+    CHECK(pgOut->drift);
+    const auto* s3Out = find(r, "kv/rustfs/root-credentials");
+    REQUIRE(s3Out != nullptr);
+    CHECK(s3Out->changed);
+    CHECK(s3Out->drift);
+    auto back = root.kvRead("foundation", "postgres/superuser-credentials");
+    REQUIRE(back->has_value());
+    CHECK_FALSE((*back)->deleted);
+    CHECK((*back)->data.at("password") == stored(st, "postgres-superuser", "password"));
+    CHECK(root.kvRead("foundation", "rustfs/root-credentials").value()->data.at("secretKey") ==
+          stored(st, "rustfs-root", "secretKey"));
+
+    // Metadata gone too (every version destroyed): written again.
+    REQUIRE(root.kvDeleteMetadata("foundation", "postgres/superuser-credentials").ok());
+    auto r3 = vault::reconcile(spec, ctx);
+    INFO(describe(r3));
+    CHECK(find(r3, "kv/postgres/superuser-credentials")->drift);
+    CHECK(
+        root.kvRead("foundation", "postgres/superuser-credentials").value()->data.at("password") ==
+        stored(st, "postgres-superuser", "password"));
+  }
+
+  SUBCASE("an edited policy and foundationd's own policy are restored") {
+    REQUIRE(root.writePolicy("forgejo", "path \"*\" { capabilities = [\"sudo\"] }").ok());
+    REQUIRE(root.writePolicy("foundationd", "path \"*\" { capabilities = [\"sudo\"] }").ok());
+    auto r = vault::reconcile(spec, ctx);
+    INFO(describe(r));
+    CHECK(r.ok());
+    CHECK(find(r, "policy/forgejo")->drift);
+    CHECK(find(r, "policy/foundationd")->drift);
+    CHECK(root.readPolicy("forgejo").value().value() == spec.vault->policies["forgejo"].rules);
+    CHECK(root.readPolicy("foundationd").value().value() == vault::ownPolicy(*spec.vault));
+  }
+
+  SUBCASE("rotation: the new version reaches Vault") {
+    auto rotated = credentials::rotateCredential(spec, *st.store, st.key, "postgres-superuser");
+    REQUIRE(rotated.ok());
+    REQUIRE(vault::mirrorCredential(spec, ctx, "postgres-superuser").ok());
+    auto now = root.kvRead("foundation", "postgres/superuser-credentials");
+    CHECK((*now)->data.at("password") == stored(st, "postgres-superuser", "password"));
+    CHECK((*now)->version == 2);
+  }
+
+  SUBCASE("a revoked routine token is replaced using the root token") {
+    REQUIRE(root.revokeToken(std::string(token->value.view())).ok());
+    auto r = vault::reconcile(spec, ctx);
+    INFO(describe(r));
+    CHECK(r.ok());
+    CHECK(st.store->secretVersions(vault::kKind, vault::kTokenName, vault::kTokenField)->size() ==
+          2);
+  }
+
+  SUBCASE("never a second init") {
+    // Another state (no keys) pointed at this initialised Vault: blocked.
+    State other;
+    auto octx = other.context();
+    auto r = vault::reconcile(spec, octx, &seen);
+    INFO(describe(r));
+    CHECK_FALSE(r.ok());
+    CHECK(find(r, "")->blocked);
+    CHECK(seen.problem.find("holds no keys") != std::string::npos);
+    CHECK_FALSE(vault::hasInitMaterial(*other.store).value());
+    // And the state with keys facing a wiped (uninitialised) Vault: blocked, not re-initialised.
+    bao.wipe();
+    spec.vault->address = bao.address;
+    auto w = vault::reconcile(spec, ctx, &seen);
+    INFO(describe(w));
+    CHECK(find(w, "")->blocked);
+    CHECK_FALSE(vault::VaultClient(bao.address).sealStatus()->initialized);
+  }
+}
+
+TEST_CASE("vault: locked state only observes") {
+  const std::string image = openbaoImage();
+  if (image.empty()) return;
+  Bao bao(image);
+  State st;
+  st.key.lock();
+  config::Spec spec = makeSpec(bao.address);
+  auto ctx = st.context();
+  vault::Observation seen;
+  auto r = vault::reconcile(spec, ctx, &seen);
+  CHECK(seen.reachable);
+  CHECK_FALSE(seen.initialized);
+  REQUIRE(find(r, "") != nullptr);
+  CHECK(find(r, "")->blocked);
+  CHECK_FALSE(vault::VaultClient(bao.address).sealStatus()->initialized);
+}
+
+TEST_CASE("vault: the init helper process initialises and persists; a second run does not") {
+  const std::string image = openbaoImage();
+  if (image.empty()) return;
+  const char* bin = std::getenv("FOUNDATIOND_BIN");
+  REQUIRE_MESSAGE(bin != nullptr, "FOUNDATIOND_BIN must name the foundationd binary");
+  Bao bao(image);
+  State st;
+  vault::HelperRequest req{st.dir.string(), bao.address, 2, 1};
+  auto r = vault::runInitHelper(bin, req, st.key);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(*r == vault::InitResult::initialized);
+  auto m = vault::loadInitMaterial(*st.store, st.key);
+  REQUIRE(m.ok());
+  CHECK(m->keysBase64.size() == 2);
+  vault::VaultClient c(bao.address);
+  auto u = vault::unsealFromState(c, *st.store, st.key);
+  REQUIRE(u.ok());
+  CHECK_FALSE(u->sealed);
+  auto again = vault::runInitHelper(bin, req, st.key);
+  REQUIRE(again.ok());
+  CHECK(*again == vault::InitResult::already_initialized);
+  CHECK(st.store->secretVersions(vault::kKind, vault::kInitName, vault::kInitField)->size() == 1);
+}
