@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "controllers/docker/secret_files.hpp"
+#include "daemon/buckets_step.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/vault_step.hpp"
 
@@ -58,6 +59,8 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
   // The service steps, in order (docs: vault -> buckets -> postgres -> forgejo).
   // Each appends its StepReport to out.steps and calls hooks.step per outcome.
   out.steps.push_back(convergeVaultOnce(spec, store, key));
+  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
+  out.steps.push_back(convergeBucketsOnce(io, api, spec, store, key));
   if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
 
   return out;

@@ -74,6 +74,8 @@ class Daemon final : public api::DaemonControl {
   // A service step's outcomes onto resource status and drift metrics; false
   // when any outcome failed or is blocked.
   bool applyStepReport(const StepReport& report);
+  // The [s3.*]/[buckets.*] step (daemon_buckets.cpp).
+  boost::asio::awaitable<StepReport> reconcileBuckets(const config::Spec& spec, const Batch& batch);
   void publishStatus();
   // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of
   // unseal/seal.

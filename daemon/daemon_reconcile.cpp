@@ -5,6 +5,7 @@
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/secret_files.hpp"
+#include "daemon/buckets_step.hpp"
 #include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/log.hpp"
@@ -162,6 +163,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   // Each: `stepsOk = applyStepReport(co_await reconcileX(spec)) && stepsOk;`
   bool stepsOk = true;
   stepsOk = applyStepReport(co_await reconcileVault(spec)) && stepsOk;
+  stepsOk = applyStepReport(co_await reconcileBuckets(spec, batch)) && stepsOk;
 
   if (!stepsOk && result == "converged") result = "not converged";
   lastReconcile_.end = api::Clock::now();
@@ -195,7 +197,15 @@ api::Task<Result<nlohmann::json>> Daemon::plan() {
   auto observed = co_await docker::observe(docker_, spec.project);
   if (!observed) co_return observed.error();
   StoreSecrets secrets(spec, store_.get(), nullptr);
-  co_return docker::renderPlanJson(docker::plan(spec, observed.value(), secrets));
+  auto json = docker::renderPlanJson(docker::plan(spec, observed.value(), secrets));
+  if (!spec.s3.empty()) {  // buckets: a dry run against each S3 server (needs the keys)
+    const config::Spec* specp = &spec;
+    state::Store* store = store_.get();
+    const state::UnlockedKey* key = key_.locked() ? nullptr : &key_;
+    auto dry = [specp, store, key] { return planBucketsJson(*specp, store, key); };
+    json["buckets"] = co_await onPool(dry);
+  }
+  co_return json;
 }
 
 }  // namespace foundationd::daemon
