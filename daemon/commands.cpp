@@ -32,7 +32,6 @@ void noteUnmanaged(const config::Spec& spec) {
   add(spec.vault.has_value(), "[vault]");
   add(!spec.s3.empty(), "[s3]");
   add(!spec.buckets.empty(), "[buckets]");
-  add(!spec.postgres.empty(), "[postgres]");
   add(spec.forgejo.has_value(), "[forgejo]");
   if (list.empty()) return;
   std::fprintf(stderr,
@@ -63,6 +62,14 @@ ConvergeHooks cliHooks() {
     }
     std::fflush(stdout);
   };
+  // A service step's outcome (vault, buckets, postgres, forgejo): changes and
+  // failures; a converged, unchanged resource says nothing.
+  hooks.step = [](const StepOutcome& o) {
+    if (o.ok && !o.changed) return;
+    std::printf("%s: %s%s\n", o.key.str().c_str(),
+                o.blocked ? "BLOCKED: " : !o.ok ? "FAILED: " : "", o.message.c_str());
+    std::fflush(stdout);
+  };
   return hooks;
 }
 
@@ -79,14 +86,23 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
   if (!r.plan.hasChanges() && !r.plan.hasConflicts()) {
     std::printf("%s\n", docker::renderSummary(r.plan).c_str());
   }
-  if (r.converged) {
+  std::size_t stepChanges = 0;
+  std::size_t stepFailed = 0;
+  for (const auto& s : out.steps) {
+    for (const auto& o : s.outcomes) {
+      stepChanges += o.changed ? 1 : 0;
+      stepFailed += o.ok ? 0 : 1;
+    }
+  }
+  if (r.converged && stepFailed == 0) {
     std::printf("Converged: project \"%s\", %zu change(s) applied in %.2fs, %llu Docker API "
                 "call(s).\n",
-                spec.project.c_str(), r.report.outcomes.size() + out.generated.size(), seconds,
+                spec.project.c_str(),
+                r.report.outcomes.size() + out.generated.size() + stepChanges, seconds,
                 static_cast<unsigned long long>(apiCalls));
     return 0;
   }
-  std::size_t failed = 0;
+  std::size_t failed = stepFailed;
   for (const auto& o : r.report.outcomes) failed += o.ok ? 0 : 1;
   std::printf("Not converged: %zu failed.\n", failed);
   if (r.remaining.hasChanges() || r.remaining.hasConflicts()) {

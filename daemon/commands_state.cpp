@@ -2,12 +2,15 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
 #include "controllers/credentials/credentials.hpp"
+#include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
 #include "daemon/passphrase.hpp"
+#include "daemon/postgres_step.hpp"
 #include "daemon/vault_step.hpp"
 #include "state/sealing.hpp"
 
@@ -90,12 +93,24 @@ int cmdRotate(const CliArgs& args) {
     std::printf("credential.%s.%s: rotated (version %d)\n", g.credential.c_str(), g.field.c_str(),
                 g.version);
   }
-  // The new version reaches Vault before any consumer is updated.
+  // The new version is durable. First the systems that check it: PostgreSQL
+  // (ALTER ROLE ... PASSWORD), while the running consumers still use the old
+  // one; a consumer is recreated only once its new password works.
+  {
+    boost::asio::io_context io;
+    docker::DockerClient client(io.get_executor(), cfg->dockerSocket);
+    auto pg = rotatePostgresRoles(io, client, *spec, unlocked->store.get(), &unlocked->key, name);
+    if (!pg.ok()) {
+      return fail("the new " + name + " is stored, but PostgreSQL did not take it (above); "
+                  "no consumer was recreated. Run `foundationd apply` once PostgreSQL answers.");
+    }
+  }
+  // Then Vault: the new version is mirrored before any consumer is recreated.
   if (auto st = mirrorRotatedOnce(*spec, unlocked->store.get(), &unlocked->key, name); !st) {
     return fail("the new " + name + " is stored, but Vault was not updated (" + st.error().message +
                 "); no consumer was recreated. Run `foundationd apply --once` when Vault is back.");
   }
-  // The new version is durable; now every consumer follows, in dependency order.
+  // Now every consumer follows, in dependency order.
   return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);
 }
 

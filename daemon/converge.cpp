@@ -5,6 +5,7 @@
 #include "controllers/docker/secret_files.hpp"
 #include "daemon/buckets_step.hpp"
 #include "daemon/cli_support.hpp"
+#include "daemon/postgres_step.hpp"
 #include "daemon/vault_step.hpp"
 
 namespace foundationd::daemon {
@@ -30,6 +31,11 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     if (hooks.generated) {
       for (const auto& g : out.generated) hooks.generated(g);
     }
+  }
+  // A credential rotated by rotate_every: ALTER ROLE before its consumers are recreated.
+  if (auto pre = rotatePostgresRolesOf(io, api, spec, store, key, out.generated);
+      !pre.outcomes.empty()) {
+    out.steps.push_back(std::move(pre));
   }
   StoreSecrets secrets(spec, store, key);
   if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir); !st) {
@@ -61,6 +67,8 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
   out.steps.push_back(convergeVaultOnce(spec, store, key));
   if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
   out.steps.push_back(convergeBucketsOnce(io, api, spec, store, key));
+  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
+  out.steps.push_back(convergePostgresOnce(io, api, spec, store, key));
   if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
 
   return out;

@@ -76,6 +76,8 @@ class Daemon final : public api::DaemonControl {
   bool applyStepReport(const StepReport& report);
   // The [s3.*]/[buckets.*] step (daemon_buckets.cpp).
   boost::asio::awaitable<StepReport> reconcileBuckets(const config::Spec& spec, const Batch& batch);
+  // daemon_postgres.cpp: the [postgres.*] step (roles, databases).
+  boost::asio::awaitable<StepReport> reconcilePostgres(const config::Spec& spec, const Batch& batch);
   void publishStatus();
   // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of
   // unseal/seal.

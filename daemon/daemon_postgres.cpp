@@ -1,0 +1,122 @@
+// The [postgres.*] step: Daemon::reconcilePostgres (the daemon's converge) and
+// the CLI's convergePostgresOnce / rotatePostgresRoles (daemon/postgres_step.hpp).
+// The controller itself is controllers/postgres/postgres.hpp.
+#include <cstdio>
+#include <set>
+
+#include "controllers/postgres/postgres.hpp"
+#include "daemon/cli_support.hpp"
+#include "daemon/converge.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/log.hpp"
+#include "daemon/postgres_step.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Whether a batch concerns PostgreSQL: everything, a postgres key, or the
+// container hosting an instance (its restart may have lost nothing, but a
+// recreated container with a fresh volume has lost everything).
+bool concerns(const config::Spec& spec, const Batch& batch) {
+  if (batch.all) return true;
+  for (const auto& k : batch.keys) {
+    if (k.kind == config::Kind::postgres) return true;
+    if (k.kind != config::Kind::container) continue;
+    for (const auto& [_, p] : spec.postgres) {
+      if (p.container == k.name) return true;
+    }
+  }
+  return false;
+}
+
+void printOutcome(const StepOutcome& o) {
+  const char* state = o.blocked ? "BLOCKED" : !o.ok ? "FAILED" : o.changed ? "" : "ok";
+  if (o.ok && o.changed) {
+    std::printf("%s: %s\n", o.key.str().c_str(), o.message.c_str());
+  } else if (o.ok) {
+    std::printf("%s: %s\n", o.key.str().c_str(), state);
+  } else {
+    std::printf("%s: %s: %s\n", o.key.str().c_str(), state, o.message.c_str());
+  }
+  std::fflush(stdout);
+}
+
+void printOrphans(const postgres::Report& r) {
+  for (const auto& o : r.orphans) {
+    std::printf("postgres.%s: orphan: not in the spec; never dropped\n", o.c_str());
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+asio::awaitable<StepReport> Daemon::reconcilePostgres(const config::Spec& spec,
+                                                      const Batch& batch) {
+  if (spec.postgres.empty() || !concerns(spec, batch)) co_return StepReport{};
+  const bool locked = key_.locked();
+  StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
+  postgres::Options options;
+  if (locked) options.waitReady = std::chrono::milliseconds(0);  // roles wait for unseal anyway
+  const auto started = std::chrono::steady_clock::now();
+  auto r = co_await postgres::reconcile(docker_, spec, secrets, options);
+  for (const auto& o : r.step.outcomes) {
+    if (o.changed || !o.ok) {
+      log::write(o.ok ? log::Level::info : log::Level::warning, "postgres.apply",
+                 {{"resource", o.key.str()},
+                  {"ok", o.ok ? "true" : "false"},
+                  {"drift", o.drift ? "true" : "false"},
+                  {"message", o.message}});
+    }
+  }
+  for (const auto& o : r.orphans) {
+    log::write(log::Level::debug, "postgres.orphan",
+               {{"resource", "postgres." + o}, {"note", "not in the spec; never dropped"}});
+  }
+  log::write(log::Level::debug, "postgres.done",
+             {{"execs", std::to_string(r.execs)},
+              {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - started)
+                                        .count())}});
+  co_return r.step;
+}
+
+StepReport convergePostgresOnce(asio::io_context& io, docker::DockerApi& api,
+                                const config::Spec& spec, state::Store* store,
+                                const state::UnlockedKey* key) {
+  if (spec.postgres.empty()) return {};
+  StoreSecrets secrets(spec, store, key);
+  auto r = runSync(io, postgres::reconcile(api, spec, secrets, postgres::Options{}));
+  printOrphans(r);
+  return r.step;
+}
+
+StepReport rotatePostgresRoles(asio::io_context& io, docker::DockerApi& api,
+                               const config::Spec& spec, state::Store* store,
+                               const state::UnlockedKey* key, const std::string& name) {
+  if (!postgres::usesCredential(spec, name)) return {};
+  StoreSecrets secrets(spec, store, key);
+  postgres::Options options;
+  options.onlyCredential = name;
+  auto r = runSync(io, postgres::reconcile(api, spec, secrets, options));
+  for (const auto& o : r.step.outcomes) printOutcome(o);
+  return r.step;
+}
+
+StepReport rotatePostgresRolesOf(asio::io_context& io, docker::DockerApi& api,
+                                 const config::Spec& spec, state::Store* store,
+                                 const state::UnlockedKey* key,
+                                 const std::vector<credentials::Generated>& generated) {
+  StepReport all;
+  std::set<std::string> done;
+  for (const auto& g : generated) {
+    if (!g.rotated || !done.insert(g.credential).second) continue;
+    auto r = rotatePostgresRoles(io, api, spec, store, key, g.credential);
+    all.outcomes.insert(all.outcomes.end(), r.outcomes.begin(), r.outcomes.end());
+  }
+  return all;
+}
+
+}  // namespace foundationd::daemon
