@@ -72,7 +72,13 @@ int cmdStatus(const CliArgs& args) {
   auto str = [](const nlohmann::json& j, const char* k) {
     return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string("-");
   };
-  std::printf("spec:       %s @ %s\n", str(spec, "source").c_str(), str(spec, "revision").c_str());
+  std::printf("spec:       %s\n", str(spec, "source").c_str());
+  std::printf("revision:   %s (latest)  %s (applied)\n", str(spec, "revision").c_str(),
+              str(spec, "applied_revision").c_str());
+  if (spec.contains("fetch_error") && spec["fetch_error"].is_string()) {
+    std::printf("fetch:      FAILED (last attempt %s): %s\n", str(spec, "last_fetch").c_str(),
+                spec["fetch_error"].get<std::string>().c_str());
+  }
   if (spec.contains("last_error") && spec["last_error"].is_string()) {
     std::printf("spec error: %s\n", spec["last_error"].get<std::string>().c_str());
   }

@@ -77,6 +77,7 @@ Status Daemon::start() {
   scheduler_ = std::make_unique<Scheduler>(io_.get_executor(), sched,
                                            [this](const Batch& b) { return reconcile(b); });
   loadSpec();
+  startSource();
   scheduler_->triggerAll("start-up");
   systemd::ready(initialized_ ? "locked: waiting for passphrase"
                               : "locked: state not initialised (foundationd init)");
@@ -177,10 +178,7 @@ void Daemon::reloadConfig() {
 }
 
 void Daemon::loadSpec() {
-  if (config_.source.kind != "file") {
-    specError_ = "source kind \"" + config_.source.kind + "\" is not supported by this build";
-    return;
-  }
+  if (config_.source.kind != "file") return;  // git: daemon_source.cpp's fetch loop
   const std::string& path = config_.source.path;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -204,6 +202,7 @@ void Daemon::loadSpec() {
   }
   specError_.clear();
   spec_ = std::move(loaded.spec);
+  specInForce_ = revision;
   if (store_) (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::seen);
   log::info("spec.loaded", {{"revision", revision}, {"containers", std::to_string(spec_->containers.size())}});
 }
@@ -223,9 +222,7 @@ api::StatusSnapshot Daemon::status() {
   s.vault.present = spec_ && spec_->vault.has_value();
   s.vault.initialized = vault_.initialized;
   s.vault.sealed = vault_.sealed;
-  s.spec.source = "file:" + config_.source.path;
-  s.spec.revision = specRevision_;
-  s.spec.lastError = specError_;
+  s.spec = specState();
   s.lastReconcile = lastReconcile_;
   s.lastReconcile.running = scheduler_ && scheduler_->busy();
   for (const auto& [_, r] : resources_) s.resources.push_back(r);

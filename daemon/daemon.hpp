@@ -60,6 +60,10 @@ class Daemon final : public api::DaemonControl {
   api::Task<Result<nlohmann::json>> plan() override;
   api::Task<Result<std::vector<api::AuditEvent>>> events(std::int64_t since,
                                                          std::size_t limit) override;
+  // daemon_source.cpp: POST /v1/hooks/forgejo.
+  api::Task<Result<state::SecretBytes>> webhookSecret() override;
+  api::Task<api::WebhookResult> webhook(api::WebhookDelivery delivery) override;
+  void webhookRejected(const std::string& why) override;
 
   // Seconds to wait after `failures` failed unseal attempts.
   static std::chrono::seconds unsealBackoff(std::int64_t failures);
@@ -79,6 +83,15 @@ class Daemon final : public api::DaemonControl {
   // daemon_postgres.cpp: the [postgres.*] step (roles, databases).
   boost::asio::awaitable<StepReport> reconcilePostgres(const config::Spec& spec, const Batch& batch);
   void publishStatus();
+  // daemon_source.cpp: the spec source (git: fetch loop, last good spec,
+  // revision history; file: loadSpec above).
+  struct SourceState;
+  void startSource();
+  boost::asio::awaitable<void> sourceLoop();
+  boost::asio::awaitable<void> fetchSource();
+  api::SpecState specState() const;
+  // A reconcile that started with `revision` in force finished.
+  void specReconciled(const std::string& revision, bool converged);
   // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of
   // unseal/seal.
   vault::Context vaultContext(const config::VaultSpec& v);
@@ -113,6 +126,8 @@ class Daemon final : public api::DaemonControl {
   std::string specDigest_;            // of the file text, to see a change
   std::string specError_;
   std::string specRevision_;
+  std::string specInForce_;              // the revision spec_ was loaded from
+  std::shared_ptr<SourceState> source_;  // daemon_source.cpp
 
   docker::DockerClient docker_;
   api::Metrics metrics_;

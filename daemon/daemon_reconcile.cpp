@@ -59,6 +59,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     co_return std::set<Key>{};
   }
   const config::Spec spec = *spec_;  // this batch works on one revision
+  const std::string revision = specInForce_;
   const bool locked = key_.locked();
   log::info("reconcile.start", {{"reason", batch.reason}, {"scope", batch.all ? "all" : std::to_string(batch.keys.size()) + " key(s)"},
                                 {"locked", locked ? "true" : "false"}});
@@ -173,6 +174,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   metrics_.recordReconcile(result == "converged" ? "converged" : "failed",
                            std::chrono::steady_clock::now() - started);
   log::info("reconcile.done", {{"result", result}, {"failed", std::to_string(failed.size())}});
+  specReconciled(revision, result == "converged");
   publishStatus();
   co_return failed;
 }

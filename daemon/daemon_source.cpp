@@ -1,0 +1,431 @@
+// Where the daemon's spec comes from (docs/source.md): the git source's
+// fetch loop (webhook-triggered, polled as a fallback, retried with backoff),
+// the webhook's decisions, the last good spec, and the revision history.
+//
+// Thread: everything here runs on the io thread; git (child processes) and
+// SQLite run on the pool. One fetch at a time: the loop is the only caller
+// of the GitRepo, so a burst of deliveries coalesces into the fetches the
+// loop gets round to (one per wake-up, of the branch's newest commit).
+#include <algorithm>
+#include <deque>
+#include <set>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/async.hpp"
+#include "controllers/credentials/credentials.hpp"
+#include "controllers/source/git_repo.hpp"
+#include "controllers/source/spec_source.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/log.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+
+struct Daemon::SourceState {
+  std::unique_ptr<source::GitRepo> repo;
+  source::GitOptions repoOptions;  // what `repo` was made for (a reload may change it)
+
+  std::string latest;       // the newest revision fetched ("" before the first)
+  std::string latestError;  // its diagnostics when it was rejected
+  std::string applied;      // the last revision a reconcile converged with
+  std::optional<api::TimePoint> lastFetch;
+  std::string fetchError;      // of the last fetch ("" when it worked)
+  int failures = 0;            // fetches failed in a row
+  bool blockedByLock = false;  // the last attempt needed the sealed token
+
+  bool requested = false;  // a delivery (or a reload) asks for a fetch now
+  std::string wanted;      // the newest pushed commit a delivery announced
+  std::chrono::steady_clock::time_point nextDue{};
+  std::unique_ptr<asio::steady_timer> timer;
+
+  std::deque<std::string> deliveryOrder;  // the last kDeliveries ids, oldest first
+  std::set<std::string> deliveries;
+  std::chrono::steady_clock::time_point lastRejectAudit{};
+  int rejectsSuppressed = 0;
+};
+
+namespace {
+
+constexpr std::size_t kDeliveries = 1024;
+
+std::chrono::milliseconds fetchBackoff(int failures) {
+  // 1 s, 2 s, 4 s, ... capped at 5 minutes.
+  std::int64_t ms = 1000;
+  for (int i = 1; i < failures && ms < 300000; ++i) ms *= 2;
+  return std::chrono::milliseconds(std::min<std::int64_t>(ms, 300000));
+}
+
+std::string bounded(const std::string& s, std::size_t max) {
+  return s.size() <= max ? s : s.substr(0, max) + "\n... (truncated)";
+}
+
+struct FetchOutcome {
+  Result<std::string> head = Error::make(ErrorCode::internal, "not run");
+  bool loadedNew = false;  // `loaded` holds the spec at `head`
+  Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
+};
+
+}  // namespace
+
+void Daemon::startSource() {
+  source_ = std::make_shared<SourceState>();
+  if (config_.source.kind != "git") return;
+  auto& s = *source_;
+  s.timer = std::make_unique<asio::steady_timer>(io_);
+  s.repoOptions = source::gitOptionsFor(config_);
+  s.repo = std::make_unique<source::GitRepo>(s.repoOptions);
+  s.nextDue = std::chrono::steady_clock::now();
+
+  // The last good spec survives a restart: the newest applied revision of
+  // this source, read from the cache (no network, works while locked).
+  const std::string name = source::describeSource(config_.source);
+  auto revisions = store_->specRevisions(200);
+  if (revisions) {
+    for (const auto& r : revisions.value()) {
+      if (r.source != name || r.status != state::SpecRevisionStatus::applied) continue;
+      if (!s.repo->hasCommit(r.revision)) break;
+      auto loaded = source::loadAtCommit(*s.repo, r.revision, config_.source.specPath);
+      if (loaded && loaded->spec) {
+        spec_ = std::move(loaded->spec);
+        specInForce_ = r.revision;
+        s.applied = r.revision;
+        log::info("spec.restored", {{"revision", r.revision}, {"source", name}});
+      }
+      break;
+    }
+  }
+  if (!spec_)
+    log::info("spec.waiting", {{"source", name}, {"note", "no cached revision: first fetch"}});
+
+  asio::co_spawn(io_, sourceLoop(), [](std::exception_ptr e) {
+    if (e) log::error("source.crashed");
+  });
+}
+
+asio::awaitable<void> Daemon::sourceLoop() {
+  auto& s = *source_;
+  while (!stopping_) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool unlockedNow = s.blockedByLock && !key_.locked();
+    if (!s.requested && !unlockedNow && now < s.nextDue) {
+      // Sleep in short slices: a stop must not wait for the poll interval.
+      s.timer->expires_after(
+          std::min<std::chrono::steady_clock::duration>(s.nextDue - now, std::chrono::seconds(1)));
+      boost::system::error_code ec;
+      co_await s.timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (config_.source.kind != "git") {  // a reload switched to a file source
+      s.nextDue = std::chrono::steady_clock::time_point::max();
+      s.requested = false;
+      continue;
+    }
+    s.requested = false;
+    co_await fetchSource();
+  }
+}
+
+asio::awaitable<void> Daemon::fetchSource() {
+  auto& s = *source_;
+  const auto poll =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.source.pollInterval);
+  // A reload may have changed the url or branch: start a new cache.
+  auto options = source::gitOptionsFor(config_);
+  if (options.url != s.repoOptions.url || options.branch != s.repoOptions.branch) {
+    s.repoOptions = options;
+    s.repo = std::make_unique<source::GitRepo>(options);
+    s.latest.clear();
+  }
+
+  // The token, when one is configured, lives in the sealed state.
+  std::optional<state::SecretBytes> token;
+  if (config_.source.token) {
+    if (key_.locked()) {
+      s.blockedByLock = true;
+      s.fetchError = "locked: the git token " + config_.source.token->name + "." +
+                     config_.source.token->field +
+                     " is in the sealed state; fetching resumes after POST /v1/unseal";
+      s.nextDue = std::chrono::steady_clock::now() + poll;
+      publishStatus();
+      co_return;
+    }
+    state::Store* store = store_.get();
+    const state::UnlockedKey* key = &key_;
+    const config::CredentialRef ref = *config_.source.token;
+    const config::CredentialRef* refp = &ref;
+    auto read = [store, key, refp] {
+      return store->currentSecret(*key, credentials::kKind, refp->name, refp->field);
+    };
+    auto secret = co_await onPool(read);
+    if (!secret) {
+      s.blockedByLock = false;
+      s.fetchError = "cannot read the git token credential " + ref.name + "." + ref.field + ": " +
+                     secret.error().message;
+      ++s.failures;
+      s.nextDue = std::chrono::steady_clock::now() + fetchBackoff(s.failures);
+      publishStatus();
+      co_return;
+    }
+    token.emplace(std::move(secret->value));
+  }
+  s.blockedByLock = false;
+
+  source::GitRepo* repo = s.repo.get();
+  const state::SecretBytes* tokenp = token ? &*token : nullptr;
+  const std::string latest = s.latest;
+  const std::string* latestp = &latest;
+  const std::string specPath = config_.source.specPath;
+  const std::string* specPathp = &specPath;
+  auto job = [repo, tokenp, latestp, specPathp] {
+    FetchOutcome out;
+    out.head = repo->fetch(tokenp);
+    if (out.head && out.head.value() != *latestp) {
+      out.loadedNew = true;
+      out.loaded = source::loadAtCommit(*repo, out.head.value(), *specPathp);
+    }
+    return out;
+  };
+  FetchOutcome out = co_await onPool(job);
+  if (token) token->wipe();
+  s.lastFetch = api::Clock::now();
+
+  const std::string name = source::describeSource(config_.source);
+  Result<std::string> head = out.head;
+  if (head && out.loadedNew && !out.loaded)
+    head = out.loaded.error();  // reading at the commit failed
+  if (!head) {
+    metrics_.specFetches().inc({"failed"});
+    ++s.failures;
+    const auto retry = fetchBackoff(s.failures);
+    const bool changed = s.fetchError != head.error().message;
+    s.fetchError = head.error().message;
+    s.nextDue = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(retry, poll);
+    log::warn("source.fetch_failed", {{"error", s.fetchError},
+                                      {"failures", std::to_string(s.failures)},
+                                      {"retry_in_ms", std::to_string(retry.count())}});
+    if (changed) {
+      auto fields = nlohmann::json{{"source", name}, {"error", s.fetchError}}.dump();
+      state::Store* store = store_.get();
+      const std::string* fieldsp = &fields;
+      auto audit = [store, fieldsp] { return store->appendAudit("spec.fetch_failed", *fieldsp); };
+      (void)co_await onPool(audit);
+    }
+    publishStatus();
+    co_return;
+  }
+  metrics_.specFetches().inc({"ok"});
+  metrics_.specLastFetch().set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  if (s.failures > 0) {
+    log::info("source.fetch_recovered", {{"after_failures", std::to_string(s.failures)}});
+    auto fields = nlohmann::json{{"source", name}, {"after_failures", s.failures}}.dump();
+    state::Store* store = store_.get();
+    const std::string* fieldsp = &fields;
+    auto audit = [store, fieldsp] { return store->appendAudit("spec.fetch_recovered", *fieldsp); };
+    (void)co_await onPool(audit);
+  }
+  s.failures = 0;
+  s.fetchError.clear();
+  s.nextDue = std::chrono::steady_clock::now() + poll;
+  const std::string commit = head.value();
+  // Deliveries that arrived while this fetch ran are served by it when it
+  // got their commit; one announcing another commit asks again.
+  if (s.wanted == commit) {
+    s.wanted.clear();
+    s.requested = false;
+  }
+  log::info("source.fetched", {{"revision", commit}, {"new", out.loadedNew ? "true" : "false"}});
+  if (!out.loadedNew) {
+    publishStatus();
+    co_return;
+  }
+
+  s.latest = commit;
+  config::LoadResult loaded = std::move(out.loaded).value();
+  state::SpecRevisionStatus verdict = state::SpecRevisionStatus::seen;
+  std::string errors;
+  if (!loaded.spec) {
+    verdict = state::SpecRevisionStatus::rejected;
+    errors = loaded.diagnostics.formatAll();
+    s.latestError = "revision " + source::shortRevision(commit) + " rejected (" +
+                    std::to_string(loaded.diagnostics.errorCount()) + " error(s)); " +
+                    (specInForce_.empty()
+                         ? std::string("no revision is in force")
+                         : "revision " + source::shortRevision(specInForce_) + " stays in force") +
+                    ":\n" + errors;
+    log::error("spec.rejected",
+               {{"revision", commit}, {"errors", std::to_string(loaded.diagnostics.errorCount())}});
+    for (const auto& d : loaded.diagnostics.sorted()) {
+      log::error("spec.diagnostic",
+                 {{"revision", source::shortRevision(commit)}, {"at", d.format()}});
+    }
+  } else {
+    s.latestError.clear();
+    spec_ = std::move(loaded.spec);
+    specInForce_ = commit;
+    log::info("spec.loaded",
+              {{"revision", commit}, {"containers", std::to_string(spec_->containers.size())}});
+  }
+  auto fields = nlohmann::json{{"revision", commit}, {"source", name}};
+  if (!errors.empty()) fields["errors"] = bounded(errors, 8000);
+  const std::string fieldsText = fields.dump();
+  state::Store* store = store_.get();
+  const std::string* namep = &name;
+  const std::string* commitp = &commit;
+  const std::string* errorsp = &errors;
+  const std::string* fieldsp = &fieldsText;
+  auto record = [store, namep, commitp, errorsp, fieldsp, verdict] {
+    (void)store->recordSpecRevision(*commitp, *namep, verdict, *errorsp);
+    return store->appendAudit(
+        verdict == state::SpecRevisionStatus::rejected ? "spec.rejected" : "spec.seen", *fieldsp);
+  };
+  (void)co_await onPool(record);
+  publishStatus();
+  if (verdict != state::SpecRevisionStatus::rejected) {
+    scheduler_->triggerAll("spec revision " + source::shortRevision(commit));
+  }
+}
+
+void Daemon::specReconciled(const std::string& revision, bool converged) {
+  if (!source_ || revision.empty() || !converged) return;
+  auto& s = *source_;
+  if (s.applied == revision) return;
+  s.applied = revision;
+  const std::string name = source::describeSource(config_.source);
+  log::info("spec.applied", {{"revision", revision}});
+  // Small and rare (once per revision): written here, not worth the pool.
+  (void)store_->recordSpecRevision(revision, name, state::SpecRevisionStatus::applied);
+  (void)store_->appendAudit("spec.applied",
+                            nlohmann::json{{"revision", revision}, {"source", name}}.dump());
+}
+
+api::SpecState Daemon::specState() const {
+  api::SpecState st;
+  st.source = source::describeSource(config_.source);
+  if (config_.source.kind != "git" || !source_) {
+    st.revision = specRevision_;
+    st.lastError = specError_;
+    st.appliedRevision = source_ ? source_->applied : "";
+    return st;
+  }
+  const auto& s = *source_;
+  st.revision = s.latest.empty() ? specInForce_ : s.latest;
+  st.appliedRevision = s.applied;
+  st.lastError = s.latestError;
+  if (!spec_ && st.lastError.empty() && s.latest.empty()) {
+    st.lastError = "no spec yet: waiting for the first fetch of the git source";
+  }
+  st.lastFetch = s.lastFetch;
+  st.fetchError = s.fetchError;
+  return st;
+}
+
+api::Task<Result<state::SecretBytes>> Daemon::webhookSecret() {
+  if (config_.source.kind != "git" || !config_.source.webhookSecret) {
+    co_return Error::make(ErrorCode::not_found,
+                          "no webhook is configured: set [source] kind = \"git\" and "
+                          "webhook_secret = \"${credentials.NAME.FIELD}\" in the daemon config");
+  }
+  if (key_.locked()) {
+    co_return Error::make(ErrorCode::unavailable, "locked: the webhook secret is sealed");
+  }
+  state::Store* store = store_.get();
+  const state::UnlockedKey* key = &key_;
+  const config::CredentialRef ref = *config_.source.webhookSecret;
+  const config::CredentialRef* refp = &ref;
+  auto read = [store, key, refp] {
+    return store->currentSecret(*key, credentials::kKind, refp->name, refp->field);
+  };
+  auto secret = co_await onPool(read);
+  if (!secret) {
+    if (secret.error().code == ErrorCode::not_found) {
+      co_return Error::make(ErrorCode::not_found,
+                            "the webhook secret credential " + ref.name + "." + ref.field +
+                                " has not been generated yet (declare it in the spec's "
+                                "[credentials] and let a reconcile run)");
+    }
+    co_return Error::make(secret.error().code, "cannot read the webhook secret credential " +
+                                                   ref.name + "." + ref.field);
+  }
+  co_return std::move(secret->value);
+}
+
+api::Task<api::WebhookResult> Daemon::webhook(api::WebhookDelivery delivery) {
+  api::WebhookResult result;
+  auto& s = *source_;
+  std::string event = "webhook.ignored";
+  nlohmann::json fields{{"delivery", delivery.delivery}, {"event", delivery.event}};
+  if (!delivery.delivery.empty() && s.deliveries.count(delivery.delivery)) {
+    result.outcome = api::WebhookOutcome::duplicate;
+    result.message = "delivery " + delivery.delivery + " was processed already";
+    event = "webhook.duplicate";
+  } else {
+    if (!delivery.delivery.empty()) {
+      s.deliveries.insert(delivery.delivery);
+      s.deliveryOrder.push_back(delivery.delivery);
+      if (s.deliveryOrder.size() > kDeliveries) {
+        s.deliveries.erase(s.deliveryOrder.front());
+        s.deliveryOrder.pop_front();
+      }
+    }
+    const std::string tracked = "refs/heads/" + config_.source.branch;
+    if (!delivery.push) {
+      result.message = "event \"" + delivery.event + "\" is not a push";
+    } else if (delivery.push->ref != tracked) {
+      fields["ref"] = delivery.push->ref;
+      result.message = "push to " + delivery.push->ref + ", not the tracked " + tracked;
+    } else {
+      fields["ref"] = delivery.push->ref;
+      fields["commit"] = delivery.push->after;
+      if (!delivery.push->repository.empty()) fields["repository"] = delivery.push->repository;
+      result.outcome = api::WebhookOutcome::accepted;
+      event = "webhook.accepted";
+      if (delivery.push->after == s.latest && s.fetchError.empty()) {
+        result.message =
+            "commit " + source::shortRevision(delivery.push->after) + " is already fetched";
+      } else {
+        s.wanted = delivery.push->after;
+        s.requested = true;
+        if (s.timer) s.timer->cancel();
+        result.message = "fetching " + source::shortRevision(delivery.push->after);
+      }
+    }
+  }
+  fields["result"] = api::webhookOutcomeName(result.outcome);
+  log::info(
+      event,
+      {{"delivery", delivery.delivery}, {"event", delivery.event}, {"reason", result.message}});
+  const std::string text = fields.dump();
+  state::Store* store = store_.get();
+  const std::string* eventp = &event;
+  const std::string* textp = &text;
+  auto audit = [store, eventp, textp] { return store->appendAudit(*eventp, *textp); };
+  (void)co_await onPool(audit);
+  co_return result;
+}
+
+void Daemon::webhookRejected(const std::string& why) {
+  log::warn("webhook.rejected", {{"reason", why}});
+  if (!source_) return;
+  auto& s = *source_;
+  // A flood of forged deliveries must not flood the audit log: one entry
+  // per 10 s, with the number suppressed since the last.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - s.lastRejectAudit < std::chrono::seconds(10)) {
+    ++s.rejectsSuppressed;
+    return;
+  }
+  s.lastRejectAudit = now;
+  (void)store_->appendAudit(
+      "webhook.rejected",
+      nlohmann::json{{"reason", why}, {"suppressed_since_last", s.rejectsSuppressed}}.dump());
+  s.rejectsSuppressed = 0;
+}
+
+}  // namespace foundationd::daemon
