@@ -94,9 +94,10 @@ asio::awaitable<int> Daemon::run() {
   asio::co_spawn(ex, watchdogLoop(), [](std::exception_ptr e) {
     if (e) log::error("watchdog.crashed");
   });
-  asio::co_spawn(ex, watchDockerEvents(), [](std::exception_ptr e) {
-    if (e) log::error("docker_events.crashed");
-  });
+  asio::co_spawn(ex, watchDockerEvents(),
+                 asio::bind_cancellation_slot(eventsStop_.slot(), [](std::exception_ptr e) {
+                   if (e) log::error("docker_events.crashed");
+                 }));
   asio::co_spawn(ex, watchVault(), [](std::exception_ptr e) {
     if (e) log::error("vault_watch.crashed");
   });
@@ -128,6 +129,8 @@ asio::awaitable<int> Daemon::run() {
   }
   systemd::stopping();
   log::info("serve.stopping");
+  // End the events subscription (it would wait for the next Docker event).
+  eventsStop_.emit(asio::cancellation_type::terminal);
   scheduler_->stop();
   server_->stop();
   // Let the reconcile in flight finish its step: nothing is cut mid-write.

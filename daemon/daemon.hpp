@@ -18,6 +18,8 @@
 #include <set>
 #include <string>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -141,6 +143,7 @@ class Daemon final : public api::DaemonControl {
   bool vaultRetry_ = false;  // the last Vault step failed: the poll retries it
   api::ReconcileState lastReconcile_;
   bool stopping_ = false;
+  boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };
 
 }  // namespace foundationd::daemon

@@ -17,8 +17,9 @@ namespace {
 // Container actions that can mean drift. Our own create/start also arrive;
 // they coalesce into cheap no-op reconciles.
 bool isDrift(const std::string& action) {
-  static const char* kActions[] = {"die", "destroy", "stop", "kill", "oom", "pause", "rename",
-                                   "update", "health_status: unhealthy"};
+  static const char* kActions[] = {"die",    "destroy", "stop",
+                                   "kill",   "oom",     "pause",
+                                   "rename", "update",  "health_status: unhealthy"};
   for (const char* a : kActions) {
     if (action == a) return true;
   }
@@ -28,13 +29,51 @@ bool isDrift(const std::string& action) {
 }  // namespace
 
 asio::awaitable<void> Daemon::watchDockerEvents() {
-  std::chrono::milliseconds backoff{500};
-  bool reconnect = false;
+  using std::chrono::milliseconds;
+  // Waits between attempts while the Engine is away: 0.5 s, 1 s, 2 s, ... 30 s.
+  const milliseconds initial{500};
+  const milliseconds cap{30000};
+  // A subscription that lived this long was healthy: the next loss starts
+  // the backoff over. One that ends sooner keeps growing it (an Engine that
+  // answers pings but drops the stream must not be hammered).
+  const auto healthy = std::chrono::seconds(10);
+  milliseconds backoff = initial;
+  bool lost = false;  // the stream ended; the Engine is not known to be back
+  docker::LabelFilter managed;
+  managed[docker::kLabelManaged] = "true";
   while (!stopping_) {
-    docker::LabelFilter filter;
-    filter[docker::kLabelManaged] = "true";
-    if (reconnect) scheduler_->triggerAll("docker events reconnected");
-    auto st = co_await docker_.events(filter, [this](const docker::DockerEvent& e) {
+    if (lost) {
+      co_await sleepFor(backoff);
+      if (stopping_) break;
+      backoff = std::min(backoff * 2, cap);
+      // Is the Engine back? One cheap request before subscribing again.
+      auto probe = co_await docker_.listNetworks(managed);
+      if (stopping_) break;
+      if (!probe) {
+        log::warn("docker.unreachable", {{"error", probe.error().message},
+                                         {"retry_in_ms", std::to_string(backoff.count())}});
+        // Say so in the status: the state of the Engine's resources is not
+        // known any more (blocked ones stay blocked: that is the lock's).
+        for (auto& [key, r] : resources_) {
+          if (key.kind != config::Kind::container && key.kind != config::Kind::network &&
+              key.kind != config::Kind::volume) {
+            continue;
+          }
+          if (r.status != api::ResourceStatus::blocked) {
+            setResource(key, api::ResourceStatus::pending,
+                        "Docker unreachable; waiting for the Engine to come back");
+          }
+        }
+        publishStatus();
+        continue;
+      }
+      log::info("docker.events_reconnected");
+      // What happened while the stream was down was not seen: resync.
+      scheduler_->triggerAll("docker events reconnected");
+      lost = false;
+    }
+    const auto subscribed = std::chrono::steady_clock::now();
+    auto st = co_await docker_.events(managed, [this](const docker::DockerEvent& e) {
       if (stopping_) return false;
       if (!spec_) return true;
       if (e.type == "network") {
@@ -53,12 +92,14 @@ asio::awaitable<void> Daemon::watchDockerEvents() {
       return true;
     });
     if (stopping_) break;
-    log::warn("docker.events_lost", {{"error", st ? std::string("stream ended") : st.error().message},
-                                     {"retry_in_ms", std::to_string(backoff.count())}});
-    co_await sleepFor(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
-    reconnect = true;
-    if (st) backoff = std::chrono::milliseconds(500);
+    if (std::chrono::steady_clock::now() - subscribed >= healthy) backoff = initial;
+    log::warn("docker.events_lost",
+              {{"error", st ? std::string("stream ended") : st.error().message},
+               {"retry_in_ms", std::to_string(backoff.count())}});
+    lost = true;
+    // A reconcile now reports in the status whether the Engine is reachable
+    // (last_reconcile "docker unreachable", /readyz 503).
+    scheduler_->triggerAll("docker events lost");
   }
 }
 
