@@ -83,6 +83,29 @@ asio::awaitable<StepReport> Daemon::reconcilePostgres(const config::Spec& spec,
   co_return r.step;
 }
 
+asio::awaitable<void> Daemon::alterRotatedRoles(
+    const config::Spec& spec, const std::vector<credentials::Generated>& generated) {
+  std::set<std::string> rotated;
+  for (const auto& g : generated) {
+    if (g.rotated && postgres::usesCredential(spec, g.credential)) rotated.insert(g.credential);
+  }
+  if (rotated.empty() || key_.locked()) co_return;
+  StoreSecrets secrets(spec, store_.get(), &key_);
+  for (const auto& name : rotated) {
+    postgres::Options options;
+    options.onlyCredential = name;
+    auto r = co_await postgres::reconcile(docker_, spec, secrets, options);
+    for (const auto& o : r.step.outcomes) {
+      log::write(o.ok ? log::Level::info : log::Level::warning, "postgres.rotate",
+                 {{"resource", o.key.str()},
+                  {"credential", name},
+                  {"ok", o.ok ? "true" : "false"},
+                  {"message", o.message}});
+    }
+    applyStepReport(r.step);
+  }
+}
+
 StepReport convergePostgresOnce(asio::io_context& io, docker::DockerApi& api,
                                 const config::Spec& spec, state::Store* store,
                                 const state::UnlockedKey* key) {

@@ -93,6 +93,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
       for (const auto& [name, _] : spec.credentials) {
         setResource({Kind::credential, name}, api::ResourceStatus::converged, "");
       }
+      co_await alterRotatedRoles(spec, generated.value());  // PostgreSQL before the consumers
       co_await mirrorRotated(spec, generated.value());  // Vault before the consumers
     }
   }
