@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Sums the test cases of every suite from meson's testlog.json and prints
 the closing line "tests: N passed, N failed" (doctest and pytest counts, not
-just executables). A skipped test case is a failure in CI (CI=true)."""
+just executables). A skipped test case is a failure in CI (CI=true).
+More testlogs (the sanitizer builds') may follow the first; their tests are
+named "<build dir>/<test>", and a missing one counts as a failure."""
 import argparse
 import json
 import os
@@ -14,41 +16,45 @@ PYTEST_PARTS = re.compile(r"(\d+) (passed|failed|skipped|error|errors)")
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("testlog")
+    ap.add_argument("testlog", nargs="+")
     ap.add_argument("--fuzz-status", type=int, default=0)
     args = ap.parse_args()
     passed = failed = skipped = 0
-    try:
-        lines = open(args.testlog, encoding="utf-8").read().splitlines()
-    except OSError as e:
-        print(f"summary: cannot read {args.testlog}: {e}")
-        print("tests: 0 passed, 1 failed")
-        return 1
-    for line in lines:
-        if not line.strip():
+    for index, testlog in enumerate(args.testlog):
+        # .../build-asan/meson-logs/testlog.json -> "build-asan/"
+        builddir = os.path.dirname(os.path.dirname(os.path.abspath(testlog)))
+        prefix = "" if index == 0 else os.path.basename(builddir) + "/"
+        try:
+            lines = open(testlog, encoding="utf-8").read().splitlines()
+        except OSError as e:
+            print(f"summary: cannot read {testlog}: {e}")
+            failed += 1
             continue
-        t = json.loads(line)
-        out = t.get("stdout", "") or ""
-        name, result = t.get("name"), t.get("result")
-        m = None
-        for m in DOCTEST.finditer(out):
-            pass
-        if m:
-            p, f, s = int(m.group(2)), int(m.group(3)), int(m.group(4))
-        else:
-            counts = {}
-            tail = out.strip().splitlines()[-1:] or [""]
-            for n, kind in PYTEST_PARTS.findall(tail[0]):
-                counts[kind] = counts.get(kind, 0) + int(n)
-            p = counts.get("passed", 0)
-            f = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
-            s = counts.get("skipped", 0)
-        if result not in ("OK", "EXPECTEDFAIL") and f == 0:
-            f = 1  # the executable failed (crash, timeout) without counting
-        elif result == "OK" and p == f == s == 0:
-            p = 1  # a check that reports by exit code alone (e.g. the unit's exposure)
-        print(f"  {name}: {result} ({p} passed, {f} failed, {s} skipped)")
-        passed, failed, skipped = passed + p, failed + f, skipped + s
+        for line in lines:
+            if not line.strip():
+                continue
+            t = json.loads(line)
+            out = t.get("stdout", "") or ""
+            name, result = prefix + str(t.get("name")), t.get("result")
+            m = None
+            for m in DOCTEST.finditer(out):
+                pass
+            if m:
+                p, f, s = int(m.group(2)), int(m.group(3)), int(m.group(4))
+            else:
+                counts = {}
+                tail = out.strip().splitlines()[-1:] or [""]
+                for n, kind in PYTEST_PARTS.findall(tail[0]):
+                    counts[kind] = counts.get(kind, 0) + int(n)
+                p = counts.get("passed", 0)
+                f = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
+                s = counts.get("skipped", 0)
+            if result not in ("OK", "EXPECTEDFAIL") and f == 0:
+                f = 1  # the executable failed (crash, timeout) without counting
+            elif result == "OK" and p == f == s == 0:
+                p = 1  # a check that reports by exit code alone (e.g. the unit's exposure)
+            print(f"  {name}: {result} ({p} passed, {f} failed, {s} skipped)")
+            passed, failed, skipped = passed + p, failed + f, skipped + s
     if args.fuzz_status != 0:
         print("  fuzz: FAIL")
         failed += 1
