@@ -202,3 +202,84 @@ def test_role_database_consumer_rotation_and_drift(stack):
     for secret in (old, new):
         r = docker("exec", stack.pg, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False)
         assert secret not in r.stdout
+
+
+def test_daemon_converges_roles_and_repairs_a_password(stack, tmp_path):
+    """`foundationd serve`: after unseal the role, database and consumer converge;
+    a password changed by hand is set back by the next reconcile (API trigger)."""
+    import http.client
+    import json
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    stack.init()
+    token_file = tmp_path / "api-token"
+    config = tmp_path / "foundationd.toml"
+    config.write_text(
+        f'state_dir = "{stack.dir}"\n'
+        f'[api]\nlisten = ["tcp:127.0.0.1:{port}"]\ntoken_file = "{token_file}"\n'
+        f'[source]\nkind = "file"\npath = "{stack.spec}"\n'
+        f'[reconcile]\nresync_interval = "1h"\n[unlock]\nkdf = "interactive"\n')
+    log = open(tmp_path / "daemon.log", "w+")
+    proc = subprocess.Popen([stack.p.bin, "serve", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+    def request(method, path, body=None, token=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers=headers)
+        r = conn.getresponse()
+        data = r.read().decode()
+        conn.close()
+        return r.status, data
+
+    def wait(cond, what, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if cond():
+                    return
+            except (OSError, ConnectionError):
+                pass
+            time.sleep(0.25)
+        log.flush()
+        log.seek(0)
+        raise AssertionError(f"timed out waiting for {what}\n{log.read()[-4000:]}")
+
+    def role_status():
+        code, body = request("GET", "/v1/status")
+        for r in json.loads(body)["resources"]:
+            if r["name"] == "main/role/app":
+                return r["status"]
+        return None
+
+    try:
+        wait(lambda: request("GET", "/v1/status")[0] == 200, "the API")
+        code, body = request("POST", "/v1/unseal", {"passphrase": PASS})
+        assert code == 200, body
+        wait(lambda: role_status() == "converged", "the role converged")
+        wait(lambda: stack.login_from_app()[0], "a login from the consumer")
+        stack.wait_consumer_login(after=0)
+
+        stack.sql("ALTER ROLE app PASSWORD 'changed-by-hand'")
+        assert not stack.login_from_app()[0]
+        token = token_file.read_text().strip()
+        code, body = request("POST", "/v1/reconcile", token=token)
+        assert code in (200, 202), body
+        wait(lambda: stack.login_from_app()[0], "the password set back by the daemon")
+        stack.wait_consumer_login(after=docker_exec_time(stack.app))
+        log.flush()
+        log.seek(0)
+        out = log.read()
+        assert "postgres.apply" in out and "password restored" in out
+        assert stack.secret("app-db.password") not in out
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
