@@ -5,6 +5,7 @@
 #include "controllers/docker/secret_files.hpp"
 #include "daemon/buckets_step.hpp"
 #include "daemon/cli_support.hpp"
+#include "daemon/forgejo_step.hpp"
 #include "daemon/postgres_step.hpp"
 #include "daemon/vault_step.hpp"
 
@@ -69,6 +70,8 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
   out.steps.push_back(convergeBucketsOnce(io, api, spec, store, key));
   if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
   out.steps.push_back(convergePostgresOnce(io, api, spec, store, key));
+  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
+  out.steps.push_back(convergeForgejoOnce(io, api, spec, store, key));
   if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
 
   return out;

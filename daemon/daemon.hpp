@@ -84,6 +84,8 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<StepReport> reconcileBuckets(const config::Spec& spec, const Batch& batch);
   // daemon_postgres.cpp: the [postgres.*] step (roles, databases).
   boost::asio::awaitable<StepReport> reconcilePostgres(const config::Spec& spec, const Batch& batch);
+  // daemon_forgejo.cpp: the [forgejo] step (admin, orgs, repos, runner token, webhooks).
+  boost::asio::awaitable<StepReport> reconcileForgejo(const config::Spec& spec, const Batch& batch);
   // ALTER ROLE for the roles of credentials rotate_every just rotated, before
   // their consumers are recreated.
   boost::asio::awaitable<void> alterRotatedRoles(const config::Spec& spec,

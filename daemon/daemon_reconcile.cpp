@@ -167,6 +167,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   stepsOk = applyStepReport(co_await reconcileVault(spec)) && stepsOk;
   stepsOk = applyStepReport(co_await reconcileBuckets(spec, batch)) && stepsOk;
   stepsOk = applyStepReport(co_await reconcilePostgres(spec, batch)) && stepsOk;
+  stepsOk = applyStepReport(co_await reconcileForgejo(spec, batch)) && stepsOk;
 
   if (!stepsOk && result == "converged") result = "not converged";
   lastReconcile_.end = api::Clock::now();

@@ -1,0 +1,172 @@
+// The [forgejo] step: Daemon::reconcileForgejo (the daemon's converge) and
+// convergeForgejoOnce (`apply --once`, daemon/forgejo_step.hpp). The
+// controller itself is controllers/forgejo/forgejo.hpp; this file adapts the
+// state store (digests, memos, the sealed runner token) and Vault (the KV
+// write of the runner token) to its narrow interfaces.
+#include <map>
+#include <string>
+
+#include <sodium.h>
+
+#include "controllers/forgejo/forgejo.hpp"
+#include "controllers/vault/vault.hpp"
+#include "controllers/vault/vault_client.hpp"
+#include "daemon/cli_support.hpp"
+#include "daemon/converge.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/forgejo_step.hpp"
+#include "daemon/log.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kStateKind = "forgejo";  // memos (applied hashes) and the sealed token
+
+class StoreAccess final : public forgejo::StateAccess {
+ public:
+  StoreAccess(state::Store* store, const state::UnlockedKey* key) : store_(store), key_(key) {}
+  Result<std::string> digestOf(std::string_view secret) override {
+    if (!store_) return Error::make(ErrorCode::unavailable, "no state");
+    return store_->digestOf(secret);
+  }
+  Result<std::optional<std::string>> memo(const std::string& name) override {
+    if (!store_) return Error::make(ErrorCode::unavailable, "no state");
+    return store_->appliedHash(kStateKind, name);
+  }
+  Status setMemo(const std::string& name, const std::string& value) override {
+    if (!store_) return Error::make(ErrorCode::unavailable, "no state");
+    return store_->setAppliedHash(kStateKind, name, value);
+  }
+  Status storeRunnerToken(std::string_view token) override {
+    if (!store_ || !key_ || key_->locked()) return Error::make(ErrorCode::unavailable, "locked");
+    auto v = store_->putSecret(*key_, kStateKind, "runner-token", "token", token);
+    if (!v) return v.error();
+    return Status::success();
+  }
+
+ private:
+  state::Store* store_;
+  const state::UnlockedKey* key_;
+};
+
+// Writes `data` (string fields) at `path` of the [vault] KV mount with
+// foundationd's own token from the state. Blocking.
+Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
+                    const std::string& path, const nlohmann::json& data) {
+  if (!spec.vault) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the spec has no [vault] to store [forgejo.runner_token] in");
+  }
+  if (!store || !key || key->locked()) return Error::make(ErrorCode::unavailable, "locked");
+  auto token = store->currentSecret(*key, vault::kKind, vault::kTokenName, vault::kTokenField);
+  if (!token) {
+    return Error::make(ErrorCode::unavailable,
+                       "Vault is not set up by foundationd yet (no token in the state)");
+  }
+  vault::VaultClient client(spec.vault->address);
+  client.setToken(std::string(token->value.view()));
+  std::map<std::string, std::string> fields;
+  for (const auto& [k, v] : data.items()) {
+    if (v.is_string()) fields[k] = v.get<std::string>();
+  }
+  Status out;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto meta = client.kvMetadata(spec.vault->kvMount, path);
+    if (!meta) {
+      out = meta.error();
+      break;
+    }
+    auto written = client.kvWrite(spec.vault->kvMount, path, fields, meta->currentVersion);
+    if (written) {
+      out = Status::success();
+      break;
+    }
+    out = written.error();
+    if (written.error().code != ErrorCode::conflict) break;  // else: moved under us, again
+  }
+  for (auto& [_, v] : fields) sodium_memzero(v.data(), v.size());
+  return out;
+}
+
+void logOutcomes(const forgejo::Report& r) {
+  for (const auto& o : r.step.outcomes) {
+    if (o.changed || !o.ok) {
+      log::write(o.ok ? log::Level::info : log::Level::warning, "forgejo.apply",
+                 {{"resource", o.key.str()},
+                  {"ok", o.ok ? "true" : "false"},
+                  {"drift", o.drift ? "true" : "false"},
+                  {"message", o.message}});
+    }
+  }
+  log::write(log::Level::debug, "forgejo.done",
+             {{"execs", std::to_string(r.execs)}, {"requests", std::to_string(r.httpRequests)}});
+}
+
+// Whether a batch concerns the forge: everything, a forgejo key, or its container.
+bool concerns(const config::Spec& spec, const Batch& batch) {
+  if (batch.all) return true;
+  for (const auto& k : batch.keys) {
+    if (k.kind == config::Kind::forgejo) return true;
+    if (k.kind == config::Kind::container && k.name == spec.forgejo->container) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+asio::awaitable<StepReport> Daemon::reconcileForgejo(const config::Spec& spec, const Batch& batch) {
+  if (!spec.forgejo || !concerns(spec, batch)) co_return StepReport{};
+  const bool locked = key_.locked();
+  StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
+  StoreAccess access(store_.get(), locked ? nullptr : &key_);
+  forgejo::Deps deps;
+  deps.docker = &docker_;
+  deps.state = &access;
+  // onPool's lambda is destroyed twice by GCC 12 (an owning capture inside a
+  // co_await): hand it only a raw pointer to the work.
+  deps.offload = [this](std::function<void()> work) -> asio::awaitable<void> {
+    std::function<void()>* w = &work;
+    auto run = [w] {
+      (*w)();
+      return true;
+    };
+    (void)co_await onPool(run);
+  };
+  if (!locked) {
+    const config::Spec* specp = &spec;
+    state::Store* store = store_.get();
+    const state::UnlockedKey* key = &key_;
+    deps.writeKv = [specp, store, key](const std::string& path, const nlohmann::json& data) {
+      return writeVaultKv(*specp, store, key, path, data);
+    };
+  }
+  forgejo::Options options;
+  if (locked) options.waitReady = std::chrono::milliseconds(0);  // everything waits for unseal
+  auto r = co_await forgejo::reconcile(spec, secrets, deps, options);
+  logOutcomes(r);
+  co_return r.step;
+}
+
+StepReport convergeForgejoOnce(asio::io_context& io, docker::DockerApi& api,
+                               const config::Spec& spec, state::Store* store,
+                               const state::UnlockedKey* key) {
+  if (!spec.forgejo) return {};
+  StoreSecrets secrets(spec, store, key);
+  StoreAccess access(store, key);
+  forgejo::Deps deps;
+  deps.docker = &api;
+  deps.state = &access;
+  if (key && !key->locked()) {
+    const config::Spec* specp = &spec;
+    deps.writeKv = [specp, store, key](const std::string& path, const nlohmann::json& data) {
+      return writeVaultKv(*specp, store, key, path, data);
+    };
+  }
+  auto r = runSync(io, forgejo::reconcile(spec, secrets, deps, forgejo::Options{}));
+  return r.step;
+}
+
+}  // namespace foundationd::daemon

@@ -1,0 +1,235 @@
+"""End-to-end with a real forge (FOUNDATIOND_FORGEJO_IMAGE: Gitea v1.26 built
+by tests/peers/forgejo-image, since Forgejo's own module is refused by the Go
+module proxy here) and the built foundationd as a black box:
+
+1. day zero: `apply --once` from a local file starts the forge as a managed
+   container and bootstraps it (admin, organisation, repository, webhook
+   pointing at foundationd), checked through the forge's own API;
+2. `foundationd serve` then tracks that repository (`[source] kind = "git"`);
+   a real `git push` to the forge makes the forge deliver its signed push
+   webhook to foundationd, which fetches and applies the pushed commit (a new
+   container appears). No polling: poll_interval is an hour."""
+import base64
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import docker
+
+PASS = "forgejo e2e passphrase, long enough"
+
+
+def forge_image():
+    ref = os.environ.get("FOUNDATIOND_FORGEJO_IMAGE")
+    if not ref:
+        if os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true":
+            pytest.skip("FOUNDATIOND_FORGEJO_IMAGE not set")
+        pytest.fail("FOUNDATIOND_FORGEJO_IMAGE must name the forge image (tests/peers/forgejo-image; "
+                    "scripts/test sets it)")
+    return ref
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait(cond, what, timeout=90, output=lambda: ""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{output()[-6000:]}")
+
+
+def http_json(method, url_host, port, path, user=None, password=None):
+    try:
+        conn = http.client.HTTPConnection(url_host, port, timeout=15)
+        headers = {}
+        if user:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        body = r.read().decode()
+        conn.close()
+        return r.status, (json.loads(body) if body.strip().startswith(("{", "[")) else body)
+    except OSError:
+        return 0, None
+
+
+def bridge_gateway():
+    r = docker("network", "inspect", "bridge")
+    cfg = json.loads(r.stdout)[0]["IPAM"]["Config"][0]
+    if cfg.get("Gateway"):
+        return cfg["Gateway"]
+    return str(next(ipaddress.ip_network(cfg["Subnet"]).hosts()))  # the Engine's default: .1
+
+
+def test_bootstrap_then_push_webhook_from_the_forge(project, tmp_path):
+    image = forge_image()
+    gateway = bridge_gateway()  # how the forge's container reaches foundationd on the host
+    forge_port = free_port()
+    fd_port = free_port()
+    state = str(tmp_path / "state")
+    passfile = tmp_path / "pass"
+    passfile.write_text(PASS + "\n")
+    (tmp_path / "VERSIONS").write_text(
+        f'[images]\nbusybox = "{project.image}"\nforge = "{image}"\n')
+
+    body = f"""
+[credentials.forgejo-admin]
+[credentials.forgejo-admin.fields]
+password = {{ generate = "password", length = 24 }}
+[credentials.forgejo-webhook]
+[credentials.forgejo-webhook.fields]
+secret = {{ generate = "hex", bytes = 32 }}
+
+[containers."@forge"]
+image = "${{versions.forge}}"
+ports = ["127.0.0.1:{forge_port}:3000"]
+[containers."@forge".healthcheck]
+test = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api/healthz"]
+interval = "1s"
+retries = 120
+
+[forgejo]
+container = "@forge"
+url = "http://127.0.0.1:{forge_port}"
+[forgejo.admin]
+username = "platform-admin"
+email = "platform-AT-example.org"
+password = "${{credentials.forgejo-admin.password}}"
+[forgejo.orgs.olsitec]
+[forgejo.repos."olsitec/foundation"]
+[forgejo.webhooks."olsitec/foundation"]
+url = "http://{gateway}:{fd_port}/v1/hooks/forgejo"
+secret = "${{credentials.forgejo-webhook.secret}}"
+"""
+    r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile), "--kdf", "interactive")
+    assert r.returncode == 0, r.stderr
+    # Written here, not by project.write: the admin's email has an '@'.
+    text = (f'spec_version = 1\nproject = "{project.name}"\nversions = "VERSIONS"\n' + body) \
+        .replace("@", project.name + "-").replace("-AT-", "@")
+    spec = str(tmp_path / "foundation.toml")
+    with open(spec, "w") as f:
+        f.write(text)
+
+    # 1. Day zero.
+    r = project.run("apply", "--once", "--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    pw = project.run("secret", "show", "forgejo-admin.password", "--state-dir", state,
+                     "--passphrase-file", str(passfile)).stdout.strip()
+    assert len(pw) == 24
+    assert pw not in r.stdout + r.stderr
+    code, user = http_json("GET", "127.0.0.1", forge_port, "/api/v1/user", "platform-admin", pw)
+    assert code == 200 and user["is_admin"] is True, user
+    code, repo = http_json("GET", "127.0.0.1", forge_port, "/api/v1/repos/olsitec/foundation", "platform-admin", pw)
+    assert code == 200, repo
+    code, hooks = http_json("GET", "127.0.0.1", forge_port, "/api/v1/repos/olsitec/foundation/hooks",
+                            "platform-admin", pw)
+    assert code == 200 and len(hooks) == 1, hooks
+    assert hooks[0]["config"]["url"] == f"http://{gateway}:{fd_port}/v1/hooks/forgejo"
+    # A second apply is a no-op for the forge.
+    r = project.run("apply", "--once", "--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # 2. The daemon tracks the repository on the forge.
+    config = tmp_path / "foundationd.toml"
+    config.write_text(
+        f'state_dir = "{state}"\n'
+        f'[api]\nlisten = ["unix:{tmp_path}/api.sock", "tcp:127.0.0.1:{fd_port}", "tcp:{gateway}:{fd_port}"]\n'
+        f'token_file = "{tmp_path}/api-token"\n'
+        f'[source]\nkind = "git"\nurl = "http://127.0.0.1:{forge_port}/olsitec/foundation.git"\n'
+        'branch = "main"\nspec_path = "foundation.toml"\npoll_interval = "1h"\n'
+        'webhook_secret = "${credentials.forgejo-webhook.secret}"\n'
+        '[reconcile]\nresync_interval = "1h"\n[unlock]\nkdf = "interactive"\n')
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "passphrase").write_text(PASS + "\n")
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=str(creds))
+    env.pop("NOTIFY_SOCKET", None)
+    log = open(tmp_path / "daemon.log", "w+")
+
+    def output():
+        log.flush()
+        log.seek(0)
+        return log.read()
+
+    proc = None
+    try:
+        # The operator's clone; the first commit is the day-zero spec itself.
+        work = tmp_path / "work"
+        work.mkdir()
+        header = "Authorization: Basic " + base64.b64encode(f"platform-admin:{pw}".encode()).decode()
+        genv = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
+                    GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org",
+                    GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_CONFIG_COUNT="1",
+                    GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=header)
+
+        def git(*args):
+            g = subprocess.run(["git", *args], cwd=str(work), capture_output=True, text=True, env=genv,
+                               timeout=120)
+            assert g.returncode == 0, f"git {args}: {g.stdout}{g.stderr}"
+            return g.stdout.strip()
+
+        git("init", "-q", "-b", "main")
+        (work / "VERSIONS").write_text((tmp_path / "VERSIONS").read_text())
+        remote = f"http://127.0.0.1:{forge_port}/olsitec/foundation.git"
+        (work / "foundation.toml").write_text(text)
+        git("add", "-A")
+        git("commit", "-q", "-m", "day zero")
+        first = git("rev-parse", "HEAD")
+        git("push", "-q", remote, "HEAD:refs/heads/main")
+
+        proc = subprocess.Popen([project.bin, "serve", "--config", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+        wait(lambda: http_json("GET", "127.0.0.1", fd_port, "/healthz")[0] == 200, "the daemon's API",
+             output=output)
+
+        def applied_is(commit):
+            code, st = http_json("GET", "127.0.0.1", fd_port, "/v1/status")
+            return code == 200 and st.get("spec", {}).get("applied_revision") == commit
+
+        wait(lambda: applied_is(first), "the day-zero commit applied (first fetch)", output=output)
+
+        # The push: one new container. Polling and resync are an hour away,
+        # so only the forge's webhook can bring it in.
+        (work / "foundation.toml").write_text(
+            text + f'\n[containers."{project.name}-web"]\nimage = "${{versions.busybox}}"\n'
+            'command = ["sleep", "3600"]\n')
+        git("add", "-A")
+        git("commit", "-q", "-m", "add web")
+        commit = git("rev-parse", "HEAD")
+        git("push", "-q", remote, "HEAD:refs/heads/main")
+
+        def applied():
+            return applied_is(commit)
+
+        wait(applied, "the pushed commit applied (delivered by the forge's webhook)", output=output)
+        wait(lambda: (project.container("web") or {}).get("State", {}).get("Running") is True,
+             "the pushed container running", output=output)
+        # It came by the forge's signed delivery, verified and accepted.
+        code, metrics = http_json("GET", "127.0.0.1", fd_port, "/metrics")
+        assert code == 200
+        accepted = [line for line in metrics.splitlines()
+                    if line.startswith('foundationd_webhook_deliveries_total{result="accepted"}')]
+        assert accepted and float(accepted[0].split()[-1]) >= 1, metrics
+        assert pw not in output()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
