@@ -345,7 +345,21 @@ bool bootstrap(const config::VaultSpec& v, Context& ctx, VaultClient& client, St
   bool ok = true;
   if (needMount) {
     StepOutcome o = outcome("mount/" + v.kvMount);
-    if (auto st = root.enableKv2(v.kvMount); !st) {
+    // The token may not have been able to see it (its policy was tampered
+    // with): look again with the root token before enabling.
+    auto existing = root.mounts();
+    const json found = existing && existing->contains(v.kvMount + "/")
+                           ? existing.value()[v.kvMount + "/"]
+                           : json();
+    if (found.is_object()) {
+      const json& opts = found.value("options", json::object());
+      if (found.value("type", "") != "kv" || !opts.is_object() ||
+          opts.value("version", "") != "2") {
+        o = failedOutcome(o.key.name,
+                          "the mount " + v.kvMount + "/ exists but is not KV version 2");
+        ok = false;
+      }
+    } else if (auto st = root.enableKv2(v.kvMount); !st) {
       o = failedOutcome(o.key.name, st.error().message);
       ok = false;
     } else {
@@ -356,7 +370,14 @@ bool bootstrap(const config::VaultSpec& v, Context& ctx, VaultClient& client, St
   }
   if (needPolicy) {
     StepOutcome o = outcome(std::string("policy/") + kOwnPolicy);
-    if (auto st = root.writePolicy(kOwnPolicy, ownPolicy(v)); !st) {
+    // The token may not have been able to read it: look with the root token.
+    auto current = root.readPolicy(kOwnPolicy);
+    if (current && current->has_value()) {
+      policyDrift = normalisePolicy(**current) != normalisePolicy(ownPolicy(v));
+    }
+    if (current && current->has_value() && !policyDrift) {
+      // Already right (only the token could not see it).
+    } else if (auto st = root.writePolicy(kOwnPolicy, ownPolicy(v)); !st) {
       o = failedOutcome(o.key.name, st.error().message);
       ok = false;
     } else {
