@@ -30,6 +30,7 @@ namespace asio = boost::asio;
 struct Daemon::SourceState {
   std::unique_ptr<source::GitRepo> repo;
   source::GitOptions repoOptions;  // what `repo` was made for (a reload may change it)
+  std::string specPath;            // what `latest` was loaded from
 
   std::string latest;       // the newest revision fetched ("" before the first)
   std::string latestError;  // its diagnostics when it was rejected
@@ -95,6 +96,8 @@ void Daemon::startSource() {
         spec_ = std::move(loaded->spec);
         specInForce_ = r.revision;
         s.applied = r.revision;
+        s.latest = r.revision;  // an unchanged branch needs no reload after the first fetch
+        s.specPath = config_.source.specPath;
         log::info("spec.restored", {{"revision", r.revision}, {"source", name}});
       }
       break;
@@ -140,6 +143,10 @@ asio::awaitable<void> Daemon::fetchSource() {
   if (options.url != s.repoOptions.url || options.branch != s.repoOptions.branch) {
     s.repoOptions = options;
     s.repo = std::make_unique<source::GitRepo>(options);
+    s.latest.clear();
+  }
+  if (config_.source.specPath != s.specPath) {  // reload: read the same commit again
+    s.specPath = config_.source.specPath;
     s.latest.clear();
   }
 
@@ -280,8 +287,10 @@ asio::awaitable<void> Daemon::fetchSource() {
   const std::string* commitp = &commit;
   const std::string* errorsp = &errors;
   const std::string* fieldsp = &fieldsText;
-  auto record = [store, namep, commitp, errorsp, fieldsp, verdict] {
-    (void)store->recordSpecRevision(*commitp, *namep, verdict, *errorsp);
+  // Seen again (a reload): an applied revision stays applied in the history.
+  const bool downgrade = verdict == state::SpecRevisionStatus::seen && commit == s.applied;
+  auto record = [store, namep, commitp, errorsp, fieldsp, verdict, downgrade] {
+    if (!downgrade) (void)store->recordSpecRevision(*commitp, *namep, verdict, *errorsp);
     return store->appendAudit(
         verdict == state::SpecRevisionStatus::rejected ? "spec.rejected" : "spec.seen", *fieldsp);
   };

@@ -475,7 +475,18 @@ def test_locked_webhook_is_503_and_polling_is_the_fallback(project, tmp_path):
         st = g.status()
         assert st["locked"] is True
         assert st["spec"]["applied_revision"] == second
-        assert "restored" in g.output() or "spec.restored" in g.output()
+        assert "spec.restored" in g.output()
+        # Fetched again after the unseal, the revision stays applied in the
+        # history: a second restart restores it too.
+        g.server.start()
+        code, body = g.request("POST", "/v1/unseal", body=json.dumps({"passphrase": PASS}))
+        assert code == 200, body
+        g.wait(lambda: g.status()["spec"]["last_fetch"] is not None
+               and g.status()["spec"]["fetch_error"] is None, "a fetch after the restart")
+        g.proc.send_signal(signal.SIGTERM)
+        assert g.proc.wait(timeout=30) == 0
+        g.start()
+        assert g.status()["spec"]["applied_revision"] == second
     finally:
         g.close()
 
