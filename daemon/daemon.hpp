@@ -114,11 +114,15 @@ class Daemon final : public api::DaemonControl {
                                              const std::vector<credentials::Generated>& generated);
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
   template <typename F>
+  // `f` lives in this coroutine's frame until the pool has run it, so the
+  // spawned lambda holds only a pointer to it: GCC 12 destroys a lambda
+  // temporary inside a co_await expression twice, which corrupted the heap
+  // when the lambda owned `f` (e.g. a std::function).
   auto onPool(F f) -> boost::asio::awaitable<decltype(f())> {
     using T = decltype(f());
-    co_return co_await boost::asio::co_spawn(
-        pool_, [f = std::move(f)]() mutable -> boost::asio::awaitable<T> { co_return f(); },
-        boost::asio::use_awaitable);
+    F* fp = &f;
+    auto run = [fp]() -> boost::asio::awaitable<T> { co_return (*fp)(); };
+    co_return co_await boost::asio::co_spawn(pool_, run, boost::asio::use_awaitable);
   }
 
   boost::asio::io_context& io_;
