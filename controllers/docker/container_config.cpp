@@ -1,11 +1,11 @@
 #include "controllers/docker/container_config.hpp"
 
-#include "controllers/docker/secret_files.hpp"
+#include <cmath>
+#include <set>
 
 #include <sodium.h>
 
-#include <cmath>
-#include <set>
+#include "controllers/docker/secret_files.hpp"
 
 namespace foundationd::docker {
 namespace {
@@ -36,23 +36,15 @@ json canonicalValue(const config::Value& v, const SecretResolver& secrets) {
 
 Result<std::string> resolveValue(const config::Value& v, const SecretResolver& secrets,
                                  const std::string& where) {
-  std::string out;
-  for (const auto& seg : v.segments) {
-    if (const auto* text = std::get_if<std::string>(&seg)) {
-      out += *text;
-      continue;
-    }
-    const auto& ref = std::get<config::CredentialRef>(seg);
-    auto value = secrets.value(ref);
-    if (!value) {
-      return Error::make(ErrorCode::invalid_argument,
-                         where + " needs credential " + ref.name + "." + ref.field +
-                             ", which is not available (is the state unlocked and the "
-                             "credential generated?)");
-    }
-    out += *value;
+  config::CredentialRef ref;
+  auto out = resolveSecrets(v, secrets, &ref);
+  if (!out) {
+    return Error::make(ErrorCode::invalid_argument,
+                       where + " needs credential " + ref.name + "." + ref.field +
+                           ", which is not available (is the state unlocked and the "
+                           "credential generated?)");
   }
-  return out;
+  return std::move(*out);
 }
 
 std::string portKey(const config::PortMapping& p) {
@@ -297,6 +289,27 @@ std::vector<FieldChange> diffCanonical(const json& before, const json& after) {
       continue;
     }
     out.push_back({key, render(b), render(a), isSensitive(b) || isSensitive(a)});
+  }
+  return out;
+}
+
+std::optional<std::string> resolveSecrets(const config::Value& v, const SecretResolver& secrets,
+                                          config::CredentialRef* missing) {
+  std::string out;
+  for (const auto& seg : v.segments) {
+    if (const auto* text = std::get_if<std::string>(&seg)) {
+      out += *text;
+      continue;
+    }
+    const auto& ref = std::get<config::CredentialRef>(seg);
+    auto value = secrets.value(ref);
+    if (!value) {
+      if (!out.empty()) sodium_memzero(out.data(), out.size());
+      if (missing != nullptr) *missing = ref;
+      return std::nullopt;
+    }
+    out += *value;
+    sodium_memzero(value->data(), value->size());
   }
   return out;
 }

@@ -35,4 +35,12 @@ class NoSecrets final : public SecretResolver {
   }
 };
 
+// `v` with its credential references filled in from `secrets`; nullopt when
+// one is not available (locked, or not generated yet), and then `*missing`
+// (when given) names it. What was assembled before that is wiped. Used by
+// every controller that hands a value to a peer (containers, PostgreSQL
+// roles, the forge). Defined in container_config.cpp.
+std::optional<std::string> resolveSecrets(const config::Value& v, const SecretResolver& secrets,
+                                          config::CredentialRef* missing = nullptr);
+
 }  // namespace foundationd::docker

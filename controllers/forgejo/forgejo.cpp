@@ -34,23 +34,6 @@ struct Wipe {
   }
 };
 
-std::optional<std::string> resolve(const config::Value& v, const docker::SecretResolver& secrets) {
-  std::string out;
-  for (const auto& seg : v.segments) {
-    if (const auto* text = std::get_if<std::string>(&seg)) {
-      out += *text;
-      continue;
-    }
-    auto value = secrets.value(std::get<config::CredentialRef>(seg));
-    if (!value) {
-      if (!out.empty()) sodium_memzero(out.data(), out.size());
-      return std::nullopt;
-    }
-    out += *value;
-    sodium_memzero(value->data(), value->size());
-  }
-  return out;
-}
 
 std::string trim(std::string s) {
   auto notSpace = [](unsigned char c) { return !std::isspace(c); };
@@ -162,7 +145,7 @@ class Bootstrap {
       }
       co_return;
     }
-    auto password = resolve(f_.admin->password, secrets_);
+    auto password = docker::resolveSecrets(f_.admin->password, secrets_);
     if (!password) {
       for (const auto& k : keys) {
         if (k.name == "runner-token") continue;
@@ -628,7 +611,7 @@ class Bootstrap {
 
   Task<StepOutcome> reconcileWebhook(const config::ForgejoWebhook& hook) {
     const config::ResourceKey key{Kind::forgejo, "webhook/" + hook.repo};
-    auto secret = resolve(hook.secret, secrets_);
+    auto secret = docker::resolveSecrets(hook.secret, secrets_);
     if (!secret) co_return blockedOutcome(key, "locked: the webhook secret is not available");
     Wipe wipeSecret{*secret};
     if (!deps_.state) co_return outcome(key, false, "no state to remember the webhook in");

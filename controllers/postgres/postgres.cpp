@@ -36,25 +36,6 @@ config::ResourceKey databaseKey(const std::string& instance, const std::string& 
   return {Kind::postgres, instance + "/database/" + db};
 }
 
-// The value with its credential references resolved; nullopt when one is not
-// available (locked, or not generated yet).
-std::optional<std::string> resolve(const config::Value& v, const docker::SecretResolver& secrets) {
-  std::string out;
-  for (const auto& seg : v.segments) {
-    if (const auto* text = std::get_if<std::string>(&seg)) {
-      out += *text;
-      continue;
-    }
-    auto value = secrets.value(std::get<config::CredentialRef>(seg));
-    if (!value) {
-      if (!out.empty()) sodium_memzero(out.data(), out.size());
-      return std::nullopt;
-    }
-    out += *value;
-    sodium_memzero(value->data(), value->size());
-  }
-  return out;
-}
 
 bool roleUses(const config::PostgresRole& role, const std::string& credential) {
   for (const auto& ref : role.password.references()) {
@@ -206,7 +187,7 @@ class Instance {
   Task<StepOutcome> reconcileRole(const config::PostgresRole& role, const Live& live) {
     StepOutcome o;
     o.key = roleKey(p_.name, role.name);
-    auto password = resolve(role.password, secrets_);
+    auto password = docker::resolveSecrets(role.password, secrets_);
     if (!password) {
       o.ok = false;
       o.blocked = true;
