@@ -91,6 +91,48 @@ Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::
   return out;
 }
 
+// Reads `field` of the current version at `path` of the [vault] KV mount with
+// foundationd's own token. Blocking. nullopt: nothing there (or deleted).
+Result<std::optional<std::string>> readVaultKv(const config::Spec& spec, state::Store* store,
+                                               const state::UnlockedKey* key,
+                                               const std::string& path, const std::string& field) {
+  if (!spec.vault) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the spec has no [vault] to read [forgejo.runner_token] from");
+  }
+  if (!store || !key || key->locked()) return Error::make(ErrorCode::unavailable, "locked");
+  auto token = store->currentSecret(*key, vault::kKind, vault::kTokenName, vault::kTokenField);
+  if (!token) {
+    return Error::make(ErrorCode::unavailable,
+                       "Vault is not set up by foundationd yet (no token in the state)");
+  }
+  vault::VaultClient client(spec.vault->address);
+  client.setToken(std::string(token->value.view()));
+  auto secret = client.kvRead(spec.vault->kvMount, path);
+  if (!secret) return secret.error();
+  std::optional<std::string> out;
+  if (*secret && !(*secret)->deleted) {
+    auto it = (*secret)->data.find(field);
+    if (it != (*secret)->data.end()) out = it->second;
+  }
+  if (*secret) {
+    for (auto& [_, v] : (*secret)->data) sodium_memzero(v.data(), v.size());
+  }
+  return out;
+}
+
+// Both ends of the runner token's Vault copy, for forgejo::Deps.
+void wireVault(forgejo::Deps& deps, const config::Spec& spec, state::Store* store,
+               const state::UnlockedKey* key) {
+  const config::Spec* specp = &spec;
+  deps.writeKv = [specp, store, key](const std::string& path, const nlohmann::json& data) {
+    return writeVaultKv(*specp, store, key, path, data);
+  };
+  deps.readKv = [specp, store, key](const std::string& path, const std::string& field) {
+    return readVaultKv(*specp, store, key, path, field);
+  };
+}
+
 void logOutcomes(const forgejo::Report& r) {
   for (const auto& o : r.step.outcomes) {
     if (o.changed || !o.ok) {
@@ -135,14 +177,7 @@ asio::awaitable<StepReport> Daemon::reconcileForgejo(const config::Spec& spec, c
     };
     (void)co_await onPool(run);
   };
-  if (!locked) {
-    const config::Spec* specp = &spec;
-    state::Store* store = store_.get();
-    const state::UnlockedKey* key = &key_;
-    deps.writeKv = [specp, store, key](const std::string& path, const nlohmann::json& data) {
-      return writeVaultKv(*specp, store, key, path, data);
-    };
-  }
+  if (!locked) wireVault(deps, spec, store_.get(), &key_);
   forgejo::Options options;
   if (locked) options.waitReady = std::chrono::milliseconds(0);  // everything waits for unseal
   auto r = co_await forgejo::reconcile(spec, secrets, deps, options);
@@ -159,12 +194,7 @@ StepReport convergeForgejoOnce(asio::io_context& io, docker::DockerApi& api,
   forgejo::Deps deps;
   deps.docker = &api;
   deps.state = &access;
-  if (key && !key->locked()) {
-    const config::Spec* specp = &spec;
-    deps.writeKv = [specp, store, key](const std::string& path, const nlohmann::json& data) {
-      return writeVaultKv(*specp, store, key, path, data);
-    };
-  }
+  if (key && !key->locked()) wireVault(deps, spec, store, key);
   auto r = runSync(io, forgejo::reconcile(spec, secrets, deps, forgejo::Options{}));
   return r.step;
 }

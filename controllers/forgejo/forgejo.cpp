@@ -570,10 +570,28 @@ class Bootstrap {
     };
     auto known = co_await onState<std::optional<std::string>>(std::move(memoFn));
     if (!known) co_return outcome(key, false, "reading the state: " + known.error().message);
-    if (*known && **known == *digest) co_return outcome(key, true, "");
+    bool restore = false;  // the same token, but Vault lost (or changed) its copy
+    if (*known && **known == *digest) {
+      if (!deps_.readKv) co_return outcome(key, true, "");
+      Result<std::optional<std::string>> live = std::optional<std::string>();
+      const KvReader* kvr = &deps_.readKv;
+      const std::string* pathp = &*f_.runnerTokenVaultPath;
+      auto* livep = &live;
+      std::function<void()> read = [kvr, pathp, livep] { *livep = (*kvr)(*pathp, "token"); };
+      co_await offload(std::move(read));
+      if (!live) {
+        co_return outcome(key, false, "reading the runner token back from Vault at " + *pathp +
+                                          ": " + live.error().message);
+      }
+      const bool same = *live && (*live)->size() == token.size() &&
+                        sodium_memcmp((*live)->data(), token.data(), token.size()) == 0;
+      if (*live) sodium_memzero((*live)->data(), (*live)->size());
+      if (same) co_return outcome(key, true, "");
+      restore = true;
+    }
 
-    // New (or first): Vault first, then the state, then the memo that says
-    // both are done.
+    // New (or first, or lost by Vault): Vault first, then the state, then the
+    // memo that says both are done.
     Status written;
     const KvWriter* kv = &deps_.writeKv;
     const std::string* pathp = &*f_.runnerTokenVaultPath;
@@ -590,6 +608,8 @@ class Bootstrap {
           key, false,
           "writing the runner token to Vault at " + *pathp + ": " + written.error().message);
     }
+    // Restored: the state already holds this token and its memo.
+    if (restore) co_return changedOutcome(key, true, "written again to Vault at " + *pathp);
     std::function<Status(StateAccess&)> store = [tokenp](StateAccess& s) {
       return s.storeRunnerToken(*tokenp);
     };

@@ -25,7 +25,9 @@
 //   generate-runner-token` (global scope) via exec. When it differs from the
 //   one last stored (compared by keyed digest), it is written to Vault at
 //   [forgejo.runner_token].vault_path as {"token": ...} through
-//   Deps::writeKv, then sealed in the state (Deps::state).
+//   Deps::writeKv, then sealed in the state (Deps::state). When it is the one
+//   stored, Vault is read back (Deps::readKv): a token deleted or changed in
+//   Vault by hand is written again (drift).
 // - The webhook on each [forgejo.webhooks."owner/repo"]: a "gitea"-type hook
 //   (Forgejo accepts it and sends both X-Forgejo-* and X-Gitea-* headers),
 //   JSON, push events, active, with the secret. Found by the id recorded in
@@ -79,6 +81,12 @@ class StateAccess {
 // mount in Vault. Blocking. Wired by the daemon to the Vault client.
 using KvWriter = std::function<Status(const std::string& path, const nlohmann::json& data)>;
 
+// Reads one field of the KV secret at `path` (its current version): nullopt
+// when there is none (never written, deleted, destroyed, or no such field).
+// Blocking. Wired by the daemon to the Vault client.
+using KvReader =
+    std::function<Result<std::optional<std::string>>(const std::string& path, const std::string& field)>;
+
 // One blocking HTTP exchange (transport::peerRequest unless a test counts).
 using HttpFn = std::function<Result<transport::PeerResponse>(const transport::PeerRequest&)>;
 
@@ -91,6 +99,7 @@ struct Deps {
   Offload offload;
   HttpFn http = transport::peerRequest;
   KvWriter writeKv;              // null: the runner token outcome fails ("no Vault writer")
+  KvReader readKv;               // null: Vault is not read back (the state's memo is trusted)
   StateAccess* state = nullptr;  // null: runner token and webhooks fail ("no state")
 };
 

@@ -109,6 +109,9 @@ class MemState final : public fj::StateAccess {
   }
   std::map<std::string, std::string> memos;
   std::vector<std::string> runnerTokens;
+  // Vault's KV as the forge step sees it (path -> the "token" field): a
+  // stand-in here; tests/e2e/test_stack.py has the real OpenBao.
+  std::map<std::string, std::string> vault;
 
  private:
   unsigned char key_[crypto_generichash_KEYBYTES];
@@ -267,6 +270,7 @@ struct Fixture {
   foundationd::config::Spec spec;
   fj::Options options;
   std::vector<std::pair<std::string, json>> kvWrites;
+  std::vector<std::string> kvReads;
   bool kvFails = false;
 
   explicit Fixture(Forge& f, MemState& state) : forge(f), state_(state) {
@@ -299,7 +303,18 @@ struct Fixture {
         return foundationd::Error::make(foundationd::ErrorCode::unavailable, "vault is down");
       }
       kvWrites.emplace_back(path, data);
+      state_.vault[path] = data.value("token", "");
       return Status::success();
+    };
+    deps.readKv = [this](const std::string& path,
+                         const std::string& field) -> Result<std::optional<std::string>> {
+      if (kvFails) {
+        return foundationd::Error::make(foundationd::ErrorCode::unavailable, "vault is down");
+      }
+      kvReads.push_back(path + "#" + field);
+      auto it = state_.vault.find(path);
+      if (it == state_.vault.end() || field != "token") return std::optional<std::string>();
+      return std::optional<std::string>(it->second);
     };
     return runSync(forge.io, fj::reconcile(spec, secrets, deps, options));
   }
@@ -534,6 +549,49 @@ TEST_CASE("forgejo: a rotated webhook secret is pushed, not counted as drift") {
   CHECK(o->message == "secret updated");
   auto second = fx.run();
   CHECK_FALSE(find(second, "webhook/olsitec/foundation")->changed);
+}
+
+TEST_CASE("forgejo: a runner token lost by Vault is written again, the state untouched") {
+  Forge* f = forge();
+  if (f == nullptr) return;
+  MemState& st = sharedState();
+  REQUIRE(st.vault.count("forgejo/runner-registration") == 1);
+  const std::string token = st.vault["forgejo/runner-registration"];
+  const auto versions = st.runnerTokens.size();
+
+  // Deleted from Vault by hand: the next run writes the same token again.
+  st.vault.erase("forgejo/runner-registration");
+  Fixture fx(*f, st);
+  auto report = fx.run();
+  INFO(describe(report));
+  const auto* o = find(report, "runner-token");
+  REQUIRE(o != nullptr);
+  CHECK(o->ok);
+  CHECK(o->changed);
+  CHECK(o->drift);
+  CHECK(o->message == "written again to Vault at forgejo/runner-registration");
+  REQUIRE(fx.kvWrites.size() == 1);
+  CHECK(fx.kvWrites[0].second["token"] == token);
+  CHECK(fx.kvReads == std::vector<std::string>{"forgejo/runner-registration#token"});
+  CHECK(st.runnerTokens.size() == versions);  // the state already held it
+
+  // Changed in Vault by hand: set back too.
+  st.vault["forgejo/runner-registration"] = "not-the-token";
+  Fixture fx2(*f, st);
+  report = fx2.run();
+  o = find(report, "runner-token");
+  CHECK(o->changed);
+  CHECK(o->drift);
+  CHECK(st.vault["forgejo/runner-registration"] == token);
+
+  // And Vault unreachable while reading it back: a failure, nothing written.
+  Fixture fx3(*f, st);
+  fx3.kvFails = true;
+  report = fx3.run();
+  o = find(report, "runner-token");
+  CHECK_FALSE(o->ok);
+  CHECK(contains(o->message, "reading the runner token back from Vault"));
+  CHECK(fx3.kvWrites.empty());
 }
 
 TEST_CASE("forgejo: the runner token waits for Vault and is stored once it can be") {
