@@ -1,5 +1,9 @@
 #include "daemon/converge.hpp"
 
+#include <chrono>
+#include <functional>
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 #include "controllers/docker/secret_files.hpp"
@@ -11,12 +15,35 @@
 
 namespace foundationd::daemon {
 
+namespace {
+
+// Times one part of the converge into out.timings.
+class PartTimer {
+ public:
+  PartTimer(ConvergeOutcome& out, const char* name)
+      : out_(out), name_(name), started_(std::chrono::steady_clock::now()) {}
+  ~PartTimer() {
+    out_.timings.emplace_back(
+        name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  }
+  PartTimer(const PartTimer&) = delete;
+  PartTimer& operator=(const PartTimer&) = delete;
+
+ private:
+  ConvergeOutcome& out_;
+  const char* name_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace
+
 ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api,
                              const config::Spec& spec, state::Store* store,
                              const state::UnlockedKey* key, const docker::ApplyOptions& options,
                              const ConvergeHooks& hooks) {
   ConvergeOutcome out;
   if (!spec.credentials.empty()) {
+    PartTimer timer(out, "credentials");
     if (!store || !key || key->locked()) {
       out.error = Error::make(ErrorCode::unavailable,
                               "this spec declares [credentials]: the state must be unlocked");
@@ -39,6 +66,7 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     out.steps.push_back(std::move(pre));
   }
   StoreSecrets secrets(spec, store, key);
+  std::optional<PartTimer> dockerTimer(std::in_place, out, "docker");
   if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir); !st) {
     out.error = st.error();
     return out;
@@ -62,17 +90,23 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     (void)store->appendAudit("reconcile", audit.dump());
   }
   out.docker = std::move(result).value();
+  dockerTimer.reset();
 
   // The service steps, in order (docs: vault -> buckets -> postgres -> forgejo).
   // Each appends its StepReport to out.steps and calls hooks.step per outcome.
-  out.steps.push_back(convergeVaultOnce(spec, store, key));
-  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
-  out.steps.push_back(convergeBucketsOnce(io, api, spec, store, key));
-  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
-  out.steps.push_back(convergePostgresOnce(io, api, spec, store, key));
-  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
-  out.steps.push_back(convergeForgejoOnce(io, api, spec, store, key));
-  if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
+  auto step = [&](bool present, const char* name, const std::function<StepReport()>& run) {
+    std::optional<PartTimer> timer;
+    if (present) timer.emplace(out, name);
+    out.steps.push_back(run());
+    if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
+  };
+  step(spec.vault.has_value(), "vault", [&] { return convergeVaultOnce(spec, store, key); });
+  step(!spec.buckets.empty(), "buckets",
+       [&] { return convergeBucketsOnce(io, api, spec, store, key); });
+  step(!spec.postgres.empty(), "postgres",
+       [&] { return convergePostgresOnce(io, api, spec, store, key); });
+  step(spec.forgejo.has_value(), "forgejo",
+       [&] { return convergeForgejoOnce(io, api, spec, store, key); });
 
   return out;
 }

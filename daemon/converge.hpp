@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -43,6 +44,9 @@ struct ConvergeOutcome {
   std::optional<Error> error;  // a failure before or outside the Docker apply
   // The service steps after Docker (vault, buckets, postgres, forgejo), in order.
   std::vector<StepReport> steps;
+  // How long each part took, in order ("credentials", "docker", "vault",
+  // "buckets", "postgres", "forgejo"; only the parts the spec has), seconds.
+  std::vector<std::pair<std::string, double>> timings;
   bool converged() const {
     if (error || !docker || !docker->converged) return false;
     for (const auto& s : steps) {
