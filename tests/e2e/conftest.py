@@ -2,7 +2,9 @@
 the real Docker engine, and a unique project per test that is cleaned up."""
 import json
 import os
+import socket
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -30,6 +32,32 @@ def image():
             pytest.skip("FOUNDATIOND_TEST_IMAGE not set")
         pytest.fail("FOUNDATIOND_TEST_IMAGE must name the busybox test image (scripts/test sets it)")
     return ref
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, what, timeout=60, output=lambda: "", interval=0.1):
+    """Polls `cond` until it is true; an OSError (a peer not listening yet)
+    counts as not yet. On timeout, fails with `what`, the last error and the
+    tail of `output()` (a daemon's log)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except OSError as e:
+            last = e
+        time.sleep(interval)
+    why = f" (last error: {last})" if last else ""
+    raise AssertionError(f"timed out waiting for {what}{why}\n{output()[-6000:]}")
 
 
 def docker(*args, check=True):

@@ -7,23 +7,14 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import _skip_allowed
+from conftest import _skip_allowed, free_port
 
 PASS = "buckets e2e passphrase, long enough"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import docker
+from conftest import docker, free_port
 
 PASS = "open sesame, but longer"
 
@@ -32,14 +32,6 @@ command = ["sleep", "3600"]
 env = { PASSWORD = "${credentials.app.password}" }
 stop_timeout = "1s"
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Daemon:

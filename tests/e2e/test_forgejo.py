@@ -14,13 +14,11 @@ import http.client
 import ipaddress
 import json
 import os
-import socket
 import subprocess
-import time
 
 import pytest
 
-from conftest import docker
+from conftest import docker, free_port, wait_for
 
 PASS = "forgejo e2e passphrase, long enough"
 
@@ -33,23 +31,6 @@ def forge_image():
         pytest.fail("FOUNDATIOND_FORGEJO_IMAGE must name the forge image (tests/peers/forgejo-image; "
                     "scripts/test sets it)")
     return ref
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait(cond, what, timeout=90, output=lambda: ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{output()[-6000:]}")
 
 
 def http_json(method, url_host, port, path, user=None, password=None):
@@ -193,14 +174,14 @@ secret = "${{credentials.forgejo-webhook.secret}}"
 
         proc = subprocess.Popen([project.bin, "serve", "--config", str(config)], stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
-        wait(lambda: http_json("GET", "127.0.0.1", fd_port, "/healthz")[0] == 200, "the daemon's API",
+        wait_for(lambda: http_json("GET", "127.0.0.1", fd_port, "/healthz")[0] == 200, "the daemon's API",
              output=output)
 
         def applied_is(commit):
             code, st = http_json("GET", "127.0.0.1", fd_port, "/v1/status")
             return code == 200 and st.get("spec", {}).get("applied_revision") == commit
 
-        wait(lambda: applied_is(first), "the day-zero commit applied (first fetch)", output=output)
+        wait_for(lambda: applied_is(first), "the day-zero commit applied (first fetch)", output=output)
 
         # The push: one new container. Polling and resync are an hour away,
         # so only the forge's webhook can bring it in.
@@ -215,8 +196,8 @@ secret = "${{credentials.forgejo-webhook.secret}}"
         def applied():
             return applied_is(commit)
 
-        wait(applied, "the pushed commit applied (delivered by the forge's webhook)", output=output)
-        wait(lambda: (project.container("web") or {}).get("State", {}).get("Running") is True,
+        wait_for(applied, "the pushed commit applied (delivered by the forge's webhook)", output=output)
+        wait_for(lambda: (project.container("web") or {}).get("State", {}).get("Running") is True,
              "the pushed container running", output=output)
         # It came by the forge's signed delivery, verified and accepted.
         code, metrics = http_json("GET", "127.0.0.1", fd_port, "/metrics")

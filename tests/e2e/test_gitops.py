@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from conftest import docker
+from conftest import docker, free_port, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIT_SERVER = os.path.join(ROOT, "tests", "peers", "git_http_server.py")
@@ -31,23 +31,6 @@ CREDS = """
 secret = { generate = "hex", bytes = 32 }
 token = { generate = "hex", bytes = 20 }
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait(cond, what, timeout=60, output=lambda: ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{output()[-5000:]}")
 
 
 class GitServer:
@@ -69,7 +52,7 @@ class GitServer:
                 return True
             except OSError:
                 return False
-        wait(up, "the git server to listen", timeout=20)
+        wait_for(up, "the git server to listen", timeout=20)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -191,7 +174,7 @@ class GitOps:
             env["CREDENTIALS_DIRECTORY"] = str(creds)
         self.proc = subprocess.Popen([self.p.bin, "serve", "--config", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        wait(lambda: self.request("GET", "/healthz")[0] == 200, "the daemon's API", output=self.output)
+        wait_for(lambda: self.request("GET", "/healthz")[0] == 200, "the daemon's API", output=self.output)
 
     def output(self):
         self.log.flush()
@@ -238,7 +221,7 @@ class GitOps:
             prefix + "Delivery": delivery or str(uuid.uuid4()), prefix + "Signature": sig})
 
     def wait(self, cond, what, timeout=60):
-        wait(cond, what, timeout, self.output)
+        wait_for(cond, what, timeout, self.output)
 
     def running(self, short):
         c = self.p.container(short)

@@ -124,7 +124,6 @@ class Stack:
         pytest.fail(f"the consumer did not log in within {limit}s: {err}")
 
 
-
 @pytest.fixture
 def stack(project, tmp_path, pg_image):
     s = Stack(project, tmp_path, pg_image)

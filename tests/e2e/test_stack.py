@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import _skip_allowed, docker
+from conftest import _skip_allowed, docker, free_port, wait_for
 from vault_keys import open_export
 
 PASS = "foundation stack passphrase, long enough"
@@ -42,27 +42,6 @@ def image_env(name, recipe):
             pytest.skip(f"{name} not set")
         pytest.fail(f"{name} must name the image {recipe} builds (scripts/test sets it)")
     return ref
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(cond, what, timeout=120, output=lambda: ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if cond():
-                return
-        except (OSError, ConnectionError, ValueError, KeyError):
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}\n{output()[-6000:]}")
 
 
 SPEC = """

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import docker
+from conftest import docker, free_port
 
 PASS = "vault e2e passphrase, long enough"
 
@@ -52,14 +51,6 @@ vault_path = "app/db-credentials"
 username = "app"
 password = {{ generate = "password" }}
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="session")
