@@ -58,6 +58,25 @@ struct ContainerInspect {
   nlohmann::json raw;     // the whole document
 };
 
+// Why the container hosting a service ([postgres.*], [forgejo]) is not ready
+// for it yet — "container X does not exist yet", "... is not running
+// (exited)", "... is starting" — or nullopt when it runs and is healthy (or
+// has no healthcheck): SPEC.md "Dependencies and order".
+inline std::optional<std::string> hostNotReady(const std::string& name,
+                                               const Result<ContainerInspect>& inspected) {
+  if (!inspected) {
+    if (inspected.error().code == ErrorCode::not_found) {
+      return "container " + name + " does not exist yet";
+    }
+    return inspected.error().message;
+  }
+  if (!inspected->running) return "container " + name + " is not running (" + inspected->state + ")";
+  if (!inspected->health.empty() && inspected->health != "healthy") {
+    return "container " + name + " is " + inspected->health;
+  }
+  return std::nullopt;
+}
+
 struct NetworkSummary {
   std::string id;
   std::string name;

@@ -309,18 +309,12 @@ class Bootstrap {
     std::string why;
     for (;;) {
       auto inspected = co_await deps_.docker->inspectContainer(f_.container);
-      if (!inspected) {
-        if (inspected.error().code != ErrorCode::not_found &&
-            inspected.error().code != ErrorCode::unavailable) {
-          co_return inspected.error();
-        }
-        why = inspected.error().code == ErrorCode::not_found
-                  ? "container " + f_.container + " does not exist yet"
-                  : inspected.error().message;
-      } else if (!inspected->running) {
-        why = "container " + f_.container + " is not running (" + inspected->state + ")";
-      } else if (!inspected->health.empty() && inspected->health != "healthy") {
-        why = "container " + f_.container + " is " + inspected->health;
+      if (!inspected && inspected.error().code != ErrorCode::not_found &&
+          inspected.error().code != ErrorCode::unavailable) {
+        co_return inspected.error();
+      }
+      if (auto notReady = docker::hostNotReady(f_.container, inspected)) {
+        why = std::move(*notReady);
       } else {
         const std::optional<json> none;
         const Auth anonymous;

@@ -125,15 +125,9 @@ class Instance {
     const std::string query = observeQuery(roles, dbs);
     std::string why;
     for (;;) {
-      auto inspected = co_await api_.inspectContainer(p_.container);
-      if (!inspected) {
-        why = inspected.error().code == ErrorCode::not_found
-                  ? "container " + p_.container + " does not exist yet"
-                  : inspected.error().message;
-      } else if (!inspected->running) {
-        why = "container " + p_.container + " is not running (" + inspected->state + ")";
-      } else if (!inspected->health.empty() && inspected->health != "healthy") {
-        why = "container " + p_.container + " is " + inspected->health;
+      auto notReady = docker::hostNotReady(p_.container, co_await api_.inspectContainer(p_.container));
+      if (notReady) {
+        why = std::move(*notReady);
       } else {
         auto r = co_await psql(query);
         if (!r) {
