@@ -4,6 +4,7 @@
 // state store (digests, memos, the sealed runner token) and Vault (the KV
 // write of the runner token) to its narrow interfaces.
 #include <map>
+#include <memory>
 #include <string>
 
 #include <sodium.h>
@@ -52,13 +53,14 @@ class StoreAccess final : public forgejo::StateAccess {
   const state::UnlockedKey* key_;
 };
 
-// Writes `data` (string fields) at `path` of the [vault] KV mount with
-// foundationd's own token from the state. Blocking.
-Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
-                    const std::string& path, const nlohmann::json& data) {
+// A client for the [vault] of `spec` holding foundationd's own token from
+// the state. Blocking (reads the state).
+Result<std::unique_ptr<vault::VaultClient>> ownVaultClient(const config::Spec& spec,
+                                                           state::Store* store,
+                                                           const state::UnlockedKey* key) {
   if (!spec.vault) {
     return Error::make(ErrorCode::invalid_argument,
-                       "the spec has no [vault] to store [forgejo.runner_token] in");
+                       "the spec has no [vault] to keep [forgejo.runner_token] in");
   }
   if (!store || !key || key->locked()) return Error::make(ErrorCode::unavailable, "locked");
   auto token = store->currentSecret(*key, vault::kKind, vault::kTokenName, vault::kTokenField);
@@ -66,8 +68,18 @@ Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::
     return Error::make(ErrorCode::unavailable,
                        "Vault is not set up by foundationd yet (no token in the state)");
   }
-  vault::VaultClient client(spec.vault->address);
-  client.setToken(std::string(token->value.view()));
+  auto client = std::make_unique<vault::VaultClient>(spec.vault->address);
+  client->setToken(std::string(token->value.view()));
+  return client;
+}
+
+// Writes `data` (string fields) at `path` of the [vault] KV mount with
+// foundationd's own token from the state. Blocking.
+Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
+                    const std::string& path, const nlohmann::json& data) {
+  auto own = ownVaultClient(spec, store, key);
+  if (!own) return own.error();
+  vault::VaultClient& client = **own;
   std::map<std::string, std::string> fields;
   for (const auto& [k, v] : data.items()) {
     if (v.is_string()) fields[k] = v.get<std::string>();
@@ -96,18 +108,9 @@ Status writeVaultKv(const config::Spec& spec, state::Store* store, const state::
 Result<std::optional<std::string>> readVaultKv(const config::Spec& spec, state::Store* store,
                                                const state::UnlockedKey* key,
                                                const std::string& path, const std::string& field) {
-  if (!spec.vault) {
-    return Error::make(ErrorCode::invalid_argument,
-                       "the spec has no [vault] to read [forgejo.runner_token] from");
-  }
-  if (!store || !key || key->locked()) return Error::make(ErrorCode::unavailable, "locked");
-  auto token = store->currentSecret(*key, vault::kKind, vault::kTokenName, vault::kTokenField);
-  if (!token) {
-    return Error::make(ErrorCode::unavailable,
-                       "Vault is not set up by foundationd yet (no token in the state)");
-  }
-  vault::VaultClient client(spec.vault->address);
-  client.setToken(std::string(token->value.view()));
+  auto own = ownVaultClient(spec, store, key);
+  if (!own) return own.error();
+  vault::VaultClient& client = **own;
   auto secret = client.kvRead(spec.vault->kvMount, path);
   if (!secret) return secret.error();
   std::optional<std::string> out;
