@@ -3,6 +3,8 @@
 // controller itself is controllers/buckets/buckets.hpp; it blocks (libcurl),
 // so the daemon runs it on its pool.
 #include <cstdio>
+#include <set>
+#include <string>
 
 #include "controllers/credentials/credentials.hpp"
 #include "daemon/buckets_step.hpp"
@@ -16,19 +18,12 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Whether a batch concerns buckets: everything, an s3/bucket key, or the
-// container hosting an [s3.*] (recreated with a fresh volume, it has lost
-// its buckets).
+// Whether a batch concerns buckets: an s3/bucket key, or the container
+// hosting an [s3.*] (recreated with a fresh volume, it has lost its buckets).
 bool concerns(const config::Spec& spec, const Batch& batch) {
-  if (batch.all) return true;
-  for (const auto& k : batch.keys) {
-    if (k.kind == config::Kind::s3 || k.kind == config::Kind::bucket) return true;
-    if (k.kind != config::Kind::container) continue;
-    for (const auto& [_, s3] : spec.s3) {
-      if (s3.container == k.name) return true;
-    }
-  }
-  return false;
+  std::set<std::string> hosts;
+  for (const auto& [_, s3] : spec.s3) hosts.insert(s3.container);
+  return batchConcerns(batch, {config::Kind::s3, config::Kind::bucket}, hosts);
 }
 
 std::string hostProblem(const Result<docker::ContainerInspect>& r) {

@@ -150,14 +150,9 @@ void logOutcomes(const forgejo::Report& r) {
              {{"execs", std::to_string(r.execs)}, {"requests", std::to_string(r.httpRequests)}});
 }
 
-// Whether a batch concerns the forge: everything, a forgejo key, or its container.
+// Whether a batch concerns the forge: a forgejo key, or its container.
 bool concerns(const config::Spec& spec, const Batch& batch) {
-  if (batch.all) return true;
-  for (const auto& k : batch.keys) {
-    if (k.kind == config::Kind::forgejo) return true;
-    if (k.kind == config::Kind::container && k.name == spec.forgejo->container) return true;
-  }
-  return false;
+  return batchConcerns(batch, {config::Kind::forgejo}, {spec.forgejo->container});
 }
 
 }  // namespace

@@ -17,19 +17,12 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Whether a batch concerns PostgreSQL: everything, a postgres key, or the
-// container hosting an instance (its restart may have lost nothing, but a
-// recreated container with a fresh volume has lost everything).
+// Whether a batch concerns PostgreSQL: a postgres key, or the container
+// hosting an instance (a recreated one with a fresh volume has lost everything).
 bool concerns(const config::Spec& spec, const Batch& batch) {
-  if (batch.all) return true;
-  for (const auto& k : batch.keys) {
-    if (k.kind == config::Kind::postgres) return true;
-    if (k.kind != config::Kind::container) continue;
-    for (const auto& [_, p] : spec.postgres) {
-      if (p.container == k.name) return true;
-    }
-  }
-  return false;
+  std::set<std::string> hosts;
+  for (const auto& [_, p] : spec.postgres) hosts.insert(p.container);
+  return batchConcerns(batch, {config::Kind::postgres}, hosts);
 }
 
 void printOutcome(const StepOutcome& o) {

@@ -13,6 +13,16 @@ namespace foundationd::daemon {
 
 namespace asio = boost::asio;
 
+bool batchConcerns(const Batch& batch, std::initializer_list<config::Kind> kinds,
+                   const std::set<std::string>& hosts) {
+  if (batch.all) return true;
+  for (const auto& k : batch.keys) {
+    if (std::find(kinds.begin(), kinds.end(), k.kind) != kinds.end()) return true;
+    if (k.kind == config::Kind::container && hosts.count(k.name) != 0) return true;
+  }
+  return false;
+}
+
 Scheduler::Scheduler(asio::any_io_executor ex, SchedulerOptions options, Reconcile reconcile)
     : ex_(ex),
       options_(options),

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <set>
@@ -39,6 +40,12 @@ struct Batch {
   std::set<Key> keys;  // otherwise just these
   std::string reason;  // why, for logs ("docker event: die", "resync", ...)
 };
+
+// Whether a service step (buckets, PostgreSQL, the forge) has work in
+// `batch`: everything, a key of one of its `kinds`, or one of the `hosts`
+// containers its instances live in (a recreated host may have lost them).
+bool batchConcerns(const Batch& batch, std::initializer_list<config::Kind> kinds,
+                   const std::set<std::string>& hosts);
 
 class Scheduler {
  public:

@@ -131,3 +131,25 @@ TEST_CASE("resync reconciles everything periodically, and stop() ends run()") {
   s.stop();
   runUntil(io, [&] { return ended; });
 }
+
+TEST_CASE("batchConcerns: everything, a key of the step's kinds, or one of its host containers") {
+  using foundationd::config::Kind;
+  using foundationd::daemon::Batch;
+  using foundationd::daemon::batchConcerns;
+  const std::set<std::string> hosts{"pg"};
+  Batch all;
+  all.all = true;
+  CHECK(batchConcerns(all, {Kind::postgres}, hosts));
+  Batch role;
+  role.keys.insert({Kind::postgres, "main/role/app"});
+  CHECK(batchConcerns(role, {Kind::postgres}, hosts));
+  CHECK_FALSE(batchConcerns(role, {Kind::s3, Kind::bucket}, {}));
+  Batch host;
+  host.keys.insert({Kind::container, "pg"});
+  CHECK(batchConcerns(host, {Kind::postgres}, hosts));
+  Batch other;
+  other.keys.insert({Kind::container, "web"});
+  other.keys.insert({Kind::network, "pg"});
+  CHECK_FALSE(batchConcerns(other, {Kind::postgres}, hosts));
+  CHECK_FALSE(batchConcerns(Batch{}, {Kind::postgres}, hosts));
+}
