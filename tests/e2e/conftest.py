@@ -1,5 +1,6 @@
 """Fixtures for end-to-end tests: the built foundationd binary as a black box,
 the real Docker engine, and a unique project per test that is cleaned up."""
+import hashlib
 import json
 import os
 import socket
@@ -58,6 +59,26 @@ def wait_for(cond, what, timeout=60, output=lambda: "", interval=0.1):
         time.sleep(interval)
     why = f" (last error: {last})" if last else ""
     raise AssertionError(f"timed out waiting for {what}{why}\n{output()[-6000:]}")
+
+
+def s3_request(tmp, port, keys, method, bucket="", sub="", body=""):
+    """One S3 request to 127.0.0.1:`port`, signed by curl's own SigV4 (not
+    foundationd's code), the key pair in a curl config file under `tmp` (not
+    argv). Returns (HTTP status, body)."""
+    key, secret = keys
+    cfg = tmp / "curl.cfg"
+    cfg.write_text(f'user = "{key}:{secret}"\n')
+    os.chmod(cfg, 0o600)
+    url = f"http://127.0.0.1:{port}/{bucket}" + (f"?{sub}=" if sub else "")
+    sha = hashlib.sha256(body.encode()).hexdigest()
+    cmd = ["curl", "-sS", "-K", str(cfg), "--aws-sigv4", "aws:amz:us-east-1:s3", "-X", method,
+           "-H", f"x-amz-content-sha256: {sha}", "-w", "\n%{http_code}", url]
+    if body:
+        cmd += ["-H", "Content-Type: application/xml", "--data-binary", body]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    text, _, code = r.stdout.rpartition("\n")
+    return int(code), text
 
 
 def docker(*args, check=True):

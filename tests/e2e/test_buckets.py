@@ -3,7 +3,6 @@ tests/peers/seaweedfs-image builds; scripts/test exports FOUNDATIOND_S3_IMAGE)
 and [buckets], converged by `foundationd apply --once` and by the daemon;
 versioning turned off by hand is repaired by both. What S3 holds is read with
 curl's own SigV4 signing, not with foundationd's code."""
-import hashlib
 import http.client
 import json
 import os
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import _skip_allowed, free_port
+from conftest import _skip_allowed, free_port, s3_request
 
 PASS = "buckets e2e passphrase, long enough"
 
@@ -92,21 +91,7 @@ class Stack:
         return self._keys
 
     def s3(self, method, bucket="", sub="", body=""):
-        """One S3 request signed by curl (credentials in a config file, not argv)."""
-        key, secret = self.keys()
-        cfg = self.tmp / "curl.cfg"
-        cfg.write_text(f'user = "{key}:{secret}"\n')
-        os.chmod(cfg, 0o600)
-        url = f"http://127.0.0.1:{self.port}/{bucket}" + (f"?{sub}=" if sub else "")
-        sha = hashlib.sha256(body.encode()).hexdigest()
-        cmd = ["curl", "-sS", "-K", str(cfg), "--aws-sigv4", "aws:amz:us-east-1:s3", "-X", method,
-               "-H", f"x-amz-content-sha256: {sha}", "-w", "\n%{http_code}", url]
-        if body:
-            cmd += ["-H", "Content-Type: application/xml", "--data-binary", body]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        text, _, code = r.stdout.rpartition("\n")
-        return int(code), text
+        return s3_request(self.tmp, self.port, self.keys(), method, bucket, sub, body)
 
     def buckets(self):
         code, text = self.s3("GET")

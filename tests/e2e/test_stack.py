@@ -19,17 +19,15 @@ engine) and the built foundationd as a black box:
 What Vault holds is read with the root token from `export-vault-keys`,
 opened by tests/e2e/vault_keys.py (libsodium through ctypes, not our code);
 what S3 holds with curl's own SigV4 signing; PostgreSQL with psql."""
-import hashlib
 import http.client
 import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
-from conftest import _skip_allowed, docker, free_port, wait_for
+from conftest import _skip_allowed, docker, free_port, s3_request, wait_for
 from vault_keys import open_export
 
 PASS = "foundation stack passphrase, long enough"
@@ -233,20 +231,7 @@ class Stack:
     def s3(self, method, sub, body=""):
         if self._s3keys is None:
             self._s3keys = (self.secret("s3-root.accessKey"), self.secret("s3-root.secretKey"))
-        key, secret = self._s3keys
-        cfg = self.tmp / "curl.cfg"
-        cfg.write_text(f'user = "{key}:{secret}"\n')
-        os.chmod(cfg, 0o600)
-        url = f"http://127.0.0.1:{self.s3_port}/{self.bucket}?{sub}="
-        sha = hashlib.sha256(body.encode()).hexdigest()
-        cmd = ["curl", "-sS", "-K", str(cfg), "--aws-sigv4", "aws:amz:us-east-1:s3", "-X", method,
-               "-H", f"x-amz-content-sha256: {sha}", "-w", "\n%{http_code}", url]
-        if body:
-            cmd += ["-H", "Content-Type: application/xml", "--data-binary", body]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        text, _, code = r.stdout.rpartition("\n")
-        return int(code), text
+        return s3_request(self.tmp, self.s3_port, self._s3keys, method, self.bucket, sub, body)
 
     def versioning(self):
         code, text = self.s3("GET", "versioning")
