@@ -15,6 +15,17 @@ def _skip_allowed():
     return os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true"
 
 
+def peer_image(env, recipe):
+    """The test image named by `env` (scripts/test builds it with `recipe` and
+    exports it). Unset: a failure, or a skip only when opted out locally."""
+    ref = os.environ.get(env)
+    if not ref:
+        if _skip_allowed():
+            pytest.skip(f"{env} not set")
+        pytest.fail(f"{env} must name the image {recipe} builds (scripts/test sets it)")
+    return ref
+
+
 @pytest.fixture(scope="session")
 def fd_bin():
     path = os.environ.get("FOUNDATIOND_BIN")

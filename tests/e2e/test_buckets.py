@@ -11,20 +11,14 @@ import time
 
 import pytest
 
-from conftest import _skip_allowed, free_port, s3_request
+from conftest import free_port, peer_image, s3_request
 
 PASS = "buckets e2e passphrase, long enough"
 
 
 @pytest.fixture(scope="session")
 def s3_image():
-    ref = os.environ.get("FOUNDATIOND_S3_IMAGE")
-    if not ref:
-        if _skip_allowed():
-            pytest.skip("FOUNDATIOND_S3_IMAGE not set")
-        pytest.fail("FOUNDATIOND_S3_IMAGE must name the SeaweedFS image (tests/peers/seaweedfs-image; "
-                    "scripts/test sets it)")
-    return ref
+    return peer_image("FOUNDATIOND_S3_IMAGE", "tests/peers/seaweedfs-image")
 
 
 SPEC = """

@@ -16,21 +16,13 @@ import json
 import os
 import subprocess
 
-import pytest
-
-from conftest import docker, free_port, wait_for
+from conftest import docker, free_port, peer_image, wait_for
 
 PASS = "forgejo e2e passphrase, long enough"
 
 
 def forge_image():
-    ref = os.environ.get("FOUNDATIOND_FORGEJO_IMAGE")
-    if not ref:
-        if os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true":
-            pytest.skip("FOUNDATIOND_FORGEJO_IMAGE not set")
-        pytest.fail("FOUNDATIOND_FORGEJO_IMAGE must name the forge image (tests/peers/forgejo-image; "
-                    "scripts/test sets it)")
-    return ref
+    return peer_image("FOUNDATIOND_FORGEJO_IMAGE", "tests/peers/forgejo-image")
 
 
 def http_json(method, url_host, port, path, user=None, password=None):

@@ -3,13 +3,12 @@ a role and a database from [postgres.main], and a consumer container that really
 in with the password foundationd gave it; then `rotate`, then drift repaired. The
 built binary against the real Docker engine; every login is a real one over the
 spec's network."""
-import os
 import subprocess
 import time
 
 import pytest
 
-from conftest import docker
+from conftest import docker, peer_image
 
 PASS = "correct horse battery staple"
 
@@ -56,13 +55,7 @@ owner = "app"
 
 @pytest.fixture(scope="module")
 def pg_image():
-    ref = os.environ.get("FOUNDATIOND_POSTGRES_IMAGE")
-    if not ref:
-        if os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true":
-            pytest.skip("FOUNDATIOND_POSTGRES_IMAGE not set")
-        pytest.fail("FOUNDATIOND_POSTGRES_IMAGE must name the PostgreSQL test image "
-                    "(tests/peers/postgres-image; scripts/test sets it)")
-    return ref
+    return peer_image("FOUNDATIOND_POSTGRES_IMAGE", "tests/peers/postgres-image")
 
 
 class Stack:

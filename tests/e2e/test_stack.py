@@ -27,19 +27,10 @@ import subprocess
 
 import pytest
 
-from conftest import _skip_allowed, docker, free_port, s3_request, wait_for
+from conftest import docker, free_port, peer_image, s3_request, wait_for
 from vault_keys import open_export
 
 PASS = "foundation stack passphrase, long enough"
-
-
-def image_env(name, recipe):
-    ref = os.environ.get(name)
-    if not ref:
-        if _skip_allowed():
-            pytest.skip(f"{name} not set")
-        pytest.fail(f"{name} must name the image {recipe} builds (scripts/test sets it)")
-    return ref
 
 
 SPEC = """
@@ -155,10 +146,10 @@ class Stack:
         self.p = project
         self.tmp = tmp_path
         images = {
-            "openbao": image_env("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image"),
-            "seaweedfs": image_env("FOUNDATIOND_S3_IMAGE", "tests/peers/seaweedfs-image"),
-            "postgres": image_env("FOUNDATIOND_POSTGRES_IMAGE", "tests/peers/postgres-image"),
-            "forge": image_env("FOUNDATIOND_FORGEJO_IMAGE", "tests/peers/forgejo-image"),
+            "openbao": peer_image("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image"),
+            "seaweedfs": peer_image("FOUNDATIOND_S3_IMAGE", "tests/peers/seaweedfs-image"),
+            "postgres": peer_image("FOUNDATIOND_POSTGRES_IMAGE", "tests/peers/postgres-image"),
+            "forge": peer_image("FOUNDATIOND_FORGEJO_IMAGE", "tests/peers/forgejo-image"),
         }
         (tmp_path / "VERSIONS").write_text(
             "[images]\n" + "".join(f'{k} = "{v}"\n' for k, v in images.items()))

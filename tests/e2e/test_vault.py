@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import docker, free_port
+from conftest import docker, free_port, peer_image
 
 PASS = "vault e2e passphrase, long enough"
 
@@ -55,13 +55,7 @@ password = {{ generate = "password" }}
 
 @pytest.fixture(scope="session")
 def openbao_image():
-    ref = os.environ.get("FOUNDATIOND_OPENBAO_IMAGE")
-    if not ref:
-        if os.environ.get("FOUNDATIOND_SKIP_E2E") == "1" and os.environ.get("CI") != "true":
-            pytest.skip("FOUNDATIOND_OPENBAO_IMAGE not set")
-        pytest.fail("FOUNDATIOND_OPENBAO_IMAGE must name the OpenBao image "
-                    "(tests/peers/openbao-image; scripts/test sets it)")
-    return ref
+    return peer_image("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image")
 
 
 class Host:
