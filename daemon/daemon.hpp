@@ -156,4 +156,8 @@ class Daemon final : public api::DaemonControl {
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };
 
+// Logs a service step's changes (info) and failures (warning) as `event`
+// ("buckets.apply", ...); a converged, unchanged resource says nothing.
+void logStepOutcomes(const char* event, const StepReport& report);
+
 }  // namespace foundationd::daemon

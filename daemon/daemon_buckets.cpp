@@ -108,15 +108,7 @@ asio::awaitable<StepReport> Daemon::reconcileBuckets(const config::Spec& spec, c
   buckets::Options* optp = &options;
   auto step = [specp, store, key, optp] { return runBucketsStep(*specp, store, key, *optp); };
   buckets::Outcome out = co_await onPool(step);
-  for (const auto& o : out.report.outcomes) {
-    if (o.changed || !o.ok) {
-      log::write(o.ok ? log::Level::info : log::Level::warning, "buckets.apply",
-                 {{"resource", o.key.str()},
-                  {"ok", o.ok ? "true" : "false"},
-                  {"drift", o.drift ? "true" : "false"},
-                  {"message", o.message}});
-    }
-  }
+  logStepOutcomes("buckets.apply", out.report);
   for (const auto& s : out.servers) {
     if (!s.plan) continue;
     for (const auto& b : s.plan->orphans) {

@@ -137,15 +137,7 @@ void wireVault(forgejo::Deps& deps, const config::Spec& spec, state::Store* stor
 }
 
 void logOutcomes(const forgejo::Report& r) {
-  for (const auto& o : r.step.outcomes) {
-    if (o.changed || !o.ok) {
-      log::write(o.ok ? log::Level::info : log::Level::warning, "forgejo.apply",
-                 {{"resource", o.key.str()},
-                  {"ok", o.ok ? "true" : "false"},
-                  {"drift", o.drift ? "true" : "false"},
-                  {"message", o.message}});
-    }
-  }
+  logStepOutcomes("forgejo.apply", r.step);
   log::write(log::Level::debug, "forgejo.done",
              {{"execs", std::to_string(r.execs)}, {"requests", std::to_string(r.httpRequests)}});
 }

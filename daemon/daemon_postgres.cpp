@@ -55,15 +55,7 @@ asio::awaitable<StepReport> Daemon::reconcilePostgres(const config::Spec& spec,
   if (locked) options.waitReady = std::chrono::milliseconds(0);  // roles wait for unseal anyway
   const auto started = std::chrono::steady_clock::now();
   auto r = co_await postgres::reconcile(docker_, spec, secrets, options);
-  for (const auto& o : r.step.outcomes) {
-    if (o.changed || !o.ok) {
-      log::write(o.ok ? log::Level::info : log::Level::warning, "postgres.apply",
-                 {{"resource", o.key.str()},
-                  {"ok", o.ok ? "true" : "false"},
-                  {"drift", o.drift ? "true" : "false"},
-                  {"message", o.message}});
-    }
-  }
+  logStepOutcomes("postgres.apply", r.step);
   for (const auto& o : r.orphans) {
     log::write(log::Level::debug, "postgres.orphan",
                {{"resource", "postgres." + o}, {"note", "not in the spec; never dropped"}});

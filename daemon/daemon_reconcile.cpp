@@ -181,6 +181,17 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   co_return failed;
 }
 
+void logStepOutcomes(const char* event, const StepReport& report) {
+  for (const auto& o : report.outcomes) {
+    if (!o.changed && o.ok) continue;
+    log::write(o.ok ? log::Level::info : log::Level::warning, event,
+               {{"resource", o.key.str()},
+                {"ok", o.ok ? "true" : "false"},
+                {"drift", o.drift ? "true" : "false"},
+                {"message", o.message}});
+  }
+}
+
 bool Daemon::applyStepReport(const StepReport& report) {
   for (const auto& o : report.outcomes) {
     if (o.blocked) {

@@ -69,15 +69,7 @@ asio::awaitable<StepReport> Daemon::reconcileVault(const config::Spec& spec) {
   for (const auto& o : report.outcomes) {
     if (!o.ok && (!o.blocked || o.message.rfind("blocked:", 0) == 0)) vaultRetry_ = true;
   }
-  for (const auto& o : report.outcomes) {
-    if (o.changed || !o.ok) {
-      log::write(o.ok ? log::Level::info : log::Level::warning, "vault.step",
-                 {{"resource", o.key.str()},
-                  {"ok", o.ok ? "true" : "false"},
-                  {"drift", o.drift ? "true" : "false"},
-                  {"message", o.message}});
-    }
-  }
+  logStepOutcomes("vault.step", report);
   co_return report;
 }
 
