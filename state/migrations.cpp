@@ -90,8 +90,26 @@ BEGIN
 END;
 )sql";
 
+// The unseal backoff per path: a trusted path (the Unix socket, the systemd
+// credential) keeps its own counter, so failures from TCP clients cannot
+// lock the operator out. The old single counter carries over to both.
+constexpr const char* kMigration2 = R"sql(
+CREATE TABLE unseal_limits (
+  path            TEXT PRIMARY KEY NOT NULL CHECK (path IN ('trusted', 'remote')),
+  failures        INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+  last_failure_at INTEGER
+) WITHOUT ROWID;
+INSERT INTO unseal_limits (path, failures, last_failure_at)
+  SELECT 'trusted', failures, last_failure_at FROM unseal_attempts WHERE id = 1;
+INSERT INTO unseal_limits (path, failures, last_failure_at)
+  SELECT 'remote', failures, last_failure_at FROM unseal_attempts WHERE id = 1;
+INSERT OR IGNORE INTO unseal_limits (path, failures) VALUES ('trusted', 0), ('remote', 0);
+DROP TABLE unseal_attempts;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kMigration1},
+    Migration{2, "unseal backoff per path (trusted, remote)", kMigration2},
 };
 
 Status applyOne(sqlite3* db, const Migration& m, std::int64_t nowMs) {

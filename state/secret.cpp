@@ -5,7 +5,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include <csignal>
+
 #include <sodium.h>
+#include <sys/prctl.h>
 
 namespace foundationd::state {
 
@@ -14,6 +17,11 @@ void ensureSodium() {
   // saves the call and turns failure into one exception at first use.
   static const bool initialised = [] { return sodium_init() >= 0; }();
   if (!initialised) throw std::runtime_error("libsodium could not be initialised");
+}
+
+void protectProcess() noexcept {
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  (void)std::signal(SIGPIPE, SIG_IGN);
 }
 
 SecretBytes::SecretBytes(std::size_t size) {

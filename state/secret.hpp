@@ -25,6 +25,14 @@ namespace foundationd::state {
 // Throws std::runtime_error when libsodium cannot be initialised.
 void ensureSodium();
 
+// For a process that holds keys (serve, the Vault init helper, commands that
+// unlock the state): PR_SET_DUMPABLE 0 (no core dump; other processes of
+// the same user can neither ptrace it nor read its /proc/PID/mem or
+// environ) and SIGPIPE ignored (a peer closing a socket or pipe is an error
+// value, not a death). SecretBytes pages are excluded from core dumps on
+// their own (sodium_malloc: MADV_DONTDUMP, mlock).
+void protectProcess() noexcept;
+
 class SecretBytes {
  public:
   SecretBytes() noexcept = default;  // empty

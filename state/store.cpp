@@ -6,6 +6,7 @@
 #include <cstring>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -345,6 +346,7 @@ Status Store::rekey(std::string_view oldPassphrase, std::string_view newPassphra
   if (!after) return after.error();
 
   std::lock_guard lock(mu_);
+  if (Status st = sqlite::exec(db_.get(), "PRAGMA secure_delete = ON"); !st) return st;
   auto txn = sqlite::Transaction::begin(db_.get());
   if (!txn) return txn.error();
   auto current = loadWrappedKeyLocked();
@@ -354,7 +356,108 @@ Status Store::rekey(std::string_view oldPassphrase, std::string_view newPassphra
                        "the passphrase was changed concurrently; run rekey again");
   }
   if (Status st = writeWrappedKey(db_.get(), *after); !st) return st;
-  return txn->commit();
+  if (Status st = txn->commit(); !st) return st;
+  return scrubLocked();
+}
+
+Status Store::scrubLocked() {
+  // The old wrapped key (or old sealed rows) may still sit in the WAL:
+  // copy everything into the main file and truncate the WAL to zero bytes.
+  // secure_delete (on for rekey and rotation) zeroed the freed content.
+  auto q = sqlite::Statement::prepare(db_.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+  if (!q) return q.error();
+  auto row = q->step();
+  if (!row) return row.error();
+  if (*row && q->getInt(0) != 0) {
+    return Error::make(ErrorCode::unavailable,
+                       "the change is committed, but the WAL of " + path_.string() +
+                           " could not be truncated (another process has the state open: stop "
+                           "the daemon and run the command again to scrub the old key)");
+  }
+  return {};
+}
+
+Status Store::rotateDataKey(std::string_view oldPassphrase, std::string_view newPassphrase,
+                            KdfProfile profile) {
+  Result<WrappedKey> before = [&] {
+    std::lock_guard lock(mu_);
+    return loadWrappedKeyLocked();
+  }();
+  if (!before) return before.error();
+  auto oldKey = unwrapKey(*before, oldPassphrase);  // Argon2id, outside the mutex
+  if (!oldKey) return oldKey.error();
+  SecretBytes newKey = newDataKey();
+  auto after = wrapKey(newKey, newPassphrase, profile);
+  if (!after) return after.error();
+
+  std::lock_guard lock(mu_);
+  sqlite3* db = db_.get();
+  if (Status st = sqlite::exec(db, "PRAGMA secure_delete = ON"); !st) return st;
+  auto txn = sqlite::Transaction::begin(db);
+  if (!txn) return txn.error();
+  auto current = loadWrappedKeyLocked();
+  if (!current) return current.error();
+  if (!(*current == *before)) {
+    return Error::make(ErrorCode::conflict,
+                       "the passphrase was changed concurrently; run the rotation again");
+  }
+  struct Row {
+    std::string kind, name, field, sealed, digest, params;
+    std::int64_t version = 0, createdAt = 0;
+  };
+  std::vector<Row> rows;
+  {
+    auto q = sqlite::Statement::prepare(
+        db,
+        "SELECT kind, name, field, version, sealed, value_digest, created_at, params_json "
+        "FROM secrets");
+    if (!q) return q.error();
+    for (;;) {
+      auto more = q->step();
+      if (!more) return more.error();
+      if (!*more) break;
+      Row r;
+      r.kind = q->getText(0);
+      r.name = q->getText(1);
+      r.field = q->getText(2);
+      r.version = q->getInt(3);
+      const std::string id = secretId(r.kind, r.name, r.field, static_cast<int>(r.version));
+      auto plain = state::open(*oldKey, id, q->getBlob(4));
+      if (!plain) return plain.error();  // corruption: nothing is changed
+      auto resealed = state::seal(newKey, id, plain->view());
+      if (!resealed) return resealed.error();
+      r.sealed = std::move(resealed).value();
+      r.digest = q->getText(5);
+      r.createdAt = q->getInt(6);
+      r.params = q->getText(7);
+      rows.push_back(std::move(r));
+    }
+  }
+  // Stored versions are immutable (no UPDATE): every row is replaced by the
+  // same row sealed under the new key, in this one transaction.
+  if (Status st = sqlite::exec(db, "DELETE FROM secrets"); !st) return st;
+  for (const Row& r : rows) {
+    auto insert = sqlite::Statement::prepare(
+        db,
+        "INSERT INTO secrets (kind, name, field, version, sealed, value_digest, created_at, "
+        "params_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!insert) return insert.error();
+    insert->bindText(1, r.kind)
+        .bindText(2, r.name)
+        .bindText(3, r.field)
+        .bind(4, r.version)
+        .bindBlob(5, r.sealed)
+        .bindText(6, r.digest)
+        .bind(7, r.createdAt)
+        .bindText(8, r.params);
+    if (Status st = insert->run(); !st) return st;
+  }
+  if (Status st = writeWrappedKey(db, *after); !st) return st;
+  if (Status st = detail::setMetaBlob(db, kKeyFingerprint, keyFingerprint(newKey)); !st) {
+    return st;
+  }
+  if (Status st = txn->commit(); !st) return st;
+  return scrubLocked();
 }
 
 Result<KdfParams> Store::kdfParams() {

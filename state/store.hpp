@@ -86,6 +86,12 @@ struct SpecRevision {
   std::optional<TimePoint> appliedAt;
 };
 
+// Where an unseal attempt came from; each path has its own failure counter
+// and backoff. trusted: the Unix socket (file permissions decide who) and
+// the systemd credential; remote: TCP (loopback included).
+enum class UnsealPath { trusted, remote };
+const char* toString(UnsealPath path) noexcept;  // "trusted" | "remote"
+
 struct UnsealAttempts {
   std::int64_t failures = 0;  // consecutive failures since the last success
   std::optional<TimePoint> lastFailureAt;
@@ -131,7 +137,19 @@ class Store {
   Result<UnlockedKey> unlock(std::string_view passphrase);
   // Rewraps the same data key under `newPassphrase` (new salt, `profile`);
   // secrets are untouched. wrong_passphrase leaves everything as it was.
+  // Then the WAL is checkpointed and truncated (secure_delete on), so the
+  // old wrapped key does not linger there; unavailable when another process
+  // keeps it from truncating (the rekey itself is committed then).
+  // The data key is unchanged: an old copy of the database or an export
+  // still opens with the old passphrase. rotateDataKey closes that.
   Status rekey(std::string_view oldPassphrase, std::string_view newPassphrase, KdfProfile profile);
+  // A new random data key, wrapped under `newPassphrase` (which may equal the
+  // old one): every stored secret version is opened with the old key and
+  // sealed under the new one, the wrapped key and fingerprint replaced, all
+  // in ONE transaction (all or nothing); then the WAL is scrubbed as for
+  // rekey. Keys unlocked before (a running daemon's) no longer fit the state.
+  Status rotateDataKey(std::string_view oldPassphrase, std::string_view newPassphrase,
+                       KdfProfile profile);
   Result<KdfParams> kdfParams();
   // The wrapped data key as stored (not secret: it needs the passphrase), for
   // `export-vault-keys`.
@@ -183,9 +201,16 @@ class Store {
   Result<std::vector<SpecRevision>> specRevisions(int limit = 50);
 
   // --- unseal attempts (survive restarts, for the API's backoff) -------------
-  Result<UnsealAttempts> unsealAttempts();
-  Result<UnsealAttempts> recordUnsealFailure();  // +1, last_failure_at = now
-  Status resetUnsealFailures();
+  // One counter per UnsealPath. The daemon counts an attempt as a failure
+  // *before* its KDF runs (state/unseal_gate.hpp), so a crash mid-KDF leaves
+  // it counted; a success resets it.
+  Result<UnsealAttempts> unsealAttempts(UnsealPath path = UnsealPath::remote);
+  // +1, last_failure_at = now; committed and fsynced before it returns.
+  Result<UnsealAttempts> recordUnsealFailure(UnsealPath path = UnsealPath::remote);
+  // last_failure_at = now when failures > 0 (the backoff runs from the end
+  // of a failed KDF, not its start).
+  Status restartUnsealBackoff(UnsealPath path = UnsealPath::remote);
+  Status resetUnsealFailures(UnsealPath path = UnsealPath::remote);
 
   // --- audit log (append-only: there is no update or delete) ------------------
   // `fieldsJson` must be a JSON object and must not contain secret values.
@@ -199,6 +224,7 @@ class Store {
   std::int64_t nowMs() const;
   Result<WrappedKey> loadWrappedKeyLocked();
   Status checkKeyLocked(const UnlockedKey& key);
+  Status scrubLocked();  // wal_checkpoint(TRUNCATE); mu_ held
   Result<std::string> digestLocked(std::string_view plaintext);
   Result<std::optional<SecretInfo>> currentInfoLocked(std::string_view kind, std::string_view name,
                                                       std::string_view field);

@@ -128,38 +128,55 @@ Result<std::vector<SpecRevision>> Store::specRevisions(int limit) {
 
 // --- unseal attempts ----------------------------------------------------------
 
-Result<UnsealAttempts> Store::unsealAttempts() {
+const char* toString(UnsealPath path) noexcept {
+  return path == UnsealPath::trusted ? "trusted" : "remote";
+}
+
+Result<UnsealAttempts> Store::unsealAttempts(UnsealPath path) {
   std::lock_guard lock(mu_);
   auto q = sqlite::Statement::prepare(
-      db_.get(), "SELECT failures, last_failure_at FROM unseal_attempts WHERE id = 1");
+      db_.get(), "SELECT failures, last_failure_at FROM unseal_limits WHERE path = ?");
   if (!q) return std::move(q).error();
+  q->bindText(1, toString(path));
   auto row = q->step();
   if (!row) return std::move(row).error();
-  if (!*row) return Error::make(ErrorCode::internal, "the unseal_attempts row is missing");
+  if (!*row) return Error::make(ErrorCode::internal, "the unseal_limits row is missing");
   return readAttempts(*q);
 }
 
-Result<UnsealAttempts> Store::recordUnsealFailure() {
+Result<UnsealAttempts> Store::recordUnsealFailure(UnsealPath path) {
   std::lock_guard lock(mu_);
   auto q = sqlite::Statement::prepare(
       db_.get(),
-      "UPDATE unseal_attempts SET failures = failures + 1, last_failure_at = ? WHERE id = 1 "
+      "UPDATE unseal_limits SET failures = failures + 1, last_failure_at = ? WHERE path = ? "
       "RETURNING failures, last_failure_at");
   if (!q) return std::move(q).error();
-  q->bind(1, nowMs());
+  q->bind(1, nowMs()).bindText(2, toString(path));
   auto row = q->step();
   if (!row) return std::move(row).error();
-  if (!*row) return Error::make(ErrorCode::internal, "the unseal_attempts row is missing");
+  if (!*row) return Error::make(ErrorCode::internal, "the unseal_limits row is missing");
   UnsealAttempts a = readAttempts(*q);
   if (Status st = q->run(); !st) return st.error();  // finish the statement: commit
   return a;
 }
 
-Status Store::resetUnsealFailures() {
+Status Store::restartUnsealBackoff(UnsealPath path) {
   std::lock_guard lock(mu_);
-  return sqlite::exec(db_.get(),
-                      "UPDATE unseal_attempts SET failures = 0, last_failure_at = NULL "
-                      "WHERE id = 1");
+  auto q = sqlite::Statement::prepare(
+      db_.get(), "UPDATE unseal_limits SET last_failure_at = ? WHERE path = ? AND failures > 0");
+  if (!q) return std::move(q).error();
+  q->bind(1, nowMs()).bindText(2, toString(path));
+  return q->run();
+}
+
+Status Store::resetUnsealFailures(UnsealPath path) {
+  std::lock_guard lock(mu_);
+  auto q = sqlite::Statement::prepare(
+      db_.get(),
+      "UPDATE unseal_limits SET failures = 0, last_failure_at = NULL WHERE path = ?");
+  if (!q) return std::move(q).error();
+  q->bindText(1, toString(path));
+  return q->run();
 }
 
 // --- audit log ----------------------------------------------------------------

@@ -1,10 +1,15 @@
 #include "state/secret.hpp"
 
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 #include <doctest/doctest.h>
+#include <sys/prctl.h>
 
 using foundationd::state::SecretBytes;
 
@@ -80,4 +85,37 @@ TEST_CASE("SecretBytes::random differs between calls") {
   CHECK_FALSE(a == b);
   SecretBytes zero(32);
   CHECK_FALSE(a == zero);
+}
+
+TEST_CASE("SecretBytes pages are excluded from core dumps (VmFlags dd) and locked") {
+  foundationd::state::SecretBytes s(64);
+  const auto addr = reinterpret_cast<std::uintptr_t>(s.data());
+  std::ifstream smaps("/proc/self/smaps");
+  REQUIRE(smaps);
+  std::string line;
+  bool inside = false, found = false;
+  std::string flags;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(' ') < 30 &&
+        line.find('-') < line.find(' ')) {
+      inside = addr >= lo && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) {
+      flags = line;
+      found = true;
+      break;
+    }
+  }
+  REQUIRE(found);
+  CHECK(flags.find(" dd") != std::string::npos);
+}
+
+TEST_CASE("protectProcess makes the process non-dumpable and ignores SIGPIPE") {
+  foundationd::state::protectProcess();
+  CHECK(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0);
+  struct sigaction sa {};
+  REQUIRE(::sigaction(SIGPIPE, nullptr, &sa) == 0);
+  CHECK((sa.sa_handler == SIG_IGN));
 }

@@ -162,7 +162,7 @@ TEST_CASE("a wrong passphrase fails and changes nothing") {
   auto store = openStore(file);
   REQUIRE(store->initialize("correct horse", kFast).ok());
   RawDb raw(file);
-  const std::string before = raw.dump(kMetaDump) + raw.dump("SELECT * FROM unseal_attempts") +
+  const std::string before = raw.dump(kMetaDump) + raw.dump("SELECT * FROM unseal_limits") +
                              raw.dump("SELECT count(*) FROM audit_log");
 
   auto r = store->unlock("wrong horse");
@@ -171,7 +171,7 @@ TEST_CASE("a wrong passphrase fails and changes nothing") {
   CHECK(r.error().message == "wrong passphrase");
   CHECK(codeOf(store->rekey("wrong horse", "new", kFast)) == "wrong_passphrase");
 
-  const std::string after = raw.dump(kMetaDump) + raw.dump("SELECT * FROM unseal_attempts") +
+  const std::string after = raw.dump(kMetaDump) + raw.dump("SELECT * FROM unseal_limits") +
                             raw.dump("SELECT count(*) FROM audit_log");
   CHECK(before == after);
   CHECK(store->unlock("correct horse").ok());
