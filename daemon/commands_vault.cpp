@@ -18,11 +18,13 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include "controllers/vault/init_answer.hpp"
 #include "controllers/vault/init_helper.hpp"
 #include "controllers/vault/vault.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
 #include "daemon/passphrase.hpp"
+#include "state/atomic_file.hpp"
 #include "state/sealing.hpp"
 
 namespace foundationd::daemon {
@@ -36,16 +38,6 @@ int fail(const std::string& message) {
   return 1;
 }
 
-std::string b64(const std::string& bin) {
-  state::ensureSodium();
-  const auto variant = sodium_base64_VARIANT_ORIGINAL;
-  std::string out(sodium_base64_ENCODED_LEN(bin.size(), variant), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()),
-                    bin.size(), variant);
-  out.resize(std::strlen(out.c_str()));
-  return out;
-}
-
 std::optional<std::string> unb64(const std::string& text) {
   state::ensureSodium();
   std::string out(text.size(), '\0');
@@ -56,21 +48,6 @@ std::optional<std::string> unb64(const std::string& text) {
   }
   out.resize(len);
   return out;
-}
-
-// Writes `text` to `path` atomically (temp file, fsync, rename).
-Status writeFileAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error::make(ErrorCode::io, "cannot write " + tmp);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Error::make(ErrorCode::io, "cannot write " + path);
-  }
-  return Status::success();
 }
 
 }  // namespace
@@ -94,25 +71,10 @@ int cmdExportVaultKeys(const CliArgs& args) {
   if (!sealed) return fail(sealed.error().message);
   auto wrapped = store.value()->wrappedKey();
   if (!wrapped) return fail(wrapped.error().message);
-  json j{{"format", kFormat},
-         {"format_version", 1},
-         {"wrapped_key",
-          {{"version", wrapped->version},
-           {"kdf",
-            {{"alg", wrapped->kdf.alg},
-             {"ops_limit", wrapped->kdf.opsLimit},
-             {"mem_limit", wrapped->kdf.memLimit}}},
-           {"salt", b64(wrapped->salt)},
-           {"ciphertext", b64(wrapped->ciphertext)}}},
-         {"secret",
-          {{"kind", vault::kKind},
-           {"name", vault::kInitName},
-           {"field", vault::kInitField},
-           {"version", (*info)->version},
-           {"params", json::parse((*info)->paramsJson, nullptr, false)},
-           {"sealed", b64(*sealed)}}}};
   const std::string& file = args.positional.front();
-  if (auto st = writeFileAtomic(file, j.dump(2) + "\n"); !st) return fail(st.error().message);
+  if (auto st = state::writeFileAtomic(
+          file, vault::keysFileText(*wrapped, (*info)->version, (*info)->paramsJson, *sealed));
+      !st) return fail(st.error().message);
   (void)store.value()->appendAudit("vault.keys_exported", json{{"file", file}}.dump());
   std::printf(
       "Wrote Vault's init material, sealed, to %s. It opens only with the master "
@@ -162,6 +124,7 @@ int cmdImportVaultKeys(const CliArgs& args) {
   if (!cfg) return 1;
   auto store = openExistingStore(stateDirOf(args, *cfg));
   if (!store) return fail(store.error().message + " (on a fresh host: `foundationd init` first)");
+  state::protectProcess();
   auto pass = readPassphrase(args.passphraseFile, "Master passphrase: ");
   if (!pass) return fail(pass.error().message + "; nothing was changed");
   auto key = store.value()->unlock(pass->view());

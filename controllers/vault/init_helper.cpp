@@ -79,9 +79,9 @@ Result<InitResult> runInitHelper(const std::string& exe, const HelperRequest& re
          {"data_key", hex}};
   std::string text = j.dump();
   j["data_key"] = "";
-  std::fill(hex.begin(), hex.end(), '\0');
+  sodium_memzero(hex.data(), hex.size());
   const bool sent = writeAll(fds[1], text);
-  std::fill(text.begin(), text.end(), '\0');
+  sodium_memzero(text.data(), text.size());
   ::close(fds[1]);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
@@ -110,9 +110,10 @@ int initHelperMain() {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  state::protectProcess();  // it holds the data key and, soon, Vault's keys
   std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   json j = json::parse(text, nullptr, false);
-  std::fill(text.begin(), text.end(), '\0');
+  sodium_memzero(text.data(), text.size());
   if (!j.is_object()) {
     std::fprintf(stderr, "vault-init-helper: bad request on stdin\n");
     return 1;
@@ -126,7 +127,7 @@ int initHelperMain() {
                        sodium_hex2bin(dataKey.data(), dataKey.size(), hex.data(), hex.size(),
                                       nullptr, &len, nullptr) == 0 &&
                        len == state::kDataKeyBytes;
-  std::fill(hex.begin(), hex.end(), '\0');
+  sodium_memzero(hex.data(), hex.size());
   if (!decoded) {
     std::fprintf(stderr, "vault-init-helper: bad data key\n");
     return 1;

@@ -4,10 +4,12 @@
 
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <sodium.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include "controllers/credentials/credentials.hpp"
+#include "controllers/vault/init_answer.hpp"
 
 namespace foundationd::vault {
 
@@ -20,7 +22,7 @@ constexpr const char* kTokenPeriod = "768h";
 constexpr const char* kAppliedKind = "vault-kv";
 
 void wipe(std::string& s) {
-  std::fill(s.begin(), s.end(), '\0');
+  sodium_memzero(s.data(), s.size());
 }
 
 StepOutcome outcome(const std::string& name) {
@@ -219,19 +221,6 @@ Result<InitMaterial> loadInitMaterial(state::Store& store, const state::Unlocked
   return m;
 }
 
-Result<int> persistInitMaterial(state::Store& store, const state::UnlockedKey& key,
-                                const InitResponse& init, int shares, int threshold) {
-  json j{{"keys_base64", init.keysBase64},
-         {"root_token", init.rootToken},
-         {"key_shares", shares},
-         {"key_threshold", threshold}};
-  std::string text = j.dump();
-  json params{{"key_shares", shares}, {"key_threshold", threshold}};
-  auto v = store.putSecret(key, kKind, kInitName, kInitField, text, params.dump());
-  wipe(text);
-  return v;
-}
-
 bool initInProgress(const std::filesystem::path& lockFile) {
   auto lock = FileLock::acquire(lockFile, false);
   return !lock && lock.error().code == ErrorCode::conflict;
@@ -257,16 +246,13 @@ Result<InitResult> initializeLocked(VaultClient& client, state::Store& store,
     if (init.error().code == ErrorCode::conflict) return InitResult::already_initialized;
     return std::move(init).error();
   }
-  auto persisted = persistInitMaterial(store, key, *init, shares, threshold);
-  for (auto& k : init->keysBase64) wipe(k);
-  wipe(init->rootToken);
-  if (!persisted) {
-    return Error::make(
-        ErrorCode::internal,
-        "Vault was initialised but its keys could not be stored: " + persisted.error().message);
-  }
+  // The answer as Vault gave it, sealed and fsynced, before anything looks
+  // at it (retried; a sealed fallback file when the state cannot take it).
+  auto persisted = saveInitAnswer(store, key, *init, shares, threshold, lockFile.parent_path());
+  if (!persisted) return std::move(persisted).error();
   (void)store.appendAudit("vault.initialized",
                           json{{"key_shares", shares}, {"key_threshold", threshold}}.dump());
+  if (auto st = checkInitAnswer(*init, shares); !st) return st.error();
   return InitResult::initialized;
 }
 

@@ -60,16 +60,15 @@ struct InitMaterial {
 // Whether the state holds init material (no key needed).
 Result<bool> hasInitMaterial(state::Store& store);
 Result<InitMaterial> loadInitMaterial(state::Store& store, const state::UnlockedKey& key);
-// Seals and commits (fsync) `init` as one secret. Returns the version.
-Result<int> persistInitMaterial(state::Store& store, const state::UnlockedKey& key,
-                                const InitResponse& init, int shares, int threshold);
 
 enum class InitResult { initialized, already_initialized };
 // The init, in this process: takes the exclusive lock `lockFile` (waits for
 // it), re-reads seal-status, and only if Vault is still uninitialised calls
 // sys/init and persists the answer before returning (or before anything else
-// is done with it). Errors: persisting failed after Vault answered is
-// reported as internal, loudly: the keys exist only in this process then.
+// is done with it: init_answer.hpp; checked only after). Errors: the answer
+// could not be stored (internal, naming the sealed fallback file); an answer
+// foundationd cannot use, e.g. recovery keys only (protocol; kept sealed in
+// the state all the same).
 Result<InitResult> initializeLocked(VaultClient& client, state::Store& store,
                                     const state::UnlockedKey& key, int shares, int threshold,
                                     const std::filesystem::path& lockFile);

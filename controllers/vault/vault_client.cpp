@@ -1,5 +1,7 @@
 #include "controllers/vault/vault_client.hpp"
 
+#include <sodium.h>
+
 #include "controllers/transport/http_client.hpp"
 
 namespace foundationd::vault {
@@ -80,7 +82,7 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
   }
   auto resp = transport::peerRequest(req);
   // The request body may hold a key or a secret: gone as soon as it is sent.
-  std::fill(req.body.begin(), req.body.end(), '\0');
+  sodium_memzero(req.body.data(), req.body.size());
   if (!resp) {
     if (observer_) observer_(0);
     return std::move(resp).error();
@@ -90,7 +92,7 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
   raw.status = resp->status;
   if (!resp->body.empty()) {
     raw.body = json::parse(resp->body, nullptr, false);
-    std::fill(resp->body.begin(), resp->body.end(), '\0');
+    sodium_memzero(resp->body.data(), resp->body.size());
     if (raw.body.is_discarded()) {
       return Error::make(ErrorCode::protocol,
                          "vault: " + method + " " + path + ": the answer is not JSON (HTTP " +
@@ -108,9 +110,19 @@ Result<SealStatus> VaultClient::sealStatus() {
   return parseSealStatus(r->body);
 }
 
+InitResponse::~InitResponse() {
+  for (auto& k : keysBase64) sodium_memzero(k.data(), k.size());
+  for (auto& k : recoveryKeysBase64) sodium_memzero(k.data(), k.size());
+  sodium_memzero(rootToken.data(), rootToken.size());
+  sodium_memzero(raw.data(), raw.size());
+}
+
 Result<InitResponse> VaultClient::init(int shares, int threshold) {
   json body{{"secret_shares", shares}, {"secret_threshold", threshold}};
+  const auto timeout = timeout_;
+  timeout_ = std::chrono::milliseconds(0);  // libcurl: no timeout
   auto r = call("PUT", "sys/init", &body, false);
+  timeout_ = timeout;
   if (!r) return std::move(r).error();
   if (r->status != 200) {
     auto e = statusError("init", r->status, r->body);
@@ -118,12 +130,13 @@ Result<InitResponse> VaultClient::init(int shares, int threshold) {
     return e;
   }
   InitResponse out;
-  out.keysBase64 = stringList(r->body.value("keys_base64", json::array()));
-  out.rootToken = r->body.value("root_token", "");
-  if (out.keysBase64.size() != static_cast<std::size_t>(shares) || out.rootToken.empty()) {
-    return Error::make(ErrorCode::protocol,
-                       "vault: init: the answer lacks the keys or the root token");
+  if (r->body.is_object()) {
+    out.keysBase64 = stringList(r->body.value("keys_base64", json::array()));
+    out.recoveryKeysBase64 = stringList(r->body.value("recovery_keys_base64", json::array()));
+    const auto token = r->body.find("root_token");
+    if (token != r->body.end() && token->is_string()) out.rootToken = token->get<std::string>();
   }
+  out.raw = r->body.dump();
   return out;
 }
 

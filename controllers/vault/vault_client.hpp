@@ -37,9 +37,20 @@ struct SealStatus {
   int progress = 0;   // keys submitted towards the threshold
 };
 
+// sys/init's answer as Vault gave it: nothing is checked before it is
+// persisted (init_answer.hpp). A Vault with auto-unseal answers recovery
+// keys and no unseal keys.
 struct InitResponse {
   std::vector<std::string> keysBase64;
+  std::vector<std::string> recoveryKeysBase64;
   std::string rootToken;
+  std::string raw;  // the whole JSON body
+  InitResponse() = default;
+  InitResponse(InitResponse&&) noexcept = default;
+  InitResponse& operator=(InitResponse&&) noexcept = default;
+  InitResponse(const InitResponse&) = delete;
+  InitResponse& operator=(const InitResponse&) = delete;
+  ~InitResponse();  // wipes the keys, the token and the raw body
 };
 
 struct KvSecret {
@@ -74,7 +85,9 @@ class VaultClient {
 
   // --- unauthenticated --------------------------------------------------------------
   Result<SealStatus> sealStatus();
-  // PUT sys/init. The response is the only copy of the keys: persist it first.
+  // PUT sys/init, with no client timeout (a slow answer must not be given
+  // up: it is the only copy of the keys). Only the HTTP status is checked:
+  // persist the answer first, then check it (init_answer.hpp).
   Result<InitResponse> init(int shares, int threshold);
   // PUT sys/unseal with one key; the status after it.
   Result<SealStatus> unseal(const std::string& key);

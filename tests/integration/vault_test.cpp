@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include "config/spec.hpp"
@@ -405,6 +406,13 @@ TEST_CASE("vault: the init helper process initialises and persists; a second run
   auto m = vault::loadInitMaterial(*st.store, st.key);
   REQUIRE(m.ok());
   CHECK(m->keysBase64.size() == 3);
+  // The whole answer is kept as OpenBao gave it (hex keys and all), sealed.
+  auto raw = st.store->currentSecret(st.key, vault::kKind, vault::kInitName, vault::kInitField);
+  REQUIRE(raw.ok());
+  const auto stored = nlohmann::json::parse(raw->value.view());
+  CHECK(stored["answer"]["keys"].size() == 3);
+  CHECK(stored["answer"]["root_token"] == m->rootToken);
+  CHECK(stored["recovery_keys_base64"].empty());
   vault::VaultClient c(bao.address);
   auto u = vault::unsealFromState(c, *st.store, st.key);
   REQUIRE(u.ok());
