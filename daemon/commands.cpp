@@ -269,7 +269,18 @@ int cmdServe(const CliArgs& args) {
     std::fprintf(stderr, "foundationd: %s\n", st.error().message.c_str());
     return 1;
   }
-  return runSync(io, daemon.run());
+  // Stop the loop as soon as run() is done: the pollers' timers (Vault every
+  // 3 s, the source in 1 s slices) must not hold the exit after serve.stopped.
+  int code = 1;
+  std::exception_ptr error;
+  asio::co_spawn(io, daemon.run(), [&](std::exception_ptr e, int c) {
+    error = e;
+    code = c;
+    io.stop();
+  });
+  io.run();
+  if (error) std::rethrow_exception(error);
+  return code;
 }
 
 }  // namespace foundationd::daemon

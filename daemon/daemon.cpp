@@ -65,12 +65,18 @@ Status Daemon::start() {
     metrics_.observeDockerRequest(endpoint, status, took);
   });
 
-  router_ = std::make_unique<api::Router>(*this, *token_, metrics_);
+  // api/ logs through daemon/log (the journal's fields, timestamps); the
+  // server itself logs api.listening once per address.
+  const api::LogSink sink = [](api::LogLevel level, const std::string& event,
+                               const std::vector<api::LogField>& fields) {
+    log::write(static_cast<log::Level>(level), event, fields);
+  };
+  router_ = std::make_unique<api::Router>(*this, *token_, metrics_, sink);
   api::ServerOptions options;
   options.listen = config_.apiListen;
+  options.log = sink;
   server_ = std::make_unique<api::Server>(io_.get_executor(), *router_, options);
   if (auto st = server_->start(); !st) return st;
-  for (const auto& a : server_->addresses()) log::info("api.listening", {{"address", a}});
 
   SchedulerOptions sched;
   sched.resync = config_.resyncInterval;
@@ -158,7 +164,9 @@ void Daemon::reloadConfig() {
   }
   auto loaded = config::loadDaemonConfigFile(configPath_);
   if (!loaded.config) {
-    for (const auto& d : loaded.diagnostics.sorted()) log::error("config.invalid", {{"at", d.format()}});
+    for (const auto& d : loaded.diagnostics.sorted()) {
+      log::write(d.severity == config::Severity::warning ? log::Level::warning : log::Level::error, "config.invalid", {{"at", d.format()}});
+    }
     log::error("config.reload", {{"result", "rejected; the running config stays in force"}});
     systemd::reloaded();
     return;
@@ -199,7 +207,9 @@ void Daemon::loadSpec() {
   if (!loaded.spec) {
     specError_ = loaded.diagnostics.formatAll();
     log::error("spec.rejected", {{"revision", revision}, {"errors", std::to_string(loaded.diagnostics.errorCount())}});
-    for (const auto& d : loaded.diagnostics.sorted()) log::error("spec.diagnostic", {{"at", d.format()}});
+    for (const auto& d : loaded.diagnostics.sorted()) {
+      log::write(d.severity == config::Severity::warning ? log::Level::warning : log::Level::error, "spec.diagnostic", {{"at", d.format()}});
+    }
     if (store_) (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::rejected, specError_);
     return;
   }

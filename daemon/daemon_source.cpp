@@ -269,7 +269,7 @@ asio::awaitable<void> Daemon::fetchSource() {
     log::error("spec.rejected",
                {{"revision", commit}, {"errors", std::to_string(loaded.diagnostics.errorCount())}});
     for (const auto& d : loaded.diagnostics.sorted()) {
-      log::error("spec.diagnostic",
+      log::write(d.severity == config::Severity::warning ? log::Level::warning : log::Level::error, "spec.diagnostic",
                  {{"revision", source::shortRevision(commit)}, {"at", d.format()}});
     }
   } else {

@@ -70,12 +70,28 @@ Status writeOne(const fs::path& target, const std::string& value,
     }
     off += static_cast<std::size_t>(n);
   }
+  // A container with a numeric `user` reads its file as the owner. Changing
+  // the owner needs CAP_CHOWN (units/foundationd.service grants it, nothing
+  // more). The daemon cannot read such a file back (sameContent), so it
+  // rewrites it on each converge: a few bytes on a tmpfs, and the running
+  // container keeps the copy it mounted (same value; a new value recreates it).
   if (owner && ::fchown(fd, owner->first, owner->second) != 0) {
+    const int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
-    return ioError("chown", tmp);
+    return Error::make(ErrorCode::io,
+                       "chown " + tmp.string() + " to " + std::to_string(owner->first) + ":" +
+                           std::to_string(owner->second) + " (the container's numeric user): " +
+                           std::strerror(err) +
+                           (err == EPERM ? "; the daemon needs CAP_CHOWN for that "
+                                           "(units/foundationd.service grants it)"
+                                         : ""));
   }
-  ::fsync(fd);
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return ioError("fsync", tmp);
+  }
   ::close(fd);
   if (::rename(tmp.c_str(), target.c_str()) != 0) {
     ::unlink(tmp.c_str());

@@ -2,7 +2,8 @@
 //
 // Written under `dir/<container>/` (default /run/foundationd/secrets: a tmpfs,
 // so nothing lands on disk), directories 0700, files 0400 owned by the
-// container's numeric `user` when it has one (else root), replaced atomically,
+// container's numeric `user` when it has one (the chown needs CAP_CHOWN,
+// which the unit grants; else the daemon's user), fsynced, replaced atomically,
 // and bind-mounted read-only at the path the spec names. Files are rewritten
 // when their value changes; the container is recreated then anyway, because
 // its config hash covers the value's digest. After a reboot the files are
