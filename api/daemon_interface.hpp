@@ -39,7 +39,7 @@ using Task = boost::asio::awaitable<T>;
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
-// A resource's reconcile status (INTERFACES.md "GET /v1/status").
+// A resource's reconcile status (docs/api.md, GET /v1/status).
 enum class ResourceStatus { converged, pending, drifted, failed, blocked };
 inline constexpr ResourceStatus kAllResourceStatuses[] = {
     ResourceStatus::converged, ResourceStatus::pending, ResourceStatus::drifted,

@@ -317,7 +317,7 @@ int runCli(int argc, char** argv) {
   try {
     return cmd->run(*args);
   } catch (const std::exception& e) {
-    // Exceptions are bugs or corruption (STYLE.md); say so plainly.
+    // Exceptions are bugs or corruption; say so plainly.
     std::fprintf(stderr, "foundationd: internal error: %s\n", e.what());
     return 1;
   }

@@ -1,4 +1,4 @@
-// The CLI's commands. Each returns the process exit code (INTERFACES.md).
+// The CLI's commands. Each returns the process exit code (its --help says which).
 #pragma once
 
 #include "config/daemon_config.hpp"
