@@ -72,6 +72,10 @@ Task<WebhookResult> DaemonControl::webhook(WebhookDelivery) {
 
 void DaemonControl::webhookRejected(const std::string&) {}
 
+Task<Result<RotateResult>> DaemonControl::rotate(std::string) {
+  co_return Error::make(ErrorCode::not_found, "this daemon does not rotate credentials");
+}
+
 std::string formatTime(TimePoint t) {
   const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);

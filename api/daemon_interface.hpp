@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -38,7 +39,7 @@ using Task = boost::asio::awaitable<T>;
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
-// A resource's reconcile status (INTERFACES.md "GET /v1/status").
+// A resource's reconcile status (docs/api.md, GET /v1/status).
 enum class ResourceStatus { converged, pending, drifted, failed, blocked };
 inline constexpr ResourceStatus kAllResourceStatuses[] = {
     ResourceStatus::converged, ResourceStatus::pending, ResourceStatus::drifted,
@@ -160,6 +161,15 @@ struct WebhookResult {
   std::string message;  // why (ignored: which branch/event)
 };
 
+// The outcome of POST /v1/rotate: the new versions, then the reconcile that
+// carried them to every consumer.
+struct RotateResult {
+  std::string credential;
+  std::vector<std::pair<std::string, int>> fields;  // (field, new version)
+  std::string result;                               // that reconcile's result ("converged", ...)
+  bool converged = false;
+};
+
 class DaemonControl {
  public:
   virtual ~DaemonControl() = default;
@@ -203,6 +213,13 @@ class DaemonControl {
   virtual Task<WebhookResult> webhook(WebhookDelivery delivery);
   // A delivery whose signature was missing or wrong (audited, rate-limited).
   virtual void webhookRejected(const std::string& why);
+
+  // POST /v1/rotate: new versions of every generated field of `credential`
+  // (durable first), PostgreSQL and Vault told, then every consumer updated
+  // in dependency order by a reconcile, whose end it waits for. Errors:
+  // unavailable while locked, not_found for a credential the spec in force
+  // does not declare. The default implementation is not_found.
+  virtual Task<Result<RotateResult>> rotate(std::string credential);
 };
 
 }  // namespace foundationd::api

@@ -4,7 +4,7 @@
 //
 // ApiError is every stable `code` a client can see: the daemon's ErrorCode
 // values under the same names, plus the API's own. Codes are part of the
-// interface (INTERFACES.md): add new ones, never rename.
+// interface (docs/api.md): add new ones, never rename.
 #pragma once
 
 #include <string>

@@ -170,6 +170,35 @@ Task<Response> events(RouteContext& ctx, const Request& request) {
   co_return Response::json(200, {{"events", std::move(list)}, {"next", next}});
 }
 
+Task<Response> rotate(RouteContext& ctx, const Request& request) {
+  static const std::string kExpected = R"(; expected {"credential": "NAME"})";
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(request.body);
+  } catch (const nlohmann::json::parse_error& e) {
+    co_return malformed(describeParseError(e));
+  }
+  if (!doc.is_object() || !doc.contains("credential") || !doc["credential"].is_string() ||
+      doc["credential"].get<std::string>().empty()) {
+    co_return malformed("the body needs a \"credential\" string" + kExpected);
+  }
+  auto r = co_await ctx.daemon.rotate(doc["credential"].get<std::string>());
+  if (!r) {
+    if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
+      co_return errorResponse(ApiError::locked, r.error().message);
+    }
+    co_return errorResponse(r.error());
+  }
+  nlohmann::json fields = nlohmann::json::array();
+  for (const auto& [field, version] : r->fields) {
+    fields.push_back({{"field", field}, {"version", version}});
+  }
+  co_return Response::json(200, {{"credential", r->credential},
+                                 {"rotated", std::move(fields)},
+                                 {"result", r->result},
+                                 {"converged", r->converged}});
+}
+
 Task<Response> metrics(RouteContext& ctx, const Request&) {
   ctx.metrics.updateFromStatus(ctx.daemon.status());
   co_return Response::text(200, ctx.metrics.render(), Metrics::kContentType);

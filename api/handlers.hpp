@@ -30,6 +30,10 @@ Task<Response> plan(RouteContext& ctx, const Request& request);
 // (pass `next` as the next `since`); since >= 0 (default 0), 1 <= limit <= 1000
 // (default 100); 400 invalid_argument otherwise.
 Task<Response> events(RouteContext& ctx, const Request& request);
+// POST /v1/rotate {"credential": "NAME"}: 200 {"credential", "rotated":
+// [{"field", "version"}], "result", "converged"} once the reconcile that
+// updated the consumers has ended; 503 locked, 404 no such credential.
+Task<Response> rotate(RouteContext& ctx, const Request& request);
 // GET /metrics: 200 text/plain; version=0.0.4, state gauges refreshed from status().
 Task<Response> metrics(RouteContext& ctx, const Request& request);
 // POST /v1/hooks/forgejo (api/webhook.hpp, docs/source.md): 503 locked while

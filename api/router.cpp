@@ -13,7 +13,7 @@ namespace {
 
 namespace h = handlers;
 
-// THE route table (INTERFACES.md "HTTP API").
+// THE route table (docs/api.md).
 // clang-format off
 constexpr std::array kRoutes = {
   //    method  path              auth                     handler        secret body
@@ -26,6 +26,7 @@ constexpr std::array kRoutes = {
   Route{"POST", "/v1/reconcile",  AuthKind::bearer,        &h::reconcile},
   Route{"GET",  "/v1/plan",       AuthKind::bearer,        &h::plan},
   Route{"GET",  "/v1/events",     AuthKind::bearer,        &h::events},
+  Route{"POST", "/v1/rotate",     AuthKind::bearer,        &h::rotate},
   Route{"POST", "/v1/hooks/forgejo", AuthKind::hmac,      &h::forgejoWebhook},
 };
 // clang-format on
@@ -131,7 +132,7 @@ Task<Response> Router::handle(const Request& request) {
   }
   if (allow.empty()) {
     co_return errorResponse(ApiError::not_found,
-                            "no endpoint " + printablePath(path) + "; see INTERFACES.md");
+                            "no endpoint " + printablePath(path) + "; see docs/api.md");
   }
   if (route == nullptr) {
     Response r = errorResponse(ApiError::method_not_allowed,

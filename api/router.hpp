@@ -49,7 +49,7 @@ struct Route {
   bool secretBody = false;  // the body carries a secret: never logged, nor exception texts
 };
 
-// Every route of the API (INTERFACES.md "HTTP API").
+// Every route of the API (docs/api.md).
 std::span<const Route> routeTable() noexcept;
 
 class Router {

@@ -1,8 +1,10 @@
 #include "daemon/cli.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string_view>
 
 #include "build_info.hpp"
 #include "daemon/commands.hpp"
@@ -11,36 +13,198 @@
 namespace foundationd::daemon {
 namespace {
 
-constexpr const char* kUsage = R"(usage: foundationd COMMAND [OPTIONS]
+// Every option, once: its value's name and what it does. A command lists the
+// ones it uses (Command::options). A command's own flag given to another
+// command is refused; the common ones (where the config, spec, state and
+// passphrase are) are accepted by every command, so that one wrapper can pass
+// them to all.
+struct OptionHelp {
+  const char* name;
+  const char* value;  // "" for a flag
+  const char* help;
+  bool common = false;
+};
+constexpr OptionHelp kOptions[] = {
+    {"--config", "FILE", "daemon config (default $FOUNDATIOND_CONFIG, else /etc/foundationd/foundationd.toml when present; docs/config.md)", true},
+    {"--spec", "SPEC", "the spec file (default: the config's [source] path)", true},
+    {"--state-dir", "DIR", "state directory (default: the config's state_dir, /var/lib/foundationd)", true},
+    {"--passphrase-file", "FILE", "the passphrase is FILE's first line (else asked on the TTY without echo, else read from stdin)", true},
+    {"--new-passphrase-file", "FILE", "the new passphrase is FILE's first line (else asked twice)", false},
+    {"--kdf", "PROFILE", "Argon2id cost: interactive | moderate (default) | sensitive", false},
+    {"--json", "", "machine-readable output", false},
+    {"--once", "", "converge once and exit", false},
+};
 
-commands:
-  check SPEC                   validate a spec and its VERSIONS offline (exit 0 valid, 1 invalid)
-  plan [--spec SPEC] [--json]  show what would change (exit 0 none, 2 changes, 1 error)
-  apply --once [--spec SPEC]   converge once and exit (exit 0 converged, 1 failed)
-  serve [--config FILE]        run the daemon (what systemd starts)
-  init [--state-dir DIR] [--kdf PROFILE]
-                               create the state store and set the master passphrase
-  rekey                        change the master passphrase (old, then new twice; or
-                               --passphrase-file OLD --new-passphrase-file NEW)
-  rotate CREDENTIAL [--spec SPEC]
-                               new values, then every consumer updated in order
-  secret show CREDENTIAL[.FIELD]
-                               print a generated value (audit-logged)
-  status [--json]              what the running daemon reports (exit 0 converged, 2 not, 1 error)
-  unseal                       ask the passphrase and send it to the running daemon
-                               (exit 0, 1 wrong, 3 rate-limited)
-  export-vault-keys FILE       write Vault's init material, sealed, to FILE (safe to commit)
-  import-vault-keys FILE       take it back into this state (same master passphrase)
-  version                      print the version
+// One CLI command: its usage, what it does, the options valid for it and an
+// example; `foundationd COMMAND --help` prints exactly that. A new command
+// is one entry here (and its cmdX function).
+struct Command {
+  const char* name;      // "plan", or "secret show" (a subcommand: the first positional)
+  const char* synopsis;  // after "foundationd "
+  const char* summary;   // one line, for the command list
+  const char* details;   // more, for --help ("" when the summary says it all)
+  std::vector<const char*> options;
+  const char* example;
+  int (*run)(const CliArgs&);
+  bool hidden = false;  // internal: not listed
+};
 
-options:
-  --config FILE      daemon config (default /etc/foundationd/foundationd.toml when present)
-  --spec SPEC        the spec (default: the config's [source] path)
-  --state-dir DIR    state directory (default: the config's state_dir)
-  --passphrase-file FILE       the passphrase's first line (else the TTY, no echo, or stdin)
-  --kdf PROFILE                Argon2id cost: interactive | moderate (default) | sensitive
-  --json             machine-readable output (plan)
-)";
+int cmdVersion(const CliArgs&) {
+  std::printf("foundationd %s (%s)\n", FOUNDATIOND_VERSION, FOUNDATIOND_REVISION);
+  return 0;
+}
+int cmdHelp(const CliArgs& args);
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"check", "check SPEC | check --config FILE",
+       "validate a spec and its VERSIONS offline, or a daemon config (exit 0 valid, 1 invalid)",
+       "Every error and warning is printed with its file, line and column; nothing is\n"
+       "changed and neither Docker nor the state is needed. With --config and no SPEC,\n"
+       "FILE is checked as a daemon config (foundationd.toml, docs/config.md).",
+       {"--spec", "--config"}, "foundationd check /srv/foundation/foundation.toml", cmdCheck, false},
+      {"plan", "plan [--spec SPEC] [--json]",
+       "show what would change (exit 0 none, 2 changes, 1 error)",
+       "Compares the spec with Docker and the state; changes nothing and needs no\n"
+       "passphrase. Without the state directory, what depends on a credential cannot be\n"
+       "compared: it is listed as such (`?`), never guessed.",
+       {"--config", "--spec", "--state-dir", "--json"}, "foundationd plan --spec foundation.toml",
+       cmdPlan, false},
+      {"apply", "apply --once [--spec SPEC]", "converge once and exit (exit 0 converged, 1 failed)",
+       "Creates, recreates, starts what differs from the spec, in dependency order. Asks\n"
+       "the passphrase when the spec has credentials. Refused while a daemon (`serve`)\n"
+       "owns the state directory: the daemon converges on its own.",
+       {"--once", "--config", "--spec", "--state-dir", "--passphrase-file"},
+       "foundationd apply --once --spec foundation.toml", cmdApply, false},
+      {"serve", "serve [--config FILE]", "run the daemon (what systemd starts)",
+       "Starts locked, serves the HTTP API (docs/api.md), converges what needs no secret,\n"
+       "and everything once unsealed (`foundationd unseal`); repairs drift from Docker's\n"
+       "events; SIGHUP reloads the config. One daemon per state directory.",
+       {"--config", "--spec", "--state-dir"}, "foundationd serve --config /etc/foundationd/foundationd.toml",
+       cmdServe, false},
+      {"init", "init [--state-dir DIR] [--kdf PROFILE]",
+       "create the state store and set the master passphrase",
+       "The passphrase is asked twice on a TTY (or read from --passphrase-file, or two\n"
+       "identical lines on stdin); it must be 12 to 1024 characters.",
+       {"--config", "--state-dir", "--passphrase-file", "--kdf"},
+       "foundationd init --state-dir /var/lib/foundationd", cmdInit, false},
+      {"rekey", "rekey [--passphrase-file OLD --new-passphrase-file NEW]",
+       "change the master passphrase (old, then new twice)",
+       "On stdin: three lines, the old passphrase, the new one, the new one again.\n"
+       "Refused while a daemon runs on the state: stop it first.",
+       {"--config", "--state-dir", "--passphrase-file", "--new-passphrase-file", "--kdf"},
+       "foundationd rekey --state-dir /var/lib/foundationd", cmdRekey, false},
+      {"rotate", "rotate CREDENTIAL [--spec SPEC]",
+       "new values, then every consumer updated in order",
+       "Through the running daemon's API when one runs (POST /v1/rotate, with the token\n"
+       "of api.token_file), else one-shot with the spec (--spec or the config's source).",
+       {"--config", "--spec", "--state-dir", "--passphrase-file"}, "foundationd rotate app-db",
+       cmdRotate, false},
+      {"secret show", "secret show CREDENTIAL[.FIELD]",
+       "print a generated value (audit-logged)", "",
+       {"--config", "--state-dir", "--passphrase-file"}, "foundationd secret show app-db.password",
+       cmdSecret, false},
+      {"status", "status [--json]",
+       "what the running daemon reports (exit 0 converged, 2 not, 1 error)",
+       "Asks the daemon over the Unix socket of api.listen.", {"--config", "--json"},
+       "foundationd status", cmdStatus, false},
+      {"unseal", "unseal", "send the master passphrase to the running daemon (exit 0, 1 wrong, 3 rate-limited)",
+       "", {"--config", "--passphrase-file"}, "foundationd unseal", cmdUnseal, false},
+      {"export-vault-keys", "export-vault-keys FILE",
+       "write Vault's init material, sealed, to FILE (safe to commit)", "",
+       {"--config", "--state-dir"}, "foundationd export-vault-keys vault-keys.json",
+       cmdExportVaultKeys, false},
+      {"import-vault-keys", "import-vault-keys FILE",
+       "take it back into this state (same master passphrase)", "",
+       {"--config", "--state-dir", "--passphrase-file"},
+       "foundationd import-vault-keys vault-keys.json", cmdImportVaultKeys, false},
+      {"preflight", "preflight [--spec SPEC]",
+       "check this host before the first apply, and on demand (exit 0 ok, 1 a check failed)",
+       "One line per check (pass, warn, fail, skip) and, for each problem, what to do:\n"
+       "Docker and its API version, permission on its socket, the ports the spec\n"
+       "publishes, disk space where volumes live, the secret directory on tmpfs, the\n"
+       "state directory's owner and mode, the clock, the spec source (git ls-remote for\n"
+       "a git source), and each peer the spec names once its container runs.\n"
+       "Changes nothing.",
+       {"--config", "--spec", "--state-dir"}, "foundationd preflight --spec foundation.toml",
+       cmdPreflight, false},
+      {"version", "version", "print the version", "", {}, "foundationd version", cmdVersion, false},
+      {"help", "help [COMMAND]", "this text, or a command's usage, options and example", "", {},
+       "foundationd help plan", cmdHelp, false},
+      {"vault-init-helper", "vault-init-helper", "internal", "", {}, "", cmdVaultHelper, true},
+  };
+  return table;
+}
+
+const OptionHelp* optionHelp(std::string_view name) {
+  for (const auto& o : kOptions) {
+    if (name == o.name) return &o;
+  }
+  return nullptr;
+}
+
+// The entry for `args` ("secret" + "show" is "secret show"), or nullptr.
+const Command* findCommand(const std::string& name, const std::vector<std::string>& positional) {
+  const Command* plain = nullptr;
+  for (const auto& c : commands()) {
+    const std::string n = c.name;
+    if (n == name) plain = &c;
+    if (!positional.empty() && n == name + " " + positional.front()) return &c;
+  }
+  return plain;
+}
+
+std::string usageText() {
+  std::string out = "usage: foundationd COMMAND [OPTIONS]\n\ncommands:\n";
+  for (const auto& c : commands()) {
+    if (c.hidden) continue;
+    char line[512];
+    const std::string syn = c.synopsis;
+    if (syn.size() <= 30) {
+      std::snprintf(line, sizeof line, "  %-30s %s\n", c.synopsis, c.summary);
+    } else {
+      std::snprintf(line, sizeof line, "  %s\n  %-30s %s\n", c.synopsis, "", c.summary);
+    }
+    out += line;
+  }
+  out += "\n`foundationd COMMAND --help` shows a command's options and an example.\n"
+         "Docs: README.md and docs/ (config.md: the daemon config; spec.md: the spec).\n";
+  return out;
+}
+
+std::string commandHelp(const Command& c) {
+  std::string out = std::string("usage: foundationd ") + c.synopsis + "\n\n" + c.summary + "\n";
+  if (*c.details) out += std::string("\n") + c.details + "\n";
+  if (!c.options.empty()) {
+    out += "\noptions:\n";
+    for (const char* name : c.options) {
+      const OptionHelp* o = optionHelp(name);
+      if (!o) continue;
+      std::string left = std::string(o->name) + (*o->value ? std::string(" ") + o->value : "");
+      char line[512];
+      std::snprintf(line, sizeof line, "  %-28s %s\n", left.c_str(), o->help);
+      out += line;
+    }
+  }
+  if (*c.example) out += std::string("\nexample:\n  ") + c.example + "\n";
+  return out;
+}
+
+int cmdHelp(const CliArgs& args) {
+  if (args.positional.empty()) {
+    std::fputs(usageText().c_str(), stdout);
+    return 0;
+  }
+  std::vector<std::string> rest(args.positional.begin() + 1, args.positional.end());
+  const Command* c = findCommand(args.positional.front(), rest);
+  if (!c || c->hidden) {
+    std::fprintf(stderr, "foundationd: no command \"%s\"\n\n%s", args.positional.front().c_str(),
+                 usageText().c_str());
+    return 2;
+  }
+  std::fputs(commandHelp(*c).c_str(), stdout);
+  return 0;
+}
 
 }  // namespace
 
@@ -61,7 +225,11 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
       into = argv[++i];
       return true;
     };
-    auto is = [&](const char* opt) { return a == opt || a.rfind(std::string(opt) + "=", 0) == 0; };
+    auto is = [&](const char* opt) {
+      const bool match = a == opt || a.rfind(std::string(opt) + "=", 0) == 0;
+      if (match) args.given.push_back(opt);
+      return match;
+    };
     if (is("--config")) {
       if (!takeValue(args.config)) return std::nullopt;
     } else if (is("--spec")) {
@@ -75,11 +243,13 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (is("--kdf")) {
       if (!takeValue(args.kdf)) return std::nullopt;
     } else if (a == "--json") {
+      args.given.push_back(a);
       args.json = true;
     } else if (a == "--once") {
+      args.given.push_back(a);
       args.once = true;
     } else if (a == "-h" || a == "--help") {
-      args.command = "help";
+      args.help = true;
     } else if (a == "--version") {
       args.command = "version";
     } else if (a.size() > 1 && a[0] == '-') {
@@ -91,7 +261,6 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
       args.positional.push_back(a);
     }
   }
-  if (args.command.empty()) args.command = "help";
   return args;
 }
 
@@ -100,42 +269,58 @@ int runCli(int argc, char** argv) {
   std::string error;
   auto args = parseArgs(argvv, error);
   if (!args) {
-    std::fprintf(stderr, "foundationd: %s\n\n%s", error.c_str(), kUsage);
+    std::fprintf(stderr, "foundationd: %s\n\n%s", error.c_str(), usageText().c_str());
     return 1;
   }
   if (const char* d = std::getenv("FOUNDATIOND_DEBUG"); d && std::string(d) == "1") {
     log::setDebug(true);
   }
-  const std::string& cmd = args->command;
+  if (args->command.empty()) {
+    if (args->help) {
+      std::fputs(usageText().c_str(), stdout);
+      return 0;
+    }
+    std::fputs(usageText().c_str(), stderr);
+    return 2;
+  }
+  const Command* cmd = findCommand(args->command, args->positional);
+  if (!cmd) {
+    // A command group ("secret"): its subcommands.
+    std::string group;
+    for (const auto& c : commands()) {
+      if (std::string(c.name).rfind(args->command + " ", 0) == 0) {
+        group += std::string("  foundationd ") + c.synopsis + "\n      " + c.summary + "\n";
+      }
+    }
+    if (!group.empty()) {
+      std::fprintf(args->help ? stdout : stderr, "usage:\n%s", group.c_str());
+      return args->help ? 0 : 2;
+    }
+    std::fprintf(stderr, "foundationd: unknown command \"%s\"\n\n%s", args->command.c_str(),
+                 usageText().c_str());
+    return 2;
+  }
+  if (args->help) {
+    std::fputs(commandHelp(*cmd).c_str(), stdout);
+    return 0;
+  }
+  for (const auto& given : args->given) {
+    const bool valid = std::any_of(cmd->options.begin(), cmd->options.end(),
+                                   [&](const char* o) { return given == o; });
+    const OptionHelp* known = optionHelp(given);
+    if (!valid && known && !known->common) {
+      std::fprintf(stderr, "foundationd: %s is not an option of `%s`\n\n%s", given.c_str(),
+                   cmd->name, commandHelp(*cmd).c_str());
+      return 1;
+    }
+  }
   try {
-    if (cmd == "check") return cmdCheck(*args);
-    if (cmd == "plan") return cmdPlan(*args);
-    if (cmd == "apply") return cmdApply(*args);
-    if (cmd == "serve") return cmdServe(*args);
-    if (cmd == "init") return cmdInit(*args);
-    if (cmd == "rekey") return cmdRekey(*args);
-    if (cmd == "rotate") return cmdRotate(*args);
-    if (cmd == "secret") return cmdSecret(*args);
-    if (cmd == "status") return cmdStatus(*args);
-    if (cmd == "unseal") return cmdUnseal(*args);
-    if (cmd == "export-vault-keys") return cmdExportVaultKeys(*args);
-    if (cmd == "import-vault-keys") return cmdImportVaultKeys(*args);
-    if (cmd == "vault-init-helper") return cmdVaultHelper(*args);
-    if (cmd == "version") {
-      std::printf("foundationd %s (%s)\n", FOUNDATIOND_VERSION, FOUNDATIOND_REVISION);
-      return 0;
-    }
-    if (cmd == "help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+    return cmd->run(*args);
   } catch (const std::exception& e) {
-    // Exceptions are bugs or corruption (STYLE.md); say so plainly.
+    // Exceptions are bugs or corruption; say so plainly.
     std::fprintf(stderr, "foundationd: internal error: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "foundationd: unknown command \"%s\"\n\n%s", cmd.c_str(), kUsage);
-  return 1;
 }
 
 }  // namespace foundationd::daemon

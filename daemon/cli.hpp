@@ -1,6 +1,7 @@
 // The command line: parses argv into a command and its options and runs it.
-// Exit codes follow INTERFACES.md (check: 0/1; plan: 0 no changes, 2 changes,
-// 1 error; apply: 0 converged, 1 failed).
+// Exit codes (README.md, each command's --help): check 0/1; plan 0 no
+// changes, 2 changes, 1 error; apply 0 converged, 1 failed; no command or an
+// unknown one: 2 with the usage.
 #pragma once
 
 #include <map>
@@ -11,7 +12,7 @@
 namespace foundationd::daemon {
 
 struct CliArgs {
-  std::string command;                  // check | plan | apply | serve | version | help
+  std::string command;                  // check | plan | apply | serve | ... ("" = none)
   std::vector<std::string> positional;  // after the command
   std::optional<std::string> config;    // --config
   std::optional<std::string> spec;      // --spec
@@ -21,6 +22,8 @@ struct CliArgs {
   std::optional<std::string> kdf;                // init, rekey: interactive | moderate | sensitive
   bool json = false;
   bool once = false;
+  bool help = false;               // -h/--help: the command's help, or the usage
+  std::vector<std::string> given;  // the options given ("--spec", ...), to check them
 };
 
 // Parses argv; on a usage error returns nullopt and sets `error`.

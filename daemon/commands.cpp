@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "config/daemon_config.hpp"
 #include "config/spec_loader.hpp"
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/docker/docker_apply.hpp"
@@ -138,11 +139,31 @@ int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state
   return reportConverge(spec, out, secs, client.requestCount());
 }
 
-int cmdCheck(const CliArgs& args) {
-  if (args.positional.empty() && !args.spec) {
-    std::fprintf(stderr, "usage: foundationd check SPEC\n");
+// `check --config FILE`: the daemon config, as `serve` would read it.
+int checkDaemonConfig(const std::string& path) {
+  auto loaded = config::loadDaemonConfigFile(path);
+  std::fputs(loaded.diagnostics.formatAll().c_str(), stderr);
+  if (!loaded.config) {
+    std::fprintf(stderr, "%s: %zu error(s), %zu warning(s)\n", path.c_str(),
+                 loaded.diagnostics.errorCount(), loaded.diagnostics.warningCount());
     return 1;
   }
+  const auto& c = *loaded.config;
+  std::printf("%s: valid daemon config: state_dir %s, source %s %s, %zu API listener(s); "
+              "%zu warning(s)\n",
+              path.c_str(), c.stateDir.c_str(), c.source.kind.c_str(),
+              (c.source.kind == "git" ? c.source.url : c.source.path).c_str(), c.apiListen.size(),
+              loaded.diagnostics.warningCount());
+  return 0;
+}
+
+int cmdCheck(const CliArgs& args) {
+  if (args.positional.empty() && !args.spec) {
+    if (args.config) return checkDaemonConfig(*args.config);
+    std::fprintf(stderr, "usage: foundationd check SPEC | foundationd check --config FILE\n");
+    return 1;
+  }
+  if (args.config && checkDaemonConfig(*args.config) != 0) return 1;
   const std::string path = args.spec ? *args.spec : args.positional.front();
   auto loaded = config::loadSpecFile(path);
   std::fputs(loaded.diagnostics.formatAll().c_str(), stderr);
@@ -169,6 +190,10 @@ int cmdPlan(const CliArgs& args) {
   // plan never needs the passphrase: credentials are compared by digest.
   std::unique_ptr<state::Store> store;
   std::vector<credentials::FieldPlan> credPlan;
+  // Without the state, what depends on a credential cannot be compared:
+  // said so, never guessed (resource, why).
+  std::vector<std::pair<std::string, std::string>> unknown;
+  std::string noState;
   if (!spec->credentials.empty()) {
     auto opened = openExistingStore(stateDirOf(args, *cfg));
     if (opened) {
@@ -180,13 +205,9 @@ int cmdPlan(const CliArgs& args) {
       }
       credPlan = std::move(p).value();
     } else {
+      noState = "no state in " + stateDirOf(args, *cfg);
       for (const auto& [name, c] : spec->credentials) {
-        for (const auto& [field, f] : c.fields) {
-          if (f.generated()) {
-            credPlan.push_back({name, field, credentials::FieldPlan::Action::generate,
-                                "not generated yet"});
-          }
-        }
+        unknown.emplace_back("credential." + name, "cannot compare without the state");
       }
     }
   }
@@ -201,6 +222,33 @@ int cmdPlan(const CliArgs& args) {
     return 1;
   }
   docker::Plan plan = docker::plan(*spec, observed.value(), secrets);
+  if (!noState.empty()) {
+    // A recreate whose only differences are credential values is unknown.
+    std::vector<docker::Change> kept;
+    for (auto& c : plan.changes) {
+      if (c.action == docker::Action::recreate && !c.fields.empty()) {
+        std::vector<docker::FieldChange> plain;
+        std::string secret;
+        for (const auto& f : c.fields) {
+          if (!f.sensitive) plain.push_back(f);
+          else secret += (secret.empty() ? "" : ", ") + f.field;
+        }
+        if (plain.empty()) {
+          unknown.emplace_back(c.key.str(), "cannot compare " + secret + " without the state");
+          continue;
+        }
+        if (!secret.empty()) {
+          std::string names;
+          for (const auto& f : plain) names += (names.empty() ? "" : ", ") + f.field;
+          c.reason = names + " changed (will recreate); " + secret +
+                     " not compared without the state";
+        }
+        c.fields = std::move(plain);
+      }
+      kept.push_back(std::move(c));
+    }
+    plan.changes = std::move(kept);
+  }
   bool credChanges = false;
   for (const auto& c : credPlan) {
     credChanges |= c.action != credentials::FieldPlan::Action::params_changed;
@@ -214,6 +262,11 @@ int cmdPlan(const CliArgs& args) {
                        {"reason", c.reason}});
     }
     doc["credentials"] = creds;
+    nlohmann::json unknownJson = nlohmann::json::array();
+    for (const auto& [resource, why] : unknown) {
+      unknownJson.push_back({{"resource", resource}, {"reason", why}});
+    }
+    doc["unknown"] = unknownJson;  // not compared: no state (never counted as a change)
     doc["has_changes"] = plan.hasChanges() || credChanges;
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
@@ -224,7 +277,19 @@ int cmdPlan(const CliArgs& args) {
       std::printf("  %s credential.%s.%s: %s (%s)\n", sym, c.credential.c_str(), c.field.c_str(),
                   credentials::toString(c.action), c.reason.c_str());
     }
-    std::fputs(docker::renderPlanText(plan, {colorOutput()}).c_str(), stdout);
+    if (!unknown.empty()) {
+      std::printf("Without the state (%s), these cannot be compared; run plan where the state "
+                  "is (--state-dir DIR, or the config's state_dir):\n",
+                  noState.c_str());
+      for (const auto& [resource, why] : unknown) {
+        std::printf("  ? %s: %s\n", resource.c_str(), why.c_str());
+      }
+    }
+    if (!unknown.empty() && !plan.hasChanges() && !plan.hasConflicts() && !credChanges) {
+      std::printf("No known changes; %zu resource(s) not compared (above).\n", unknown.size());
+    } else {
+      std::fputs(docker::renderPlanText(plan, {colorOutput()}).c_str(), stdout);
+    }
   }
   return plan.hasChanges() || plan.hasConflicts() || credChanges ? 2 : 0;
 }
@@ -241,7 +306,14 @@ int cmdApply(const CliArgs& args) {
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
   noteUnmanaged(*spec);
-  if (spec->credentials.empty() && !spec->vault) return runConverge(*cfg, *spec, nullptr, nullptr);
+  // One converger per state directory: a running daemon owns it.
+  const bool needsState = !spec->credentials.empty() || spec->vault.has_value();
+  auto lock = lockState(stateDirOf(args, *cfg), "apply --once", "", false);
+  if (!lock) {
+    std::fprintf(stderr, "foundationd: %s\n", lock.error().message.c_str());
+    return 1;
+  }
+  if (!needsState) return runConverge(*cfg, *spec, nullptr, nullptr);
   auto unlocked = openAndUnlock(args, *cfg);
   if (!unlocked) {
     std::fprintf(stderr, "foundationd: %s; nothing was changed\n",
@@ -254,14 +326,17 @@ int cmdApply(const CliArgs& args) {
 int cmdServe(const CliArgs& args) {
   auto cfg = loadConfig(args);
   if (!cfg) return 1;
-  std::string configPath;
-  if (args.config) {
-    configPath = *args.config;
-  } else if (std::filesystem::exists("/etc/foundationd/foundationd.toml")) {
-    configPath = "/etc/foundationd/foundationd.toml";
-  }
+  const std::string configPath = configPathOf(args);  // reloaded on SIGHUP
   if (args.spec) cfg->source.path = *args.spec;
   if (args.stateDir) cfg->stateDir = *args.stateDir;
+  // Held until the process ends: no one-shot command converges meanwhile.
+  auto lock = lockState(cfg->stateDir, "serve",
+                        "One daemon per state directory: this one was not started");
+  if (!lock) {
+    log::error("serve.failed", {{"error", lock.error().message}});
+    std::fprintf(stderr, "foundationd: %s\n", lock.error().message.c_str());
+    return 1;
+  }
   asio::io_context io;
   Daemon daemon(io, *cfg, configPath);
   if (auto st = daemon.start(); !st) {

@@ -1,4 +1,4 @@
-// The CLI's commands. Each returns the process exit code (INTERFACES.md).
+// The CLI's commands. Each returns the process exit code (its --help says which).
 #pragma once
 
 #include "config/daemon_config.hpp"
@@ -18,10 +18,13 @@ int cmdRotate(const CliArgs& args);
 int cmdSecret(const CliArgs& args);
 int cmdStatus(const CliArgs& args);
 int cmdUnseal(const CliArgs& args);
+// commands_client.cpp: POST /v1/rotate to the running daemon; the exit code.
+int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential);
 // commands_vault.cpp
 int cmdExportVaultKeys(const CliArgs& args);
 int cmdImportVaultKeys(const CliArgs& args);
-int cmdVaultHelper(const CliArgs& args);  // internal: controllers/vault/init_helper.hpp
+int cmdVaultHelper(const CliArgs& args);
+int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.
 int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state::Store* store,

@@ -1,6 +1,8 @@
 // `foundationd status` and `foundationd unseal`: clients of the running
 // daemon's API over its Unix socket (the first unix: entry of api.listen).
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -22,7 +24,8 @@ std::optional<std::string> unixSocketOf(const config::DaemonConfig& cfg) {
   return std::nullopt;
 }
 
-Result<transport::HttpResponse> call(const config::DaemonConfig& cfg, transport::HttpRequest req) {
+Result<transport::HttpResponse> call(const config::DaemonConfig& cfg, transport::HttpRequest req,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
   auto socket = unixSocketOf(cfg);
   if (!socket) {
     return Error::make(ErrorCode::invalid_argument,
@@ -30,7 +33,7 @@ Result<transport::HttpResponse> call(const config::DaemonConfig& cfg, transport:
   }
   asio::io_context io;
   transport::UnixHttpClient client(io.get_executor(), *socket);
-  req.timeout = std::chrono::seconds(60);
+  req.timeout = timeout;
   auto r = runSync(io, client.request(std::move(req)));
   if (!r) {
     return Error::make(r.error().code, "cannot reach the daemon at " + *socket + ": " +
@@ -45,7 +48,58 @@ std::string errorText(const transport::HttpResponse& r) {
   return r.body;
 }
 
+// The bearer token (api.token_file), for the endpoints that need it.
+Result<std::string> readToken(const config::DaemonConfig& cfg) {
+  std::ifstream in(cfg.apiTokenFile);
+  std::string token;
+  if (!in || !std::getline(in, token)) {
+    return Error::make(ErrorCode::io, "cannot read the API token " + cfg.apiTokenFile +
+                                          " (run as the daemon's user, or with sudo)");
+  }
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return token;
+}
+
 }  // namespace
+
+int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential) {
+  auto token = readToken(cfg);
+  if (!token) {
+    std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
+    return 1;
+  }
+  transport::HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/rotate";
+  req.headers["Authorization"] = "Bearer " + token.value();
+  req.body = nlohmann::json{{"credential", credential}}.dump();
+  std::printf("Rotating %s through the running daemon...\n", credential.c_str());
+  std::fflush(stdout);
+  // The answer comes when the consumers are updated: allow for slow recreations.
+  auto r = call(cfg, std::move(req), std::chrono::minutes(30));
+  if (!r) {
+    std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200 || doc.is_discarded()) {
+    std::fprintf(stderr, "foundationd: rotate refused by the daemon (HTTP %d): %s\n", r->status,
+                 errorText(*r).c_str());
+    return 1;
+  }
+  for (const auto& f : doc["rotated"]) {
+    std::printf("credential.%s.%s: rotated (version %d)\n", credential.c_str(),
+                f.value("field", "?").c_str(), f.value("version", 0));
+  }
+  if (doc.value("converged", false)) {
+    std::printf("Converged: the daemon updated every consumer of %s.\n", credential.c_str());
+    return 0;
+  }
+  std::printf("Not converged: the reconcile that followed ended \"%s\"; see `foundationd "
+              "status`.\n",
+              doc.value("result", std::string("?")).c_str());
+  return 1;
+}
 
 int cmdStatus(const CliArgs& args) {
   auto cfg = loadConfig(args);

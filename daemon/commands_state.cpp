@@ -59,6 +59,11 @@ int cmdRekey(const CliArgs& args) {
   if (!cfg) return 1;
   auto profile = profileOf(args, *cfg);
   if (!profile) return fail(profile.error().message);
+  auto lock = lockState(stateDirOf(args, *cfg), "rekey",
+                        "Stop it first (`systemctl stop foundationd`), rekey, then start it and "
+                        "unseal with the new passphrase",
+                        false);
+  if (!lock) return fail(lock.error().message);
   auto store = openExistingStore(stateDirOf(args, *cfg));
   if (!store) return fail(store.error().message);
   auto oldPass = readPassphrase(args.passphraseFile, "Current master passphrase: ");
@@ -81,6 +86,13 @@ int cmdRotate(const CliArgs& args) {
   const std::string name = args.positional.front();
   auto cfg = loadConfig(args);
   if (!cfg) return 1;
+  // A running daemon owns the state: the rotation goes through its API.
+  auto lock = lockState(stateDirOf(args, *cfg), "rotate", "", false);
+  if (!lock) {
+    auto holder = stateLockHolder(stateDirOf(args, *cfg));
+    if (holder && holder->command == "serve") return rotateThroughDaemon(*cfg, name);
+    return fail(lock.error().message);
+  }
   const std::string specPath = args.spec ? *args.spec : cfg->source.path;
   auto spec = loadSpec(specPath);
   if (!spec) return 1;

@@ -66,6 +66,8 @@ class Daemon final : public api::DaemonControl {
   api::Task<Result<state::SecretBytes>> webhookSecret() override;
   api::Task<api::WebhookResult> webhook(api::WebhookDelivery delivery) override;
   void webhookRejected(const std::string& why) override;
+  // daemon_rotate.cpp: POST /v1/rotate.
+  api::Task<Result<api::RotateResult>> rotate(std::string credential) override;
 
   // Seconds to wait after `failures` failed unseal attempts.
   static std::chrono::seconds unsealBackoff(std::int64_t failures);
@@ -91,6 +93,12 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<void> alterRotatedRoles(const config::Spec& spec,
                                                  const std::vector<credentials::Generated>& generated);
   void publishStatus();
+  // daemon_rotate.cpp: the rotations POST /v1/rotate asked for, run by a
+  // reconcile before its credentials and Docker parts (new versions,
+  // PostgreSQL, Vault); and, at its end, their answers.
+  struct RotationRequest;
+  boost::asio::awaitable<void> runRotations(const config::Spec& spec, bool locked);
+  void finishRotations(const std::string& result);
   // daemon_source.cpp: the spec source (git: fetch loop, last good spec,
   // revision history; file: loadSpec above).
   struct SourceState;
@@ -152,6 +160,7 @@ class Daemon final : public api::DaemonControl {
   api::VaultState vault_;  // what the last look at Vault saw
   bool vaultRetry_ = false;  // the last Vault step failed: the poll retries it
   api::ReconcileState lastReconcile_;
+  std::vector<std::shared_ptr<RotationRequest>> rotations_;  // daemon_rotate.cpp
   bool stopping_ = false;
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };

@@ -4,18 +4,23 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 namespace foundationd::daemon {
 namespace {
 
-// Reads one line from `fd` into wiped memory (at most 4 KiB), without the
-// line ending.
+// Reads one line from `fd` into wiped memory, without the line ending. A
+// line longer than kMaxPassphraseBytes is refused, never cut.
 Result<state::SecretBytes> readLine(int fd, const std::string& source) {
-  state::SecretBytes buf(4096);
+  state::SecretBytes buf(kMaxPassphraseBytes + 2);  // room for "\r" and one byte too many
   std::size_t len = 0;
+  bool eol = false;
   while (len < buf.size()) {
     char ch;
     ssize_t n = ::read(fd, &ch, 1);
@@ -24,10 +29,25 @@ Result<state::SecretBytes> readLine(int fd, const std::string& source) {
       return Error::make(ErrorCode::io, "cannot read the passphrase from " + source + ": " +
                                             std::strerror(errno));
     }
-    if (n == 0 || ch == '\n') break;
+    if (n == 0) {
+      if (len == 0) {
+        return Error::make(ErrorCode::invalid_argument, "no passphrase from " + source);
+      }
+      break;
+    }
+    if (ch == '\n') {
+      eol = true;
+      break;
+    }
     buf.data()[len++] = static_cast<unsigned char>(ch);
   }
   if (len > 0 && buf.data()[len - 1] == '\r') --len;
+  if (len > kMaxPassphraseBytes || (!eol && len == buf.size())) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the passphrase from " + source + " is longer than " +
+                           std::to_string(kMaxPassphraseBytes) +
+                           " bytes; it is refused rather than cut");
+  }
   if (len == 0) return Error::make(ErrorCode::invalid_argument, "empty passphrase from " + source);
   return state::SecretBytes::copyOf(std::string_view(reinterpret_cast<const char*>(buf.data()), len));
 }
@@ -68,12 +88,50 @@ Result<state::SecretBytes> readPassphrase(const std::optional<std::string>& file
   return readLine(STDIN_FILENO, "standard input");
 }
 
+Status checkStrength(std::string_view passphrase) {
+  // Characters, not bytes: a UTF-8 continuation byte does not count.
+  std::size_t chars = 0;
+  std::size_t different = 0;
+  std::array<unsigned char, 256> seen{};  // which byte values occur; wiped below
+  for (char c : passphrase) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b & 0xC0) != 0x80) ++chars;
+    if (!seen[b]) ++different;
+    seen[b] = 1;
+  }
+  sodium_memzero(seen.data(), seen.size());
+  if (chars < kMinPassphraseChars) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the passphrase is too short (" + std::to_string(chars) +
+                           " characters): use at least " + std::to_string(kMinPassphraseChars) +
+                           ", e.g. four or five random words");
+  }
+  if (different < kMinDistinctChars) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the passphrase repeats too few characters (" +
+                           std::to_string(different) + " different): use at least " +
+                           std::to_string(kMinDistinctChars) +
+                           " different ones, e.g. four or five random words");
+  }
+  return Status::success();
+}
+
 Result<state::SecretBytes> readNewPassphrase(const std::optional<std::string>& file,
                                              const std::string& prompt) {
   auto first = readPassphrase(file, prompt);
-  if (!first || file || !::isatty(STDIN_FILENO)) return first;
-  auto again = fromTty("Repeat it: ");
-  if (!again) return again;
+  if (!first) return first;
+  if (auto st = checkStrength(first.value().view()); !st) return st.error();
+  if (file) return first;  // a file is written once, deliberately: no confirmation
+  const bool tty = ::isatty(STDIN_FILENO);
+  auto again = tty ? fromTty("Repeat it: ") : readLine(STDIN_FILENO, "standard input");
+  if (!again) {
+    if (!tty) {
+      return Error::make(ErrorCode::invalid_argument,
+                         "the new passphrase must be confirmed: on standard input, give it on "
+                         "two identical lines (" + again.error().message + ")");
+    }
+    return again;
+  }
   if (!(first.value() == again.value())) {
     return Error::make(ErrorCode::invalid_argument, "the two passphrases differ");
   }

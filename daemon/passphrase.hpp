@@ -1,10 +1,12 @@
-// Reading the master passphrase (INTERFACES.md): from --passphrase-file (its
+// Reading the master passphrase: from --passphrase-file (its
 // first line), else from the TTY without echo, else one line from stdin when
 // stdin is not a TTY. Returned in wiped memory; never logged.
 #pragma once
 
 #include <optional>
+#include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "common/result.hpp"
 #include "state/secret.hpp"
@@ -15,7 +17,19 @@ namespace foundationd::daemon {
 Result<state::SecretBytes> readPassphrase(const std::optional<std::string>& file,
                                           const std::string& prompt);
 
-// For a new passphrase: on a TTY it is asked twice and must match.
+// The limits of a passphrase. Longer than kMaxPassphraseBytes is refused
+// everywhere (never cut); a new one (init, rekey) must also have at least
+// kMinPassphraseChars characters, kMinDistinctChars of them different: a
+// simple rule an operator can check by eye, met by four random words.
+inline constexpr std::size_t kMaxPassphraseBytes = 1024;
+inline constexpr std::size_t kMinPassphraseChars = 12;
+inline constexpr std::size_t kMinDistinctChars = 5;
+
+// A new passphrase's strength (the rule above), with a message that says it.
+Status checkStrength(std::string_view passphrase);
+
+// For a new passphrase: checked against the rule above; on a TTY asked twice,
+// on stdin read from two lines, and both must match (a file is taken as is).
 Result<state::SecretBytes> readNewPassphrase(const std::optional<std::string>& file,
                                              const std::string& prompt);
 

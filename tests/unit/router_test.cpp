@@ -81,6 +81,7 @@ TEST_CASE("the route table lists every endpoint of INTERFACES.md with its auth")
       {"POST", "/v1/reconcile", api::AuthKind::bearer},
       {"GET", "/v1/plan", api::AuthKind::bearer},
       {"GET", "/v1/events", api::AuthKind::bearer},
+      {"POST", "/v1/rotate", api::AuthKind::bearer},
       {"POST", "/v1/hooks/forgejo", api::AuthKind::hmac},
   };
   CHECK(api::routeTable().size() == want.size());
@@ -484,4 +485,19 @@ TEST_CASE("queryParam decodes and finds parameters") {
   CHECK(api::queryParam("flag&x=1", "flag") == std::optional<std::string>(""));
   CHECK(!api::queryParam("a=1", "since").has_value());
   CHECK(api::queryParam("a=%zz%4", "a") == std::optional<std::string>("%zz%4"));
+}
+
+TEST_CASE("POST /v1/rotate needs the token and a credential name") {
+  Fixture f;
+  Response r = f.call("POST", "/v1/rotate", R"({"credential":"app"})");
+  CHECK(r.status == 401);
+  r = f.authed("POST", "/v1/rotate", R"({"cred":"app"})");
+  CHECK(r.status == 400);
+  CHECK(errorCode(r) == "malformed_json");
+  r = f.authed("POST", "/v1/rotate", "not json");
+  CHECK(r.status == 400);
+  // A daemon that does not rotate (the interface's default) says so.
+  r = f.authed("POST", "/v1/rotate", R"({"credential":"app"})");
+  CHECK(r.status == 404);
+  CHECK(errorCode(r) == "not_found");
 }
