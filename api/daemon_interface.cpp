@@ -112,6 +112,7 @@ nlohmann::json StatusSnapshot::toJson() const {
         {"revision", stringOrNull(spec.revision)},
         {"applied_revision", stringOrNull(spec.appliedRevision)},
         {"last_error", stringOrNull(spec.lastError)},
+        {"warnings", stringOrNull(spec.warnings)},
         {"last_fetch", timeOrNull(spec.lastFetch)},
         {"fetch_error", stringOrNull(spec.fetchError)}}},
       {"last_reconcile",
@@ -119,7 +120,8 @@ nlohmann::json StatusSnapshot::toJson() const {
         {"end", timeOrNull(lastReconcile.end)},
         {"result", stringOrNull(lastReconcile.result)},
         {"converged", lastReconcile.converged},
-        {"running", lastReconcile.running}}},
+        {"running", lastReconcile.running},
+        {"running_since", timeOrNull(lastReconcile.runningSince)}}},
       {"resources", std::move(resourcesJson)},
       {"summary", std::move(summary)},
   };

@@ -39,7 +39,15 @@ using Task = boost::asio::awaitable<T>;
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
-// A resource's reconcile status (docs/api.md, GET /v1/status).
+// A resource's reconcile status (docs/api.md "Resource status"):
+// - converged: it matches the spec (checked by its config hash; while locked
+//   a running container still is, since secrets are compared by digest; the
+//   reason then says nothing that needs a secret can change until unsealed);
+// - pending: a change is planned or under way;
+// - drifted: found moved away from the spec, not repaired yet;
+// - failed: a change was tried and failed, or needs the operator (a conflict);
+// - blocked: not converged and not attempted: it waits for something (the
+//   unseal, a dependency, a host container); the reason says what.
 enum class ResourceStatus { converged, pending, drifted, failed, blocked };
 inline constexpr ResourceStatus kAllResourceStatuses[] = {
     ResourceStatus::converged, ResourceStatus::pending, ResourceStatus::drifted,
@@ -58,18 +66,24 @@ struct SpecState {
   std::string source;           // "file:/srv/foundation/foundation.toml", "git:https://...#main"
   std::string revision;         // newest revision seen ("" when none yet)
   std::string appliedRevision;  // the revision the last successful apply used
-  std::string lastError;        // the last load/validation error ("" when none)
+  std::string lastError;        // the newest revision's errors when it was rejected ("" when none)
   // A git source: when the last fetch finished, and why it failed ("" when it worked).
   std::optional<TimePoint> lastFetch;
   std::string fetchError;
+  std::string warnings;  // the newest revision's warnings, one line each ("" when none)
 };
 
+// start/end/result/converged describe the last *finished* reconcile (all
+// empty before the first); running/runningSince the one under way, if any.
 struct ReconcileState {
-  std::optional<TimePoint> start;  // of the last (or current) reconcile
-  std::optional<TimePoint> end;    // empty while one runs or before the first
-  std::string result;              // "converged", "failed", ... ("" before the first)
-  bool converged = false;          // the last finished reconcile converged everything
+  std::optional<TimePoint> start;
+  std::optional<TimePoint> end;
+  // "converged"; "blocked" (locked: what needs no secret converged, the rest
+  // waits for the unseal); "not converged"; "docker unreachable"; "no valid spec".
+  std::string result;
+  bool converged = false;  // the last finished reconcile converged everything
   bool running = false;
+  std::optional<TimePoint> runningSince;
 };
 
 struct ResourceState {
@@ -92,8 +106,10 @@ struct StatusSnapshot {
 
   // The /v1/status document:
   // {"locked":true,"vault":{"present":..,"initialized":..,"sealed":..},
-  //  "spec":{"source":..,"revision":..,"applied_revision":..,"last_error":..},
-  //  "last_reconcile":{"start":..,"end":..,"result":..,"converged":..,"running":..},
+  //  "spec":{"source":..,"revision":..,"applied_revision":..,"last_error":..,"warnings":..,
+  //          "last_fetch":..,"fetch_error":..},
+  //  "last_reconcile":{"start":..,"end":..,"result":..,"converged":..,"running":..,
+  //                    "running_since":..},
   //  "resources":[{"kind":..,"name":..,"status":..,"reason":..,"last_transition":..}],
   //  "summary":{"total":N,"converged":N,...}}
   // Times are RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.000Z"), null when unknown;

@@ -164,7 +164,7 @@ Task<Response> events(RouteContext& ctx, const Request& request) {
   std::int64_t next = since;
   for (const AuditEvent& e : *page) {
     list.push_back(
-        {{"id", e.id}, {"time", formatTime(e.at)}, {"event", e.event}, {"fields", e.fields}});
+        {{"id", e.id}, {"at", formatTime(e.at)}, {"event", e.event}, {"fields", e.fields}});
     next = std::max(next, e.id);
   }
   co_return Response::json(200, {{"events", std::move(list)}, {"next", next}});

@@ -26,7 +26,7 @@ Task<Response> seal(RouteContext& ctx, const Request& request);
 Task<Response> reconcile(RouteContext& ctx, const Request& request);
 // GET /v1/plan: 200, the plan document.
 Task<Response> plan(RouteContext& ctx, const Request& request);
-// GET /v1/events?since=ID&limit=N: 200 {"events":[{"id","time","event","fields"}],"next":ID}
+// GET /v1/events?since=ID&limit=N: 200 {"events":[{"id","at","event","fields"}],"next":ID}
 // (pass `next` as the next `since`); since >= 0 (default 0), 1 <= limit <= 1000
 // (default 100); 400 invalid_argument otherwise.
 Task<Response> events(RouteContext& ctx, const Request& request);

@@ -110,9 +110,9 @@ Metrics::Metrics()
       locked_(registry_.gauge("foundationd_locked",
                               "1 while the state is locked (waiting for the passphrase), else 0.")),
       vaultInitialized_(registry_.gauge("foundationd_vault_initialized",
-                                        "1 when Vault has been initialised, else 0.")),
+                                        "1 when Vault has been initialised, else 0 (only when the spec declares [vault]).")),
       vaultSealed_(registry_.gauge("foundationd_vault_sealed",
-                                   "1 while Vault is sealed (or absent), else 0.")),
+                                   "1 while Vault is sealed, else 0 (only when the spec declares [vault]).")),
       reconcileTotal_(registry_.counter("foundationd_reconcile_total",
                                         "Finished reconciles by result.", {"result"})),
       reconcileDuration_(registry_.histogram("foundationd_reconcile_duration_seconds",
@@ -142,8 +142,6 @@ Metrics::Metrics()
                                                  {"endpoint"}, dockerBuckets())),
       vaultRequests_(registry_.counter("foundationd_vault_requests_total",
                                        "Vault API requests by HTTP code.", {"code"})),
-      backupLastSuccess_(registry_.gauge("foundationd_backup_last_success_timestamp_seconds",
-                                         "Unix time of the last successful backup.")),
       processResident_(
           registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
       processVirtual_(
@@ -156,9 +154,11 @@ Metrics::Metrics()
       processStart_(registry_.gauge("process_start_time_seconds",
                                     "Start time of the process since the Unix epoch in seconds.")) {
   buildInfo_.set({FOUNDATIOND_VERSION, FOUNDATIOND_REVISION}, 1);
-  vaultSealed_.set(1);
+  vaultSealed_.unset();  // until a status says the spec declares [vault]
+  vaultInitialized_.unset();
+  specLastFetch_.unset();  // until a git source has fetched
   locked_.set(1);
-  for (const char* r : {"converged", "failed"}) reconcileTotal_.inc({r}, 0);
+  for (const char* r : {"converged", "blocked", "failed"}) reconcileTotal_.inc({r}, 0);
   for (UnsealOutcome o :
        {UnsealOutcome::unlocked, UnsealOutcome::wrong_passphrase, UnsealOutcome::rate_limited,
         UnsealOutcome::not_initialized, UnsealOutcome::failed}) {
@@ -186,8 +186,13 @@ void Metrics::observeDockerRequest(std::string_view endpoint, int status,
 
 void Metrics::updateFromStatus(const StatusSnapshot& status) {
   locked_.set(status.locked ? 1 : 0);
-  vaultInitialized_.set(status.vault.initialized ? 1 : 0);
-  vaultSealed_.set(status.vault.sealed ? 1 : 0);
+  if (status.vault.present) {
+    vaultInitialized_.set(status.vault.initialized ? 1 : 0);
+    vaultSealed_.set(status.vault.sealed ? 1 : 0);
+  } else {
+    vaultInitialized_.unset();
+    vaultSealed_.unset();
+  }
 
   std::map<LabelValues, double> counts;
   std::set<std::string> kinds;

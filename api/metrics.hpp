@@ -4,13 +4,17 @@
 // Who updates what:
 // - Derived at scrape time by the /metrics handler from DaemonControl::
 //   status() (updateFromStatus()): foundationd_locked,
-//   foundationd_vault_initialized, foundationd_vault_sealed,
+//   foundationd_vault_initialized, foundationd_vault_sealed (only when the
+//   spec declares [vault]: no sample otherwise),
 //   foundationd_resources{kind,status} (every status of every kind present,
 //   0 included), foundationd_spec_info{revision}. The daemon does nothing.
+// A metric is exported only where it means something: no sample rather than
+// a false 0 (spec_last_fetch_timestamp_seconds before the first git fetch).
 // - Set once here: foundationd_build_info{version,revision}.
 // - Read from /proc/self by updateProcess() (render() calls it): process_*.
 // - Updated by the daemon where the event happens:
-//     recordReconcile(result, took)   reconcile_total{result}, reconcile_duration_seconds
+//     recordReconcile(result, took)   reconcile_total{result} (converged, blocked: locked
+//                                     with nothing failed, failed), reconcile_duration_seconds
 //     driftRepairs().inc({kind})      drift_repairs_total{kind}, once per repaired resource
 //     specLastFetch().set(unixSecs)   spec_last_fetch_timestamp_seconds, after each fetch
 //     specFetches().inc({result})     spec_fetches_total{result} (ok, failed): git fetches run
@@ -21,8 +25,7 @@
 //     observeDockerRequest(...)       docker_requests_total{endpoint,code} and
 //                                     docker_request_duration_seconds{endpoint}: pass it
 //                                     to DockerClient::setRequestObserver
-//     vaultRequests().inc({code})     vault_requests_total{code} (Vault client issue)
-//     backupLastSuccess().set(t)      backup_last_success_timestamp_seconds (backup issue)
+//     vaultRequests().inc({code})     vault_requests_total{code}, from the Vault client
 // Label values are bounded vocabularies (result names, resource kinds, route
 // templates, HTTP codes), never names a client chose or secret values.
 //
@@ -58,7 +61,6 @@ class Metrics {
   Counter& dockerRequests() noexcept { return dockerRequests_; }
   Histogram& dockerRequestDuration() noexcept { return dockerRequestDuration_; }
   Counter& vaultRequests() noexcept { return vaultRequests_; }
-  Gauge& backupLastSuccess() noexcept { return backupLastSuccess_; }
 
   // --- derived from the status snapshot ----------------------------------------
   Gauge& locked() noexcept { return locked_; }
@@ -67,7 +69,7 @@ class Metrics {
   Gauge& resources() noexcept { return resources_; }
   Gauge& specInfo() noexcept { return specInfo_; }
 
-  // A finished reconcile: result is e.g. "converged" or "failed".
+  // A finished reconcile: result is "converged", "blocked" or "failed".
   void recordReconcile(std::string_view result, std::chrono::duration<double> took);
   // One unseal attempt: result label = outcomeName(outcome).
   void recordUnseal(UnsealOutcome outcome);
@@ -103,7 +105,6 @@ class Metrics {
   Counter& dockerRequests_;
   Histogram& dockerRequestDuration_;
   Counter& vaultRequests_;
-  Gauge& backupLastSuccess_;
   Gauge& processResident_;
   Gauge& processVirtual_;
   Counter& processCpu_;

@@ -197,6 +197,11 @@ void Gauge::clear() {
   if (labelNames().empty()) series_[{}] = 0;
 }
 
+void Gauge::unset() {
+  std::lock_guard lock(mutex_);
+  series_.clear();
+}
+
 void Gauge::replaceAll(std::map<LabelValues, double> series) {
   for (const auto& [labels, v] : series) checkLabels(labels);
   std::lock_guard lock(mutex_);

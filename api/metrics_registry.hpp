@@ -93,6 +93,10 @@ class Gauge final : public MetricFamily {
   void clear();
   // Replaces every series at once (one lock: a scrape never sees half).
   void replaceAll(std::map<LabelValues, double> series);
+  // No sample at all, not even for a family without labels (only its HELP
+  // and TYPE are rendered) until the next set()/inc(): for a value that does
+  // not apply (no Vault in the spec, no git source), rather than a false 0.
+  void unset();
 
  private:
   void renderSeries(std::string& out) const override;

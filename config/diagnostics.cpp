@@ -77,6 +77,16 @@ std::string Diagnostics::formatAll() const {
   return out;
 }
 
+std::string Diagnostics::formatAll(Severity only) const {
+  std::string out;
+  for (const auto& d : sorted()) {
+    if (d.severity != only) continue;
+    out += d.format();
+    out += '\n';
+  }
+  return out;
+}
+
 std::string closestMatch(const std::string& word, const std::vector<std::string>& candidates) {
   if (word.empty()) return {};
   const std::string w = lower(word);

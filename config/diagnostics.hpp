@@ -44,6 +44,8 @@ class Diagnostics {
 
   // Every diagnostic, sorted, one formatted line each (with trailing '\n').
   std::string formatAll() const;
+  // The same, of one severity only (errors apart from warnings).
+  std::string formatAll(Severity only) const;
 
  private:
   std::vector<Diagnostic> items_;

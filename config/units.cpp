@@ -99,4 +99,18 @@ std::optional<std::int64_t> parseSize(std::string_view text) {
   return std::nullopt;
 }
 
+std::string formatSize(std::int64_t bytes) {
+  if (bytes < 0) return std::to_string(bytes) + "B";
+  if (bytes == 0) return "0B";
+  // Binary units first (largest first), then decimal: the first exact one.
+  static constexpr std::array<Unit, 8> kOrder{{
+      {"TiB", std::int64_t{1} << 40}, {"GiB", std::int64_t{1} << 30},
+      {"MiB", std::int64_t{1} << 20}, {"KiB", std::int64_t{1} << 10},
+      {"TB", 1'000'000'000'000}, {"GB", 1'000'000'000}, {"MB", 1'000'000}, {"kB", 1'000}}};
+  for (const auto& u : kOrder) {
+    if (bytes % u.factor == 0) return std::to_string(bytes / u.factor) + std::string(u.name);
+  }
+  return std::to_string(bytes) + "B";
+}
+
 }  // namespace foundationd::config

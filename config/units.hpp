@@ -22,4 +22,9 @@ std::string formatDuration(Duration d);
 // Bytes; nullopt when invalid. "1GiB" = 2^30; "1GB" = 10^9; "512" = 512 bytes.
 std::optional<std::int64_t> parseSize(std::string_view text);
 
+// The shortest exact rendering in the spec's units, binary first:
+// 67108864 -> "64MiB", 1000000000 -> "1GB", 1500 -> "1500B", 0 -> "0B".
+// parseSize(formatSize(n)) == n.
+std::string formatSize(std::int64_t bytes);
+
 }  // namespace foundationd::config

@@ -23,24 +23,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-// Sections whose controllers are not part of this build yet are said so,
-// rather than silently ignored.
-void noteUnmanaged(const config::Spec& spec) {
-  std::string list;
-  auto add = [&](bool present, const char* name) {
-    if (present) list += (list.empty() ? "" : ", ") + std::string(name);
-  };
-  add(spec.vault.has_value(), "[vault]");
-  add(!spec.s3.empty(), "[s3]");
-  add(!spec.buckets.empty(), "[buckets]");
-  add(spec.forgejo.has_value(), "[forgejo]");
-  if (list.empty()) return;
-  std::fprintf(stderr,
-               "note: this build converges credentials, networks, volumes and containers; %s "
-               "are validated but not yet acted on\n",
-               list.c_str());
-}
-
 void printGenerated(const credentials::Generated& g) {
   std::printf("credential.%s.%s: %s (version %d)\n", g.credential.c_str(), g.field.c_str(),
               g.rotated ? "rotated" : "generated", g.version);
@@ -99,9 +81,6 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
     return 1;
   }
   const auto& r = *out.docker;
-  if (!r.plan.hasChanges() && !r.plan.hasConflicts()) {
-    std::printf("%s\n", docker::renderSummary(r.plan).c_str());
-  }
   std::size_t stepChanges = 0;
   std::size_t stepFailed = 0;
   for (const auto& s : out.steps) {
@@ -111,11 +90,24 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
     }
   }
   if (r.converged && stepFailed == 0) {
-    std::printf("Converged: project \"%s\", %zu change(s) applied in %.2fs, %llu Docker API "
-                "call(s).\n",
-                spec.project.c_str(),
-                r.report.outcomes.size() + out.generated.size() + stepChanges, seconds,
-                static_cast<unsigned long long>(apiCalls));
+    // One summary for the whole converge (credentials, Docker, service steps).
+    const std::size_t changes = r.report.outcomes.size() + out.generated.size() + stepChanges;
+    if (changes == 0) {
+      std::printf("Converged: project \"%s\" already matches the spec, nothing to change "
+                  "(checked in %.2fs, %llu Docker API call(s)).\n",
+                  spec.project.c_str(), seconds, static_cast<unsigned long long>(apiCalls));
+    } else {
+      std::printf("Converged: project \"%s\", %zu change(s) applied in %.2fs, %llu Docker API "
+                  "call(s).\n",
+                  spec.project.c_str(), changes, seconds,
+                  static_cast<unsigned long long>(apiCalls));
+    }
+    std::size_t orphans = 0;
+    for (const auto& c : r.plan.changes) orphans += c.action == docker::Action::orphan ? 1 : 0;
+    if (orphans > 0) {
+      std::printf("%zu orphaned resource(s) not in the spec, kept (`plan` lists them).\n",
+                  orphans);
+    }
     printTimings(out);
     return 0;
   }
@@ -185,7 +177,6 @@ int cmdPlan(const CliArgs& args) {
   if (!cfg) return 1;
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
-  if (!args.json) noteUnmanaged(*spec);
 
   // plan never needs the passphrase: credentials are compared by digest.
   std::unique_ptr<state::Store> store;
@@ -240,8 +231,7 @@ int cmdPlan(const CliArgs& args) {
         if (!secret.empty()) {
           std::string names;
           for (const auto& f : plain) names += (names.empty() ? "" : ", ") + f.field;
-          c.reason = names + " changed (will recreate); " + secret +
-                     " not compared without the state";
+          c.reason = names + " changed; " + secret + " not compared without the state";
         }
         c.fields = std::move(plain);
       }
@@ -249,34 +239,16 @@ int cmdPlan(const CliArgs& args) {
     }
     plan.changes = std::move(kept);
   }
-  bool credChanges = false;
-  for (const auto& c : credPlan) {
-    credChanges |= c.action != credentials::FieldPlan::Action::params_changed;
-  }
+  const auto credChanges = credentialChanges(credPlan);
   if (args.json) {
-    auto doc = docker::renderPlanJson(plan);
-    nlohmann::json creds = nlohmann::json::array();
-    for (const auto& c : credPlan) {
-      creds.push_back({{"resource", "credential." + c.credential + "." + c.field},
-                       {"action", credentials::toString(c.action)},
-                       {"reason", c.reason}});
-    }
-    doc["credentials"] = creds;
+    auto doc = docker::renderPlanJson(plan, credChanges);
     nlohmann::json unknownJson = nlohmann::json::array();
     for (const auto& [resource, why] : unknown) {
       unknownJson.push_back({{"resource", resource}, {"reason", why}});
     }
     doc["unknown"] = unknownJson;  // not compared: no state (never counted as a change)
-    doc["has_changes"] = plan.hasChanges() || credChanges;
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
-    for (const auto& c : credPlan) {
-      const char* sym = c.action == credentials::FieldPlan::Action::generate ? "+"
-                        : c.action == credentials::FieldPlan::Action::rotate ? "~"
-                                                                             : "!";
-      std::printf("  %s credential.%s.%s: %s (%s)\n", sym, c.credential.c_str(), c.field.c_str(),
-                  credentials::toString(c.action), c.reason.c_str());
-    }
     if (!unknown.empty()) {
       std::printf("Without the state (%s), these cannot be compared; run plan where the state "
                   "is (--state-dir DIR, or the config's state_dir):\n",
@@ -285,13 +257,13 @@ int cmdPlan(const CliArgs& args) {
         std::printf("  ? %s: %s\n", resource.c_str(), why.c_str());
       }
     }
-    if (!unknown.empty() && !plan.hasChanges() && !plan.hasConflicts() && !credChanges) {
+    if (!unknown.empty() && !docker::hasChanges(plan, credChanges) && !plan.hasConflicts()) {
       std::printf("No known changes; %zu resource(s) not compared (above).\n", unknown.size());
     } else {
-      std::fputs(docker::renderPlanText(plan, {colorOutput()}).c_str(), stdout);
+      std::fputs(docker::renderPlanText(plan, {colorOutput()}, credChanges).c_str(), stdout);
     }
   }
-  return plan.hasChanges() || plan.hasConflicts() || credChanges ? 2 : 0;
+  return docker::hasChanges(plan, credChanges) || plan.hasConflicts() ? 2 : 0;
 }
 
 int cmdApply(const CliArgs& args) {
@@ -305,7 +277,6 @@ int cmdApply(const CliArgs& args) {
   if (!cfg) return 1;
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
-  noteUnmanaged(*spec);
   // One converger per state directory: a running daemon owns it.
   const bool needsState = !spec->credentials.empty() || spec->vault.has_value();
   auto lock = lockState(stateDirOf(args, *cfg), "apply --once", "", false);

@@ -116,7 +116,11 @@ int cmdStatus(const CliArgs& args) {
     std::fprintf(stderr, "foundationd: status: HTTP %d: %s\n", r->status, errorText(*r).c_str());
     return 1;
   }
-  const bool converged = doc["last_reconcile"].value("converged", false) && !doc.value("locked", true);
+  // Converged (exit 0) only when unlocked, the last reconcile converged and
+  // the newest spec revision was not rejected (else an older one is in force).
+  const bool specRejected = doc["spec"].contains("last_error") && doc["spec"]["last_error"].is_string();
+  const bool converged = doc["last_reconcile"].value("converged", false) &&
+                         !doc.value("locked", true) && !specRejected;
   if (args.json) {
     std::printf("%s\n", doc.dump(2).c_str());
     return converged ? 0 : 2;
@@ -133,11 +137,18 @@ int cmdStatus(const CliArgs& args) {
     std::printf("fetch:      FAILED (last attempt %s): %s\n", str(spec, "last_fetch").c_str(),
                 spec["fetch_error"].get<std::string>().c_str());
   }
-  if (spec.contains("last_error") && spec["last_error"].is_string()) {
+  if (specRejected) {
     std::printf("spec error: %s\n", spec["last_error"].get<std::string>().c_str());
   }
+  if (spec.contains("warnings") && spec["warnings"].is_string()) {
+    std::printf("spec warnings:\n%s", spec["warnings"].get<std::string>().c_str());
+  }
   const auto& last = doc["last_reconcile"];
-  std::printf("reconcile:  %s (ended %s)\n", str(last, "result").c_str(), str(last, "end").c_str());
+  std::printf("reconcile:  %s (ended %s)", str(last, "result").c_str(), str(last, "end").c_str());
+  if (last.value("running", false)) {
+    std::printf("; another running since %s", str(last, "running_since").c_str());
+  }
+  std::printf("\n");
   for (const auto& res : doc["resources"]) {
     std::printf("  %-10s %-28s %-10s %s\n", str(res, "kind").c_str(), str(res, "name").c_str(),
                 str(res, "status").c_str(), str(res, "reason").c_str());

@@ -111,4 +111,14 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
   return out;
 }
 
+std::vector<docker::CredentialChange> credentialChanges(
+    const std::vector<credentials::FieldPlan>& plan) {
+  std::vector<docker::CredentialChange> out;
+  out.reserve(plan.size());
+  for (const auto& c : plan) {
+    out.push_back({c.credential, c.field, credentials::toString(c.action), c.reason});
+  }
+  return out;
+}
+
 }  // namespace foundationd::daemon

@@ -16,6 +16,7 @@
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/docker_api.hpp"
+#include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/secrets.hpp"
 #include "state/store.hpp"
 
@@ -67,5 +68,10 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
                              const config::Spec& spec, state::Store* store,
                              const state::UnlockedKey* key, const docker::ApplyOptions& options,
                              const ConvergeHooks& hooks);
+
+// The credentials controller's plan as the plan renderer shows it (`plan`
+// and GET /v1/plan render the same document).
+std::vector<docker::CredentialChange> credentialChanges(
+    const std::vector<credentials::FieldPlan>& plan);
 
 }  // namespace foundationd::daemon

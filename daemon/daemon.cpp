@@ -204,19 +204,35 @@ void Daemon::loadSpec() {
   const std::string revision = "sha256:" + digest.substr(0, 12);
   specRevision_ = revision;
   auto loaded = config::loadSpecFileText(path, buf.str());
+  specWarnings_ = loaded.diagnostics.formatAll(config::Severity::warning);
   if (!loaded.spec) {
-    specError_ = loaded.diagnostics.formatAll();
+    const std::string errors = loaded.diagnostics.formatAll(config::Severity::error);
+    specError_ = "revision " + revision + " rejected (" +
+                 std::to_string(loaded.diagnostics.errorCount()) + " error(s)); " +
+                 (specInForce_.empty() ? std::string("no revision is in force")
+                                       : "revision " + specInForce_ + " stays in force") +
+                 ":\n" + errors;
     log::error("spec.rejected", {{"revision", revision}, {"errors", std::to_string(loaded.diagnostics.errorCount())}});
     for (const auto& d : loaded.diagnostics.sorted()) {
       log::write(d.severity == config::Severity::warning ? log::Level::warning : log::Level::error, "spec.diagnostic", {{"at", d.format()}});
     }
-    if (store_) (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::rejected, specError_);
+    if (store_) {
+      (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::rejected, errors);
+      // The same event as a rejected git revision (GET /v1/events).
+      (void)store_->appendAudit("spec.rejected", nlohmann::json{{"revision", revision},
+                                                                {"source", "file:" + path},
+                                                                {"errors", errors}}.dump());
+    }
     return;
   }
   specError_.clear();
   spec_ = std::move(loaded.spec);
   specInForce_ = revision;
-  if (store_) (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::seen);
+  if (store_) {
+    (void)store_->recordSpecRevision(revision, "file:" + path, state::SpecRevisionStatus::seen);
+    (void)store_->appendAudit("spec.seen", nlohmann::json{{"revision", revision},
+                                                          {"source", "file:" + path}}.dump());
+  }
   log::info("spec.loaded", {{"revision", revision}, {"containers", std::to_string(spec_->containers.size())}});
 }
 
@@ -236,8 +252,10 @@ api::StatusSnapshot Daemon::status() {
   s.vault.initialized = vault_.initialized;
   s.vault.sealed = vault_.sealed;
   s.spec = specState();
+  s.spec.warnings = specWarnings_;
   s.lastReconcile = lastReconcile_;
   s.lastReconcile.running = scheduler_ && scheduler_->busy();
+  if (s.lastReconcile.running) s.lastReconcile.runningSince = reconcileSince_;
   for (const auto& [_, r] : resources_) s.resources.push_back(r);
   return s;
 }

@@ -146,6 +146,7 @@ class Daemon final : public api::DaemonControl {
   std::string specDigest_;            // of the file text, to see a change
   std::string specError_;
   std::string specRevision_;
+  std::string specWarnings_;  // the newest revision's warnings (status: apart from errors)
   std::string specInForce_;              // the revision spec_ was loaded from
   std::shared_ptr<SourceState> source_;  // daemon_source.cpp
 
@@ -161,6 +162,7 @@ class Daemon final : public api::DaemonControl {
   bool vaultRetry_ = false;  // the last Vault step failed: the poll retries it
   api::ReconcileState lastReconcile_;
   std::vector<std::shared_ptr<RotationRequest>> rotations_;  // daemon_rotate.cpp
+  std::optional<api::TimePoint> reconcileSince_;  // the reconcile under way
   bool stopping_ = false;
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };

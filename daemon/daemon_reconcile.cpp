@@ -48,13 +48,16 @@ std::set<Key> lockedOut(const config::Spec& spec) {
 
 asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   const auto started = std::chrono::steady_clock::now();
-  lastReconcile_.start = api::Clock::now();
-  lastReconcile_.end.reset();
+  // lastReconcile_ keeps the last finished one until this one ends.
+  const api::TimePoint startedAt = api::Clock::now();
+  reconcileSince_ = startedAt;
   loadSpec();
   if (!spec_) {
+    lastReconcile_.start = startedAt;
     lastReconcile_.end = api::Clock::now();
     lastReconcile_.result = "no valid spec";
     lastReconcile_.converged = false;
+    reconcileSince_.reset();
     publishStatus();
     co_return std::set<Key>{};
   }
@@ -132,7 +135,18 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     for (const auto& k : covered) {
       if (!batch.all && !batch.keys.count(k)) continue;
       if (blocked.count(k)) {
-        setResource(k, api::ResourceStatus::blocked, "locked: needs a secret; POST /v1/unseal");
+        // Not acted on while locked; what is true of it is known all the
+        // same (secrets are compared by digest, which needs no passphrase).
+        const docker::Change* c = r->excluded.find(k);
+        if (c == nullptr || c->action == docker::Action::orphan) {
+          setResource(k, api::ResourceStatus::converged,
+                      "locked: matches the spec and runs; what needs a secret cannot change "
+                      "until unsealed");
+        } else {
+          setResource(k, api::ResourceStatus::blocked,
+                      std::string("locked: to ") + docker::toString(c->action) + " (" + c->reason +
+                          ") it needs a secret; unseal (`foundationd unseal` or POST /v1/unseal)");
+        }
       } else {
         setResource(k, api::ResourceStatus::converged, "");
       }
@@ -159,7 +173,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
         if (c.action == docker::Action::conflict) failed.insert(c.key);
       }
     }
-    result = r->converged && blocked.empty() ? "converged" : "not converged";
+    result = r->converged ? "converged" : "not converged";
   }
 
   // The service steps, in order: vault -> buckets -> postgres -> forgejo.
@@ -170,11 +184,19 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   stepsOk = applyStepReport(co_await reconcilePostgres(spec, batch)) && stepsOk;
   stepsOk = applyStepReport(co_await reconcileForgejo(spec, batch)) && stepsOk;
 
-  if (!stepsOk && result == "converged") result = "not converged";
+  if (result == "converged" && (!stepsOk || !blocked.empty())) {
+    // Locked, with nothing failed: what needs no secret converged and the
+    // rest waits for the unseal. That is "blocked", not "failed".
+    bool failedSome = false;
+    for (const auto& [_, res] : resources_) failedSome |= res.status == api::ResourceStatus::failed;
+    result = locked && !failedSome ? "blocked" : "not converged";
+  }
+  lastReconcile_.start = startedAt;
   lastReconcile_.end = api::Clock::now();
   lastReconcile_.result = result;
   lastReconcile_.converged = result == "converged";
-  metrics_.recordReconcile(result == "converged" ? "converged" : "failed",
+  reconcileSince_.reset();
+  metrics_.recordReconcile(result == "converged" || result == "blocked" ? result : "failed",
                            std::chrono::steady_clock::now() - started);
   log::info("reconcile.done", {{"result", result}, {"failed", std::to_string(failed.size())}});
   specReconciled(revision, result == "converged");
@@ -215,7 +237,14 @@ api::Task<Result<nlohmann::json>> Daemon::plan() {
   auto observed = co_await docker::observe(docker_, spec.project);
   if (!observed) co_return observed.error();
   StoreSecrets secrets(spec, store_.get(), nullptr);
-  auto json = docker::renderPlanJson(docker::plan(spec, observed.value(), secrets));
+  std::vector<credentials::FieldPlan> credPlan;  // the same document as `plan --json`
+  if (!spec.credentials.empty()) {
+    auto p = credentials::planCredentials(spec, *store_, std::chrono::system_clock::now());
+    if (!p) co_return p.error();
+    credPlan = std::move(p).value();
+  }
+  auto json = docker::renderPlanJson(docker::plan(spec, observed.value(), secrets),
+                                     credentialChanges(credPlan));
   if (!spec.s3.empty()) {  // buckets: a dry run against each S3 server (needs the keys)
     const config::Spec* specp = &spec;
     state::Store* store = store_.get();

@@ -257,9 +257,10 @@ asio::awaitable<void> Daemon::fetchSource() {
   config::LoadResult loaded = std::move(out.loaded).value();
   state::SpecRevisionStatus verdict = state::SpecRevisionStatus::seen;
   std::string errors;
+  specWarnings_ = loaded.diagnostics.formatAll(config::Severity::warning);
   if (!loaded.spec) {
     verdict = state::SpecRevisionStatus::rejected;
-    errors = loaded.diagnostics.formatAll();
+    errors = loaded.diagnostics.formatAll(config::Severity::error);
     s.latestError = "revision " + source::shortRevision(commit) + " rejected (" +
                     std::to_string(loaded.diagnostics.errorCount()) + " error(s)); " +
                     (specInForce_.empty()

@@ -1,10 +1,12 @@
 #include "controllers/docker/container_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
 #include <sodium.h>
 
+#include "config/units.hpp"
 #include "controllers/docker/secret_files.hpp"
 
 namespace foundationd::docker {
@@ -65,14 +67,54 @@ std::string mountText(const config::Mount& m) {
   return m.source + ":" + m.target + (m.readOnly ? ":ro" : "");
 }
 
-std::string render(const json& j) {
-  if (j.is_null()) return "(none)";
-  if (j.is_object() && j.contains("sensitive")) return "(sensitive)";
-  if (j.is_string()) return j.dump();
-  return j.dump();
+bool isSensitive(const json& j) { return j.is_object() && j.contains("sensitive"); }
+
+// The canonical config's keys that differ from the spec's (units in the name).
+std::string specKey(const std::string& key) {
+  if (key == "stop_timeout_ms") return "stop_timeout";
+  if (key == "nano_cpus") return "cpus";
+  if (key == "interval_ms") return "interval";
+  if (key == "timeout_ms") return "timeout";
+  if (key == "start_period_ms") return "start_period";
+  return key;
 }
 
-bool isSensitive(const json& j) { return j.is_object() && j.contains("sensitive"); }
+// A canonical value as the spec writes it: durations "3s", sizes "64MiB",
+// cpus 1.5, networks as names (or {name, aliases}), a secret as
+// "(sensitive)". An absent field with a spec default shows the default;
+// otherwise null ("not set").
+json specValue(const std::string& key, const json& v) {
+  if (v.is_null()) {
+    if (key == "restart") return "no";
+    if (key == "read_only" || key == "privileged" || key == "internal") return false;
+    return nullptr;
+  }
+  if (isSensitive(v)) return "(sensitive)";
+  if ((key == "stop_timeout_ms" || key == "interval_ms" || key == "timeout_ms" ||
+       key == "start_period_ms") && v.is_number_integer()) {
+    return config::formatDuration(config::Duration(v.get<std::int64_t>()));
+  }
+  if (key == "memory" && v.is_number_integer()) return config::formatSize(v.get<std::int64_t>());
+  if (key == "nano_cpus" && v.is_number_integer()) {
+    const auto nano = v.get<std::int64_t>();
+    if (nano % 1'000'000'000 == 0) return nano / 1'000'000'000;
+    return static_cast<double>(nano) / 1e9;
+  }
+  if (key == "networks" && v.is_array()) {
+    json out = json::array();
+    for (const auto& n : v) {
+      out.push_back(n.is_object() && !n.contains("aliases") && n.contains("name") ? n.at("name")
+                                                                                   : n);
+    }
+    return out;
+  }
+  if (key == "healthcheck" && v.is_object()) {
+    json out = json::object();
+    for (const auto& [k, sub] : v.items()) out[specKey(k)] = specValue(k, sub);
+    return out;
+  }
+  return v;
+}
 
 }  // namespace
 
@@ -270,13 +312,19 @@ std::vector<FieldChange> diffCanonical(const json& before, const json& after) {
   for (const auto& [k, _] : before.items()) keys.insert(k);
   for (const auto& [k, _] : after.items()) keys.insert(k);
   static const json kNull;
+  auto field = [&out](const std::string& name, const std::string& key, const json& b,
+                      const json& a) {
+    out.push_back({name, specValue(key, b), specValue(key, a), isSensitive(b) || isSensitive(a)});
+  };
   for (const auto& key : keys) {
     const json& b = before.contains(key) ? before.at(key) : kNull;
     const json& a = after.contains(key) ? after.at(key) : kNull;
     if (b == a) continue;
-    // Maps of named entries (env, labels, secret_files) diff per entry.
-    if ((b.is_object() || b.is_null()) && (a.is_object() || a.is_null()) &&
-        (key == "env" || key == "labels" || key == "secret_files")) {
+    // Maps of named entries (env, labels, secret_files) and the healthcheck
+    // (when it is changed, not added or removed) diff per entry.
+    const bool perEntry = key == "env" || key == "labels" || key == "secret_files";
+    if ((perEntry && (b.is_object() || b.is_null()) && (a.is_object() || a.is_null())) ||
+        (key == "healthcheck" && b.is_object() && a.is_object())) {
       std::set<std::string> sub;
       if (b.is_object()) for (const auto& [k, _] : b.items()) sub.insert(k);
       if (a.is_object()) for (const auto& [k, _] : a.items()) sub.insert(k);
@@ -284,12 +332,16 @@ std::vector<FieldChange> diffCanonical(const json& before, const json& after) {
         const json& sb = b.is_object() && b.contains(k) ? b.at(k) : kNull;
         const json& sa = a.is_object() && a.contains(k) ? a.at(k) : kNull;
         if (sb == sa) continue;
-        out.push_back({key + "." + k, render(sb), render(sa), isSensitive(sb) || isSensitive(sa)});
+        // Entries of env/labels/secret_files are values; healthcheck keys have units.
+        field(key + "." + (perEntry ? k : specKey(k)), perEntry ? "" : k, sb, sa);
       }
       continue;
     }
-    out.push_back({key, render(b), render(a), isSensitive(b) || isSensitive(a)});
+    field(specKey(key), key, b, a);
   }
+  // In the order of the spec's keys (the canonical names sort differently).
+  std::stable_sort(out.begin(), out.end(),
+                   [](const FieldChange& x, const FieldChange& y) { return x.field < y.field; });
   return out;
 }
 

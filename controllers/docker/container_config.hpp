@@ -60,12 +60,15 @@ nlohmann::json networkCreateBody(const config::NetworkSpec& n, const std::string
 nlohmann::json volumeCreateBody(const config::VolumeSpec& v, const std::string& project,
                                 const Desired& desired);
 
-// One changed field between two canonical configs, rendered safely
-// ("(sensitive)" for secret values, "(none)" for absent).
+// One changed field between two canonical configs, in the spec's own terms:
+// the spec's key ("stop_timeout", "env.FOO", "healthcheck.interval") and its
+// value as the spec writes it ("3s", "64MiB", ["a", "b"], true, 1.5), typed.
+// A null value means "not set". A secret value is never carried: when
+// `sensitive` is true a set value is the string "(sensitive)".
 struct FieldChange {
-  std::string field;  // "image", "env.FOO", "ports"
-  std::string before;
-  std::string after;
+  std::string field;
+  nlohmann::json before;
+  nlohmann::json after;
   bool sensitive = false;
 };
 std::vector<FieldChange> diffCanonical(const nlohmann::json& before, const nlohmann::json& after);

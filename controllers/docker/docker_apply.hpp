@@ -73,6 +73,7 @@ struct ReconcileResult {
   ApplyReport report;   // what was done
   bool converged = false;
   Plan remaining;       // the plan after applying (empty when converged)
+  Plan excluded;        // the changes of keys the scope excluded: found, not acted on
 };
 
 // Which changes a reconcile may act on: all, or only those of some keys (an

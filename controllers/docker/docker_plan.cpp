@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <utility>
 
 namespace foundationd::docker {
 namespace {
@@ -19,27 +20,23 @@ bool ownedBy(const Labels& labels, const std::string& project) {
   return labelOr(labels, kLabelManaged) == "true" && labelOr(labels, kLabelProject) == project;
 }
 
-// The fields that differ between the container's recorded config and the
-// desired one. A missing or unreadable label yields one pseudo-field.
-std::vector<FieldChange> recordedDiff(const Labels& labels, const Desired& desired) {
+// The fields that differ between the resource's recorded config and the
+// desired one, and why it is recreated, in words.
+std::pair<std::vector<FieldChange>, std::string> recordedDiff(const Labels& labels,
+                                                              const Desired& desired) {
   auto it = labels.find(kLabelConfig);
   if (it != labels.end()) {
     auto recorded = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
     if (!recorded.is_discarded() && recorded.is_object()) {
       auto fields = diffCanonical(recorded, desired.canonical);
-      if (!fields.empty()) return fields;
+      if (!fields.empty()) {
+        std::string why;
+        for (const auto& f : fields) why += (why.empty() ? "" : ", ") + f.field;
+        return {std::move(fields), why + " changed"};
+      }
     }
   }
-  return {FieldChange{"config", "(unknown)", "(desired)", false}};
-}
-
-std::string describeFields(const std::vector<FieldChange>& fields) {
-  std::string out;
-  for (const auto& f : fields) {
-    if (!out.empty()) out += ", ";
-    out += f.field;
-  }
-  return out + " changed";
+  return {{}, "config changed (its recorded config label is missing or unreadable)"};
 }
 
 void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
@@ -67,9 +64,8 @@ void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
       continue;
     }
     if (labelOr(live.labels, kLabelHash) != desired.hash) {
-      auto fields = recordedDiff(live.labels, desired);
-      out.changes.push_back({key, Action::recreate, describeFields(fields) + " (will recreate)",
-                             fields, live.id, desired.hash});
+      auto [fields, why] = recordedDiff(live.labels, desired);
+      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash});
       recreatedNetworks.insert(name);
     }
   }
@@ -132,9 +128,8 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     }
     const ContainerSummary& live = *it->second;
     if (labelOr(live.labels, kLabelHash) != desired.hash) {
-      auto fields = recordedDiff(live.labels, desired);
-      out.changes.push_back({key, Action::recreate, describeFields(fields) + " (will recreate)",
-                             fields, live.id, desired.hash});
+      auto [fields, why] = recordedDiff(live.labels, desired);
+      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash});
       continue;
     }
     std::string onNetwork;
@@ -143,7 +138,7 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     }
     if (!onNetwork.empty()) {
       out.changes.push_back({key, Action::recreate,
-                             "network " + onNetwork + " is recreated (will recreate)", {}, live.id,
+                             "network " + onNetwork + " is recreated", {}, live.id,
                              desired.hash});
       continue;
     }
@@ -151,7 +146,7 @@ void planContainers(const config::Spec& spec, const Observed& observed,
       continue;  // converged, or Docker is already acting on it
     }
     if (live.state == "dead") {
-      out.changes.push_back({key, Action::recreate, "container is dead (will recreate)", {},
+      out.changes.push_back({key, Action::recreate, "container is dead", {},
                              live.id, desired.hash});
     } else if (live.state == "paused") {
       out.changes.push_back({key, Action::conflict,
@@ -176,6 +171,18 @@ void planContainers(const config::Spec& spec, const Observed& observed,
 }
 
 }  // namespace
+
+const char* pastTense(Action a) noexcept {
+  switch (a) {
+    case Action::create: return "created";
+    case Action::recreate: return "recreated";
+    case Action::start: return "started";
+    case Action::remove: return "removed";
+    case Action::orphan: return "kept";
+    case Action::conflict: return "conflict";
+  }
+  return "?";
+}
 
 const char* toString(Action a) noexcept {
   switch (a) {

@@ -38,6 +38,7 @@ enum class Action {
   conflict,  // cannot proceed without the operator (e.g. a same-named resource we do not own)
 };
 const char* toString(Action a) noexcept;
+const char* pastTense(Action a) noexcept;  // "created", "recreated", "started", "removed"
 
 struct Change {
   config::ResourceKey key;  // kind network | volume | container

@@ -29,12 +29,37 @@ const char* colorOf(Action a) {
   return "";
 }
 
+bool hasCredentialChanges(const std::vector<CredentialChange>& credentials) {
+  for (const auto& c : credentials) {
+    if (c.isChange()) return true;
+  }
+  return false;
+}
+
+const char* credentialSymbol(const CredentialChange& c) {
+  return c.action == "generate" ? "+" : c.action == "rotate" ? "~" : "!";
+}
+
+const char* credentialColor(const CredentialChange& c) {
+  return c.action == "generate" ? "\033[32m" : c.action == "rotate" ? "\033[33m" : "\033[35m";
+}
+
 }  // namespace
 
-std::string renderSummary(const Plan& plan) {
+bool hasChanges(const Plan& plan, const std::vector<CredentialChange>& credentials) {
+  return plan.hasChanges() || hasCredentialChanges(credentials);
+}
+
+std::string renderValue(const nlohmann::json& value, bool sensitive) {
+  if (value.is_null()) return "(none)";
+  if (sensitive && value.is_string()) return value.get<std::string>();  // "(sensitive)"
+  return value.dump();
+}
+
+std::string renderSummary(const Plan& plan, const std::vector<CredentialChange>& credentials) {
   std::map<Action, int> counts;
   for (const auto& c : plan.changes) counts[c.action]++;
-  if (!plan.hasChanges() && !plan.hasConflicts()) {
+  if (!plan.hasChanges() && !plan.hasConflicts() && !hasCredentialChanges(credentials)) {
     std::string s = "No changes. Project \"" + plan.project + "\" matches the spec.";
     if (counts[Action::orphan]) {
       s += " (" + std::to_string(counts[Action::orphan]) + " orphaned, kept)";
@@ -44,7 +69,18 @@ std::string renderSummary(const Plan& plan) {
   std::string s = "Plan: " + std::to_string(counts[Action::create]) + " to create, " +
                   std::to_string(counts[Action::recreate]) + " to recreate, " +
                   std::to_string(counts[Action::start]) + " to start, " +
-                  std::to_string(counts[Action::remove]) + " to remove.";
+                  std::to_string(counts[Action::remove]) + " to remove";
+  if (!credentials.empty()) {
+    int generate = 0;
+    int rotate = 0;
+    for (const auto& c : credentials) {
+      generate += c.action == "generate" ? 1 : 0;
+      rotate += c.action == "rotate" ? 1 : 0;
+    }
+    s += "; " + std::to_string(generate) + " credential(s) to generate, " +
+         std::to_string(rotate) + " to rotate";
+  }
+  s += ".";
   if (counts[Action::orphan]) s += " " + std::to_string(counts[Action::orphan]) + " orphaned (kept).";
   if (counts[Action::conflict]) {
     s += " " + std::to_string(counts[Action::conflict]) + " conflict(s) need the operator.";
@@ -52,9 +88,17 @@ std::string renderSummary(const Plan& plan) {
   return s;
 }
 
-std::string renderPlanText(const Plan& plan, const RenderOptions& options) {
+std::string renderPlanText(const Plan& plan, const RenderOptions& options,
+                           const std::vector<CredentialChange>& credentials) {
   std::string out;
   const char* reset = options.color ? "\033[0m" : "";
+  for (const auto& c : credentials) {
+    out += "  ";
+    if (options.color) out += credentialColor(c);
+    out += std::string(credentialSymbol(c)) + " credential." + c.credential + "." + c.field;
+    out += reset;
+    out += ": " + c.action + " (" + c.reason + ")\n";
+  }
   for (const auto& c : plan.changes) {
     out += "  ";
     if (options.color) out += colorOf(c.action);
@@ -66,18 +110,20 @@ std::string renderPlanText(const Plan& plan, const RenderOptions& options) {
     out += toString(c.action);
     out += " (" + c.reason + ")\n";
     for (const auto& f : c.fields) {
-      out += "      " + f.field + ": " + f.before + " -> " + f.after + "\n";
+      out += "      " + f.field + ": " + renderValue(f.before, f.sensitive) + " -> " +
+             renderValue(f.after, f.sensitive) + "\n";
     }
   }
-  if (!plan.changes.empty()) out += "\n";
-  out += renderSummary(plan) + "\n";
+  if (!plan.changes.empty() || !credentials.empty()) out += "\n";
+  out += renderSummary(plan, credentials) + "\n";
   return out;
 }
 
-nlohmann::json renderPlanJson(const Plan& plan) {
+nlohmann::json renderPlanJson(const Plan& plan, const std::vector<CredentialChange>& credentials) {
   nlohmann::json changes = nlohmann::json::array();
   std::map<std::string, int> summary{{"create", 0}, {"recreate", 0}, {"start", 0},
-                                     {"remove", 0}, {"orphan", 0},   {"conflict", 0}};
+                                     {"remove", 0}, {"orphan", 0},   {"conflict", 0},
+                                     {"generate", 0}, {"rotate", 0}};
   for (const auto& c : plan.changes) {
     nlohmann::json fields = nlohmann::json::array();
     for (const auto& f : c.fields) {
@@ -92,11 +138,21 @@ nlohmann::json renderPlanJson(const Plan& plan) {
                        {"fields", fields}});
     summary[toString(c.action)]++;
   }
+  nlohmann::json creds = nlohmann::json::array();
+  for (const auto& c : credentials) {
+    creds.push_back({{"resource", "credential." + c.credential + "." + c.field},
+                     {"credential", c.credential},
+                     {"field", c.field},
+                     {"action", c.action},
+                     {"reason", c.reason}});
+    if (c.isChange()) summary[c.action]++;
+  }
   return {{"format_version", 1},
           {"project", plan.project},
+          {"credentials", creds},
           {"changes", changes},
           {"summary", summary},
-          {"has_changes", plan.hasChanges()},
+          {"has_changes", hasChanges(plan, credentials)},
           {"has_conflicts", plan.hasConflicts()}};
 }
 

@@ -82,6 +82,10 @@ def test_plan_apply_noop_and_drift_repair(project):
     assert r.returncode == 0
     m = re.search(r"(\d+) Docker API call", r.stdout)
     assert m and int(m.group(1)) == 3, r.stdout
+    # One summary for the whole converge, and no stale note.
+    assert "No changes" not in r.stdout and "note:" not in r.stdout + r.stderr, r.stdout + r.stderr
+    summary = [l for l in r.stdout.splitlines() if l.startswith("Converged:")]
+    assert len(summary) == 1 and "already matches the spec" in summary[0], r.stdout
 
     # Drift: a container removed behind foundationd's back, another killed.
     docker("rm", "-f", f"{project.name}-client")
@@ -92,6 +96,7 @@ def test_plan_apply_noop_and_drift_repair(project):
     assert f"+ container.{project.name}-client: create" in r.stdout
     r = project.run("apply", "--once", "--spec", path)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"container.{project.name}-web: started [" in r.stdout, r.stdout
     assert project.container("web")["State"]["Running"]
     assert project.container("client")["State"]["Running"]
 
@@ -114,8 +119,16 @@ def test_changed_spec_recreates_only_what_changed(project):
     path = project.write(STACK.replace("sleep 1;", "sleep 2;"))
     r = project.run("plan", "--spec", path)
     assert r.returncode == 2
-    assert f"~ container.{project.name}-client: recreate (command changed (will recreate))" in r.stdout
-    assert project.run("apply", "--once", "--spec", path).returncode == 0
+    assert f"~ container.{project.name}-client: recreate (command changed)\n" in r.stdout
+    assert '      command: ["sh","-c","while true; do' in r.stdout
+    r = project.run("plan", "--spec", path, "--json")
+    change = [c for c in json.loads(r.stdout)["changes"] if c["action"] == "recreate"][0]
+    assert change["fields"][0]["field"] == "command"
+    assert isinstance(change["fields"][0]["before"], list) and "sleep 1;" in change["fields"][0]["before"][2]
+    r = project.run("apply", "--once", "--spec", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"container.{project.name}-client: recreated [" in r.stdout
+    assert "startd" not in r.stdout
     assert project.container("web")["Id"] == web_id
     assert project.container("client")["Id"] != client_id
 

@@ -4,6 +4,7 @@ converge, drift repaired from Docker events, SIGHUP, SIGTERM."""
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -295,3 +296,96 @@ def test_unattended_unseal_and_a_real_prometheus_scrape(project, tmp_path):
             prom.terminate()
             prom.wait(timeout=30)
         d.stop()
+
+
+def test_status_metrics_events_and_plan_tell_the_truth(daemon, project):
+    """While locked, across a restart and with a rejected spec: the status,
+    the metrics, the events and the plan say what is true."""
+    d = daemon
+    d.wait_notify("READY=1")
+    token = open(d.token_file).read().strip()
+
+    def finished():
+        return d.status()["last_reconcile"]["end"] is not None
+
+    # The locked start-up: "blocked", not "failed"; no Vault in the spec, no Vault metrics.
+    d.wait(finished, "the locked start-up reconcile")
+    st = d.status()
+    assert st["last_reconcile"]["result"] == "blocked", st
+    sec = d.resource("secretive")
+    assert sec["status"] == "blocked" and "unseal" in sec["reason"], sec
+    code, _, body = d.request("GET", "/metrics")
+    assert code == 200
+    assert 'foundationd_reconcile_total{result="failed"} 0\n' in body, body
+    assert re.search(r'\nfoundationd_reconcile_total\{result="blocked"\} [1-9]', body), body
+    assert "\nfoundationd_vault_sealed " not in body and "\nfoundationd_vault_initialized " not in body
+    assert "backup" not in body
+    assert "\nfoundationd_spec_last_fetch_timestamp_seconds " not in body  # a file source
+
+    # GET /v1/plan is the document `plan --json` prints, credentials included.
+    code, _, body = d.request("GET", "/v1/plan", token=token)
+    assert code == 200, body
+    api_plan = json.loads(body)
+    assert [(c["resource"], c["action"]) for c in api_plan["credentials"]] == \
+        [("credential.app.password", "generate")], api_plan
+    assert api_plan["summary"]["generate"] == 1 and api_plan["has_changes"] is True
+    r = project.run("plan", "--config", str(d.config), "--json")
+    cli_plan = json.loads(r.stdout)
+    for key in ("credentials", "changes", "summary", "has_changes"):
+        assert cli_plan[key] == api_plan[key], (key, cli_plan, api_plan)
+
+    # Unseal and converge; every status read meanwhile is consistent: the
+    # last finished reconcile keeps its end while another runs.
+    code, _, body = d.request("POST", "/v1/unseal", {"passphrase": PASS})
+    assert code == 200, body
+    seen = []
+
+    def converged():
+        s = d.status()
+        seen.append(s["last_reconcile"])
+        return running(project, "secretive") and s["last_reconcile"]["converged"]
+
+    d.wait(converged, "converged after unseal")
+    for rec in seen:
+        assert rec["end"] is not None, rec
+        assert rec["converged"] == (rec["result"] == "converged"), rec
+        assert (rec["running_since"] is not None) == rec["running"], rec
+    assert project.run("status", "--config", str(d.config)).returncode == 0
+
+    # Restarted, locked again: the running, matching container is converged
+    # (not "blocked"), and the reason says it cannot change until unsealed.
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=30) == 0
+    d.messages.clear()
+    env = dict(os.environ, NOTIFY_SOCKET=d.notify_path, WATCHDOG_USEC="1000000")
+    d.proc = subprocess.Popen([project.bin, "serve", "--config", str(d.config)],
+                              stdout=d.log, stderr=subprocess.STDOUT, env=env)
+    d.wait_notify("READY=1")
+    d.wait(finished, "the locked start-up reconcile after a restart")
+    sec = d.resource("secretive")
+    assert sec["status"] == "converged" and "locked" in sec["reason"], sec
+    assert d.resource("plain")["status"] == "converged"
+    assert d.status()["last_reconcile"]["result"] == "blocked"
+    r = project.run("status", "--config", str(d.config))
+    assert r.returncode == 2, r.stdout + r.stderr  # locked
+
+    # A rejected spec: status exits 2, errors and warnings apart; an event records it.
+    with open(d.spec, "a") as f:
+        f.write('\n[containers.@extra]\nimage = "example.org/unpinned:1"\nrestart = "sometimes"\n'
+                .replace("@", project.name + "-"))
+    code, _, _ = d.request("POST", "/v1/reconcile", token=token)
+    assert code == 202
+    d.wait(lambda: d.status()["spec"]["last_error"] is not None, "the spec rejected")
+    st = d.status()
+    assert "not pinned by digest" not in st["spec"]["last_error"], st["spec"]
+    assert "stays in force" in st["spec"]["last_error"]
+    assert "not pinned by digest" in (st["spec"]["warnings"] or ""), st["spec"]
+    r = project.run("status", "--config", str(d.config))
+    assert r.returncode == 2, r.stdout
+    errors_block = r.stdout.split("spec error:", 1)[1].split("spec warnings:", 1)[0]
+    assert "restart" in errors_block and "not pinned" not in errors_block, r.stdout
+    code, _, body = d.request("GET", "/v1/events?since=0", token=token)
+    events = json.loads(body)["events"]
+    rejected = [e for e in events if e["event"] == "spec.rejected"]
+    assert rejected and rejected[-1]["fields"]["source"].startswith("file:"), events
+    assert all("at" in e and "time" not in e for e in events)

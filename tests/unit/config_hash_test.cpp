@@ -1,3 +1,5 @@
+#include <map>
+
 #include <doctest/doctest.h>
 
 #include "controllers/docker/container_config.hpp"
@@ -150,8 +152,39 @@ TEST_CASE("diffCanonical names each changed field and hides secrets") {
   CHECK(d[0].before == "(sensitive)");
   CHECK(d[0].sensitive);
   CHECK(d[1].field == "image");
-  CHECK(d[1].before == "\"a\"");
-  CHECK(d[1].after == "\"b\"");
+  CHECK(d[1].before == "a");
+  CHECK(d[1].after == "b");
   CHECK(d[2].field == "user");
-  CHECK(d[2].before == "(none)");
+  CHECK(d[2].before.is_null());
+  CHECK(d[2].after == "999");
+}
+
+TEST_CASE("diffCanonical speaks the spec's keys and units, not the canonical form's") {
+  config::ContainerSpec a;
+  a.name = "x";
+  a.image = "img";
+  a.stopTimeout = std::chrono::seconds(2);
+  config::NetworkAttachment net;
+  net.network = "net";
+  a.networks = {net};
+  config::ContainerSpec b = a;
+  b.stopTimeout = std::chrono::seconds(3);
+  b.memoryBytes = 64LL << 20;
+  b.cpus = 2.0;
+  net.aliases = {"db"};
+  b.networks = {net};
+  docker::NoSecrets none;
+  auto d = docker::diffCanonical(docker::desiredContainer(a, none).canonical,
+                                 docker::desiredContainer(b, none).canonical);
+  std::map<std::string, docker::FieldChange> byField;
+  for (const auto& f : d) byField[f.field] = f;
+  REQUIRE(byField.size() == 4);
+  CHECK(byField.at("stop_timeout").before == "2s");
+  CHECK(byField.at("stop_timeout").after == "3s");
+  CHECK(byField.at("memory").before.is_null());
+  CHECK(byField.at("memory").after == "64MiB");
+  CHECK(byField.at("cpus").after == 2);
+  CHECK(byField.at("networks").before == nlohmann::json::array({"net"}));
+  CHECK(byField.at("networks").after ==
+        nlohmann::json::parse(R"([{"name": "net", "aliases": ["db"]}])"));
 }

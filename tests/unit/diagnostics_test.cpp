@@ -52,6 +52,16 @@ TEST_CASE("Diagnostics sorts by file, line, column, then message") {
   CHECK(reversed.formatAll() == d.formatAll());
 }
 
+TEST_CASE("Diagnostics formats errors apart from warnings") {
+  Diagnostics d;
+  d.warning({"a.toml", 3, 1}, "not pinned");
+  d.error({"a.toml", 5, 1}, "bad restart");
+  d.error({"a.toml", 1, 1}, "first");
+  CHECK(d.formatAll(Severity::error) == "a.toml:1:1: error: first\na.toml:5:1: error: bad restart\n");
+  CHECK(d.formatAll(Severity::warning) == "a.toml:3:1: warning: not pinned\n");
+  CHECK(Diagnostics().formatAll(Severity::warning).empty());
+}
+
 TEST_CASE("closestMatch suggests the nearest plausible candidate") {
   const std::vector<std::string> keys{"image", "healthcheck", "networks", "volumes", "ports",
                                       "restart", "depends_on"};

@@ -108,9 +108,9 @@ TEST_CASE("drift: stopped, dead, removed and reconfigured containers") {
   CHECK(std::string(docker::toString(p2.changes[0].action)) == "recreate");
   REQUIRE(p2.changes[0].fields.size() == 1);
   CHECK(p2.changes[0].fields[0].field == "image");
-  CHECK(p2.changes[0].fields[0].before == "\"img/db:1\"");
-  CHECK(p2.changes[0].fields[0].after == "\"img/db:2\"");
-  CHECK(p2.changes[0].reason == "image changed (will recreate)");
+  CHECK(p2.changes[0].fields[0].before == "img/db:1");
+  CHECK(p2.changes[0].fields[0].after == "img/db:2");
+  CHECK(p2.changes[0].reason == "image changed");
 }
 
 TEST_CASE("orphans: containers pruned only with prune = true, volumes never") {
@@ -169,8 +169,100 @@ TEST_CASE("a recreated network recreates the containers on it") {
     CHECK(std::string(docker::toString(c.action)) == "recreate");
     reasons[c.key.str()] = c.reason;
   }
-  CHECK(reasons.at("network.net") == "internal changed (will recreate)");
-  CHECK(reasons.at("container.db") == "network net is recreated (will recreate)");
-  CHECK(reasons.at("container.app") == "network net is recreated (will recreate)");
+  CHECK(reasons.at("network.net") == "internal changed");
+  CHECK(reasons.at("container.db") == "network net is recreated");
+  CHECK(reasons.at("container.app") == "network net is recreated");
+  // The network's field in the spec's terms: false (the default) -> true.
+  const auto* net = plan.find({config::Kind::network, "net"});
+  REQUIRE(net != nullptr);
+  REQUIRE(net->fields.size() == 1);
+  CHECK(net->fields[0].before == false);
+  CHECK(net->fields[0].after == true);
   converge(fake, internal);
+}
+
+TEST_CASE("a plan speaks the spec's keys and units, and its JSON is typed") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(replaced(kSpec, "image = \"img/db:1\"\n",
+                                "image = \"img/db:1\"\nstop_timeout = \"2s\"\n"));
+  converge(fake, spec);
+  auto changed = specFrom(replaced(
+      kSpec, "image = \"img/db:1\"\n",
+      "image = \"img/db:1\"\nstop_timeout = \"3s\"\nmemory = \"64MiB\"\ncpus = 1.5\n"
+      "restart = \"always\"\n"));
+  auto plan = planOf(fake, changed);
+  REQUIRE(plan.changes.size() == 1);
+  const auto& c = plan.changes[0];
+  CHECK(c.reason == "cpus, memory, restart, stop_timeout changed");
+
+  auto text = docker::renderPlanText(plan);
+  CHECK(text.find("~ container.db: recreate (cpus, memory, restart, stop_timeout changed)\n") !=
+        std::string::npos);
+  CHECK(text.find("      stop_timeout: \"2s\" -> \"3s\"\n") != std::string::npos);
+  CHECK(text.find("      memory: (none) -> \"64MiB\"\n") != std::string::npos);
+  CHECK(text.find("      cpus: (none) -> 1.5\n") != std::string::npos);
+  CHECK(text.find("      restart: \"no\" -> \"always\"\n") != std::string::npos);
+  CHECK(text.find("_ms") == std::string::npos);
+  CHECK(text.find("67108864") == std::string::npos);
+  CHECK(text.find("will recreate") == std::string::npos);
+
+  auto doc = docker::renderPlanJson(plan);
+  const auto& fields = doc.at("changes").at(0).at("fields");
+  std::map<std::string, nlohmann::json> byField;
+  for (const auto& f : fields) byField[f.at("field").get<std::string>()] = f;
+  CHECK(byField.at("memory").at("before").is_null());
+  CHECK(byField.at("memory").at("after") == "64MiB");
+  CHECK(byField.at("stop_timeout").at("before") == "2s");
+  CHECK(byField.at("cpus").at("after") == 1.5);
+  CHECK(byField.at("restart").at("before") == "no");
+  CHECK(doc.at("credentials").empty());
+}
+
+TEST_CASE("a healthcheck change is shown per key, in the spec's durations") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+  auto plan = planOf(fake, specFrom(replaced(kSpec, "interval = \"1s\"", "interval = \"1500ms\"")));
+  REQUIRE(plan.changes.size() == 1);
+  REQUIRE(plan.changes[0].fields.size() == 1);
+  CHECK(plan.changes[0].fields[0].field == "healthcheck.interval");
+  CHECK(plan.changes[0].fields[0].before == "1s");
+  CHECK(plan.changes[0].fields[0].after == "1500ms");
+}
+
+TEST_CASE("credentials are part of the plan's lines, summary and JSON") {
+  FakeDocker fake = withImages();
+  auto spec = specFrom(kSpec);
+  converge(fake, spec);
+  auto plan = planOf(fake, spec);
+  REQUIRE_FALSE(plan.hasChanges());
+  std::vector<docker::CredentialChange> creds{
+      {"db", "password", "generate", "not generated yet"},
+      {"api", "token", "rotate", "rotate_every elapsed"},
+      {"old", "key", "params_changed", "length changed; takes effect on rotation"}};
+  CHECK(docker::hasChanges(plan, creds));
+  auto text = docker::renderPlanText(plan, {}, creds);
+  CHECK(text.find("  + credential.db.password: generate (not generated yet)\n") != std::string::npos);
+  CHECK(text.find("  ~ credential.api.token: rotate (rotate_every elapsed)\n") != std::string::npos);
+  CHECK(text.find("No changes") == std::string::npos);
+  CHECK(text.find("Plan: 0 to create, 0 to recreate, 0 to start, 0 to remove; 1 credential(s) to "
+                  "generate, 1 to rotate.") != std::string::npos);
+  auto doc = docker::renderPlanJson(plan, creds);
+  CHECK(doc.at("has_changes") == true);
+  CHECK(doc.at("summary").at("generate") == 1);
+  CHECK(doc.at("summary").at("rotate") == 1);
+  REQUIRE(doc.at("credentials").size() == 3);
+  CHECK(doc.at("credentials").at(0).at("resource") == "credential.db.password");
+
+  // Informational only: no change, so "No changes".
+  std::vector<docker::CredentialChange> info{creds[2]};
+  CHECK_FALSE(docker::hasChanges(plan, info));
+  CHECK(docker::renderSummary(plan, info).rfind("No changes.", 0) == 0);
+}
+
+TEST_CASE("an applied change is reported in the past tense") {
+  CHECK(std::string(docker::pastTense(Action::create)) == "created");
+  CHECK(std::string(docker::pastTense(Action::recreate)) == "recreated");
+  CHECK(std::string(docker::pastTense(Action::start)) == "started");
+  CHECK(std::string(docker::pastTense(Action::remove)) == "removed");
 }

@@ -131,7 +131,6 @@ TEST_CASE("Metrics registers every metric INTERFACES.md names, and the process_*
                            "foundationd_docker_requests_total",
                            "foundationd_docker_request_duration_seconds",
                            "foundationd_vault_requests_total",
-                           "foundationd_backup_last_success_timestamp_seconds",
                            "process_resident_memory_bytes",
                            "process_cpu_seconds_total",
                            "process_open_fds",
@@ -187,6 +186,37 @@ TEST_CASE("Metrics helpers: reconcile, unseal, Docker requests, state from the s
   CHECK(m.specInfo().value({"def"}) == 1);
 }
 
+TEST_CASE("metrics that do not apply have no sample, not a false 0") {
+  api::Metrics m;
+  api::StatusSnapshot s;  // a spec without [vault], a file source
+  m.updateFromStatus(s);
+  std::string text = m.render();
+  CHECK(text.find("\nfoundationd_vault_sealed ") == std::string::npos);
+  CHECK(text.find("\nfoundationd_vault_initialized ") == std::string::npos);
+  CHECK(text.find("\nfoundationd_spec_last_fetch_timestamp_seconds ") == std::string::npos);
+  // No metric for a feature that does not exist.
+  CHECK(text.find("backup") == std::string::npos);
+  // The locked start-up is its own result, never counted as failed.
+  CHECK(text.find("\nfoundationd_reconcile_total{result=\"blocked\"} 0\n") != std::string::npos);
+  m.recordReconcile("blocked", std::chrono::milliseconds(5));
+  CHECK(m.reconcileTotal().value({"blocked"}) == 1);
+  CHECK(m.reconcileTotal().value({"failed"}) == 0);
+
+  // With [vault]: exported; without it again: gone.
+  s.vault = {true, false, true};
+  m.updateFromStatus(s);
+  text = m.render();
+  CHECK(text.find("\nfoundationd_vault_sealed 1\n") != std::string::npos);
+  CHECK(text.find("\nfoundationd_vault_initialized 0\n") != std::string::npos);
+  s.vault = {};
+  m.updateFromStatus(s);
+  CHECK(m.render().find("\nfoundationd_vault_sealed ") == std::string::npos);
+
+  // After a git fetch the timestamp is there.
+  m.specLastFetch().set(1700000000);
+  CHECK(m.render().find("\nfoundationd_spec_last_fetch_timestamp_seconds ") != std::string::npos);
+}
+
 TEST_CASE("process metrics come from /proc/self") {
   api::Metrics m;
   m.updateProcess();
@@ -228,7 +258,7 @@ TEST_CASE("promtool check metrics accepts the full default registry") {
   m.recordUnseal(api::UnsealOutcome::unlocked);
   m.observeDockerRequest("POST /containers/{id}/start", 204, std::chrono::milliseconds(40));
   m.vaultRequests().inc({"200"});
-  m.backupLastSuccess().set(1700000000);
+  m.recordReconcile("blocked", std::chrono::milliseconds(20));
   api::StatusSnapshot s;
   s.spec.revision = "3f2a1c9";
   s.resources.push_back({"container", "web", api::ResourceStatus::pending, "", {}});

@@ -132,7 +132,7 @@ TEST_CASE("GET /v1/status: the snapshot as JSON") {
   auto& s = f.daemon.snapshot;
   s.locked = false;
   s.vault = {true, true, false};
-  s.spec = {"file:/srv/foundation/foundation.toml", "3f2a1c9", "3f2a1c9", "", {}, ""};
+  s.spec = {"file:/srv/foundation/foundation.toml", "3f2a1c9", "3f2a1c9", "", {}, "", ""};
   s.lastReconcile.start = at(1700000000);
   s.lastReconcile.end = api::TimePoint(std::chrono::milliseconds(1700000001250));
   s.lastReconcile.result = "converged";
@@ -152,6 +152,9 @@ TEST_CASE("GET /v1/status: the snapshot as JSON") {
   CHECK(j["last_reconcile"]["end"] == "2023-11-14T22:13:21.250Z");
   CHECK(j["last_reconcile"]["result"] == "converged");
   CHECK(j["last_reconcile"]["converged"] == true);
+  CHECK(j["last_reconcile"]["running"] == false);
+  CHECK(j["last_reconcile"]["running_since"].is_null());
+  CHECK(j["spec"]["warnings"].is_null());
   REQUIRE(j["resources"].size() == 2);
   CHECK(j["resources"][0] == json{{"kind", "container"},
                                   {"name", "web"},
@@ -402,7 +405,7 @@ TEST_CASE("GET /v1/events?since=ID") {
   CHECK(j["next"] == 9);
   REQUIRE(j["events"].size() == 2);
   CHECK(j["events"][1] == json{{"id", 9},
-                               {"time", "2023-11-14T22:14:20.000Z"},
+                               {"at", "2023-11-14T22:14:20.000Z"},
                                {"event", "reconcile.done"},
                                {"fields", {{"result", "converged"}}}});
 

@@ -48,6 +48,23 @@ TEST_CASE("formatDuration renders the shortest exact unit") {
   }
 }
 
+TEST_CASE("formatSize renders the spec's shortest exact unit, binary first") {
+  CHECK(formatSize(67'108'864) == "64MiB");
+  CHECK(formatSize(1LL << 30) == "1GiB");
+  CHECK(formatSize(3LL << 40) == "3TiB");
+  CHECK(formatSize(1536LL << 20) == "1536MiB");
+  CHECK(formatSize(1'000'000'000) == "1GB");
+  CHECK(formatSize(2'000) == "2kB");
+  CHECK(formatSize(1'500) == "1500B");
+  CHECK(formatSize(0) == "0B");
+  for (const char* text : {"512MiB", "1GiB", "1GB", "7kB", "6MiB", "123B"}) {
+    CHECK(formatSize(*parseSize(text)) == text);
+  }
+  for (std::int64_t n : {1LL, 1024LL, 999'999LL, 1LL << 33, 5'000'000'000LL}) {
+    CHECK(parseSize(formatSize(n)) == n);
+  }
+}
+
 TEST_CASE("parseSize: binary, decimal and plain bytes") {
   CHECK(parseSize("512") == 512);
   CHECK(parseSize("512B") == 512);
