@@ -22,6 +22,7 @@ commands:
                                create the state store and set the master passphrase
   rekey                        change the master passphrase (old, then new twice; or
                                --passphrase-file OLD --new-passphrase-file NEW)
+  rekey --rotate-data-key      as rekey, and a new data key: every secret re-sealed
   rotate CREDENTIAL [--spec SPEC]
                                new values, then every consumer updated in order
   secret show CREDENTIAL[.FIELD]
@@ -78,6 +79,8 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
       args.json = true;
     } else if (a == "--once") {
       args.once = true;
+    } else if (a == "--rotate-data-key") {
+      args.rotateDataKey = true;
     } else if (a == "-h" || a == "--help") {
       args.command = "help";
     } else if (a == "--version") {

@@ -21,6 +21,7 @@ struct CliArgs {
   std::optional<std::string> kdf;                // init, rekey: interactive | moderate | sensitive
   bool json = false;
   bool once = false;
+  bool rotateDataKey = false;  // rekey --rotate-data-key
 };
 
 // Parses argv; on a usage error returns nullopt and sets `error`.
