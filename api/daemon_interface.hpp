@@ -28,6 +28,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "api/http_types.hpp"
 #include "common/result.hpp"
 #include "state/secret.hpp"
 
@@ -200,8 +201,9 @@ class DaemonControl {
   // recordUnseal). The passphrase arrives in guarded memory and is wiped when
   // the SecretBytes dies; the implementation must not copy it elsewhere.
   // Unsealing an already unlocked daemon checks the passphrase and answers
-  // unlocked or wrong_passphrase.
-  virtual Task<UnsealResult> unseal(state::SecretBytes passphrase) = 0;
+  // unlocked or wrong_passphrase. `from` picks the backoff: the Unix socket
+  // is a trusted path with its own counter, TCP peers share another one.
+  virtual Task<UnsealResult> unseal(state::SecretBytes passphrase, PeerKind from) = 0;
 
   // Forgets the data key (wiped), seals Vault when present; back to locked.
   // Sealing a locked daemon succeeds.

@@ -46,6 +46,8 @@ const char* codeName(ApiError code) noexcept {
       return "not_ready";
     case ApiError::too_many_connections:
       return "too_many_connections";
+    case ApiError::forbidden:
+      return "forbidden";
   }
   return "internal";
 }
@@ -61,6 +63,8 @@ int httpStatus(ApiError code) noexcept {
     case ApiError::unauthorized:
       return 401;
     case ApiError::wrong_passphrase:
+      return 403;
+    case ApiError::forbidden:
       return 403;
     case ApiError::not_found:
       return 404;

@@ -38,6 +38,7 @@ enum class ApiError {
   locked,                // the operation needs the unlocked state
   not_ready,             // /readyz
   too_many_connections,  // connection cap reached
+  forbidden,             // the route is not served to this peer (unseal/seal from a remote host)
 };
 
 // The wire name, e.g. "wrong_passphrase".

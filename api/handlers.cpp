@@ -59,6 +59,12 @@ std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& bo
   if (!it->is_string()) return malformed("\"passphrase\" is not a string" + kExpected);
   std::string& text = it->get_ref<std::string&>();
   if (text.empty()) return malformed("\"passphrase\" is empty" + kExpected);
+  if (text.size() > kMaxPassphraseBytes) {
+    sodium_memzero(text.data(), text.size());
+    return errorResponse(ApiError::invalid_argument,
+                         "\"passphrase\" is longer than " + std::to_string(kMaxPassphraseBytes) +
+                             " bytes: refused (never cut to fit)");
+  }
   state::SecretBytes secret = state::SecretBytes::copyOf(text);
   sodium_memzero(text.data(), text.size());
   return secret;
@@ -93,7 +99,7 @@ Task<Response> unseal(RouteContext& ctx, const Request& request) {
   auto parsed = parseUnsealBody(request.body);
   if (auto* answer = std::get_if<Response>(&parsed)) co_return std::move(*answer);
   state::SecretBytes passphrase = std::move(std::get<state::SecretBytes>(parsed));
-  const UnsealResult r = co_await ctx.daemon.unseal(std::move(passphrase));
+  const UnsealResult r = co_await ctx.daemon.unseal(std::move(passphrase), request.peer);
   const auto message = [&](const char* fallback) {
     return r.error && !r.error->message.empty() ? r.error->message : std::string(fallback);
   };

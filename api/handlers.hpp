@@ -47,6 +47,9 @@ Task<Response> metrics(RouteContext& ctx, const Request& request);
 Task<Response> forgejoWebhook(RouteContext& ctx, const Request& request);
 
 // Parsing helpers (exposed for tests and the fuzz target).
+// The longest passphrase accepted (what `foundationd init` reads): a longer
+// one is refused with 400 invalid_argument, never cut.
+inline constexpr std::size_t kMaxPassphraseBytes = 4096;
 // The passphrase of an unseal body, or the 400 to answer. The message
 // locates the problem (line, column) and never quotes the body.
 std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& body);

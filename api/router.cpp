@@ -16,13 +16,13 @@ namespace h = handlers;
 // THE route table (docs/api.md).
 // clang-format off
 constexpr std::array kRoutes = {
-  //    method  path              auth                     handler        secret body
+  //    method  path              auth                     handler        secret body, local only
   Route{"GET",  "/healthz",       AuthKind::none,          &h::healthz},
   Route{"GET",  "/readyz",        AuthKind::none,          &h::readyz},
   Route{"GET",  "/metrics",       AuthKind::none,          &h::metrics},
   Route{"GET",  "/v1/status",     AuthKind::none_on_local, &h::status},
-  Route{"POST", "/v1/unseal",     AuthKind::none,          &h::unseal,    true},
-  Route{"POST", "/v1/seal",       AuthKind::bearer,        &h::seal},
+  Route{"POST", "/v1/unseal",     AuthKind::none,          &h::unseal,    true, true},
+  Route{"POST", "/v1/seal",       AuthKind::bearer,        &h::seal,      false, true},
   Route{"POST", "/v1/reconcile",  AuthKind::bearer,        &h::reconcile},
   Route{"GET",  "/v1/plan",       AuthKind::bearer,        &h::plan},
   Route{"GET",  "/v1/events",     AuthKind::bearer,        &h::events},
@@ -139,6 +139,15 @@ Task<Response> Router::handle(const Request& request) {
                                printablePath(path) + " accepts " + allow + " only");
     r.headers.emplace_back("Allow", allow);
     co_return r;
+  }
+  if (route->localOnly && !isLocal(request.peer)) {
+    logTo(log_, LogLevel::notice, "api.forbidden",
+          {{"method", request.method},
+           {"path", std::string(route->path)},
+           {"peer", peerName(request.peer)}});
+    co_return errorResponse(ApiError::forbidden,
+                            std::string(route->path) +
+                                " is served on the Unix socket and loopback only");
   }
   if (auto denied = authorize(*route, request)) {
     logTo(log_, LogLevel::notice, "api.unauthorized",

@@ -5,7 +5,8 @@
 //
 // Dispatch: the path (target up to '?') must equal a route's path exactly,
 // else 404 not_found; a known path with another method gets 405
-// method_not_allowed with `Allow`. Then authorisation (AuthKind), then the
+// method_not_allowed with `Allow`. A local-only route asked by a remote peer
+// gets 403 forbidden. Then authorisation (AuthKind), then the
 // handler. A handler that throws (a bug) gets 500 internal; the exception
 // text is logged except for routes whose body is secret.
 //
@@ -47,6 +48,9 @@ struct Route {
   AuthKind auth;
   Handler handler;
   bool secretBody = false;  // the body carries a secret: never logged, nor exception texts
+  // Served only on the Unix socket and loopback (unseal, seal): a remote
+  // peer gets 403 forbidden before any authorisation or handler runs.
+  bool localOnly = false;
 };
 
 // Every route of the API (docs/api.md).

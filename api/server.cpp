@@ -176,17 +176,35 @@ asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& a
     GenericSocket generic(impl->executor,
                           asio::generic::stream_protocol(protocol.family(), protocol.protocol()),
                           sock.release());
-    if (impl->connections.size() >= impl->options.maxConnections) {
-      if (!impl->capReported) {
-        impl->capReported = true;
-        logTo(impl->options.log, LogLevel::warning, "api.connection_cap",
-              {{"max", std::to_string(impl->options.maxConnections)}});
+    // TCP peers share maxConnections less the slots reserved for the Unix
+    // socket; the Unix socket may use every slot. At the cap the oldest
+    // connection still sending its request (a slow client holds one for
+    // at most the head/body deadline) makes room; only when every slot runs
+    // a handler is the new one refused.
+    const bool tcp = peer != PeerKind::unix_socket;
+    const ServerOptions& o = impl->options;
+    const std::size_t cap =
+        tcp ? (o.maxConnections > o.unixReserved ? o.maxConnections - o.unixReserved : 1)
+            : o.maxConnections;
+    if (impl->inUse(tcp) >= cap) {
+      Connection* victim = impl->oldestIncomplete(tcp);
+      if (victim == nullptr) {
+        if (!impl->capReported) {
+          impl->capReported = true;
+          logTo(o.log, LogLevel::warning, "api.connection_cap",
+                {{"max", std::to_string(cap)}, {"peer", peerName(peer)}});
+        }
+        reject(generic, impl->busyAnswer);
+        continue;
       }
-      reject(generic, impl->busyAnswer);
-      continue;
+      victim->dropped = true;
+      victim->closeNow();
+      logTo(o.log, LogLevel::debug, "api.connection_dropped",
+            {{"peer", peerName(victim->peer)}, {"why", "the oldest incomplete at the cap"}});
     }
     impl->capReported = false;
     auto conn = std::make_shared<Connection>(std::move(generic), peer);
+    conn->serial = ++impl->nextSerial;
     Registration reg(impl, conn.get());
     asio::co_spawn(impl->executor, serveConnection(impl, conn, std::move(reg)),
                    [log = impl->options.log](std::exception_ptr e) {
@@ -252,6 +270,30 @@ Server::Impl::Impl(asio::any_io_executor e, Router& r, ServerOptions o)
                " Service Unavailable\r\nServer: foundationd\r\nContent-Type: application/json\r\n"
                "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
                std::to_string(busy.body.size()) + "\r\n\r\n" + busy.body;
+}
+
+std::size_t Server::Impl::inUse(bool tcpOnly) const noexcept {
+  std::size_t n = 0;
+  for (const Connection* c : connections) {
+    if (!c->dropped && (!tcpOnly || c->peer != PeerKind::unix_socket)) ++n;
+  }
+  return n;
+}
+
+Connection* Server::Impl::oldestIncomplete(bool tcpOnly) const noexcept {
+  Connection* best = nullptr;
+  for (Connection* c : connections) {
+    if (c->dropped || c->busy) continue;
+    const bool cTcp = c->peer != PeerKind::unix_socket;
+    if (tcpOnly && !cTcp) continue;
+    if (best == nullptr) {
+      best = c;
+      continue;
+    }
+    const bool bestTcp = best->peer != PeerKind::unix_socket;
+    if (cTcp != bestTcp ? cTcp : c->serial < best->serial) best = c;
+  }
+  return best;
 }
 
 void Server::Impl::notify() {

@@ -20,7 +20,11 @@
 // first byte (keep-alive), headerTimeout from there to the end of the head,
 // bodyTimeout for the body, writeTimeout for the response; a client that
 // misses one is cut off (connection closed, no answer). No deadline while
-// the handler runs. At most maxConnections at once: one more is answered 503
+// the handler runs. At most maxConnections at once, of which unixReserved
+// only for the Unix socket: at the cap the oldest connection still sending
+// its request (or idle between requests) is closed to make room, TCP ones
+// first, so slow clients cannot starve /healthz or the local clients; only
+// when every slot runs a handler is a new one answered 503
 // too_many_connections and closed at once.
 //
 // Keep-alive: HTTP/1.1 connections stay open between requests (requests on
@@ -63,7 +67,8 @@ struct ServerOptions {
   std::chrono::milliseconds writeTimeout{std::chrono::seconds(10)};
   // How long an erroneous connection may keep sending after our answer.
   std::chrono::milliseconds lingerTimeout{std::chrono::seconds(2)};
-  std::size_t maxConnections = 64;
+  std::size_t maxConnections = 128;
+  std::size_t unixReserved = 16;  // of maxConnections, for the Unix socket only
   unsigned socketMode = 0660;
   LogSink log = stderrLogSink();
 };

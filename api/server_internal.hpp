@@ -2,6 +2,7 @@
 // server_session.cpp (one connection). Not part of api/'s interface.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
@@ -36,7 +37,10 @@ struct Connection : std::enable_shared_from_this<Connection> {
   GenericSocket socket;
   boost::asio::steady_timer timer;
   PeerKind peer;
+  std::uint64_t serial = 0;  // accept order: the lowest is the oldest
   bool idle = false;      // waiting for the first byte of a request
+  bool busy = false;      // a whole request was read: its handler runs or its answer is written
+  bool dropped = false;   // closed to make room for a newer connection
   bool timedOut = false;  // a deadline passed and closed the socket
 };
 
@@ -53,6 +57,11 @@ struct Server::Impl {
   void notify();  // wakes stopped() waiters
   void closeListeners();
   bool finished() const noexcept { return stopping && connections.empty() && acceptLoops == 0; }
+  // Connections not dropped: all, or those of TCP peers only.
+  std::size_t inUse(bool tcpOnly) const noexcept;
+  // The oldest connection that is still reading its request (or idle
+  // between requests), TCP ones first; nullptr when every one is busy.
+  Connection* oldestIncomplete(bool tcpOnly) const noexcept;
 
   boost::asio::any_io_executor executor;
   Router& router;
@@ -60,6 +69,7 @@ struct Server::Impl {
   std::vector<Listener> listeners;
   std::set<Connection*> connections;
   int acceptLoops = 0;
+  std::uint64_t nextSerial = 0;
   bool started = false;
   bool stopping = false;
   bool capReported = false;

@@ -150,11 +150,15 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
       c.arm(o.bodyTimeout);
       auto [bec, bn] = co_await http::async_read(c.socket, buffer, parser, kTuple);
       if (bec) {
+        // A partial body (maybe part of a passphrase) is zeroed, not just freed.
+        auto& partial = parser.get().body();
+        sodium_memzero(partial.data(), partial.size());
         co_await onReadError(*impl, c, bec, "body");
         break;
       }
     }
     c.disarm();
+    c.busy = true;  // a whole request: no longer dropped to make room
 
     http::request<http::string_body> msg = parser.release();
     const unsigned version = msg.version();
@@ -171,6 +175,7 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
     const bool keepAlive = clientKeepAlive && !impl->stopping;
     const bool written =
         co_await writeResponse(c, std::move(res), version, keepAlive, o.writeTimeout);
+    c.busy = false;
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
     logTo(o.log, LogLevel::debug, "api.request",
@@ -181,6 +186,10 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
            {"ms", std::to_string(ms.count())}});
     if (!written || !keepAlive) break;
   }
+  // What was read and not consumed (a cut-off request, maybe a secret) is
+  // zeroed before the buffer's memory goes back to the allocator.
+  buffer.consume(buffer.size());
+  wipe(buffer);
   boost::system::error_code ec;
   c.socket.shutdown(asio::socket_base::shutdown_send, ec);
   c.socket.close(ec);

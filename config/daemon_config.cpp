@@ -67,6 +67,33 @@ std::optional<std::string> gitUrlProblem(std::string_view s) {
   return "expected an https://, http://, ssh://, git:// or file:// URL, or user@host:path";
 }
 
+// The authority of a scheme://authority/path URL ("" when none).
+std::string_view urlAuthority(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == url.npos) return {};
+  std::string_view rest = url.substr(scheme + 3);
+  return rest.substr(0, rest.find_first_of("/?#"));
+}
+
+// Credentials written into an http(s):// or git:// URL (user:password@ or
+// token@). ssh:// and user@host:path name a login, not a secret.
+bool urlHasCredentials(std::string_view url) {
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 &&
+      url.rfind("git://", 0) != 0) {
+    return false;
+  }
+  return urlAuthority(url).find('@') != std::string_view::npos;
+}
+
+// http://localhost, 127.x.y.z or [::1]: plain HTTP that never leaves the host.
+bool isLoopbackHttp(std::string_view url) {
+  if (url.rfind("http://", 0) != 0) return false;
+  std::string_view host = urlAuthority(url);
+  if (host.rfind("[::1]", 0) == 0) return true;
+  host = host.substr(0, host.find(':'));
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
 // "${credentials.NAME.FIELD}" and nothing else.
 std::optional<CredentialRef> parseCredentialRef(std::string_view s) {
   constexpr std::string_view prefix = "${credentials.";
@@ -178,7 +205,7 @@ class DaemonConfigParser {
     auto& s = c_.source;
     r_.checkKeys(*t,
                  {"kind", "path", "url", "branch", "spec_path", "poll_interval", "token",
-                  "webhook_secret"},
+                  "webhook_secret", "allow_plain_http"},
                  w);
     if (auto kind = r_.string(*t, "kind", w)) {
       if (*kind != "file" && *kind != "git") {
@@ -193,7 +220,14 @@ class DaemonConfigParser {
     }
     path(*t, "path", w, s.path);
     if (auto url = r_.string(*t, "url", w)) {
-      if (auto problem = gitUrlProblem(*url)) {
+      if (urlHasCredentials(*url)) {
+        // Never echoed: the URL holds a secret.
+        r_.error(r_.loc(*t->get("url")),
+                 "invalid \"url\" " + w.in() +
+                     ": it has credentials in it (user:password@ or token@), which would sit in "
+                     "plain text in this file, in git's argv and in logs; remove them and set "
+                     "token = \"${credentials.NAME.FIELD}\" (sealed in the state)");
+      } else if (auto problem = gitUrlProblem(*url)) {
         r_.error(r_.loc(*t->get("url")),
                  "invalid \"url\" " + quote(*url) + " " + w.in() + ": " + *problem);
       }
@@ -222,13 +256,23 @@ class DaemonConfigParser {
     positive(*t, "poll_interval", w, s.pollInterval);
     credential(*t, "token", w, s.token);
     credential(*t, "webhook_secret", w, s.webhookSecret);
+    if (auto plain = r_.boolean(*t, "allow_plain_http", w)) s.allowPlainHttp = *plain;
+    if (s.token && s.url.rfind("http://", 0) == 0 && !isLoopbackHttp(s.url) &&
+        !s.allowPlainHttp && !urlHasCredentials(s.url)) {
+      r_.error(r_.keyLoc(*t, "token"),
+               "\"token\" " + w.in() +
+                   " would be sent in plain text over http:// to " +
+                   std::string(urlAuthority(s.url)) +
+                   ": use an https:// URL, or set allow_plain_http = true if the network is "
+                   "trusted");
+    }
 
     if (s.kind == "git" && s.url.empty()) {
       r_.error(r_.keyLoc(*t, "kind"), "[source] with kind = \"git\" needs a \"url\"");
     }
     const bool git = s.kind == "git";
     for (std::string_view key : {"url", "branch", "spec_path", "poll_interval", "token",
-                                 "webhook_secret"}) {
+                                 "webhook_secret", "allow_plain_http"}) {
       if (!git && t->contains(key)) {
         r_.warning(r_.keyLoc(*t, key),
                    quote(key) + " " + w.in() + " is ignored unless kind = \"git\"");

@@ -28,6 +28,7 @@ struct DaemonConfig {
     Duration pollInterval = std::chrono::minutes(5);
     std::optional<CredentialRef> token;
     std::optional<CredentialRef> webhookSecret;
+    bool allowPlainHttp = false;  // a token over http:// to a host other than loopback
   } source;
 
   Duration resyncInterval = std::chrono::seconds(60);

@@ -33,6 +33,7 @@ constexpr OptionHelp kOptions[] = {
     {"--kdf", "PROFILE", "Argon2id cost: interactive | moderate (default) | sensitive", false},
     {"--json", "", "machine-readable output", false},
     {"--once", "", "converge once and exit", false},
+    {"--rotate-data-key", "", "rekey: also a new data key, every secret re-sealed (old copies of the state no longer open today's secrets)", false},
 };
 
 // One CLI command: its usage, what it does, the options valid for it and an
@@ -91,8 +92,10 @@ const std::vector<Command>& commands() {
       {"rekey", "rekey [--passphrase-file OLD --new-passphrase-file NEW]",
        "change the master passphrase (old, then new twice)",
        "On stdin: three lines, the old passphrase, the new one, the new one again.\n"
-       "Refused while a daemon runs on the state: stop it first.",
-       {"--config", "--state-dir", "--passphrase-file", "--new-passphrase-file", "--kdf"},
+       "Refused while a daemon runs on the state: stop it first. --rotate-data-key also\n"
+       "replaces the data key and re-seals every secret (docs/state.md).",
+       {"--config", "--state-dir", "--passphrase-file", "--new-passphrase-file", "--kdf",
+        "--rotate-data-key"},
        "foundationd rekey --state-dir /var/lib/foundationd", cmdRekey, false},
       {"rotate", "rotate CREDENTIAL [--spec SPEC]",
        "new values, then every consumer updated in order",
@@ -248,6 +251,9 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (a == "--once") {
       args.given.push_back(a);
       args.once = true;
+    } else if (a == "--rotate-data-key") {
+      args.given.push_back(a);
+      args.rotateDataKey = true;
     } else if (a == "-h" || a == "--help") {
       args.help = true;
     } else if (a == "--version") {

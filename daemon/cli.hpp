@@ -24,6 +24,7 @@ struct CliArgs {
   bool once = false;
   bool help = false;               // -h/--help: the command's help, or the usage
   std::vector<std::string> given;  // the options given ("--spec", ...), to check them
+  bool rotateDataKey = false;  // rekey --rotate-data-key
 };
 
 // Parses argv; on a usage error returns nullopt and sets `error`.

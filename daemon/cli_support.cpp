@@ -88,6 +88,7 @@ Result<Unlocked> openAndUnlock(const CliArgs& args, const config::DaemonConfig& 
     return Error::make(ErrorCode::not_found, "the state in " + stateDirOf(args, cfg) +
                                                  " is not initialised: run `foundationd init`");
   }
+  state::protectProcess();  // it will hold the key
   auto pass = readPassphrase(args.passphraseFile, "Master passphrase: ");
   if (!pass) return pass.error();
   auto key = store.value()->unlock(pass.value().view());

@@ -42,6 +42,7 @@ int cmdInit(const CliArgs& args) {
     return fail("the state in " + dir + " is already initialised; nothing was changed (to change "
                 "the passphrase: foundationd rekey)");
   }
+  state::protectProcess();
   auto pass = readNewPassphrase(args.passphraseFile, "New master passphrase: ");
   if (!pass) return fail(pass.error().message + "; nothing was changed");
   auto key = store.value()->initialize(pass.value().view(), profile.value());
@@ -66,6 +67,7 @@ int cmdRekey(const CliArgs& args) {
   if (!lock) return fail(lock.error().message);
   auto store = openExistingStore(stateDirOf(args, *cfg));
   if (!store) return fail(store.error().message);
+  state::protectProcess();
   auto oldPass = readPassphrase(args.passphraseFile, "Current master passphrase: ");
   if (!oldPass) return fail(oldPass.error().message + "; nothing was changed");
   // Check the old one before asking for the new one twice.
@@ -74,10 +76,30 @@ int cmdRekey(const CliArgs& args) {
   }
   auto newPass = readNewPassphrase(args.newPassphraseFile, "New master passphrase: ");
   if (!newPass) return fail(newPass.error().message + "; nothing was changed");
-  auto st = store.value()->rekey(oldPass.value().view(), newPass.value().view(), profile.value());
-  if (!st) return fail(st.error().message + "; nothing was changed");
-  (void)store.value()->appendAudit("state.rekeyed", "{}");
-  std::printf("The master passphrase was changed; the old one no longer unlocks the state.\n");
+  auto& s = *store.value();
+  const bool rotate = args.rotateDataKey;
+  auto st = rotate ? s.rotateDataKey(oldPass->view(), newPass->view(), profile.value())
+                   : s.rekey(oldPass->view(), newPass->view(), profile.value());
+  oldPass->wipe();
+  newPass->wipe();
+  if (!st && st.error().code != ErrorCode::unavailable) {
+    return fail(st.error().message + "; nothing was changed");
+  }
+  (void)s.appendAudit(rotate ? "state.data_key_rotated" : "state.rekeyed", "{}");
+  if (rotate) {
+    std::printf(
+        "A new data key seals every secret, wrapped under the new passphrase. Old copies of "
+        "state.db and old export-vault-keys files still open only what they held, with the "
+        "passphrase of their time. A running daemon must be unsealed again.\n");
+  } else {
+    std::printf("The master passphrase was changed; the old one no longer unlocks this state "
+                "(the data key is the same: old copies of state.db and old exports still open "
+                "with the old passphrase; --rotate-data-key changes that).\n");
+  }
+  if (!st) {
+    std::fprintf(stderr, "foundationd: warning: %s\n", st.error().message.c_str());
+    return 1;
+  }
   return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <sodium.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -31,25 +33,29 @@ Daemon::Daemon(asio::io_context& io, config::DaemonConfig config, std::string co
       docker_(io.get_executor(), config_.dockerSocket) {}
 
 Daemon::~Daemon() {
+  pool_.join();  // work in flight may still read the key: wipe it after
   key_.lock();
-  pool_.join();
 }
 
 std::chrono::seconds Daemon::unsealBackoff(std::int64_t failures) {
-  if (failures <= 0) return std::chrono::seconds(0);
-  // 1 s, 2 s, 4 s, ... capped at 15 minutes.
-  std::int64_t s = 1;
-  for (std::int64_t i = 1; i < failures && s < 900; ++i) s *= 2;
-  return std::chrono::seconds(std::min<std::int64_t>(s, 900));
+  return state::UnsealGate::backoff(failures);
+}
+
+asio::awaitable<void> Daemon::quiescePool() {
+  ++keyWriters_;
+  while (poolInFlight_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
+  --keyWriters_;
 }
 
 Status Daemon::start() {
+  state::protectProcess();  // no core dumps or ptrace of a process that will hold the key
   auto store = state::Store::openDir(config_.stateDir);
   if (!store) {
     return Error::make(store.error().code,
                        "cannot open the state in " + config_.stateDir + ": " + store.error().message);
   }
   store_ = std::move(store).value();
+  unsealGate_ = std::make_unique<state::UnsealGate>(*store_);
   auto init = store_->isInitialized();
   if (!init) return init.error();
   initialized_ = init.value();
@@ -108,19 +114,9 @@ asio::awaitable<int> Daemon::run() {
     if (e) log::error("vault_watch.crashed");
   });
 
-  // Unattended unseal: systemd's LoadCredentialEncrypted=passphrase.
-  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) {
-    const auto file = std::filesystem::path(dir) / "passphrase";
-    std::ifstream in(file);
-    if (in) {
-      std::string line;
-      std::getline(in, line);
-      auto pass = state::SecretBytes::copyOf(line);
-      std::fill(line.begin(), line.end(), '\0');
-      auto r = co_await unseal(std::move(pass));
-      log::info("unseal.credential", {{"result", api::outcomeName(r.outcome)}});
-    }
-  }
+  asio::co_spawn(ex, unsealFromCredential(), [](std::exception_ptr e) {
+    if (e) log::error("unseal.credential_crashed");
+  });
 
   asio::signal_set signals(ex, SIGTERM, SIGINT, SIGHUP);
   while (!stopping_) {
@@ -141,6 +137,7 @@ asio::awaitable<int> Daemon::run() {
   server_->stop();
   // Let the reconcile in flight finish its step: nothing is cut mid-write.
   while (scheduler_->busy()) co_await sleepFor(std::chrono::milliseconds(50));
+  co_await quiescePool();  // a webhook delivery or plan may still read the key
   key_.lock();
   log::info("serve.stopped");
   co_return 0;
@@ -276,7 +273,16 @@ void Daemon::publishStatus() {
   }
 }
 
-api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase) {
+api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase, api::PeerKind from) {
+  // The Unix socket's permissions decide who reaches it: a trusted path,
+  // with a counter of its own that TCP clients cannot drive up.
+  const auto path = from == api::PeerKind::unix_socket ? state::UnsealPath::trusted
+                                                       : state::UnsealPath::remote;
+  co_return co_await unsealFrom(std::move(passphrase), path);
+}
+
+asio::awaitable<api::UnsealResult> Daemon::unsealFrom(state::SecretBytes passphrase,
+                                                      state::UnsealPath path) {
   api::UnsealResult result;
   if (!initialized_) {
     auto init = store_->isInitialized();
@@ -289,25 +295,25 @@ api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase) {
     metrics_.recordUnseal(result.outcome);
     co_return result;
   }
-  // The backoff is decided before the KDF runs, from the persisted counter.
-  auto attempts = store_->unsealAttempts();
-  if (!attempts) {
-    result.error = attempts.error();
-    metrics_.recordUnseal(result.outcome);
-    co_return result;
-  }
-  if (attempts->failures > 0 && attempts->lastFailureAt) {
-    const auto wait = unsealBackoff(attempts->failures);
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::system_clock::now() - *attempts->lastFailureAt);
-    if (elapsed < wait) {
+  // One passphrase under test at a time; the attempt is counted as a failure
+  // (fsynced) before the KDF runs; a counter that cannot be written refuses.
+  auto admission = unsealGate_->admit(path);
+  switch (admission.verdict) {
+    case state::UnsealGate::Verdict::admitted:
+      break;
+    case state::UnsealGate::Verdict::busy:
+    case state::UnsealGate::Verdict::backoff:
       result.outcome = api::UnsealOutcome::rate_limited;
-      result.retryAfter =
-          std::max(std::chrono::ceil<std::chrono::seconds>(wait - elapsed), std::chrono::seconds(1));
+      result.retryAfter = admission.retryAfter;
       metrics_.recordUnseal(result.outcome);
       co_return result;
-    }
+    case state::UnsealGate::Verdict::failed:
+      result.error = admission.error;
+      log::error("unseal.error", {{"error", admission.error->message}});
+      metrics_.recordUnseal(result.outcome);
+      co_return result;
   }
+  state::UnsealGate::Ticket ticket = std::move(admission.ticket);
   state::Store* store = store_.get();
   const state::SecretBytes* pass = &passphrase;
   auto unlock = [store, pass] { return store->unlock(pass->view()); };
@@ -315,34 +321,99 @@ api::Task<api::UnsealResult> Daemon::unseal(state::SecretBytes passphrase) {
   passphrase.wipe();
   if (!key) {
     if (key.error().code == ErrorCode::wrong_passphrase) {
-      auto failed = store_->recordUnsealFailure();
-      (void)store_->appendAudit("unseal.failed",
-                                nlohmann::json{{"failures", failed ? failed->failures : -1}}.dump());
+      const std::int64_t failures = ticket.wrong();
+      (void)store_->appendAudit(
+          "unseal.failed",
+          nlohmann::json{{"failures", failures}, {"path", state::toString(path)}}.dump());
       result.outcome = api::UnsealOutcome::wrong_passphrase;
-      log::warn("unseal.failed", {{"failures", failed ? std::to_string(failed->failures) : "?"}});
+      log::warn("unseal.failed",
+                {{"failures", std::to_string(failures)}, {"path", state::toString(path)}});
     } else {
-      result.error = key.error();
+      result.error = key.error();  // the ticket dies: the attempt stays counted
       log::error("unseal.error", {{"error", key.error().message}});
     }
     metrics_.recordUnseal(result.outcome);
     co_return result;
   }
-  (void)store_->resetUnsealFailures();
-  (void)store_->appendAudit("unseal.succeeded", "{}");
+  (void)ticket.unlocked();
+  (void)store_->appendAudit("unseal.succeeded",
+                            nlohmann::json{{"path", state::toString(path)}}.dump());
+  co_await quiescePool();
   const bool wasLocked = key_.locked();
-  key_ = std::move(key).value();
+  const auto unsealedAt = api::Clock::now();
+  if (wasLocked) {
+    key_ = std::move(key).value();
+    ++keyGeneration_;
+  } else {
+    key->lock();  // the same data key: the one pool work may be using stays
+  }
   result.outcome = api::UnsealOutcome::unlocked;
   result.vaultUnsealed = co_await unsealVault();
   metrics_.recordUnseal(result.outcome);
-  log::info("unseal.succeeded");
+  log::info("unseal.succeeded", {{"path", state::toString(path)}});
   if (wasLocked) scheduler_->triggerAll("unlocked");
+  if (wasLocked && !config_.keepKeyInMemory) {
+    asio::co_spawn(io_, dropKeyAfterConverge(keyGeneration_, unsealedAt),
+                   [](std::exception_ptr e) {
+                     if (e) log::error("unseal.drop_key_crashed");
+                   });
+  }
   publishStatus();
   co_return result;
 }
 
+asio::awaitable<void> Daemon::dropKeyAfterConverge(std::uint64_t generation,
+                                                   api::TimePoint unsealedAt) {
+  // The converge the unseal triggered: started after it, and finished.
+  while (!stopping_ && keyGeneration_ == generation) {
+    const auto& r = lastReconcile_;
+    if (r.start && *r.start >= unsealedAt && r.end && *r.end >= *r.start &&
+        !scheduler_->busy()) {
+      break;
+    }
+    co_await sleepFor(std::chrono::milliseconds(100));
+  }
+  co_await quiescePool();
+  if (keyGeneration_ != generation || key_.locked()) co_return;
+  key_.lock();
+  ++keyGeneration_;
+  (void)store_->appendAudit("key.dropped", R"({"reason":"keep_key_in_memory = false"})");
+  log::info("unseal.key_dropped", {{"reason", "keep_key_in_memory = false: the converge after "
+                                              "the unseal has finished"}});
+  publishStatus();
+}
+
+asio::awaitable<void> Daemon::unsealFromCredential() {
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr) co_return;
+  std::ifstream in(std::filesystem::path(dir) / "passphrase");
+  if (!in) co_return;
+  std::string line;
+  std::getline(in, line);
+  auto secret = state::SecretBytes::copyOf(line);
+  sodium_memzero(line.data(), line.size());
+  while (!stopping_ && key_.locked()) {
+    auto r = co_await unsealFrom(state::SecretBytes::copyOf(secret.view()),
+                                 state::UnsealPath::trusted);
+    log::info("unseal.credential", {{"result", api::outcomeName(r.outcome)}});
+    std::chrono::seconds wait{0};
+    if (r.outcome == api::UnsealOutcome::rate_limited) {
+      wait = std::max(r.retryAfter, std::chrono::seconds(1));
+    } else if (r.outcome == api::UnsealOutcome::failed) {
+      wait = std::chrono::seconds(5);  // e.g. the counter could not be written
+    } else {
+      break;  // unlocked; or a wrong credential, which retrying cannot fix
+    }
+    log::info("unseal.credential_retry", {{"in_seconds", std::to_string(wait.count())}});
+    co_await sleepFor(wait);
+  }
+}
+
 api::Task<Status> Daemon::seal() {
   co_await sealVault();  // with the root token from the state, before the key goes
+  co_await quiescePool();
   key_.lock();
+  ++keyGeneration_;
   (void)store_->appendAudit("sealed", "{}");
   log::info("sealed");
   publishStatus();

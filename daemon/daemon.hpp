@@ -30,6 +30,7 @@
 #include "api/router.hpp"
 #include "api/server.hpp"
 #include "api/token.hpp"
+#include "common/async.hpp"
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/docker/docker_client.hpp"
@@ -38,6 +39,7 @@
 #include "controllers/vault/vault.hpp"
 #include "daemon/scheduler.hpp"
 #include "state/store.hpp"
+#include "state/unseal_gate.hpp"
 
 namespace foundationd::daemon {
 
@@ -56,7 +58,7 @@ class Daemon final : public api::DaemonControl {
 
   // api::DaemonControl
   api::StatusSnapshot status() override;
-  api::Task<api::UnsealResult> unseal(state::SecretBytes passphrase) override;
+  api::Task<api::UnsealResult> unseal(state::SecretBytes passphrase, api::PeerKind from) override;
   api::Task<Status> seal() override;
   Status requestReconcile() override;
   api::Task<Result<nlohmann::json>> plan() override;
@@ -76,6 +78,21 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<std::set<Key>> reconcile(const Batch& batch);
   boost::asio::awaitable<void> watchDockerEvents();
   boost::asio::awaitable<void> watchdogLoop();
+  // unseal() on a given backoff path (the API's peer, or the credential).
+  boost::asio::awaitable<api::UnsealResult> unsealFrom(state::SecretBytes passphrase,
+                                                       state::UnsealPath path);
+  // systemd's LoadCredentialEncrypted=passphrase: tried at start and again
+  // after each backoff (or busy) refusal until the state is unlocked.
+  boost::asio::awaitable<void> unsealFromCredential();
+  // Returns once no pool work is in flight; pool work asked for meanwhile
+  // waits. The caller changes key_ right after, without suspending: pool
+  // work (credentials, git token, webhook secret, the Vault step) reads the
+  // key through a pointer and never sees it change or freed under it.
+  boost::asio::awaitable<void> quiescePool();
+  // keep_key_in_memory = false: once the converge that the unseal started
+  // has finished, the key is wiped (unless it changed meanwhile).
+  boost::asio::awaitable<void> dropKeyAfterConverge(std::uint64_t generation,
+                                                    api::TimePoint unsealedAt);
   void reloadConfig();
   void loadSpec();
   void setResource(const Key& key, api::ResourceStatus status, const std::string& reason);
@@ -128,6 +145,13 @@ class Daemon final : public api::DaemonControl {
   // when the lambda owned `f` (e.g. a std::function).
   auto onPool(F f) -> boost::asio::awaitable<decltype(f())> {
     using T = decltype(f());
+    // quiescePool(): a change of the key in progress goes first.
+    while (keyWriters_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
+    ++poolInFlight_;
+    struct InFlight {
+      int& n;
+      ~InFlight() { --n; }
+    } inFlight{poolInFlight_};
     F* fp = &f;
     auto run = [fp]() -> boost::asio::awaitable<T> { co_return (*fp)(); };
     co_return co_await boost::asio::co_spawn(pool_, run, boost::asio::use_awaitable);
@@ -140,7 +164,11 @@ class Daemon final : public api::DaemonControl {
 
   std::unique_ptr<state::Store> store_;
   bool initialized_ = false;
-  state::UnlockedKey key_;  // locked until unseal
+  state::UnlockedKey key_;  // locked until unseal; changed only after quiescePool()
+  std::unique_ptr<state::UnsealGate> unsealGate_;  // the backoff (start())
+  int poolInFlight_ = 0;  // onPool work not yet back on the io thread
+  int keyWriters_ = 0;    // quiescePool() callers waiting
+  std::uint64_t keyGeneration_ = 0;  // +1 whenever key_ is set or wiped
 
   std::optional<config::Spec> spec_;  // the last good spec
   std::string specDigest_;            // of the file text, to see a change

@@ -170,10 +170,16 @@ def test_locked_start_unseal_converge_repair_reload_stop(daemon, project):
     assert code == 429, body
     retry = int(headers.get("Retry-After", "0"))
     assert retry >= 1
-    # The CLI client says the same (exit 3), then unseals once allowed.
+    # The CLI client uses the Unix socket, a trusted path with its own
+    # backoff that TCP failures do not touch: a wrong passphrase there (exit
+    # 1), then even the right one is held back (exit 3), then it unseals.
+    wrong = d.tmp / "wrong-pass"
+    wrong.write_text("guess-4711-xyz\n")
+    r = project.run("unseal", "--config", str(d.config), "--passphrase-file", str(wrong))
+    assert r.returncode == 1, r.stdout + r.stderr
     r = project.run("unseal", "--config", str(d.config), "--passphrase-file", d.passfile)
     assert r.returncode == 3, r.stdout + r.stderr
-    time.sleep(retry + 0.1)
+    time.sleep(max(retry, 1) + 0.1)
     r = project.run("unseal", "--config", str(d.config), "--passphrase-file", d.passfile)
     assert r.returncode == 0, r.stdout + r.stderr
     assert PASS not in r.stdout + r.stderr

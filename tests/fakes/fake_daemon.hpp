@@ -38,6 +38,7 @@ class FakeDaemon final : public api::DaemonControl {
   // What was asked.
   int statusCalls = 0;
   int unsealCalls = 0;
+  api::PeerKind lastUnsealFrom = api::PeerKind::remote;
   std::string lastPassphrase;  // tests only: what arrived, to check it was passed intact
   int sealCalls = 0;
   int reconcileCalls = 0;
@@ -51,8 +52,9 @@ class FakeDaemon final : public api::DaemonControl {
     return snapshot;
   }
 
-  api::Task<api::UnsealResult> unseal(state::SecretBytes secret) override {
+  api::Task<api::UnsealResult> unseal(state::SecretBytes secret, api::PeerKind from) override {
     ++unsealCalls;
+    lastUnsealFrom = from;
     lastPassphrase = std::string(secret.view());
     co_await pause();
     if (unsealOverride) co_return *unsealOverride;

@@ -288,8 +288,10 @@ TEST_CASE("bodies over 64 KiB get 413; 60 KiB are read") {
       const std::string body = R"({"passphrase": ")" + std::string(60 * 1024, 'z') + "\"}";
       Response res =
           co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/unseal", body));
-      CHECK(res.result_int() == 403);
-      CHECK(f.daemon.unsealCalls == 1);
+      // Read whole (no 413), then refused: longer than a passphrase may be.
+      CHECK(res.result_int() == 400);
+      CHECK(errorCode(res) == "invalid_argument");
+      CHECK(f.daemon.unsealCalls == 0);
     }
   });
 }
@@ -328,9 +330,11 @@ TEST_CASE("slow clients are cut off (idle, head and body deadlines); the server 
   });
 }
 
-TEST_CASE("the connection cap: one more gets 503 and is closed; a freed slot serves again") {
+TEST_CASE("at the cap the oldest incomplete connection makes room; 503 when every slot is busy") {
   Fixture f;
   f.options.maxConnections = 3;
+  f.options.unixReserved = 0;
+  f.daemon.delay = 1s;  // GET /v1/plan takes that long
   f.start();
   f.run([&]() -> asio::awaitable<void> {
     std::vector<tcp::socket> held;
@@ -338,18 +342,67 @@ TEST_CASE("the connection cap: one more gets 503 and is closed; a freed slot ser
     for (int i = 0; i < 200 && f.server->connections() < 3; ++i) co_await pause(5ms);
     REQUIRE(f.server->connections() == 3);
 
+    // A fourth: the oldest idle one is closed for it, and it is served.
     auto extra = co_await connectTcp(f.tcpEndpoint());
-    const std::string raw = co_await readUntilClosed(extra);
+    beast::flat_buffer buf;
+    Response res = co_await roundTrip(extra, buf, makeRequest(http::verb::get, "/healthz"));
+    CHECK(res.result_int() == 200);
+    const std::string dropped = co_await readUntilClosed(held.front());
+    CHECK(dropped.empty());
+
+    // Every slot running a handler: one more is refused with 503.
+    for (auto& h : held) h.close();
+    extra.close();
+    for (int i = 0; i < 200 && f.server->connections() > 0; ++i) co_await pause(5ms);
+    std::vector<tcp::socket> busy;
+    for (int i = 0; i < 3; ++i) {
+      busy.push_back(co_await connectTcp(f.tcpEndpoint()));
+      auto req = makeRequest(http::verb::get, "/v1/plan", {}, true);
+      req.prepare_payload();
+      co_await http::async_write(busy.back(), req, asio::use_awaitable);
+    }
+    for (int i = 0; i < 200 && f.daemon.planCalls < 3; ++i) co_await pause(5ms);
+    REQUIRE(f.daemon.planCalls == 3);
+    auto refused = co_await connectTcp(f.tcpEndpoint());
+    const std::string raw = co_await readUntilClosed(refused);
     CHECK(statusLine(raw) == "HTTP/1.1 503 Service Unavailable");
     CHECK(raw.find("too_many_connections") != std::string::npos);
-    CHECK(f.server->connections() == 3);
+    for (auto& b : busy) {
+      beast::flat_buffer bb;
+      Response done;
+      co_await http::async_read(b, bb, done, asio::use_awaitable);
+      CHECK(done.result_int() == 200);
+    }
+  });
+}
 
-    held.front().close();
-    for (int i = 0; i < 200 && f.server->connections() > 2; ++i) co_await pause(5ms);
-    auto again = co_await connectTcp(f.tcpEndpoint());
+TEST_CASE("300 slow clients holding half a request: /healthz on TCP and the Unix socket answer") {
+  Fixture f;  // the default limits
+  f.start();
+  f.run([&]() -> asio::awaitable<void> {
+    const std::string half = "GET /healthz HTTP/1.1\r\nHost: slow\r\n";
+    std::vector<tcp::socket> slow;
+    for (int i = 0; i < 300; ++i) {
+      slow.push_back(co_await connectTcp(f.tcpEndpoint()));
+      // The server may already have dropped an old one: errors are expected.
+      (void)co_await asio::async_write(slow.back(), asio::buffer(half), kTuple);
+    }
+    co_await pause(100ms);
+    CHECK(f.server->connections() <= f.options.maxConnections + 1);
+
+    auto fine = co_await connectTcp(f.tcpEndpoint());
     beast::flat_buffer buf;
-    Response res = co_await roundTrip(again, buf, makeRequest(http::verb::get, "/healthz"));
+    Response res = co_await roundTrip(fine, buf, makeRequest(http::verb::get, "/healthz"));
     CHECK(res.result_int() == 200);
+
+    local::socket unix(co_await asio::this_coro::executor);
+    co_await unix.async_connect(local::endpoint(f.socketPath), asio::use_awaitable);
+    beast::flat_buffer ubuf;
+    Response status = co_await roundTrip(unix, ubuf, makeRequest(http::verb::get, "/v1/status"));
+    CHECK(status.result_int() == 200);
+    Response plan =
+        co_await roundTrip(unix, ubuf, makeRequest(http::verb::get, "/v1/plan", {}, true));
+    CHECK(plan.result_int() == 200);
   });
 }
 

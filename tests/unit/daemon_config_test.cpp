@@ -207,3 +207,34 @@ TEST_CASE("loadDaemonConfigFile") {
         "/nonexistent/foundationd.toml: error: cannot read the config file: No such file or "
         "directory\n");
 }
+
+TEST_CASE("a source URL with credentials in it is refused, located, without echoing them") {
+  for (const char* url : {"https://s3cr3tt0ken@git.example.org/o/r.git",
+                          "https://user:s3cr3tt0ken@git.example.org/o/r.git",
+                          "http://s3cr3tt0ken@127.0.0.1:3000/o/r.git"}) {
+    CAPTURE(url);
+    const std::string e =
+        errors(std::string("[source]\nkind = \"git\"\nurl = \"") + url + "\"\n");
+    CHECK(contains(e, "foundationd.toml:3:"));
+    CHECK(contains(e, "has credentials in it"));
+    CHECK_FALSE(contains(e, "s3cr3tt0ken"));
+  }
+  // A login name for SSH is not a secret.
+  loads("[source]\nkind = \"git\"\nurl = \"ssh://git@h/x.git\"\n");
+}
+
+TEST_CASE("a token over plain http:// is refused unless allowed (or on loopback)") {
+  const std::string base =
+      "[source]\nkind = \"git\"\ntoken = \"${credentials.repo.token}\"\nurl = ";
+  const std::string e = errors(base + "\"http://git.example.org/o/r.git\"\n");
+  CHECK(contains(e, "foundationd.toml:3:"));
+  CHECK(contains(e, "plain text over http:// to git.example.org"));
+  CHECK(contains(e, "allow_plain_http = true"));
+  CHECK(loads(base + "\"http://git.example.org/o/r.git\"\nallow_plain_http = true\n")
+            .source.allowPlainHttp);
+  loads(base + "\"https://git.example.org/o/r.git\"\n");
+  loads(base + "\"http://127.0.0.1:3000/o/r.git\"\n");
+  loads(base + "\"http://localhost/o/r.git\"\n");
+  loads(base + "\"http://[::1]:3000/o/r.git\"\n");
+  loads("[source]\nkind = \"git\"\nurl = \"http://git.example.org/o/r.git\"\n");  // no token
+}

@@ -201,10 +201,10 @@ TEST_CASE("bearer endpoints: missing, malformed and wrong tokens get 401, the ri
     CHECK(f.call("GET", target, {}, PeerKind::loopback).status == 401);
   }
   // The scheme is case-insensitive; surrounding blanks are ignored.
-  CHECK(f.call("POST", "/v1/seal", {}, PeerKind::remote, "bearer  " + kToken + " ").status == 200);
+  CHECK(f.call("POST", "/v1/seal", {}, PeerKind::loopback, "bearer  " + kToken + " ").status == 200);
   CHECK(f.daemon.sealCalls == 1);
   // Nothing about the token reaches a response or the log.
-  const Response r = f.call("POST", "/v1/seal", {}, PeerKind::remote, "Bearer " + kToken + "x");
+  const Response r = f.call("POST", "/v1/reconcile", {}, PeerKind::remote, "Bearer " + kToken + "x");
   CHECK(r.body.find(kToken) == std::string::npos);
   for (const std::string& line : f.logs) CHECK(line.find(kToken) == std::string::npos);
 }
@@ -503,4 +503,38 @@ TEST_CASE("POST /v1/rotate needs the token and a credential name") {
   r = f.authed("POST", "/v1/rotate", R"({"credential":"app"})");
   CHECK(r.status == 404);
   CHECK(errorCode(r) == "not_found");
+TEST_CASE("unseal and seal are served on the Unix socket and loopback only") {
+  Fixture f;
+  const std::string body = json{{"passphrase", f.daemon.passphrase}}.dump();
+  Response r = f.call("POST", "/v1/unseal", body, PeerKind::remote);
+  CHECK(r.status == 403);
+  CHECK(errorCode(r) == "forbidden");
+  CHECK(f.daemon.unsealCalls == 0);
+  r = f.call("POST", "/v1/seal", {}, PeerKind::remote, "Bearer " + kToken);
+  CHECK(r.status == 403);
+  CHECK(errorCode(r) == "forbidden");
+  CHECK(f.daemon.sealCalls == 0);
+  // The daemon learns the peer, which picks the backoff path.
+  r = f.call("POST", "/v1/unseal", body, PeerKind::loopback);
+  CHECK(r.status == 200);
+  CHECK((f.daemon.lastUnsealFrom == PeerKind::loopback));
+  r = f.call("POST", "/v1/unseal", body, PeerKind::unix_socket);
+  CHECK(r.status == 200);
+  CHECK((f.daemon.lastUnsealFrom == PeerKind::unix_socket));
+  r = f.call("POST", "/v1/seal", {}, PeerKind::loopback, "Bearer " + kToken);
+  CHECK(r.status == 200);
+}
+
+TEST_CASE("POST /v1/unseal: a passphrase over the limit is refused, not cut") {
+  Fixture f;
+  const std::string longest(api::handlers::kMaxPassphraseBytes, 'p');
+  f.daemon.passphrase = longest;
+  Response r = f.call("POST", "/v1/unseal", json{{"passphrase", longest}}.dump());
+  CHECK(r.status == 200);
+  CHECK(f.daemon.lastPassphrase.size() == longest.size());
+  r = f.call("POST", "/v1/unseal", json{{"passphrase", longest + "q"}}.dump());
+  CHECK(r.status == 400);
+  CHECK(errorCode(r) == "invalid_argument");
+  CHECK(r.body.find("4096") != std::string::npos);
+  CHECK(f.daemon.unsealCalls == 1);
 }

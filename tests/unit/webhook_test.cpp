@@ -39,7 +39,7 @@ class WebhookDaemon final : public api::DaemonControl {
   api::WebhookDelivery last;
 
   api::StatusSnapshot status() override { return {}; }
-  api::Task<api::UnsealResult> unseal(foundationd::state::SecretBytes) override {
+  api::Task<api::UnsealResult> unseal(foundationd::state::SecretBytes, api::PeerKind) override {
     co_return api::UnsealResult{};
   }
   api::Task<Status> seal() override { co_return Status::success(); }
