@@ -53,7 +53,14 @@ Status writeOne(const fs::path& target, const std::string& value,
   // Docker creates a missing bind source as a directory: replace such a stray one.
   std::error_code ec;
   if (fs::is_directory(target, ec)) fs::remove(target, ec);
-  if (sameContent(target, value)) return Status::success();
+  // Up to date only with the right owner and mode too: something else may
+  // have changed them (systemd chowns a RuntimeDirectory= it finds owned by
+  // another user, recursively), and the container could no longer read it.
+  struct stat st {};
+  const bool rightOwner =
+      ::lstat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0400 &&
+      (!owner || (st.st_uid == owner->first && st.st_gid == owner->second));
+  if (rightOwner && sameContent(target, value)) return Status::success();
   fs::path tmp = target;
   tmp += ".tmp";
   ::unlink(tmp.c_str());
