@@ -111,10 +111,11 @@ class Daemon final : public api::DaemonControl {
                                                  const std::vector<credentials::Generated>& generated);
   void publishStatus();
   // daemon_rotate.cpp: the rotations POST /v1/rotate asked for, run by a
-  // reconcile before its credentials and Docker parts (new versions,
-  // PostgreSQL, Vault); and, at its end, their answers.
+  // reconcile of everything (`all`: so every consumer is covered) before its
+  // credentials and Docker parts (new versions, PostgreSQL, Vault); and, at
+  // its end, their answers.
   struct RotationRequest;
-  boost::asio::awaitable<void> runRotations(const config::Spec& spec, bool locked);
+  boost::asio::awaitable<void> runRotations(const config::Spec& spec, bool locked, bool all);
   void finishRotations(const std::string& result);
   // daemon_source.cpp: the spec source (git: fetch loop, last good spec,
   // revision history; file: loadSpec above).

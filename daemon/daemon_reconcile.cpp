@@ -67,7 +67,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   log::info("reconcile.start", {{"reason", batch.reason}, {"scope", batch.all ? "all" : std::to_string(batch.keys.size()) + " key(s)"},
                                 {"locked", locked ? "true" : "false"}});
 
-  co_await runRotations(spec, locked);  // POST /v1/rotate (daemon_rotate.cpp)
+  co_await runRotations(spec, locked, batch.all);  // POST /v1/rotate (daemon_rotate.cpp)
   docker::Scope scope;
   if (!batch.all) scope.only = batch.keys;
   std::set<Key> blocked;

@@ -48,7 +48,10 @@ api::Task<Result<api::RotateResult>> Daemon::rotate(std::string credential) {
   co_return request->result;
 }
 
-asio::awaitable<void> Daemon::runRotations(const config::Spec& spec, bool locked) {
+asio::awaitable<void> Daemon::runRotations(const config::Spec& spec, bool locked, bool all) {
+  // Only a reconcile of everything updates every consumer; the one rotate()
+  // triggered follows when this batch covers fewer keys.
+  if (!all) co_return;
   std::vector<std::shared_ptr<RotationRequest>> todo;
   for (const auto& r : rotations_) {
     if (!r->taken) todo.push_back(r);
