@@ -15,6 +15,7 @@
 #include "daemon/cli_support.hpp"
 #include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/files_step.hpp"
 #include "daemon/log.hpp"
 
 namespace foundationd::daemon {
@@ -132,7 +133,9 @@ int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state
   asio::io_context io;
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   const auto started = std::chrono::steady_clock::now();
-  auto out = convergeOnce(io, client, spec, store, key, {}, cliHooks());
+  docker::ApplyOptions options;
+  options.filesDir = (store ? store->path().parent_path().string() : cfg.stateDir) + "/files";
+  auto out = convergeOnce(io, client, spec, store, key, options, cliHooks());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return reportConverge(spec, out, secs, client.requestCount());
@@ -201,7 +204,8 @@ int cmdPlan(const CliArgs& args) {
     return 1;
   }
   docker::Plan plan = docker::plan(*spec, observed.value(), secrets);
-  bool credChanges = false;
+  const auto filesPlan = planFiles(*spec, secrets, store.get(), stateDirOf(args, *cfg));
+  bool credChanges = filesPlanHasChanges(filesPlan);
   for (const auto& c : credPlan) {
     credChanges |= c.action != credentials::FieldPlan::Action::params_changed;
   }
@@ -214,6 +218,7 @@ int cmdPlan(const CliArgs& args) {
                        {"reason", c.reason}});
     }
     doc["credentials"] = creds;
+    doc["files"] = filesPlan;
     doc["has_changes"] = plan.hasChanges() || credChanges;
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
@@ -224,6 +229,7 @@ int cmdPlan(const CliArgs& args) {
       std::printf("  %s credential.%s.%s: %s (%s)\n", sym, c.credential.c_str(), c.field.c_str(),
                   credentials::toString(c.action), c.reason.c_str());
     }
+    std::fputs(renderFilesPlanText(filesPlan).c_str(), stdout);
     std::fputs(docker::renderPlanText(plan, {colorOutput()}).c_str(), stdout);
   }
   return plan.hasChanges() || plan.hasConflicts() || credChanges ? 2 : 0;
@@ -241,6 +247,7 @@ int cmdApply(const CliArgs& args) {
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
   noteUnmanaged(*spec);
+  if (args.stateDir) cfg->stateDir = *args.stateDir;  // where [files] without secrets live
   if (spec->credentials.empty() && !spec->vault) return runConverge(*cfg, *spec, nullptr, nullptr);
   auto unlocked = openAndUnlock(args, *cfg);
   if (!unlocked) {
