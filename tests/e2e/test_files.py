@@ -219,3 +219,83 @@ def test_secret_file_seen_by_the_container_never_elsewhere_and_rotation_follows(
     assert project.container("recreated")["Id"] != recreated["Id"]
     nowhere(rotated, r.stdout + r.stderr)
     nowhere(token, "")
+
+
+FILE_SOURCE_SPEC = """
+[files.conf]
+source = "conf.txt"
+on_change = ["sh", "-c", "cat /etc/conf > /tmp/seen"]
+
+[containers.@svc]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+files = { "/etc/conf" = "conf" }
+stop_timeout = "1s"
+"""
+
+
+def test_daemon_with_a_file_source_follows_a_changed_file_beside_the_spec_while_locked(project, tmp_path):
+    """The daemon (locked: nothing here needs a secret) notices a changed
+    source file beside an unchanged spec and runs the consumer's command."""
+    import http.client
+    import json
+    state = str(tmp_path / "state")
+    passfile = tmp_path / "pass"
+    passfile.write_text(PASS + "\n")
+    r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile), "--kdf", "interactive")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "conf.txt").write_text("one\n")
+    spec = project.write(FILE_SOURCE_SPEC)
+    port = free_port()
+    token_file = tmp_path / "api-token"
+    config = tmp_path / "foundationd.toml"
+    config.write_text(f'state_dir = "{state}"\n[api]\nlisten = ["tcp:127.0.0.1:{port}"]\n'
+                      f'token_file = "{token_file}"\n[source]\nkind = "file"\npath = "{spec}"\n'
+                      '[reconcile]\nresync_interval = "1h"\n[unlock]\nkdf = "interactive"\n')
+    log = open(tmp_path / "daemon.log", "w+")
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([project.bin, "serve", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, env=env)
+
+    def output():
+        log.flush()
+        log.seek(0)
+        return log.read()
+
+    def request(method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {}
+        if token_file.exists():
+            headers["Authorization"] = "Bearer " + token_file.read_text().strip()
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read().decode()
+        conn.close()
+        return resp.status, data
+
+    def seen():
+        r = docker("exec", f"{project.name}-svc", "cat", "/tmp/seen", check=False)
+        return r.stdout if r.returncode == 0 else None
+
+    try:
+        def running():
+            c = project.container("svc")
+            return c is not None and c["State"]["Running"]
+        wait_for(running, "the consumer created while locked", output=output)
+        assert docker("exec", f"{project.name}-svc", "cat", "/etc/conf").stdout == "one\n"
+        started = project.container("svc")["State"]["StartedAt"]
+        wait_for(lambda: json.loads(request("GET", "/v1/status")[1])["last_reconcile"]["running"] is False,
+                 "the first reconcile", output=output)
+
+        (tmp_path / "conf.txt").write_text("two\n")
+        code, body = request("POST", "/v1/reconcile")
+        assert code in (200, 202), body
+        wait_for(lambda: seen() == "two\n", "the consumer's command after the file changed", output=output)
+        assert docker("exec", f"{project.name}-svc", "cat", "/etc/conf").stdout == "two\n"
+        assert project.container("svc")["State"]["StartedAt"] == started
+        assert os.path.exists(os.path.join(state, "files", "conf"))
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
