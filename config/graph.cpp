@@ -86,6 +86,10 @@ Graph Graph::build(const Spec& spec) {
     }
     for (const auto& [key, v] : c.env) linkValue(g, self, v);
     for (const auto& [path, v] : c.secretFiles) linkValue(g, self, v);
+    for (const auto& [path, m] : c.files) {  // a file's credentials, through the file
+      auto f = spec.files.find(m.file);
+      if (f != spec.files.end()) linkValue(g, self, f->second.content);
+    }
   }
   if (spec.vault) link(g, {Kind::vault, ""}, {Kind::container, spec.vault->container});
   for (const auto& [name, s] : spec.s3) {

@@ -49,4 +49,18 @@ const char* toString(DependCondition c) noexcept {
   return "started";
 }
 
+std::string toString(const OnChange& o) {
+  switch (o.kind) {
+    case OnChange::Kind::recreate: return "recreate";
+    case OnChange::Kind::restart: return "restart";
+    case OnChange::Kind::signal: return "signal:" + o.signal;
+    case OnChange::Kind::exec: {
+      std::string out = "exec:";
+      for (std::size_t i = 0; i < o.command.size(); ++i) out += (i ? " " : "") + o.command[i];
+      return out;
+    }
+  }
+  return "recreate";
+}
+
 }  // namespace foundationd::config

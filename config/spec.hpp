@@ -128,6 +128,43 @@ struct Dependency {
   SourceLoc loc;
 };
 
+// How a consumer of a [files.*] file follows a change of its content
+// (docs/spec.md "[files.NAME]").
+struct OnChange {
+  enum class Kind { recreate, restart, signal, exec };
+  Kind kind = Kind::recreate;
+  std::string signal;                // Kind::signal: "SIGHUP"
+  std::vector<std::string> command;  // Kind::exec: argv run inside the container
+  bool operator==(const OnChange&) const = default;
+};
+// "recreate", "restart", "signal:SIGHUP" or "exec:caddy reload ..." (for plans).
+std::string toString(const OnChange& o);
+
+// A configuration file rendered by foundationd: from a file of the spec
+// repository (read with the spec, at the same commit) or an inline string,
+// with ${versions.*} substituted and ${credentials.*} kept as references.
+struct FileSpec {
+  std::string name;
+  SourceLoc loc;
+  std::optional<std::string> source;  // path as written, relative to the spec's directory
+  Value content;                      // the template; sensitive when it references a credential
+  int mode = 0444;                    // 0400 by default when sensitive
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  OnChange onChange;                  // default for the containers mounting it
+};
+
+// A [files.*] file mounted into a container at a path (the map's key).
+struct FileMount {
+  std::string file;
+  std::optional<OnChange> onChange;  // overrides the file's own, as written
+  SourceLoc loc;
+  // Filled in by the loader from [files.NAME], so that a controller sees what
+  // a container mounts without the whole spec.
+  Value content;       // the file's template
+  OnChange effective;  // onChange, else the file's on_change
+};
+
 struct ContainerSpec {
   std::string name;
   SourceLoc loc;
@@ -137,6 +174,7 @@ struct ContainerSpec {
   std::optional<std::vector<std::string>> entrypoint;
   std::map<std::string, Value> env;
   std::map<std::string, Value> secretFiles;  // path in container -> content
+  std::map<std::string, FileMount> files;    // path in container -> [files.*] name
   std::vector<NetworkAttachment> networks;
   std::vector<Mount> volumes;
   std::vector<PortMapping> ports;
@@ -256,6 +294,7 @@ struct Spec {
   std::map<std::string, NetworkSpec> networks;
   std::map<std::string, VolumeSpec> volumes;
   std::map<std::string, CredentialSpec> credentials;
+  std::map<std::string, FileSpec> files;
   std::map<std::string, ContainerSpec> containers;
   std::optional<VaultSpec> vault;
   std::map<std::string, S3Spec> s3;

@@ -75,7 +75,7 @@ void parseTopLevel(SpecReader& r, const toml::table& root, Spec& spec) {
   const Where top;
   r.checkKeys(root,
               {"spec_version", "project", "versions", "prune", "strict_pinning", "networks",
-               "volumes", "credentials", "containers", "vault", "s3", "buckets", "postgres",
+               "volumes", "credentials", "files", "containers", "vault", "s3", "buckets", "postgres",
                "forgejo"},
               top);
   if (auto project = r.text(root, "project", top, true)) {
@@ -119,11 +119,14 @@ LoadResult loadSpecText(const std::string& text, const std::string& fileName,
   r.scope.versionsUnavailable = !versionsOk;
   r.declared = detail::collectDeclared(*root);
   r.scope.credentials = &r.declared.credentials;
+  r.readFile = readFile;
 
   detail::parseNetworks(r, *root, spec);
   detail::parseVolumes(r, *root, spec);
   detail::parseCredentials(r, *root, spec);
+  detail::parseFiles(r, *root, spec);
   detail::parseContainers(r, *root, spec);
+  detail::resolveFileMounts(spec);
   detail::parseVault(r, *root, spec);
   detail::parseS3(r, *root, spec);
   detail::parseBuckets(r, *root, spec);

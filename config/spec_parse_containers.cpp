@@ -17,7 +17,7 @@ const std::vector<std::string>& containerKeys() {
       "image",      "command",     "entrypoint", "env",        "secret_files", "networks",
       "volumes",    "ports",       "restart",    "user",       "healthcheck",  "depends_on",
       "labels",     "memory",      "cpus",       "read_only",  "privileged",   "cap_add",
-      "cap_drop",   "stop_timeout", "tmpfs"};
+      "cap_drop",   "stop_timeout", "tmpfs",      "files"};
   return keys;
 }
 
@@ -57,6 +57,7 @@ class ContainerParser {
     c_.entrypoint = r_.textArray(t_, "entrypoint", w_);
     env();
     secretFiles();
+    files();
     networks();
     volumes();
     ports();
@@ -125,6 +126,20 @@ class ContainerParser {
       if (auto v = r_.secretOf(node, "secret_files " + quote(path), w_)) {
         c_.secretFiles.emplace(path, *v);
       }
+    }
+  }
+
+  void files() {
+    const toml::table* files = r_.table(t_, "files", w_);
+    if (!files) return;
+    for (auto&& [key, node] : *files) {
+      const std::string path(key.str());
+      if (auto problem = absolutePathProblem(path)) {
+        r_.error(r_.loc(key), "file path " + quote(path) + " " + w_.of() + " " + *problem);
+      } else {
+        targets_.add(r_, path, r_.loc(key), w_);
+      }
+      if (auto m = parseFileMount(r_, node, path, w_)) c_.files.emplace(path, std::move(*m));
     }
   }
 

@@ -24,6 +24,7 @@ Declared collectDeclared(const toml::table& root) {
   d.networks = keysOf(root, "networks");
   d.volumes = keysOf(root, "volumes");
   d.s3 = keysOf(root, "s3");
+  d.files = keysOf(root, "files");
   if (const toml::table* creds = root.get_as<toml::table>("credentials")) {
     for (auto&& [name, node] : *creds) {
       auto& fields = d.credentials[std::string(name.str())];

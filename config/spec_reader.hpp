@@ -11,6 +11,7 @@
 
 #include "config/interpolation.hpp"
 #include "config/spec.hpp"
+#include "config/spec_loader.hpp"
 #include "config/toml_reader.hpp"
 
 namespace foundationd::config::detail {
@@ -18,7 +19,7 @@ namespace foundationd::config::detail {
 // Names declared in the document, whether or not their tables are valid, so
 // that one broken table does not cascade into "unknown ..." errors elsewhere.
 struct Declared {
-  std::set<std::string> containers, networks, volumes, s3;
+  std::set<std::string> containers, networks, volumes, s3, files;
   std::map<std::string, std::set<std::string>> credentials;  // name -> field names
 };
 Declared collectDeclared(const toml::table& root);
@@ -30,6 +31,8 @@ class SpecReader : public TomlReader {
   InterpolationScope scope;
   Declared declared;
   bool strictPinning = false;
+  // Reads a file relative to the spec's directory ([files.*] source); may be empty.
+  FileReader readFile;
 
   // A string with ${versions.*} and $$ substituted; secrets are an error.
   std::optional<std::string> text(const toml::table& t, std::string_view key, const Where& w,
@@ -69,7 +72,14 @@ std::optional<std::string> dockerNameProblem(std::string_view s);
 void parseNetworks(SpecReader& r, const toml::table& root, Spec& spec);
 void parseVolumes(SpecReader& r, const toml::table& root, Spec& spec);
 void parseCredentials(SpecReader& r, const toml::table& root, Spec& spec);
+void parseFiles(SpecReader& r, const toml::table& root, Spec& spec);
 void parseContainers(SpecReader& r, const toml::table& root, Spec& spec);
+// The value of a container's `files` entry: "NAME" or { file, on_change }.
+// Copies each mounted file's content and on_change into the containers' FileMounts.
+void resolveFileMounts(Spec& spec);
+std::optional<OnChange> parseOnChange(SpecReader& r, const toml::node& node, const Where& w);
+std::optional<FileMount> parseFileMount(SpecReader& r, const toml::node& node,
+                                        const std::string& path, const Where& w);
 void parseVault(SpecReader& r, const toml::table& root, Spec& spec);
 void parseS3(SpecReader& r, const toml::table& root, Spec& spec);
 void parseBuckets(SpecReader& r, const toml::table& root, Spec& spec);

@@ -96,6 +96,20 @@ void checkHostPorts(SpecReader& r, const Spec& spec) {
   }
 }
 
+// A file no container mounts is rendered for nothing: probably a typo.
+void checkUnusedFiles(SpecReader& r, const Spec& spec) {
+  std::set<std::string> used;
+  for (const auto& [_, c] : spec.containers) {
+    for (const auto& [path, m] : c.files) used.insert(m.file);
+  }
+  for (const auto& [name, f] : spec.files) {
+    if (!used.contains(name)) {
+      r.warning(f.loc, "[files." + tomlKey(name) + "] is mounted by no container (add it to a "
+                           "container's \"files\")");
+    }
+  }
+}
+
 void checkCycles(SpecReader& r, const Spec& spec) {
   const auto cycle = Graph::build(spec).findCycle();
   if (cycle.empty()) return;
@@ -110,6 +124,7 @@ void validateSpec(SpecReader& r, const Spec& spec) {
   checkHealthyDependencies(r, spec);
   checkVaultPaths(r, spec);
   checkHostPorts(r, spec);
+  checkUnusedFiles(r, spec);
   checkCycles(r, spec);
 }
 

@@ -16,6 +16,7 @@
 #include "daemon/cli_support.hpp"
 #include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/files_step.hpp"
 #include "daemon/log.hpp"
 
 namespace foundationd::daemon {
@@ -125,7 +126,9 @@ int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state
   asio::io_context io;
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   const auto started = std::chrono::steady_clock::now();
-  auto out = convergeOnce(io, client, spec, store, key, {}, cliHooks());
+  docker::ApplyOptions options;
+  options.filesDir = (store ? store->path().parent_path().string() : cfg.stateDir) + "/files";
+  auto out = convergeOnce(io, client, spec, store, key, options, cliHooks());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return reportConverge(spec, out, secs, client.requestCount());
@@ -240,6 +243,8 @@ int cmdPlan(const CliArgs& args) {
     plan.changes = std::move(kept);
   }
   const auto credChanges = credentialChanges(credPlan);
+  const auto filesPlan = planFiles(*spec, secrets, store.get(), stateDirOf(args, *cfg));
+  const bool filesChange = filesPlanHasChanges(filesPlan);
   if (args.json) {
     auto doc = docker::renderPlanJson(plan, credChanges);
     nlohmann::json unknownJson = nlohmann::json::array();
@@ -247,8 +252,11 @@ int cmdPlan(const CliArgs& args) {
       unknownJson.push_back({{"resource", resource}, {"reason", why}});
     }
     doc["unknown"] = unknownJson;  // not compared: no state (never counted as a change)
+    doc["files"] = filesPlan;
+    if (filesChange) doc["has_changes"] = true;
     std::printf("%s\n", doc.dump(2).c_str());
   } else {
+    std::fputs(renderFilesPlanText(filesPlan).c_str(), stdout);
     if (!unknown.empty()) {
       std::printf("Without the state (%s), these cannot be compared; run plan where the state "
                   "is (--state-dir DIR, or the config's state_dir):\n",
@@ -257,13 +265,14 @@ int cmdPlan(const CliArgs& args) {
         std::printf("  ? %s: %s\n", resource.c_str(), why.c_str());
       }
     }
-    if (!unknown.empty() && !docker::hasChanges(plan, credChanges) && !plan.hasConflicts()) {
+    if (!unknown.empty() && !docker::hasChanges(plan, credChanges) && !filesChange &&
+        !plan.hasConflicts()) {
       std::printf("No known changes; %zu resource(s) not compared (above).\n", unknown.size());
     } else {
       std::fputs(docker::renderPlanText(plan, {colorOutput()}, credChanges).c_str(), stdout);
     }
   }
-  return docker::hasChanges(plan, credChanges) || plan.hasConflicts() ? 2 : 0;
+  return docker::hasChanges(plan, credChanges) || filesChange || plan.hasConflicts() ? 2 : 0;
 }
 
 int cmdApply(const CliArgs& args) {
@@ -277,6 +286,7 @@ int cmdApply(const CliArgs& args) {
   if (!cfg) return 1;
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
+  if (args.stateDir) cfg->stateDir = *args.stateDir;  // where [files] without secrets live
   // One converger per state directory: a running daemon owns it.
   const bool needsState = !spec->credentials.empty() || spec->vault.has_value();
   auto lock = lockState(stateDirOf(args, *cfg), "apply --once", "", false);

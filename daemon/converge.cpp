@@ -9,6 +9,7 @@
 #include "controllers/docker/secret_files.hpp"
 #include "daemon/buckets_step.hpp"
 #include "daemon/cli_support.hpp"
+#include "daemon/files_step.hpp"
 #include "daemon/forgejo_step.hpp"
 #include "daemon/postgres_step.hpp"
 #include "daemon/vault_step.hpp"
@@ -71,10 +72,34 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     out.error = st.error();
     return out;
   }
+  auto files = writeFilesStep(spec, secrets, store, options);
+  if (!files) {
+    out.error = files.error();
+    return out;
+  }
   auto result = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker));
   if (!result) {
     out.error = result.error();
     return out;
+  }
+  if (!spec.files.empty()) {  // consumers that follow a file without being recreated
+    auto followed = runSync(io, followFiles(api, spec, secrets, store, options,
+                                            freshContainers(result->report), files.value()));
+    for (const auto& u : files->unavailable) {
+      StepOutcome o;
+      o.key = {config::Kind::container, ""};
+      for (const auto& [cname, c] : spec.containers) {
+        for (const auto& [path, m] : c.files) {
+          if (m.file == u.first) o.key.name = cname;
+        }
+      }
+      o.ok = false;
+      o.blocked = true;
+      o.message = "file " + u.first + " " + u.second;
+      if (!o.key.name.empty()) followed.outcomes.push_back(std::move(o));
+    }
+    if (hooks.step) for (const auto& o : followed.outcomes) hooks.step(o);
+    if (!followed.outcomes.empty()) out.steps.push_back(std::move(followed));
   }
   if (store) {
     for (const auto& o : result->report.outcomes) {

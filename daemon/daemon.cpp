@@ -195,12 +195,31 @@ void Daemon::loadSpec() {
   }
   std::stringstream buf;
   buf << in.rdbuf();
-  std::string digest = docker::sha256Hex(buf.str());
+  // The files a spec reads beside it (VERSIONS, [files] sources) count too:
+  // a changed Caddyfile is a new revision.
+  auto digestWith = [&](const config::Spec* s) {
+    std::string material = buf.str();
+    if (!s) return docker::sha256Hex(material);
+    std::vector<std::string> extra;
+    if (s->versionsFile) extra.push_back(*s->versionsFile);
+    for (const auto& [_, f] : s->files) {
+      if (f.source) extra.push_back(path.substr(0, path.rfind('/') + 1) + *f.source);
+    }
+    for (const auto& file : extra) {
+      std::ifstream x(file, std::ios::binary);
+      std::stringstream content;
+      content << x.rdbuf();
+      material += "\n--- " + file + "\n" + docker::sha256Hex(content.str());
+    }
+    return docker::sha256Hex(material);
+  };
+  std::string digest = digestWith(spec_ ? &*spec_ : nullptr);
   if (digest == specDigest_) return;  // unchanged (a bad spec is not re-reported every resync)
+  auto loaded = config::loadSpecFileText(path, buf.str());
+  if (loaded.spec) digest = digestWith(&*loaded.spec);  // with what this revision reads
   specDigest_ = digest;
   const std::string revision = "sha256:" + digest.substr(0, 12);
   specRevision_ = revision;
-  auto loaded = config::loadSpecFileText(path, buf.str());
   specWarnings_ = loaded.diagnostics.formatAll(config::Severity::warning);
   if (!loaded.spec) {
     const std::string errors = loaded.diagnostics.formatAll(config::Severity::error);

@@ -8,6 +8,7 @@
 #include "daemon/buckets_step.hpp"
 #include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/files_step.hpp"
 #include "daemon/log.hpp"
 
 namespace foundationd::daemon {
@@ -20,6 +21,9 @@ using config::Kind;
 
 bool needsSecrets(const config::ContainerSpec& c) {
   if (!c.secretFiles.empty()) return true;
+  for (const auto& [_, m] : c.files) {
+    if (m.content.sensitive()) return true;
+  }
   for (const auto& [_, v] : c.env) {
     if (v.sensitive()) return true;
   }
@@ -103,6 +107,21 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   }
   StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
   docker::ApplyOptions options;
+  options.filesDir = config_.stateDir + "/files";
+  docker::FilesWritten filesWritten;
+  if (!spec.files.empty()) {  // those without secrets are written while locked too
+    const config::Spec* specp = &spec;
+    const StoreSecrets* secretsp = &secrets;
+    state::Store* store = store_.get();
+    const docker::ApplyOptions* optionsp = &options;
+    auto write = [specp, secretsp, store, optionsp] {
+      return writeFilesStep(*specp, *secretsp, store, *optionsp);
+    };
+    auto written = co_await onPool(write);
+    if (!written) log::error("files.failed", {{"error", written.error().message}});
+    else filesWritten = std::move(written).value();
+    for (const auto& name : filesWritten.changed) log::info("file.written", {{"file", name}});
+  }
   if (!locked) {
     const config::Spec* specp = &spec;
     const StoreSecrets* secretsp = &secrets;
@@ -174,6 +193,14 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
       }
     }
     result = r->converged ? "converged" : "not converged";
+    if (!spec.files.empty()) {  // consumers that follow a file without being recreated
+      // Named arguments: GCC 12 mishandles temporaries inside a co_await expression.
+      const std::set<std::string> fresh = freshContainers(r->report);
+      auto followed = co_await followFiles(docker_, spec, secrets, store_.get(), options, fresh,
+                                           filesWritten);
+      logStepOutcomes("file.followed", followed);
+      if (!applyStepReport(followed) && result == "converged") result = "not converged";
+    }
   }
 
   // The service steps, in order: vault -> buckets -> postgres -> forgejo.
@@ -245,6 +272,7 @@ api::Task<Result<nlohmann::json>> Daemon::plan() {
   }
   auto json = docker::renderPlanJson(docker::plan(spec, observed.value(), secrets),
                                      credentialChanges(credPlan));
+  if (!spec.files.empty()) json["files"] = planFiles(spec, secrets, store_.get(), config_.stateDir);
   if (!spec.s3.empty()) {  // buckets: a dry run against each S3 server (needs the keys)
     const config::Spec* specp = &spec;
     state::Store* store = store_.get();

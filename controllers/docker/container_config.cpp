@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "config/units.hpp"
+#include "controllers/docker/config_files.hpp"
 #include "controllers/docker/secret_files.hpp"
 
 namespace foundationd::docker {
@@ -131,6 +132,11 @@ std::string sha256Hex(const std::string& text) {
   return hex;
 }
 
+std::string valueDigest(const config::Value& v, const SecretResolver& secrets) {
+  if (!v.sensitive()) return sha256Hex(v.display());
+  return canonicalValue(v, secrets).at("sensitive").get<std::string>();
+}
+
 Desired desiredContainer(const config::ContainerSpec& c, const SecretResolver& secrets) {
   json j = json::object();
   j["image"] = c.image;
@@ -145,6 +151,19 @@ Desired desiredContainer(const config::ContainerSpec& c, const SecretResolver& s
     json files = json::object();
     for (const auto& [path, v] : c.secretFiles) files[path] = canonicalValue(v, secrets);
     j["secret_files"] = files;
+  }
+  if (!c.files.empty()) {
+    // The content's digest enters the hash only for consumers that follow a
+    // change by being recreated; the others follow it live (config_files.hpp).
+    json files = json::object();
+    for (const auto& [path, m] : c.files) {
+      json e{{"file", m.file}, {"on_change", config::toString(m.effective)}};
+      if (m.effective.kind == config::OnChange::Kind::recreate) {
+        e["digest"] = valueDigest(m.content, secrets);
+      }
+      files[path] = e;
+    }
+    j["files"] = files;
   }
   if (!c.networks.empty()) {
     json nets = json::array();
@@ -213,7 +232,7 @@ Labels ownedLabels(const std::map<std::string, std::string>& userLabels,
 
 Result<json> containerCreateBody(const config::ContainerSpec& c, const std::string& project,
                                  const Desired& desired, const SecretResolver& secrets,
-                                 const std::string& secretsDir) {
+                                 const std::string& secretsDir, const std::string& filesDir) {
   json body = json::object();
   body["Image"] = c.image;
   if (c.command) body["Cmd"] = *c.command;
@@ -225,6 +244,20 @@ Result<json> containerCreateBody(const config::ContainerSpec& c, const std::stri
     env.push_back(k + "=" + value.value());
   }
   body["Env"] = env;
+  for (const auto& [path, m] : c.files) {
+    // Its file is written only once its secret is available: without it,
+    // Docker would make a directory of the missing bind source.
+    if (!m.content.sensitive()) continue;
+    config::CredentialRef ref;
+    auto value = resolveSecrets(m.content, secrets, &ref);
+    if (!value) {
+      return Error::make(ErrorCode::invalid_argument,
+                         "file " + m.file + " mounted at " + path + " of container " + c.name +
+                             " needs credential " + ref.name + "." + ref.field +
+                             ", which is not available");
+    }
+    sodium_memzero(value->data(), value->size());
+  }
   body["Labels"] = ownedLabels(c.labels, project, desired);
   if (c.user) body["User"] = *c.user;
   if (c.stopTimeout) {
@@ -243,6 +276,7 @@ Result<json> containerCreateBody(const config::ContainerSpec& c, const std::stri
   json binds = json::array();
   for (const auto& m : c.volumes) binds.push_back(mountText(m));
   for (const auto& b : secretFileBinds(c, secretsDir)) binds.push_back(b);
+  for (const auto& b : configFileBinds(c, project, filesDir, secretsDir)) binds.push_back(b);
   host["Binds"] = binds;
   if (!c.ports.empty()) {
     json exposed = json::object();
@@ -320,9 +354,10 @@ std::vector<FieldChange> diffCanonical(const json& before, const json& after) {
     const json& b = before.contains(key) ? before.at(key) : kNull;
     const json& a = after.contains(key) ? after.at(key) : kNull;
     if (b == a) continue;
-    // Maps of named entries (env, labels, secret_files) and the healthcheck
-    // (when it is changed, not added or removed) diff per entry.
-    const bool perEntry = key == "env" || key == "labels" || key == "secret_files";
+    // Maps of named entries (env, labels, secret_files, files) and the
+    // healthcheck (when it is changed, not added or removed) diff per entry.
+    const bool perEntry =
+        key == "env" || key == "labels" || key == "secret_files" || key == "files";
     if ((perEntry && (b.is_object() || b.is_null()) && (a.is_object() || a.is_null())) ||
         (key == "healthcheck" && b.is_object() && a.is_object())) {
       std::set<std::string> sub;

@@ -21,6 +21,12 @@
 #include "controllers/docker/secrets.hpp"
 
 namespace foundationd::docker {
+// Where [files.*] that hold no secret live on the host (the daemon passes
+// <state_dir>/files); those that hold one live under the secrets tmpfs.
+inline constexpr const char* kDefaultFilesDir = "/var/lib/foundationd/files";
+}  // namespace foundationd::docker
+
+namespace foundationd::docker {
 
 inline constexpr const char* kLabelManaged = "foundationd.managed";
 inline constexpr const char* kLabelProject = "foundationd.project";
@@ -33,6 +39,11 @@ struct Desired {
 };
 
 Desired desiredContainer(const config::ContainerSpec& c, const SecretResolver& secrets);
+
+// A stable digest of `v`'s content that needs no secret: SHA-256 of the text
+// for a literal; for a value referencing credentials, a hash over its text
+// and the credentials' digests. Used for [files.*] content.
+std::string valueDigest(const config::Value& v, const SecretResolver& secrets);
 Desired desiredNetwork(const config::NetworkSpec& n);
 Desired desiredVolume(const config::VolumeSpec& v);
 
@@ -46,11 +57,13 @@ Labels ownedLabels(const std::map<std::string, std::string>& userLabels,
 
 // POST /containers/create body. Fails (invalid_argument) when a referenced
 // secret has no value (state locked, or not generated yet).
-// `secretsDir` is where secret_files live on the host (secret_files.hpp).
+// `secretsDir` is where secret_files live on the host (secret_files.hpp),
+// `filesDir` where [files.*] without secrets do (config_files.hpp).
 Result<nlohmann::json> containerCreateBody(const config::ContainerSpec& c,
                                            const std::string& project, const Desired& desired,
                                            const SecretResolver& secrets,
-                                           const std::string& secretsDir);
+                                           const std::string& secretsDir,
+                                           const std::string& filesDir = kDefaultFilesDir);
 // The networks beyond the first, which must be connected after create
 // (Engine API < 1.44 accepts one network at create time).
 std::vector<config::NetworkAttachment> extraNetworks(const config::ContainerSpec& c);

@@ -189,6 +189,15 @@ class DockerApi {
                                         const std::vector<std::string>& cmd,
                                         const ExecOptions& options) = 0;
 
+  // POST /containers/{id}/kill?signal=SIG: sends `signal` ("SIGHUP") to the
+  // container's main process. conflict when it is not running. Not pure so
+  // that test doubles which never signal need not implement it.
+  virtual Task<Status> killContainer(const std::string& id, const std::string& signal) {
+    (void)id;
+    (void)signal;
+    co_return Error::make(ErrorCode::internal, "killContainer is not implemented here");
+  }
+
   // Number of Engine API requests made so far (benchmarks, metrics).
   virtual std::uint64_t requestCount() const noexcept = 0;
 };

@@ -156,7 +156,8 @@ struct Run {
   }
 
   Task<Status> createAndStart(const config::ContainerSpec& c, const Desired& desired) {
-    auto body = containerCreateBody(c, spec.project, desired, secrets, options.secretsDir);
+    auto body = containerCreateBody(c, spec.project, desired, secrets, options.secretsDir,
+                                    options.filesDir);
     if (!body) co_return body.error();
     auto hold = co_await limiter.hold();
     auto id = co_await api.createContainer(c.name, body.value());

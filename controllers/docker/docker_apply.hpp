@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config/spec.hpp"
+#include "controllers/docker/container_config.hpp"
 #include "controllers/docker/docker_api.hpp"
 #include "controllers/docker/docker_plan.hpp"
 #include "controllers/docker/secrets.hpp"
@@ -36,6 +37,8 @@ struct ApplyOptions {
   std::chrono::seconds defaultStopTimeout{10};
   // Where secret_files are on the host (written before apply; secret_files.hpp).
   std::string secretsDir = "/run/foundationd/secrets";
+  // Where [files.*] without secrets are on the host (config_files.hpp).
+  std::string filesDir = kDefaultFilesDir;
 };
 
 struct Outcome {

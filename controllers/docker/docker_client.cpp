@@ -360,6 +360,18 @@ Task<Status> DockerClient::stopContainer(const std::string& id, std::chrono::sec
   co_return engineError(*r, what);
 }
 
+Task<Status> DockerClient::killContainer(const std::string& id, const std::string& signal) {
+  const std::string what = "signal " + signal + " to container " + id;
+  HttpRequest req;
+  req.method = "POST";
+  req.target = path("/containers/" + segment(id) + "/kill?signal=" + segment(signal));
+  req.timeout = requestTimeout_;
+  auto r = co_await call("POST /containers/{id}/kill", std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status == 204 || r->status == 200) co_return Status::success();
+  co_return engineError(*r, what);
+}
+
 Task<Status> DockerClient::removeContainer(const std::string& id, bool force) {
   const std::string what = "remove container " + id;
   HttpRequest req;

@@ -49,6 +49,7 @@ class DockerClient final : public DockerApi {
   // The HTTP deadline is `timeout` plus kStopMargin: the Engine answers only
   // after the container stopped (or was killed when `timeout` ran out).
   Task<Status> stopContainer(const std::string& id, std::chrono::seconds timeout) override;
+  Task<Status> killContainer(const std::string& id, const std::string& signal) override;
   Task<Status> removeContainer(const std::string& id, bool force) override;
 
   Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) override;

@@ -140,7 +140,7 @@ TEST_CASE("build: the example's order is deterministic and respects every edge")
   REQUIRE(order);
   CHECK(joined(*order) ==
         "network.foundation-net volume.caddy-config volume.caddy-data volume.forgejo-data "
-        "volume.pg-data volume.registry-cache volume.rustfs-data volume.vault-data "
+        "volume.pg-data volume.registry-cache volume.runner-data volume.rustfs-data volume.vault-data "
         "credential.forgejo-admin credential.forgejo-app credential.forgejo-db "
         "credential.forgejo-webhook credential.postgres-superuser credential.rustfs-root "
         "container.postgres container.registry-cache container.rustfs container.forgejo "

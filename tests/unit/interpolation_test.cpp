@@ -121,7 +121,7 @@ TEST_CASE("credentials are refused where secrets are forbidden") {
   CHECK(f.errors() ==
         "foundation.toml:7:9: error: secrets may not be used in \"x\" of [containers.web]: "
         "${credentials.forgejo-db.password} would leak into argv, labels or output; use secrets "
-        "only in container env and secret_files, [s3.*] access_key/secret_key, "
+        "only in container env and secret_files, [files.*] content, [s3.*] access_key/secret_key, "
         "[postgres.*.roles.*] password, [forgejo.admin] password and [forgejo.webhooks.*] "
         "secret\n");
   Fixture g;

@@ -80,6 +80,18 @@ TEST_CASE("the example platform spec loads with no errors and no warnings") {
     CHECK(s.containers.contains(c));
   }
   CHECK(s.containers.size() == 7);
+  // Self-contained: configuration comes from the spec repository ([files]);
+  // the only host path mounted is the Docker socket the runner drives.
+  for (const auto& [name, c] : s.containers) {
+    for (const auto& m : c.volumes) {
+      if (m.bind) CHECK(m.source == "/var/run/docker.sock");
+    }
+  }
+  CHECK(s.containers.at("caddy").files.at("/etc/caddy/Caddyfile").file == "caddyfile");
+  CHECK(s.files.at("caddyfile").content.display().find("reverse_proxy forgejo:3000") !=
+        std::string::npos);
+  CHECK(s.files.at("openbao-config").onChange.kind == OnChange::Kind::restart);
+  CHECK(s.containers.at("runner").files.contains("/etc/runner/config.yml"));
   for (const char* b : {"forgejo-packages", "forgejo-artifacts", "forgejo-lfs",
                         "foundation-backups"}) {
     CHECK(s.buckets.contains(b));
