@@ -269,7 +269,7 @@ command = ["sh", "-c", "echo migrating; echo migrated"]
 run = "once"
 [containers.@broken]
 image = "${versions.busybox}"
-command = ["sh", "-c", "echo step 1; echo no such table >&2; exit 4"]
+command = ["sh", "-c", "echo step 1; sleep 0.3; echo no such table >&2; exit 4"]
 run = "once"
 [containers.@crashy]
 image = "${versions.busybox}"
