@@ -45,6 +45,7 @@ const char* toString(DependCondition c) noexcept {
   switch (c) {
     case DependCondition::started: return "started";
     case DependCondition::healthy: return "healthy";
+    case DependCondition::completed: return "completed";
   }
   return "started";
 }

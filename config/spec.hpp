@@ -119,7 +119,9 @@ struct Healthcheck {
   SourceLoc loc;
 };
 
-enum class DependCondition { started, healthy };
+// started: running; healthy: its healthcheck says healthy; completed: a job
+// (run = "once") that exited 0.
+enum class DependCondition { started, healthy, completed };
 const char* toString(DependCondition c) noexcept;
 
 struct Dependency {
@@ -191,6 +193,13 @@ struct ContainerSpec {
   std::vector<std::string> capDrop;
   std::optional<Duration> stopTimeout;
   std::vector<std::string> tmpfs;
+  // run = "once": a job, run to completion once per config hash and not
+  // restarted after it exits (docs/spec.md "Jobs"). Default: a service.
+  bool runOnce = false;
+  SourceLoc runLoc;
+  // How long a depends_on condition may take before this container fails
+  // (default: the controller's, 5 minutes). Orders work: not in the hash.
+  std::optional<Duration> dependsTimeout;
 };
 
 struct VaultPolicy {

@@ -17,7 +17,8 @@ const std::vector<std::string>& containerKeys() {
       "image",      "command",     "entrypoint", "env",        "secret_files", "networks",
       "volumes",    "ports",       "restart",    "user",       "healthcheck",  "depends_on",
       "labels",     "memory",      "cpus",       "read_only",  "privileged",   "cap_add",
-      "cap_drop",   "stop_timeout", "tmpfs",      "files"};
+      "cap_drop",   "stop_timeout", "tmpfs",      "files",      "run",
+      "depends_timeout"};
   return keys;
 }
 
@@ -74,6 +75,8 @@ class ContainerParser {
     c_.capDrop = capabilities("cap_drop");
     stopTimeout();
     tmpfs();
+    runMode();
+    dependsTimeout();
     return std::move(c_);
   }
 
@@ -359,13 +362,16 @@ class ContainerParser {
         const std::string target(key.str());
         auto cond = r_.textOf(value, quote(target), dw);
         if (!cond) continue;
-        if (*cond != "started" && *cond != "healthy") {
+        if (*cond != "started" && *cond != "healthy" && *cond != "completed") {
           r_.error(r_.loc(value), "invalid condition " + quote(*cond) + " for " +
                                       quote(target) + " " + context +
-                                      "; expected \"started\" or \"healthy\"");
+                                      "; expected \"started\", \"healthy\" or \"completed\"");
           continue;
         }
-        add(target, *cond == "healthy" ? DependCondition::healthy : DependCondition::started,
+        add(target,
+            *cond == "healthy"     ? DependCondition::healthy
+            : *cond == "completed" ? DependCondition::completed
+                                   : DependCondition::started,
             r_.loc(key));
       }
     } else {
@@ -460,6 +466,40 @@ class ContainerParser {
       targets_.add(r_, text->substr(0, text->find(':')), r_.loc(node), w_);
       c_.tmpfs.push_back(*text);
     }
+  }
+
+  // run = "service" (default) | "once" (a job). A job's restart policy may
+  // only be "no" or "on-failure": Docker would start it again after it
+  // completes.
+  void runMode() {
+    auto run = r_.text(t_, "run", w_);
+    if (!run) return;
+    const SourceLoc at = r_.loc(*t_.get("run"));
+    if (*run != "service" && *run != "once") {
+      r_.error(at, "invalid \"run\" " + quote(*run) + " " + w_.in() +
+                       "; expected \"service\" (kept running) or \"once\" (a job, run to "
+                       "completion once per config)");
+      return;
+    }
+    c_.runOnce = *run == "once";
+    c_.runLoc = at;
+    if (c_.runOnce && (c_.restart == "always" || c_.restart == "unless-stopped")) {
+      r_.error(r_.keyLoc(t_, "restart"),
+               "restart = " + quote(c_.restart) + " " + w_.in() +
+                   " contradicts run = \"once\": Docker would start the job again after it "
+                   "completes; use \"no\" or \"on-failure\"");
+    }
+  }
+
+  void dependsTimeout() {
+    auto d = r_.duration(t_, "depends_timeout", w_);
+    if (!d) return;
+    if (d->count() <= 0) {
+      r_.error(r_.loc(*t_.get("depends_timeout")),
+               "\"depends_timeout\" " + w_.in() + " must be positive");
+      return;
+    }
+    c_.dependsTimeout = d;
   }
 
   SpecReader& r_;

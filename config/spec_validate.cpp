@@ -45,6 +45,28 @@ void checkHealthyDependencies(SpecReader& r, const Spec& spec) {
   }
 }
 
+// A job (run = "once") exits when it is done: a dependency on it waits for
+// "completed"; a service never completes.
+void checkJobDependencies(SpecReader& r, const Spec& spec) {
+  for (const auto& [name, c] : spec.containers) {
+    for (const auto& d : c.dependsOn) {
+      auto target = spec.containers.find(d.container);
+      if (target == spec.containers.end()) continue;  // reported where it is written
+      const std::string subject = "container " + quote(name) + " depends on " +
+                                  quote(d.container) + " being " + toString(d.condition);
+      if (target->second.runOnce && d.condition != DependCondition::completed) {
+        r.error(d.loc, subject + ", but [containers." + tomlKey(d.container) +
+                           "] is a job (run = \"once\") that exits when done; use " +
+                           "depends_on = { " + tomlKey(d.container) + " = \"completed\" }");
+      } else if (!target->second.runOnce && d.condition == DependCondition::completed) {
+        r.error(d.loc, subject + ", but [containers." + tomlKey(d.container) +
+                           "] is a service that is kept running; \"completed\" needs a job "
+                           "(run = \"once\")");
+      }
+    }
+  }
+}
+
 // Two resources writing the same KV path would overwrite each other.
 void checkVaultPaths(SpecReader& r, const Spec& spec) {
   std::map<std::string, std::string> owners;  // path -> "[credentials.x]"
@@ -122,6 +144,7 @@ void checkCycles(SpecReader& r, const Spec& spec) {
 
 void validateSpec(SpecReader& r, const Spec& spec) {
   checkHealthyDependencies(r, spec);
+  checkJobDependencies(r, spec);
   checkVaultPaths(r, spec);
   checkHostPorts(r, spec);
   checkUnusedFiles(r, spec);

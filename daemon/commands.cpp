@@ -46,6 +46,10 @@ ConvergeHooks cliHooks() {
     }
     std::fflush(stdout);
   };
+  hooks.docker.waiting = [](const config::ResourceKey& key, const std::string& message) {
+    std::printf("%s: %s\n", key.str().c_str(), message.c_str());
+    std::fflush(stdout);
+  };
   // A service step's outcome (vault, buckets, postgres, forgejo): changes and
   // failures; a converged, unchanged resource says nothing.
   hooks.step = [](const StepOutcome& o) {
@@ -70,6 +74,17 @@ void printTimings(const ConvergeOutcome& out) {
     sep = ", ";
   }
   std::printf("%s.\n", line.c_str());
+}
+
+// secret_files belong on a tmpfs: say so when the spec has some and the
+// directory is not on one.
+void warnSecretsDirNotTmpfs(const config::Spec& spec) {
+  bool any = false;
+  for (const auto& [_, c] : spec.containers) any = any || !c.secretFiles.empty();
+  if (!any) return;
+  if (auto warning = docker::secretsDirNotTmpfs(docker::ApplyOptions{}.secretsDir)) {
+    std::fprintf(stderr, "warning: %s\n", warning->c_str());
+  }
 }
 
 }  // namespace
@@ -287,6 +302,7 @@ int cmdApply(const CliArgs& args) {
   auto spec = loadSpec(specPathOf(args, *cfg));
   if (!spec) return 1;
   if (args.stateDir) cfg->stateDir = *args.stateDir;  // where [files] without secrets live
+  warnSecretsDirNotTmpfs(*spec);
   // One converger per state directory: a running daemon owns it.
   const bool needsState = !spec->credentials.empty() || spec->vault.has_value();
   auto lock = lockState(stateDirOf(args, *cfg), "apply --once", "", false);

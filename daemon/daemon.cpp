@@ -1,5 +1,7 @@
 #include "daemon/daemon.hpp"
 
+#include "controllers/docker/docker_apply.hpp"
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -89,6 +91,9 @@ Status Daemon::start() {
   scheduler_ = std::make_unique<Scheduler>(io_.get_executor(), sched,
                                            [this](const Batch& b) { return reconcile(b); });
   loadSpec();
+  if (auto warning = docker::secretsDirNotTmpfs(docker::ApplyOptions{}.secretsDir)) {
+    log::warn("secret_files.not_tmpfs", {{"message", *warning}});
+  }
   startSource();
   scheduler_->triggerAll("start-up");
   systemd::ready(initialized_ ? "locked: waiting for passphrase"

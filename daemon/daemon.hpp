@@ -34,6 +34,7 @@
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/docker/docker_client.hpp"
+#include "controllers/docker/restart_backoff.hpp"
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/step_report.hpp"
 #include "controllers/vault/vault.hpp"
@@ -187,6 +188,7 @@ class Daemon final : public api::DaemonControl {
   std::unique_ptr<Scheduler> scheduler_;
 
   std::map<Key, api::ResourceState> resources_;
+  docker::RestartBackoff restarts_;  // services that exit again and again
   api::VaultState vault_;  // what the last look at Vault saw
   bool vaultRetry_ = false;  // the last Vault step failed: the poll retries it
   api::ReconcileState lastReconcile_;

@@ -107,6 +107,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   }
   StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
   docker::ApplyOptions options;
+  options.restarts = &restarts_;
   options.filesDir = config_.stateDir + "/files";
   docker::FilesWritten filesWritten;
   if (!spec.files.empty()) {  // those without secrets are written while locked too
@@ -137,6 +138,11 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     log::write(o.ok ? log::Level::info : log::Level::error, "apply.done",
                {{"resource", o.key.str()}, {"action", docker::toString(o.action)},
                 {"ok", o.ok ? "true" : "false"}, {"message", o.message}});
+  };
+  observer.waiting = [this](const Key& key, const std::string& message) {
+    log::info("apply.waiting", {{"resource", key.str()}, {"message", message}});
+    setResource(key, api::ResourceStatus::pending, message);
+    publishStatus();
   };
   auto r = co_await docker::reconcile(docker_, spec, secrets, options, observer, scope);
   std::set<Key> failed;
@@ -191,6 +197,13 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
                     c.reason);
         if (c.action == docker::Action::conflict) failed.insert(c.key);
       }
+    }
+    // Services in a crash loop: failed (exit code, last output) until their
+    // backoff lets them start again.
+    for (const auto& h : r->held) {
+      log::warn("container.crash_loop", {{"resource", h.key.str()}, {"message", h.message}});
+      setResource(h.key, api::ResourceStatus::failed, h.message);
+      scheduler_->triggerAfter(h.key, h.retryIn, "restart backoff");
     }
     result = r->converged ? "converged" : "not converged";
     if (!spec.files.empty()) {  // consumers that follow a file without being recreated

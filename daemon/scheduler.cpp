@@ -35,6 +35,34 @@ void Scheduler::trigger(const Key& key, const std::string& reason) {
     ++coalesced_;
     return;
   }
+  if (heldKeys_.count(key)) {  // already waiting for its interval
+    ++coalesced_;
+    return;
+  }
+  auto last = lastRun_.find(key);
+  if (last != lastRun_.end() && options_.minKeyInterval.count() > 0) {
+    const auto due = last->second + options_.minKeyInterval;
+    if (std::chrono::steady_clock::now() < due) {
+      ++held_;
+      heldKeys_.insert(key);
+      auto& timer = heldTimers_[key];
+      if (!timer) timer = std::make_unique<asio::steady_timer>(ex_);
+      timer->expires_at(due);
+      timer->async_wait([this, key, reason](const boost::system::error_code& ec) {
+        heldKeys_.erase(key);
+        if (!ec && !stopping_) enqueue(key, reason);
+      });
+      return;
+    }
+  }
+  enqueue(key, reason);
+}
+
+void Scheduler::enqueue(const Key& key, const std::string& reason) {
+  if (hasPending_ && (pending_.all || pending_.keys.count(key))) {
+    ++coalesced_;
+    return;
+  }
   if (!hasPending_) pending_.reason = reason;
   pending_.keys.insert(key);
   hasPending_ = true;
@@ -54,6 +82,16 @@ void Scheduler::triggerAll(const std::string& reason) {
   wake();
 }
 
+void Scheduler::triggerAfter(const Key& key, std::chrono::milliseconds delay,
+                             const std::string& reason) {
+  auto& timer = delayTimers_[key];
+  if (!timer) timer = std::make_unique<asio::steady_timer>(ex_);
+  timer->expires_after(delay);  // cancels an earlier wait (operation_aborted)
+  timer->async_wait([this, key, reason](const boost::system::error_code& ec) {
+    if (!ec && !stopping_) trigger(key, reason);
+  });
+}
+
 void Scheduler::wake() { wakeTimer_->cancel(); }
 
 void Scheduler::stop() {
@@ -61,6 +99,8 @@ void Scheduler::stop() {
   wake();
   resyncTimer_->cancel();
   for (auto& [_, t] : retryTimers_) t->cancel();
+  for (auto& [_, t] : delayTimers_) t->cancel();
+  for (auto& [_, t] : heldTimers_) t->cancel();
 }
 
 int Scheduler::failures(const Key& key) const {
@@ -108,6 +148,8 @@ asio::awaitable<void> Scheduler::run() {
     hasPending_ = false;
     busy_ = true;
     ++batches_;
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& k : batch.keys) lastRun_[k] = now;
     std::set<Key> failed;
     try {
       failed = co_await reconcile_(batch);

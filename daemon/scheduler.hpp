@@ -33,6 +33,12 @@ struct SchedulerOptions {
   std::chrono::milliseconds resync{std::chrono::seconds(60)};
   std::chrono::milliseconds backoffInitial{std::chrono::seconds(1)};
   std::chrono::milliseconds backoffMax{std::chrono::minutes(5)};
+  // A key is reconciled at most once per this interval on its own triggers
+  // (events, retries): a trigger that comes sooner is held until the
+  // interval has passed, and further ones coalesce into it. Whatever the
+  // containers do (die in a loop, flap their health), the reconcile rate
+  // stays bounded. `all` batches (start-up, resync, API) are not held.
+  std::chrono::milliseconds minKeyInterval{std::chrono::seconds(1)};
 };
 
 struct Batch {
@@ -57,6 +63,9 @@ class Scheduler {
 
   void trigger(const Key& key, const std::string& reason);
   void triggerAll(const std::string& reason);
+  // trigger(key) after `delay` (a container waiting out its restart backoff).
+  // A later call for the same key replaces the earlier one.
+  void triggerAfter(const Key& key, std::chrono::milliseconds delay, const std::string& reason);
 
   // Runs batches until stop(); the resync timer starts with it.
   boost::asio::awaitable<void> run();
@@ -66,6 +75,8 @@ class Scheduler {
   // Observability.
   std::uint64_t batchesRun() const noexcept { return batches_; }
   std::uint64_t triggersCoalesced() const noexcept { return coalesced_; }
+  // Triggers held back by minKeyInterval.
+  std::uint64_t triggersHeld() const noexcept { return held_; }
   bool busy() const noexcept { return busy_; }
   // Failures in a row for `key` (0 when healthy).
   int failures(const Key& key) const;
@@ -76,6 +87,7 @@ class Scheduler {
   void wake();
   boost::asio::awaitable<void> resyncLoop();
   void scheduleRetry(const Key& key);
+  void enqueue(const Key& key, const std::string& reason);
 
   boost::asio::any_io_executor ex_;
   SchedulerOptions options_;
@@ -88,8 +100,13 @@ class Scheduler {
   std::unique_ptr<boost::asio::steady_timer> resyncTimer_;
   std::map<Key, int> failures_;
   std::map<Key, std::unique_ptr<boost::asio::steady_timer>> retryTimers_;
+  std::map<Key, std::unique_ptr<boost::asio::steady_timer>> delayTimers_;  // triggerAfter
+  std::map<Key, std::unique_ptr<boost::asio::steady_timer>> heldTimers_;   // minKeyInterval
+  std::map<Key, std::chrono::steady_clock::time_point> lastRun_;  // start of its last batch
+  std::set<Key> heldKeys_;  // a trigger waits for minKeyInterval
   std::uint64_t batches_ = 0;
   std::uint64_t coalesced_ = 0;
+  std::uint64_t held_ = 0;
 };
 
 }  // namespace foundationd::daemon

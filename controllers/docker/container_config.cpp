@@ -203,6 +203,7 @@ Desired desiredContainer(const config::ContainerSpec& c, const SecretResolver& s
   if (!c.capDrop.empty()) j["cap_drop"] = c.capDrop;
   if (c.stopTimeout) j["stop_timeout_ms"] = c.stopTimeout->count();
   if (!c.tmpfs.empty()) j["tmpfs"] = c.tmpfs;
+  if (c.runOnce) j["run"] = "once";
   return Desired{j, sha256Hex(j.dump())};
 }
 
@@ -259,6 +260,11 @@ Result<json> containerCreateBody(const config::ContainerSpec& c, const std::stri
     sodium_memzero(value->data(), value->size());
   }
   body["Labels"] = ownedLabels(c.labels, project, desired);
+  if (!c.dependsOn.empty()) {
+    std::string deps;
+    for (const auto& d : c.dependsOn) deps += (deps.empty() ? "" : ",") + d.container;
+    body["Labels"][kLabelDependsOn] = deps;
+  }
   if (c.user) body["User"] = *c.user;
   if (c.stopTimeout) {
     body["StopTimeout"] = std::chrono::duration_cast<std::chrono::seconds>(*c.stopTimeout).count();

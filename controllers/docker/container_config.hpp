@@ -32,6 +32,10 @@ inline constexpr const char* kLabelManaged = "foundationd.managed";
 inline constexpr const char* kLabelProject = "foundationd.project";
 inline constexpr const char* kLabelHash = "foundationd.config-hash";
 inline constexpr const char* kLabelConfig = "foundationd.config";
+// The container's depends_on targets, comma-separated (not part of its
+// identity): lets prune remove dependents before their dependencies once the
+// spec no longer says what depended on what.
+inline constexpr const char* kLabelDependsOn = "foundationd.depends-on";
 
 struct Desired {
   nlohmann::json canonical;  // safe to print and to put in a label

@@ -198,6 +198,14 @@ class DockerApi {
     co_return Error::make(ErrorCode::internal, "killContainer is not implemented here");
   }
 
+  // GET /containers/{id}/logs?stdout=1&stderr=1&tail=N: the last `lines`
+  // lines of the container's output (stdout and stderr interleaved), for a
+  // failure report. Not pure: fakes need not model it.
+  virtual Task<Result<std::string>> containerLogs(const std::string& id, int lines) {
+    (void)lines;
+    co_return Error::make(ErrorCode::not_found, "no logs for " + id);
+  }
+
   // Number of Engine API requests made so far (benchmarks, metrics).
   virtual std::uint64_t requestCount() const noexcept = 0;
 };

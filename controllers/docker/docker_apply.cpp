@@ -1,6 +1,7 @@
 #include "controllers/docker/docker_apply.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,6 +24,33 @@ std::string fmtMs(std::chrono::milliseconds d) {
   if (d.count() < 1000) return std::to_string(d.count()) + "ms";
   auto tenths = d.count() / 100;
   return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
+}
+
+// stop_timeout_ms of the canonical config in a container's label, in seconds.
+std::optional<std::chrono::seconds> recordedStopTimeout(const Labels& labels) {
+  auto it = labels.find(kLabelConfig);
+  if (it == labels.end()) return std::nullopt;
+  auto j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  auto ms = j.find("stop_timeout_ms");
+  if (ms == j.end() || !ms->is_number_integer()) return std::nullopt;
+  return std::chrono::seconds(ms->get<std::int64_t>() / 1000);
+}
+
+// The depends_on targets recorded in a container's label.
+std::set<std::string> recordedDependsOn(const Labels& labels) {
+  std::set<std::string> out;
+  auto it = labels.find(kLabelDependsOn);
+  if (it == labels.end()) return out;
+  std::size_t start = 0;
+  const std::string& v = it->second;
+  while (start <= v.size()) {
+    auto comma = v.find(',', start);
+    if (comma == std::string::npos) comma = v.size();
+    if (comma > start) out.insert(v.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
 }
 
 // Shared by every node coroutine of one apply. Lives until all are done.
@@ -68,10 +96,19 @@ struct Run {
     if (observer.started) observer.started(change);
   }
 
+  // The spec's stop_timeout; for a container no longer in the spec (pruned),
+  // the one recorded in its config label when it was created.
   std::chrono::seconds stopTimeoutOf(const std::string& name) const {
     auto it = spec.containers.find(name);
-    if (it != spec.containers.end() && it->second.stopTimeout) {
-      return std::chrono::duration_cast<std::chrono::seconds>(*it->second.stopTimeout);
+    if (it != spec.containers.end()) {
+      if (it->second.stopTimeout) {
+        return std::chrono::duration_cast<std::chrono::seconds>(*it->second.stopTimeout);
+      }
+      return options.defaultStopTimeout;
+    }
+    auto live = liveContainers.find(name);
+    if (live != liveContainers.end()) {
+      if (auto recorded = recordedStopTimeout(live->second->labels)) return *recorded;
     }
     return options.defaultStopTimeout;
   }
@@ -112,47 +149,123 @@ struct Run {
     co_return status;
   }
 
-  // Waits until container `dep` meets `cond`. `depChanged`: it was acted on
-  // in this apply, so what observe() saw of it is stale.
-  Task<Status> waitFor(const config::Dependency& dep, bool depChanged) {
+  // Waits until container `dep` meets its condition, for `c` (the dependent).
+  // `depChanged`: it was acted on in this apply, so what observe() saw of it
+  // is stale. Fails at once when the condition can no longer be met: the
+  // dependency exited (a job: exited non-zero), or its healthcheck failed
+  // `retries` times in a row (Docker's FailingStreak) while a healthy one is
+  // awaited. Says every progressInterval what it waits for.
+  Task<Status> waitFor(const config::ContainerSpec& c, const config::Dependency& dep,
+                       bool depChanged) {
+    using config::DependCondition;
     auto live = liveContainers.find(dep.container);
     if (!depChanged && live != liveContainers.end()) {
       const auto& s = *live->second;
-      if (s.state == "running" &&
-          (dep.condition == config::DependCondition::started || s.health() == "healthy")) {
+      if (dep.condition == DependCondition::completed) {
+        auto code = exitCodeOf(s);
+        if (code && *code == 0) co_return Status::success();
+      } else if (s.state == "running" &&
+                 (dep.condition == DependCondition::started || s.health() == "healthy")) {
         co_return Status::success();
       }
     }
-    const auto deadline = Clock::now() + options.conditionTimeout;
+    const auto timeout = c.dependsTimeout
+                             ? std::chrono::duration_cast<std::chrono::milliseconds>(*c.dependsTimeout)
+                             : options.conditionTimeout;
+    const auto begun = Clock::now();
+    const auto deadline = begun + timeout;
+    auto nextReport = begun + options.progressInterval;
     std::string last = "unknown";
     std::string lastOutput;
+    const std::string want = config::toString(dep.condition);
     while (true) {
       auto inspect = co_await api.inspectContainer(dep.container);
       if (inspect) {
         const auto& i = inspect.value();
         if (!i.running && (i.state == "exited" || i.state == "dead")) {
+          if (dep.condition == DependCondition::completed) {
+            if (i.state == "exited" && i.exitCode == 0) co_return Status::success();
+            co_return Error::make(ErrorCode::unavailable,
+                                  "dependency " + dep.container + " (a job) failed: " + i.state +
+                                      " with exit code " + std::to_string(i.exitCode));
+          }
           co_return Error::make(ErrorCode::unavailable,
                                 "dependency " + dep.container + " is " + i.state +
                                     " (exit code " + std::to_string(i.exitCode) + ")");
         }
-        if (i.running && dep.condition == config::DependCondition::started) {
+        if (i.running && dep.condition == DependCondition::started) {
           co_return Status::success();
         }
-        if (i.running && i.health == "healthy") co_return Status::success();
+        if (i.running && dep.condition == DependCondition::healthy) {
+          if (i.health == "healthy") co_return Status::success();
+          if (i.health == "unhealthy") {
+            const auto [streak, retries] = failingStreak(i);
+            if (streak >= retries) {
+              std::string msg = "dependency " + dep.container +
+                                " is unhealthy: its healthcheck failed " +
+                                std::to_string(streak) + " time(s) in a row (retries = " +
+                                std::to_string(retries) + ")";
+              if (!i.lastHealthOutput.empty()) {
+                msg += "; last health probe said: " + i.lastHealthOutput;
+              }
+              co_return Error::make(ErrorCode::unavailable, msg);
+            }
+          }
+        }
         last = i.running ? (i.health.empty() ? "running, no health status" : i.health) : i.state;
         lastOutput = i.lastHealthOutput;
       } else if (inspect.error().code != ErrorCode::not_found) {
         co_return inspect.error();
+      } else {
+        last = "does not exist";
       }
-      if (Clock::now() >= deadline) {
-        std::string msg = "dependency " + dep.container + " did not become " +
-                          config::toString(dep.condition) + " within " +
-                          fmtMs(options.conditionTimeout) + " (last status: " + last + ")";
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        std::string msg = "dependency " + dep.container + " did not become " + want +
+                          " within " + fmtMs(timeout) + " (last status: " + last + ")";
         if (!lastOutput.empty()) msg += "; last health probe said: " + lastOutput;
         co_return Error::make(ErrorCode::timeout, msg);
       }
+      if (now >= nextReport) {
+        nextReport = now + options.progressInterval;
+        if (observer.waiting) {
+          observer.waiting({config::Kind::container, c.name},
+                           "waiting for " + dep.container + " to be " + want + " (status: " +
+                               last + "; " +
+                               fmtMs(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   now - begun)) +
+                               " of " + fmtMs(timeout) + ")");
+        }
+      }
       co_await sleepFor(options.pollInterval);
     }
+  }
+
+  // Docker's health FailingStreak and the container's retries (0 or unset
+  // means Docker's default, 3).
+  static std::pair<int, int> failingStreak(const ContainerInspect& i) {
+    int streak = 0;
+    int retries = 3;
+    const auto& raw = i.raw;
+    if (raw.is_object()) {
+      auto st = raw.find("State");
+      if (st != raw.end() && st->is_object()) {
+        auto h = st->find("Health");
+        if (h != st->end() && h->is_object()) {
+          auto f = h->find("FailingStreak");
+          if (f != h->end() && f->is_number_integer()) streak = f->get<int>();
+        }
+      }
+      auto cfg = raw.find("Config");
+      if (cfg != raw.end() && cfg->is_object()) {
+        auto hc = cfg->find("Healthcheck");
+        if (hc != cfg->end() && hc->is_object()) {
+          auto r = hc->find("Retries");
+          if (r != hc->end() && r->is_number_integer() && r->get<int>() > 0) retries = r->get<int>();
+        }
+      }
+    }
+    return {streak, retries};
   }
 
   Task<Status> createAndStart(const config::ContainerSpec& c, const Desired& desired) {
@@ -189,7 +302,7 @@ struct Run {
     }
     for (const auto& dep : c.dependsOn) {
       const auto& node = nodes.at({Kind::container, dep.container});
-      auto st = co_await waitFor(dep, node.changed);
+      auto st = co_await waitFor(c, dep, node.changed);
       if (!st) co_return st;
     }
     switch (change.action) {
@@ -269,6 +382,68 @@ struct Run {
   }
 };
 
+// Removes a pruned container's secret files (dir/<name>/), once the
+// container that mounted them is gone.
+void removeSecretFilesOf(const std::string& dir, const std::string& name) {
+  if (dir.empty() || name.empty() || name == "." || name == ".." ||
+      name.find('/') != std::string::npos) {
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(std::filesystem::path(dir) / name, ec);
+}
+
+// Pruned containers, in waves: a container is removed once every pruned
+// container that depended on it (its recorded depends-on label) is gone;
+// the containers of one wave are removed concurrently. Each is stopped
+// within its recorded stop_timeout, and its secret files are deleted.
+Task<void> pruneContainers(Run& run, const Plan& plan, boost::asio::any_io_executor ex) {
+  std::map<std::string, const Change*> pending;
+  for (const auto& change : plan.changes) {
+    if (change.key.kind == Kind::container && change.action == Action::remove) {
+      pending.emplace(change.key.name, &change);
+    }
+  }
+  std::map<std::string, std::set<std::string>> dependsOn;  // among the pruned only
+  for (const auto& [name, change] : pending) {
+    auto live = run.liveContainers.find(name);
+    if (live == run.liveContainers.end()) continue;
+    for (const auto& d : recordedDependsOn(live->second->labels)) {
+      if (pending.count(d) && d != name) dependsOn[name].insert(d);
+    }
+  }
+  while (!pending.empty()) {
+    // Those no remaining pruned container depends on.
+    std::vector<const Change*> wave;
+    for (const auto& [name, change] : pending) {
+      bool needed = false;
+      for (const auto& [other, deps] : dependsOn) {
+        if (pending.count(other) && deps.count(name)) needed = true;
+      }
+      if (!needed) wave.push_back(change);
+    }
+    if (wave.empty()) {  // a cycle in the recorded labels: remove the rest at once
+      for (const auto& [_, change] : pending) wave.push_back(change);
+    }
+    Event done(ex);
+    std::size_t left = wave.size();
+    for (const Change* change : wave) {
+      auto one = [](Run& r, const Change* c) -> Task<void> {
+        auto started = Clock::now();
+        r.begin(*c);
+        auto st = co_await r.stopAndRemove(c->id, c->key.name);
+        if (st) removeSecretFilesOf(r.options.secretsDir, c->key.name);
+        r.record(*c, st.ok(), st ? "removed" : st.error().message, started);
+      };
+      boost::asio::co_spawn(ex, one(run, change), [&](std::exception_ptr) {
+        if (--left == 0) done.set();
+      });
+    }
+    co_await done.wait();
+    for (const Change* change : wave) pending.erase(change->key.name);
+  }
+}
+
 }  // namespace
 
 bool ApplyReport::ok() const {
@@ -287,13 +462,7 @@ Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& pl
 
   // Phase 1: removals that must precede creation. Pruned containers; and the
   // containers on a network that is recreated, then that network itself.
-  for (const auto& change : plan.changes) {
-    if (change.key.kind != Kind::container || change.action != Action::remove) continue;
-    auto started = Clock::now();
-    run.begin(change);
-    auto st = co_await run.stopAndRemove(change.id, change.key.name);
-    run.record(change, st.ok(), st ? "removed" : st.error().message, started);
-  }
+  co_await pruneContainers(run, plan, ex);
   std::set<std::string> recreatedNetworks;
   for (const auto& change : plan.changes) {
     if (change.key.kind == Kind::network && change.action == Action::recreate) {
@@ -350,82 +519,6 @@ Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& pl
     run.record(change, st.ok(), st ? "removed" : st.error().message, started);
   }
   co_return std::move(run.report);
-}
-
-}  // namespace foundationd::docker
-
-namespace foundationd::docker {
-
-Task<Status> refresh(DockerApi& api, const std::string& project,
-                     const std::set<config::ResourceKey>& keys, Observed& observed) {
-  for (const auto& key : keys) {
-    if (key.kind != config::Kind::container) continue;
-    auto it = std::find_if(observed.containers.begin(), observed.containers.end(),
-                           [&](const ContainerSummary& c) { return c.name == key.name; });
-    auto inspected = co_await api.inspectContainer(key.name);
-    if (!inspected) {
-      if (inspected.error().code != ErrorCode::not_found) co_return inspected.error();
-      if (it != observed.containers.end()) observed.containers.erase(it);
-      continue;
-    }
-    const auto& i = inspected.value();
-    auto p = i.labels.find(kLabelProject);
-    if (p == i.labels.end() || p->second != project) continue;  // not ours: create will say so
-    ContainerSummary fresh;
-    fresh.id = i.id;
-    fresh.name = key.name;
-    fresh.state = i.state;
-    fresh.status = i.health.empty() ? "" : "(" + i.health + ")";
-    fresh.labels = i.labels;
-    if (it != observed.containers.end()) {
-      fresh.image = it->image;
-      *it = fresh;
-    } else {
-      observed.containers.push_back(fresh);
-    }
-  }
-  co_return Status::success();
-}
-
-Plan restrict(const Plan& full, const Scope& scope) {
-  Plan out;
-  out.project = full.project;
-  for (const auto& c : full.changes) {
-    if (scope.includes(c.key)) out.changes.push_back(c);
-  }
-  return out;
-}
-
-Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec,
-                                        const SecretResolver& secrets, const ApplyOptions& options,
-                                        const ApplyObserver& observer, const Scope& scope) {
-  ReconcileResult result;
-  auto observed = co_await observe(api, spec.project);
-  if (!observed) co_return std::move(observed).error();
-  if (scope.only) {
-    auto st = co_await refresh(api, spec.project, *scope.only, observed.value());
-    if (!st) co_return st.error();
-  }
-  const Plan full = plan(spec, observed.value(), secrets);
-  result.plan = restrict(full, scope);
-  result.excluded.project = full.project;
-  for (const auto& c : full.changes) {
-    if (scope.exclude.count(c.key) && (!scope.only || scope.only->count(c.key))) {
-      result.excluded.changes.push_back(c);
-    }
-  }
-  if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
-    result.converged = true;
-    co_return result;
-  }
-  result.report = co_await apply(api, spec, result.plan, observed.value(), secrets, options,
-                                 observer);
-  auto after = co_await observe(api, spec.project);
-  if (!after) co_return std::move(after).error();
-  result.remaining = restrict(plan(spec, after.value(), secrets), scope);
-  result.converged = result.report.ok() && !result.remaining.hasChanges() &&
-                     !result.remaining.hasConflicts();
-  co_return result;
 }
 
 }  // namespace foundationd::docker

@@ -23,13 +23,17 @@
 #include "controllers/docker/container_config.hpp"
 #include "controllers/docker/docker_api.hpp"
 #include "controllers/docker/docker_plan.hpp"
+#include "controllers/docker/restart_backoff.hpp"
 #include "controllers/docker/secrets.hpp"
 
 namespace foundationd::docker {
 
 struct ApplyOptions {
-  // Upper bound for a depends_on condition to be met.
+  // Upper bound for a depends_on condition to be met, unless the dependent
+  // sets depends_timeout.
   std::chrono::milliseconds conditionTimeout{std::chrono::minutes(5)};
+  // How often a wait for a condition says what it waits for (observer.waiting).
+  std::chrono::milliseconds progressInterval{std::chrono::seconds(10)};
   // How often a pending condition is re-inspected.
   std::chrono::milliseconds pollInterval{std::chrono::milliseconds(250)};
   std::size_t maxConcurrent = 16;
@@ -39,6 +43,11 @@ struct ApplyOptions {
   std::string secretsDir = "/run/foundationd/secrets";
   // Where [files.*] without secrets are on the host (config_files.hpp).
   std::string filesDir = kDefaultFilesDir;
+  // Crash-loop bookkeeping across reconciles (the daemon's); null: a service
+  // that exited is started at once (a one-shot `apply`).
+  RestartBackoff* restarts = nullptr;
+  // Lines of a container's output quoted when it failed (exit, crash loop).
+  int logLines = 5;
 };
 
 struct Outcome {
@@ -58,6 +67,8 @@ struct ApplyReport {
 struct ApplyObserver {
   std::function<void(const Change&)> started;
   std::function<void(const Outcome&)> finished;
+  // A container still waits for a depends_on condition: what, and for how long.
+  std::function<void(const config::ResourceKey&, const std::string&)> waiting;
 };
 
 Task<ApplyReport> apply(DockerApi& api, const config::Spec& spec, const Plan& plan,
@@ -77,6 +88,15 @@ struct ReconcileResult {
   bool converged = false;
   Plan remaining;       // the plan after applying (empty when converged)
   Plan excluded;        // the changes of keys the scope excluded: found, not acted on
+  // Services that exited again and wait for their backoff (not started now):
+  // reconcile `key` again after `retryIn`. `message` says the exit code,
+  // restarts in a row and the last output lines.
+  struct Held {
+    config::ResourceKey key;
+    std::chrono::milliseconds retryIn{0};
+    std::string message;
+  };
+  std::vector<Held> held;
 };
 
 // Which changes a reconcile may act on: all, or only those of some keys (an
@@ -94,6 +114,15 @@ struct Scope {
 // list is served from a view the Engine updates a moment after an event).
 Task<Status> refresh(DockerApi& api, const std::string& project,
                      const std::set<config::ResourceKey>& keys, Observed& observed);
+
+// The last `lines` non-empty lines of `text`, joined with " | ", at most
+// `maxChars` (the end kept): a container's output quoted in one status line.
+std::string lastLines(const std::string& text, int lines, std::size_t maxChars = 600);
+
+// secret_files are meant to live on a tmpfs (never on disk). nullopt when
+// `dir` (or, before it exists, its nearest existing parent) is on one;
+// otherwise a warning that says where it is and what to do.
+std::optional<std::string> secretsDirNotTmpfs(const std::string& dir);
 
 // Keeps the changes of `plan` that `scope` includes.
 Plan restrict(const Plan& plan, const Scope& scope);

@@ -1,6 +1,7 @@
 // DockerClient: Engine API 1.41 calls, their JSON and their error mapping.
 // Contract in docker_client.hpp.
 #include "controllers/docker/docker_client.hpp"
+#include "controllers/docker/docker_stream.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -346,6 +347,23 @@ Task<Status> DockerClient::startContainer(const std::string& id) {
   if (!r) co_return withContext(std::move(r).error(), what);
   if (r->status == 204 || r->status == 304 || r->status == 200) co_return Status::success();
   co_return engineError(*r, what);
+}
+
+Task<Result<std::string>> DockerClient::containerLogs(const std::string& id, int lines) {
+  const std::string what = "logs of container " + id;
+  HttpRequest req;
+  req.target = path("/containers/" + segment(id) + "/logs?stdout=1&stderr=1&tail=" +
+                    std::to_string(lines));
+  req.timeout = requestTimeout_;
+  auto r = co_await call("GET /containers/{id}/logs", std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status != 200) co_return engineError(*r, what);
+  std::string text;
+  ExecStreamDemuxer demux;
+  const bool framed = demux.feed(r->body, [&](ExecStreamDemuxer::Stream, std::string_view p) {
+    text.append(p);
+  });
+  co_return framed ? text : r->body;
 }
 
 Task<Status> DockerClient::stopContainer(const std::string& id, std::chrono::seconds timeout) {

@@ -88,6 +88,10 @@ class DockerClient final : public DockerApi {
   Task<Result<ExecResult>> exec(const std::string& container, const std::vector<std::string>& cmd,
                                 const ExecOptions& options) override;
 
+  // The log stream of a container without a TTY is multiplexed (the exec
+  // framing, ExecStreamDemuxer); a TTY's is plain text and taken as is.
+  Task<Result<std::string>> containerLogs(const std::string& id, int lines) override;
+
   std::uint64_t requestCount() const noexcept override;
 
   // --- beyond DockerApi: configuration and metrics ---

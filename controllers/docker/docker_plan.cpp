@@ -49,7 +49,7 @@ void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
     Desired desired = desiredNetwork(net);
     auto it = byName.find(name);
     if (it == byName.end()) {
-      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash, std::nullopt});
       continue;
     }
     const NetworkSummary& live = *it->second;
@@ -60,12 +60,12 @@ void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
            owner.empty() ? "a network with this name exists and is not managed by foundationd; "
                            "remove or rename it"
                          : "a network with this name is managed by project \"" + owner + "\"",
-           {}, live.id, desired.hash});
+           {}, live.id, desired.hash, std::nullopt});
       continue;
     }
     if (labelOr(live.labels, kLabelHash) != desired.hash) {
       auto [fields, why] = recordedDiff(live.labels, desired);
-      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash});
+      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash, std::nullopt});
       recreatedNetworks.insert(name);
     }
   }
@@ -73,10 +73,10 @@ void planNetworks(const config::Spec& spec, const Observed& observed, Plan& out,
     if (!ownedBy(n.labels, spec.project) || spec.networks.count(n.name)) continue;
     ResourceKey key{Kind::network, n.name};
     if (spec.prune) {
-      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, n.id, ""});
+      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, n.id, "", std::nullopt});
     } else {
       out.changes.push_back({key, Action::orphan, "not in the spec; kept because prune = false",
-                             {}, n.id, ""});
+                             {}, n.id, "", std::nullopt});
     }
   }
 }
@@ -90,7 +90,7 @@ void planVolumes(const config::Spec& spec, const Observed& observed, Plan& out) 
     Desired desired = desiredVolume(vol);
     auto it = byName.find(name);
     if (it == byName.end()) {
-      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash, std::nullopt});
       continue;
     }
     // An existing volume of the same name is adopted as it is (it may hold
@@ -101,14 +101,14 @@ void planVolumes(const config::Spec& spec, const Observed& observed, Plan& out) 
           {key, Action::conflict,
            "exists with driver \"" + it->second->driver + "\" but the spec says \"" + vol.driver +
                "\"; foundationd never deletes a volume: migrate its data by hand",
-           {}, name, desired.hash});
+           {}, name, desired.hash, std::nullopt});
     }
   }
   for (const auto& v : observed.volumes) {
     if (!ownedBy(v.labels, spec.project) || spec.volumes.count(v.name)) continue;
     out.changes.push_back({{Kind::volume, v.name}, Action::orphan,
                            "not in the spec; volumes are never deleted by foundationd",
-                           {}, v.name, ""});
+                           {}, v.name, "", std::nullopt});
   }
 }
 
@@ -123,13 +123,13 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     Desired desired = desiredContainer(ctr, secrets);
     auto it = byName.find(name);
     if (it == byName.end()) {
-      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash});
+      out.changes.push_back({key, Action::create, "does not exist", {}, "", desired.hash, std::nullopt});
       continue;
     }
     const ContainerSummary& live = *it->second;
     if (labelOr(live.labels, kLabelHash) != desired.hash) {
       auto [fields, why] = recordedDiff(live.labels, desired);
-      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash});
+      out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash, std::nullopt});
       continue;
     }
     std::string onNetwork;
@@ -139,7 +139,7 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     if (!onNetwork.empty()) {
       out.changes.push_back({key, Action::recreate,
                              "network " + onNetwork + " is recreated", {}, live.id,
-                             desired.hash});
+                             desired.hash, std::nullopt});
       continue;
     }
     if (live.state == "running" || live.state == "restarting" || live.state == "removing") {
@@ -147,25 +147,44 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     }
     if (live.state == "dead") {
       out.changes.push_back({key, Action::recreate, "container is dead", {},
-                             live.id, desired.hash});
+                             live.id, desired.hash, std::nullopt});
     } else if (live.state == "paused") {
       out.changes.push_back({key, Action::conflict,
                              "container is paused; unpause or remove it (foundationd does not "
                              "override a pause)",
-                             {}, live.id, desired.hash});
+                             {}, live.id, desired.hash, std::nullopt});
+    } else if (live.state == "exited") {
+      const auto code = exitCodeOf(live);
+      const std::string codeText = code ? std::to_string(*code) : "unknown";
+      if (ctr.runOnce) {
+        // A job ran with this config: it is done, or it failed and waits
+        // for the operator. Never started again for the same config.
+        if (code && *code == 0) continue;
+        Change failed{key, Action::conflict,
+                      "job exited with code " + codeText +
+                          "; it runs once per config: change its config, or remove the "
+                          "container to run it again",
+                      {}, live.id, desired.hash, code};
+        out.changes.push_back(std::move(failed));
+        continue;
+      }
+      out.changes.push_back({key, Action::start, "container exited (exit code " + codeText + ")",
+                             {}, live.id, desired.hash, code});
     } else {
-      out.changes.push_back({key, Action::start, "container is " + live.state, {}, live.id,
-                             desired.hash});
+      out.changes.push_back({key, Action::start,
+                             ctr.runOnce ? "job has not run yet (" + live.state + ")"
+                                         : "container is " + live.state,
+                             {}, live.id, desired.hash, std::nullopt});
     }
   }
   for (const auto& c : observed.containers) {
     if (spec.containers.count(c.name)) continue;
     ResourceKey key{Kind::container, c.name};
     if (spec.prune) {
-      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, c.id, ""});
+      out.changes.push_back({key, Action::remove, "not in the spec (prune = true)", {}, c.id, "", std::nullopt});
     } else {
       out.changes.push_back({key, Action::orphan, "not in the spec; kept because prune = false",
-                             {}, c.id, ""});
+                             {}, c.id, "", std::nullopt});
     }
   }
 }
@@ -182,6 +201,20 @@ const char* pastTense(Action a) noexcept {
     case Action::conflict: return "conflict";
   }
   return "?";
+}
+
+std::optional<int> exitCodeOf(const ContainerSummary& c) {
+  if (c.state != "exited") return std::nullopt;
+  const auto open = c.status.find("Exited (");
+  if (open == std::string::npos) return std::nullopt;
+  const char* p = c.status.c_str() + open + 8;
+  bool negative = *p == '-';
+  if (negative) ++p;
+  if (*p < '0' || *p > '9') return std::nullopt;
+  long v = 0;
+  while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
+  if (*p != ')') return std::nullopt;
+  return static_cast<int>(negative ? -v : v);
 }
 
 const char* toString(Action a) noexcept {

@@ -8,6 +8,7 @@
 // the dry run; apply() performs a plan.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,8 @@ struct Change {
   std::vector<FieldChange> fields;  // for recreate: what differs
   std::string id;                   // the existing object's id/name, when there is one
   std::string desiredHash;          // for create/recreate
+  // A container that exited: its exit code (start of a service; a failed job).
+  std::optional<int> exitCode;
 };
 
 struct Plan {
@@ -60,5 +63,9 @@ struct Plan {
 };
 
 Plan plan(const config::Spec& spec, const Observed& observed, const SecretResolver& secrets);
+
+// The exit code of an exited container from its list entry ("Exited (3) 5
+// seconds ago"); nullopt when it is not exited or the status says none.
+std::optional<int> exitCodeOf(const ContainerSummary& c);
 
 }  // namespace foundationd::docker

@@ -58,6 +58,7 @@ class FakeDocker final : public docker::DockerApi {
     bool hasHealthcheck = false;
     int inspectionsSinceStart = 0;
     std::vector<std::string> networks;
+    int exitCode = 0;  // of the last exit
   };
 
   std::map<std::string, Container> containers;  // by name
@@ -68,6 +69,8 @@ class FakeDocker final : public docker::DockerApi {
   int healthyAfterPolls = 2;             // inspections after start until healthy; <0: never
   std::map<std::string, Error> failNext; // method name -> error returned once
   std::vector<std::string> log;          // "create web", "start web", "exec web psql", ...
+  std::map<std::string, std::chrono::seconds> stopTimeouts;  // container -> last stop's timeout
+  std::map<std::string, std::string> logs;  // container -> its output (containerLogs)
   std::uint64_t calls = 0;
 
   struct ExecCall {
@@ -88,7 +91,8 @@ class FakeDocker final : public docker::DockerApi {
     std::vector<ContainerSummary> out;
     for (const auto& [name, c] : containers) {
       if (!matches(c.labels, f)) continue;
-      std::string status = c.state == "running" ? "Up 1 second" : "Exited (0)";
+      std::string status =
+          c.state == "running" ? "Up 1 second" : "Exited (" + std::to_string(c.exitCode) + ")";
       if (c.state == "running" && c.hasHealthcheck) status += " (" + health(c, false) + ")";
       out.push_back({c.id, name, c.image, c.state, status, c.labels});
     }
@@ -106,6 +110,7 @@ class FakeDocker final : public docker::DockerApi {
     i.name = c->name;
     i.state = c->state;
     i.running = c->state == "running";
+    i.exitCode = c->exitCode;
     i.health = c->hasHealthcheck && i.running ? health(*c, true) : "";
     i.labels = c->labels;
     co_return i;
@@ -154,14 +159,16 @@ class FakeDocker final : public docker::DockerApi {
     co_return Status::success();
   }
 
-  Task<Status> stopContainer(const std::string& id, std::chrono::seconds) override {
+  Task<Status> stopContainer(const std::string& id, std::chrono::seconds timeout) override {
     ++calls;
     if (auto e = fail("stopContainer")) co_return *e;
     Container* c = find(id);
     if (!c) co_return Error::make(ErrorCode::not_found, "No such container", 404);
     log.push_back("stop " + c->name);
+    stopTimeouts[c->name] = timeout;
     if (c->state == "running") {
       c->state = "exited";
+      c->exitCode = 0;
       emit(containerEvent(c->name, "kill", {{"signal", "15"}}));
       emit(containerEvent(c->name, "die", {{"exitCode", "0"}}));
       emit(containerEvent(c->name, "stop"));
@@ -183,6 +190,14 @@ class FakeDocker final : public docker::DockerApi {
     containers.erase(c->name);
     emit(std::move(destroyed));
     co_return Status::success();
+  }
+
+  Task<Result<std::string>> containerLogs(const std::string& id, int lines) override {
+    ++calls;
+    Container* c = find(id);
+    if (!c) co_return Error::make(ErrorCode::not_found, "No such container", 404);
+    (void)lines;
+    co_return logs[c->name];
   }
 
   Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) override {
@@ -390,6 +405,7 @@ class FakeDocker final : public docker::DockerApi {
     Container* c = find(name);
     if (!c || c->state != "running") return;
     c->state = "exited";
+    c->exitCode = exitCode;
     emit(containerEvent(name, "die", {{"exitCode", std::to_string(exitCode)}}));
   }
 

@@ -4,6 +4,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
+#include <thread>
+
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "integration/docker_support.hpp"
@@ -175,9 +179,12 @@ stop_timeout = "1s"
   }
 }
 
-TEST_CASE("a missing image fails clearly and an unhealthy dependency times out clearly") {
+TEST_CASE("a missing image fails clearly; an unhealthy dependency fails fast, a slow one times out") {
   if (foundationd::testing::testImage().empty()) return;  // local opt-out only
   Harness h;
+  // waiter's depends_timeout is a minute: it fails long before, because sick
+  // is unhealthy past its retries. slowpoke never leaves "starting" (its first
+  // probe is an hour away): waiter2 times out after its own 2 s.
   auto spec = h.spec(R"(
 [containers.@ghost]
 image = "foundationd-test/does-not-exist:1"
@@ -185,13 +192,32 @@ image = "foundationd-test/does-not-exist:1"
 image = "${versions.busybox}"
 command = ["sleep", "3600"]
 stop_timeout = "1s"
-healthcheck = { test = ["CMD", "false"], interval = "200ms", timeout = "1s", retries = 1 }
+healthcheck = { test = ["CMD-SHELL", "echo db not ready on port 5432; false"], interval = "200ms", timeout = "1s", retries = 2 }
 [containers.@waiter]
 image = "${versions.busybox}"
 command = ["sleep", "3600"]
 depends_on = { @sick = "healthy" }
+depends_timeout = "60s"
+[containers.@slowpoke]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+stop_timeout = "1s"
+healthcheck = { test = ["CMD", "true"], interval = "1h" }
+[containers.@waiter2]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+depends_on = { @slowpoke = "healthy" }
+depends_timeout = "2s"
 )");
-  auto r = h.reconcile(spec, std::chrono::seconds(3));
+  std::vector<std::string> progress;
+  docker::ApplyOptions o;
+  o.pollInterval = std::chrono::milliseconds(100);
+  o.progressInterval = std::chrono::milliseconds(500);
+  docker::ApplyObserver observer;
+  observer.waiting = [&](const config::ResourceKey& key, const std::string& message) {
+    progress.push_back(key.name + ": " + message);
+  };
+  auto r = foundationd::testing::runSync(h.io, docker::reconcile(h.client, spec, h.none, o, observer));
   REQUIRE(r.ok());
   CHECK_FALSE(r->converged);
   std::map<std::string, docker::Outcome> byKey;
@@ -201,7 +227,118 @@ depends_on = { @sick = "healthy" }
   CHECK(byKey[h.name("ghost")].message.find("foundationd-test/does-not-exist:1") != std::string::npos);
   REQUIRE(byKey.count(h.name("waiter")));
   CHECK_FALSE(byKey[h.name("waiter")].ok);
-  CHECK(byKey[h.name("waiter")].message.find("did not become healthy") != std::string::npos);
+  const std::string& why = byKey[h.name("waiter")].message;
+  INFO(why);
+  CHECK(why.find("dependency " + h.name("sick") + " is unhealthy: its healthcheck failed ") == 0);
+  CHECK(why.find("(retries = 2); last health probe said: db not ready on port 5432") !=
+        std::string::npos);
+  REQUIRE(byKey.count(h.name("waiter2")));
+  CHECK(byKey[h.name("waiter2")].message ==
+        "dependency " + h.name("slowpoke") +
+            " did not become healthy within 2.0s (last status: starting)");
+  // While waiting, it said what it waited for.
+  bool said = false;
+  for (const auto& p : progress) {
+    said = said || p.find(h.name("waiter2") + ": waiting for " + h.name("slowpoke") +
+                          " to be healthy (status: starting; ") == 0;
+  }
+  CHECK(said);
   CHECK(h.inspect("sick").running);
   CHECK_FALSE(h.exists("waiter"));
+  CHECK_FALSE(h.exists("waiter2"));
+}
+
+TEST_CASE("jobs, crash loops and prune on the real engine") {
+  if (foundationd::testing::testImage().empty()) return;  // local opt-out only
+  Harness h;
+  docker::RestartBackoff backoff({.initial = std::chrono::hours(1), .max = std::chrono::hours(2)});
+  docker::ApplyOptions o;
+  o.pollInterval = std::chrono::milliseconds(100);
+  o.conditionTimeout = std::chrono::seconds(60);
+  o.restarts = &backoff;
+  auto reconcile = [&](const config::Spec& s) {
+    return foundationd::testing::runSync(h.io, docker::reconcile(h.client, s, h.none, o));
+  };
+  auto startedAt = [&](const std::string& n) {
+    return h.inspect(n).raw["State"]["StartedAt"].get<std::string>();
+  };
+  const std::string body = R"(
+[containers.@migrate]
+image = "${versions.busybox}"
+command = ["sh", "-c", "echo migrating; echo migrated"]
+run = "once"
+[containers.@broken]
+image = "${versions.busybox}"
+command = ["sh", "-c", "echo step 1; sleep 0.3; echo no such table >&2; exit 4"]
+run = "once"
+[containers.@crashy]
+image = "${versions.busybox}"
+command = ["sh", "-c", "sleep 1; echo fatal: no config; exit 3"]
+[containers.@app]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+stop_timeout = "1s"
+depends_on = { @migrate = "completed" }
+[containers.@web]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+stop_timeout = "2s"
+depends_on = ["@app"]
+)";
+  auto spec = h.spec(body);
+  auto first = reconcile(spec);
+  REQUIRE(first.ok());
+  CHECK(first->report.ok());
+  CHECK(h.inspect("app").running);
+  CHECK(h.inspect("migrate").state == "exited");
+  CHECK(h.inspect("migrate").exitCode == 0);
+  const auto migrated = startedAt("migrate");
+  // The failed job: reported with its exit code and output (the Engine's
+  // multiplexed log stream), never started again.
+  while (h.inspect("broken").running || h.inspect("crashy").running) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto brokenAt = startedAt("broken");
+  auto second = reconcile(spec);
+  REQUIRE(second.ok());
+  CHECK_FALSE(second->converged);
+  std::map<std::string, docker::Outcome> byKey;
+  for (const auto& oc : second->report.outcomes) byKey[oc.key.name] = oc;
+  REQUIRE(byKey.count(h.name("broken")));
+  CHECK(byKey[h.name("broken")].message ==
+        "job exited with code 4; it runs once per config: change its config, or remove the "
+        "container to run it again; last output: step 1 | no such table");
+  // crashy exited once: restarted at once. migrate completed: left alone.
+  REQUIRE(byKey.count(h.name("crashy")));
+  CHECK(byKey[h.name("crashy")].ok);
+  CHECK(second->held.empty());
+  while (h.inspect("crashy").running) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto third = reconcile(spec);
+  REQUIRE(third.ok());
+  REQUIRE(third->held.size() == 1);
+  CHECK(third->held[0].key.name == h.name("crashy"));
+  CHECK(third->held[0].message.find("exited with code 3 after 1 restart in a row; next restart in ") == 0);
+  CHECK(third->held[0].message.find("; last output: fatal: no config | fatal: no config") != std::string::npos);
+  CHECK_FALSE(h.inspect("crashy").running);
+  CHECK(startedAt("migrate") == migrated);
+  CHECK(startedAt("broken") == brokenAt);
+
+  // Prune: web before app (recorded depends-on), then app; all removed.
+  auto pruned = reconcile(h.spec("[containers.@migrate]\nimage = \"${versions.busybox}\"\n"
+                                 "command = [\"sh\", \"-c\", \"echo migrating; echo migrated\"]\n"
+                                 "run = \"once\"\n",
+                                 /*prune=*/true));
+  REQUIRE(pruned.ok());
+  std::vector<std::string> removed;
+  for (const auto& oc : pruned->report.outcomes) {
+    if (oc.action == docker::Action::remove) removed.push_back(oc.key.name);
+  }
+  auto pos = [&](const std::string& n) {
+    return std::find(removed.begin(), removed.end(), h.name(n)) - removed.begin();
+  };
+  REQUIRE(removed.size() == 4);
+  CHECK(pos("web") < pos("app"));
+  CHECK_FALSE(h.exists("web"));
+  CHECK_FALSE(h.exists("app"));
+  CHECK(startedAt("migrate") == migrated);
 }

@@ -1,6 +1,16 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include "common/async.hpp"
 
 #include "controllers/docker/docker_apply.hpp"
 #include "fakes/fake_docker.hpp"
@@ -48,6 +58,11 @@ std::ptrdiff_t indexOf(const std::vector<std::string>& log, const std::string& e
   auto it = std::find(log.begin(), log.end(), entry);
   REQUIRE_MESSAGE(it != log.end(), "missing from log: " << entry);
   return it - log.begin();
+}
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  text.replace(text.find(from), from.size(), to);
+  return text;
 }
 
 const docker::Outcome* outcome(const docker::ReconcileResult& r, const std::string& key) {
@@ -190,4 +205,226 @@ TEST_CASE("a same-named container of someone else is a clear error, left untouch
   CHECK_FALSE(solo->ok);
   CHECK(solo->message.find("not managed by project \"demo\"") != std::string::npos);
   CHECK(fake.containers.at("solo").id == "theirs");
+}
+
+namespace {
+
+const char* kJobs = R"(
+spec_version = 1
+project = "demo"
+[containers.migrate]
+image = "img/app:1"
+run = "once"
+command = ["migrate"]
+[containers.app]
+image = "img/app:1"
+depends_on = { migrate = "completed" }
+)";
+
+long countOf(const std::vector<std::string>& log, const std::string& entry) {
+  return std::count(log.begin(), log.end(), entry);
+}
+
+}  // namespace
+
+TEST_CASE("a job runs to completion once per config; its dependents wait for it") {
+  FakeDocker fake;
+  fake.images = {"img/app:1"};
+  auto spec = specFrom(kJobs);
+  docker::NoSecrets none;
+  auto options = fast();
+  options.conditionTimeout = std::chrono::seconds(10);
+  // The job "runs" until the test ends it: app waits for it to complete.
+  bool exited = false;
+  auto first = run([&]() -> docker::Task<Result<docker::ReconcileResult>> {
+    auto ex = co_await boost::asio::this_coro::executor;
+    boost::asio::co_spawn(ex, [&]() -> docker::Task<void> {
+      while (!fake.containers.count("migrate") || fake.containers["migrate"].state != "running") {
+        co_await sleepFor(std::chrono::milliseconds(1));
+      }
+      co_await sleepFor(std::chrono::milliseconds(20));
+      CHECK_FALSE(fake.containers.count("app"));  // still waiting for the job
+      fake.crash("migrate", 0);
+      exited = true;
+    }, boost::asio::detached);
+    co_return co_await docker::reconcile(fake, spec, none, options);
+  }());
+  REQUIRE(first.ok());
+  CHECK(exited);
+  CHECK(first->report.ok());
+  CHECK(indexOf(fake.log, "start migrate") < indexOf(fake.log, "create app"));
+  // Completed: later reconciles (events, resyncs) never start it again.
+  for (int i = 0; i < 3; ++i) {
+    auto again = reconcile(fake, spec);
+    REQUIRE(again.ok());
+    CHECK(again->converged);
+    CHECK(again->plan.changes.empty());
+  }
+  CHECK(countOf(fake.log, "start migrate") == 1);
+  // A new config runs it once more.
+  auto changed = specFrom(replaced(kJobs, "[\"migrate\"]", "[\"migrate\", \"--v2\"]"));
+  auto recreated = run([&]() -> docker::Task<Result<docker::ReconcileResult>> {
+    auto ex = co_await boost::asio::this_coro::executor;
+    boost::asio::co_spawn(ex, [&]() -> docker::Task<void> {
+      co_await sleepFor(std::chrono::milliseconds(5));
+      fake.crash("migrate", 0);
+    }, boost::asio::detached);
+    co_return co_await docker::reconcile(fake, changed, none, options);
+  }());
+  REQUIRE(recreated.ok());
+  CHECK(countOf(fake.log, "start migrate") == 2);
+  CHECK(reconcile(fake, changed)->converged);
+  CHECK(countOf(fake.log, "start migrate") == 2);
+}
+
+TEST_CASE("a failed job is reported with its exit code and output, and not run again") {
+  FakeDocker fake;
+  fake.images = {"img/app:1"};
+  auto spec = specFrom(R"(
+spec_version = 1
+project = "demo"
+[containers.migrate]
+image = "img/app:1"
+run = "once"
+)");
+  REQUIRE(reconcile(fake, spec).ok());
+  fake.logs["migrate"] = "connecting\nrelation \"users\" already exists\n\n";
+  fake.crash("migrate", 3);
+  for (int i = 0; i < 2; ++i) {
+    auto r = reconcile(fake, spec);
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->converged);
+    const auto* o = outcome(*r, "container.migrate");
+    REQUIRE(o != nullptr);
+    CHECK_FALSE(o->ok);
+    CHECK(o->message ==
+          "job exited with code 3; it runs once per config: change its config, or remove the "
+          "container to run it again; last output: connecting | relation \"users\" already "
+          "exists");
+  }
+  CHECK(countOf(fake.log, "start migrate") == 1);
+}
+
+TEST_CASE("a service that keeps exiting is restarted with a growing backoff, then held") {
+  FakeDocker fake;
+  fake.images = {"img/app:1"};
+  auto spec = specFrom(R"(
+spec_version = 1
+project = "demo"
+[containers.web]
+image = "img/app:1"
+)");
+  docker::RestartBackoff backoff({.initial = std::chrono::hours(1), .max = std::chrono::hours(2)});
+  auto options = fast();
+  options.restarts = &backoff;
+  docker::NoSecrets none;
+  REQUIRE(run(docker::reconcile(fake, spec, none, options))->converged);
+  fake.logs["web"] = "listening\npanic: no config\n";
+  // The first exit is repaired at once (a single crash of a healthy service).
+  fake.crash("web", 2);
+  auto first = run(docker::reconcile(fake, spec, none, options));
+  REQUIRE(first.ok());
+  CHECK(first->converged);
+  CHECK(first->held.empty());
+  CHECK(fake.containers.at("web").state == "running");
+  // Exiting again at once: held for its backoff, not started, reported.
+  for (int i = 0; i < 3; ++i) {
+    fake.crash("web", 2);
+    auto r = run(docker::reconcile(fake, spec, none, options));
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->converged);
+    REQUIRE(r->held.size() == 1);
+    CHECK(r->held[0].key.str() == "container.web");
+    CHECK(r->held[0].retryIn > std::chrono::minutes(59));
+    CHECK(r->held[0].message.find("exited with code 2 after 1 restart in a row") == 0);
+    CHECK(r->held[0].message.find("last output: listening | panic: no config") !=
+          std::string::npos);
+    CHECK(r->remaining.changes.empty());
+  }
+  CHECK(fake.containers.at("web").state == "exited");
+  CHECK(countOf(fake.log, "start web") == 2);  // the create's start and one restart
+  // A new config starts over at once.
+  auto changed = specFrom(R"(
+spec_version = 1
+project = "demo"
+[containers.web]
+image = "img/app:1"
+command = ["serve", "--fixed"]
+)");
+  auto fixed = run(docker::reconcile(fake, changed, none, options));
+  REQUIRE(fixed.ok());
+  CHECK(fixed->converged);
+  CHECK(backoff.restarts("web") == 0);
+}
+
+TEST_CASE("restart backoff: immediate once, then doubling from the last start, capped, reset when stable") {
+  using namespace std::chrono_literals;
+  docker::RestartBackoff b({.initial = 1s, .max = 4s, .stable = 60s});
+  CHECK(b.delayFor(1) == 0ms);
+  CHECK(b.delayFor(2) == 1s);
+  CHECK(b.delayFor(3) == 2s);
+  CHECK(b.delayFor(4) == 4s);
+  CHECK(b.delayFor(9) == 4s);
+  const auto t0 = docker::RestartBackoff::Clock::time_point{} + 1000h;
+  CHECK_FALSE(b.admit("web", t0).has_value());  // restart 1: now
+  CHECK(b.admit("web", t0 + 100ms) == 900ms);   // restart 2: 1 s after restart 1
+  CHECK(b.admit("web", t0 + 500ms) == 500ms);
+  CHECK_FALSE(b.admit("web", t0 + 1s).has_value());
+  CHECK(b.restarts("web") == 2);
+  CHECK(b.admit("web", t0 + 1s) == 2s);         // restart 3: 2 s after restart 2
+  // Held for longer than `stable` is not a sign of health.
+  CHECK(b.admit("web", t0 + 1s + 90s) == std::nullopt);
+  CHECK(b.restarts("web") == 3);
+  // Up for `stable` since its last restart: the next exit is a new crash.
+  CHECK_FALSE(b.admit("web", t0 + 1s + 90s + 61s).has_value());
+  CHECK(b.restarts("web") == 1);
+  CHECK_FALSE(b.admit("other", t0).has_value());  // per container
+  b.forget("web");
+  CHECK(b.restarts("web") == 0);
+}
+
+TEST_CASE("prune removes dependents first, within their recorded stop_timeout, with their secret files") {
+  FakeDocker fake;
+  fake.images = {"img/app:1"};
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("fd-prune-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "db");
+  std::filesystem::create_directories(dir / "keep");
+  { std::ofstream(dir / "db" / "run_secrets_pw") << "x"; }
+  auto options = fast();
+  options.secretsDir = dir.string();
+  docker::NoSecrets none;
+  auto spec = specFrom(R"(
+spec_version = 1
+project = "demo"
+[containers.db]
+image = "img/app:1"
+stop_timeout = "7s"
+[containers.api]
+image = "img/app:1"
+depends_on = ["db"]
+[containers.web]
+image = "img/app:1"
+depends_on = ["api"]
+[containers.keep]
+image = "img/app:1"
+)");
+  REQUIRE(run(docker::reconcile(fake, spec, none, options))->converged);
+  auto pruned = specFrom(R"(
+spec_version = 1
+project = "demo"
+prune = true
+[containers.keep]
+image = "img/app:1"
+)");
+  auto r = run(docker::reconcile(fake, pruned, none, options));
+  REQUIRE(r.ok());
+  CHECK(r->converged);
+  CHECK(indexOf(fake.log, "remove web") < indexOf(fake.log, "stop api"));
+  CHECK(indexOf(fake.log, "remove api") < indexOf(fake.log, "stop db"));
+  CHECK(fake.stopTimeouts.at("db") == std::chrono::seconds(7));
+  CHECK(fake.stopTimeouts.at("web") == std::chrono::seconds(10));
+  CHECK_FALSE(std::filesystem::exists(dir / "db"));
+  CHECK(std::filesystem::exists(dir / "keep"));
+  std::filesystem::remove_all(dir);
 }

@@ -93,7 +93,7 @@ TEST_CASE("drift: stopped, dead, removed and reconfigured containers") {
   auto p1 = planOf(fake, spec);
   REQUIRE(p1.changes.size() == 1);
   CHECK(std::string(docker::toString(p1.changes[0].action)) == "start");
-  CHECK(p1.changes[0].reason == "container is exited");
+  CHECK(p1.changes[0].reason == "container exited (exit code 0)");
 
   fake.containers["db"].state = "dead";
   CHECK(std::string(docker::toString(planOf(fake, spec).changes.at(0).action)) == "recreate");

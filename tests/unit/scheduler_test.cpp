@@ -91,7 +91,8 @@ TEST_CASE("failed keys back off exponentially and recover") {
   asio::io_context io;
   int attempts = 0;
   std::vector<std::chrono::steady_clock::time_point> at;
-  Scheduler s(io.get_executor(), {.resync = 1h, .backoffInitial = 10ms, .backoffMax = 40ms},
+  Scheduler s(io.get_executor(),
+              {.resync = 1h, .backoffInitial = 10ms, .backoffMax = 40ms, .minKeyInterval = 0ms},
               [&](const Batch&) -> asio::awaitable<std::set<Key>> {
                 at.push_back(std::chrono::steady_clock::now());
                 if (++attempts <= 3) co_return std::set<Key>{ctr("db")};
@@ -114,6 +115,55 @@ TEST_CASE("failed keys back off exponentially and recover") {
   CHECK(at[3] - at[2] >= 40ms);
   io.run_for(100ms);
   CHECK(attempts == 4);
+  s.stop();
+  io.run_for(20ms);
+}
+
+TEST_CASE("a key that triggers itself again and again is reconciled at most once per interval") {
+  // A container that dies as soon as it is started: each reconcile of it
+  // brings the next `die` event at once.
+  asio::io_context io;
+  std::vector<std::chrono::steady_clock::time_point> at;
+  Scheduler* sp = nullptr;
+  Scheduler s(io.get_executor(), {.resync = 1h, .minKeyInterval = 30ms},
+              [&](const Batch& b) -> asio::awaitable<std::set<Key>> {
+                at.push_back(std::chrono::steady_clock::now());
+                for (int i = 0; i < 3; ++i) sp->trigger(*b.keys.begin(), "docker event: die");
+                co_return std::set<Key>{};
+              });
+  sp = &s;
+  s.trigger(ctr("web"), "start");
+  asio::co_spawn(io, s.run(), asio::detached);
+  runUntil(io, [&] { return at.size() == 5; });
+  // 3 triggers per batch: one held for the interval, two coalesced into it.
+  CHECK(s.triggersHeld() >= 4);
+  CHECK(s.triggersCoalesced() >= 8);
+  for (std::size_t i = 1; i < at.size(); ++i) CHECK(at[i] - at[i - 1] >= 30ms);
+  // Another key is not held by this one's interval; `all` is never held.
+  s.trigger(ctr("db"), "event");
+  s.triggerAll("api");
+  s.stop();
+  io.run_for(50ms);
+}
+
+TEST_CASE("triggerAfter reconciles a key once after its delay; a later call replaces it") {
+  asio::io_context io;
+  std::vector<Batch> seen;
+  Scheduler s(io.get_executor(), {.resync = 1h, .minKeyInterval = 0ms},
+              [&](const Batch& b) -> asio::awaitable<std::set<Key>> {
+                seen.push_back(b);
+                co_return std::set<Key>{};
+              });
+  asio::co_spawn(io, s.run(), asio::detached);
+  const auto t0 = std::chrono::steady_clock::now();
+  s.triggerAfter(ctr("web"), 10ms, "restart backoff");
+  s.triggerAfter(ctr("web"), 40ms, "restart backoff");
+  runUntil(io, [&] { return seen.size() == 1; });
+  CHECK(std::chrono::steady_clock::now() - t0 >= 40ms);
+  CHECK(seen[0].reason == "restart backoff");
+  CHECK(seen[0].keys == std::set<Key>{ctr("web")});
+  io.run_for(60ms);
+  CHECK(seen.size() == 1);
   s.stop();
   io.run_for(20ms);
 }

@@ -333,7 +333,7 @@ TEST_CASE("depends_on: names (started) or a table of conditions") {
         "[containers.cache] has no healthcheck; add one or use \"started\"");
   fails("depends_on = { db = \"ready\" }\n",
         "invalid condition \"ready\" for \"db\" in \"depends_on\" of [containers.web]; expected "
-        "\"started\" or \"healthy\"");
+        "\"started\", \"healthy\" or \"completed\"");
   fails("depends_on = \"db\"\n", "expected an array of names or a table of conditions");
 }
 
@@ -345,6 +345,52 @@ TEST_CASE("a healthy dependency on a disabled healthcheck is refused") {
       "foundation.toml", nullptr);
   CHECK(r.diagnostics.formatAll().find("disables its healthcheck (test = [\"NONE\"])") !=
         std::string::npos);
+}
+
+TEST_CASE("run: a service by default, \"once\" for a job; restart must not contradict it") {
+  CHECK_FALSE(web("").runOnce);
+  CHECK_FALSE(web("run = \"service\"\n").runOnce);
+  CHECK(web("run = \"once\"\n").runOnce);
+  CHECK(web("run = \"once\"\nrestart = \"on-failure\"\n").runOnce);
+  fails("run = \"onc\"\n",
+        "foundation.toml:6:7: error: invalid \"run\" \"onc\" in [containers.web]; expected "
+        "\"service\" (kept running) or \"once\" (a job, run to completion once per config)");
+  fails("run = \"once\"\nrestart = \"always\"\n",
+        "foundation.toml:7:1: error: restart = \"always\" in [containers.web] contradicts run = "
+        "\"once\": Docker would start the job again after it completes; use \"no\" or "
+        "\"on-failure\"");
+  fails("run = true\n", "expected a string for \"run\" in [containers.web]");
+}
+
+TEST_CASE("depends_on a job waits for \"completed\"; a service never completes") {
+  const std::string job = "[containers.migrate]\nimage = \"x@sha256:" + kDigest +
+                          "\"\nrun = \"once\"\n";
+  auto spec = [&](const std::string& dep) {
+    return loadSpecText("spec_version = 1\nproject = \"p\"\n[containers.a]\nimage = \"x@sha256:" +
+                            kDigest + "\"\ndepends_on = " + dep + "\n" + job,
+                        "foundation.toml", nullptr);
+  };
+  const auto ok = spec("{ migrate = \"completed\" }");
+  INFO(ok.diagnostics.formatAll());
+  REQUIRE(ok.spec.has_value());
+  CHECK((ok.spec->containers.at("a").dependsOn.at(0).condition == DependCondition::completed));
+  const auto started = spec("[\"migrate\"]");
+  CHECK_FALSE(started.spec.has_value());
+  CHECK(started.diagnostics.formatAll().find(
+            "foundation.toml:5:15: error: container \"a\" depends on \"migrate\" being started, "
+            "but [containers.migrate] is a job (run = \"once\") that exits when done; use "
+            "depends_on = { migrate = \"completed\" }") != std::string::npos);
+  fails("depends_on = { db = \"completed\" }\n",
+        "container \"web\" depends on \"db\" being completed, but [containers.db] is a service "
+        "that is kept running; \"completed\" needs a job (run = \"once\")");
+}
+
+TEST_CASE("depends_timeout: a positive duration") {
+  CHECK_FALSE(web("").dependsTimeout.has_value());
+  CHECK(web("depends_timeout = \"2m\"\n").dependsTimeout == std::chrono::minutes(2));
+  fails("depends_timeout = \"0s\"\n",
+        "foundation.toml:6:19: error: \"depends_timeout\" in [containers.web] must be positive");
+  fails("depends_timeout = 30\n", "\"depends_timeout\"");
 }
 
 TEST_CASE("labels: strings, no reserved prefix") {
