@@ -161,7 +161,14 @@ Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec
     auto st = co_await refresh(api, spec.project, *scope.only, observed.value());
     if (!st) co_return st.error();
   }
-  result.plan = restrict(plan(spec, observed.value(), secrets), scope);
+  const Plan full = plan(spec, observed.value(), secrets);
+  result.plan = restrict(full, scope);
+  result.excluded.project = full.project;
+  for (const auto& c : full.changes) {
+    if (scope.exclude.count(c.key) && (!scope.only || scope.only->count(c.key))) {
+      result.excluded.changes.push_back(c);
+    }
+  }
   co_await holdCrashLoops(api, options, result);
   if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
     result.converged = result.held.empty();

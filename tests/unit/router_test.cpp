@@ -503,6 +503,8 @@ TEST_CASE("POST /v1/rotate needs the token and a credential name") {
   r = f.authed("POST", "/v1/rotate", R"({"credential":"app"})");
   CHECK(r.status == 404);
   CHECK(errorCode(r) == "not_found");
+}
+
 TEST_CASE("unseal and seal are served on the Unix socket and loopback only") {
   Fixture f;
   const std::string body = json{{"passphrase", f.daemon.passphrase}}.dump();
