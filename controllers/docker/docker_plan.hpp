@@ -8,6 +8,7 @@
 // the dry run; apply() performs a plan.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,9 @@ struct Change {
 struct Plan {
   std::string project;
   std::vector<Change> changes;  // deterministic order: kind, then name
+  // container -> the image ID ("sha256:...") it runs, for the containers the
+  // plan does not recreate (docs/spec.md "Digest pins").
+  std::map<std::string, std::string> runningImages;
   // True when applying the plan would change something (orphans kept and
   // conflicts alone are not changes, but conflicts make apply fail).
   bool hasChanges() const;

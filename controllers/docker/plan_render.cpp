@@ -97,7 +97,8 @@ nlohmann::json renderPlanJson(const Plan& plan) {
           {"changes", changes},
           {"summary", summary},
           {"has_changes", plan.hasChanges()},
-          {"has_conflicts", plan.hasConflicts()}};
+          {"has_conflicts", plan.hasConflicts()},
+          {"running_images", plan.runningImages}};
 }
 
 }  // namespace foundationd::docker
