@@ -61,6 +61,12 @@ struct SpecState {
   // A git source: when the last fetch finished, and why it failed ("" when it worked).
   std::optional<TimePoint> lastFetch;
   std::string fetchError;
+  // docs/source.md: the revision whose spec is in force (after a rollback,
+  // the last good one), who signed it when signatures are required, and the
+  // last automatic rollback ("" when none).
+  std::string inForce;
+  std::string signedBy;
+  std::string rolledBack;
 };
 
 struct ReconcileState {
