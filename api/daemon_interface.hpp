@@ -72,6 +72,12 @@ struct SpecState {
   std::optional<TimePoint> lastFetch;
   std::string fetchError;
   std::string warnings;  // the newest revision's warnings, one line each ("" when none)
+  // docs/source.md: the revision whose spec is in force (after a rollback,
+  // the last good one), who signed it when signatures are required, and the
+  // last automatic rollback ("" when none).
+  std::string inForce;
+  std::string signedBy;
+  std::string rolledBack;
 };
 
 // start/end/result/converged describe the last *finished* reconcile (all

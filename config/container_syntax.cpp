@@ -186,6 +186,15 @@ std::optional<std::string> imageProblem(std::string_view image) {
   return std::nullopt;
 }
 
-bool imagePinned(std::string_view image) { return image.find('@') != image.npos; }
+// A repository digest (`name@sha256:...`) or an image ID (`sha256:<64 hex>`,
+// what `docker import` images have): both name exactly one image.
+bool imagePinned(std::string_view image) {
+  if (image.find('@') != image.npos) return true;
+  if (image.size() != 7 + 64 || image.substr(0, 7) != "sha256:") return false;
+  for (char c : image.substr(7)) {
+    if (!isLowerHex(c)) return false;
+  }
+  return true;
+}
 
 }  // namespace foundationd::config

@@ -205,7 +205,8 @@ class DaemonConfigParser {
     auto& s = c_.source;
     r_.checkKeys(*t,
                  {"kind", "path", "url", "branch", "spec_path", "poll_interval", "token",
-                  "webhook_secret", "allow_plain_http"},
+                  "webhook_secret", "allow_plain_http", "allowed_signers", "require_signed",
+                  "settle"},
                  w);
     if (auto kind = r_.string(*t, "kind", w)) {
       if (*kind != "file" && *kind != "git") {
@@ -266,13 +267,15 @@ class DaemonConfigParser {
                    ": use an https:// URL, or set allow_plain_http = true if the network is "
                    "trusted");
     }
+    trust(*t, w);
 
     if (s.kind == "git" && s.url.empty()) {
       r_.error(r_.keyLoc(*t, "kind"), "[source] with kind = \"git\" needs a \"url\"");
     }
     const bool git = s.kind == "git";
     for (std::string_view key : {"url", "branch", "spec_path", "poll_interval", "token",
-                                 "webhook_secret", "allow_plain_http"}) {
+                                 "webhook_secret", "allow_plain_http", "allowed_signers",
+                                 "require_signed", "settle"}) {
       if (!git && t->contains(key)) {
         r_.warning(r_.keyLoc(*t, key),
                    quote(key) + " " + w.in() + " is ignored unless kind = \"git\"");
@@ -281,6 +284,30 @@ class DaemonConfigParser {
     if (git && t->contains("path")) {
       r_.warning(r_.keyLoc(*t, "path"), "\"path\" " + w.in() +
                                             " is ignored when kind = \"git\" (use spec_path)");
+    }
+  }
+
+  // [source] allowed_signers / require_signed / settle (docs/source.md).
+  void trust(const toml::table& t, const Where& w) {
+    auto& s = c_.source;
+    path(t, "allowed_signers", w, s.allowedSigners);
+    s.requireSigned = !s.allowedSigners.empty();
+    if (auto require = r_.boolean(t, "require_signed", w)) {
+      if (*require && !t.contains("allowed_signers")) {
+        r_.error(r_.keyLoc(t, "require_signed"),
+                 "\"require_signed\" " + w.in() +
+                     " needs \"allowed_signers\" (the file of trusted SSH signing keys, "
+                     "e.g. \"/etc/foundationd/allowed_signers\")");
+      }
+      s.requireSigned = *require;
+    }
+    if (t.contains("settle")) {
+      auto d = r_.duration(t, "settle", w);
+      if (d && d->count() < 0) {
+        r_.error(r_.loc(*t.get("settle")), "\"settle\" " + w.in() + " must not be negative");
+      } else if (d) {
+        s.settle = *d;
+      }
     }
   }
 

@@ -29,6 +29,14 @@ struct DaemonConfig {
     std::optional<CredentialRef> token;
     std::optional<CredentialRef> webhookSecret;
     bool allowPlainHttp = false;  // a token over http:// to a host other than loopback
+    // Signed commits (docs/source.md "Trust"): git's allowed_signers file of
+    // SSH signing keys, outside the repository; with require_signed the tip
+    // of the branch must carry a good signature by one of them to be applied.
+    std::string allowedSigners;  // "" = none
+    bool requireSigned = false;  // true when allowed_signers is set, unless said otherwise
+    // Automatic rollback: how long a new revision is watched after it is
+    // applied; 0 = off.
+    Duration settle = std::chrono::seconds(0);
   } source;
 
   Duration resyncInterval = std::chrono::seconds(60);

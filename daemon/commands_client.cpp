@@ -133,6 +133,15 @@ int cmdStatus(const CliArgs& args) {
   std::printf("spec:       %s\n", str(spec, "source").c_str());
   std::printf("revision:   %s (latest)  %s (applied)\n", str(spec, "revision").c_str(),
               str(spec, "applied_revision").c_str());
+  if (spec.contains("in_force") && spec["in_force"].is_string()) {
+    std::printf("in force:   %s%s\n", spec["in_force"].get<std::string>().c_str(),
+                spec.contains("signed_by") && spec["signed_by"].is_string()
+                    ? (" (signed by " + spec["signed_by"].get<std::string>() + ")").c_str()
+                    : "");
+  }
+  if (spec.contains("rolled_back") && spec["rolled_back"].is_string()) {
+    std::printf("rollback:   %s\n", spec["rolled_back"].get<std::string>().c_str());
+  }
   if (spec.contains("fetch_error") && spec["fetch_error"].is_string()) {
     std::printf("fetch:      FAILED (last attempt %s): %s\n", str(spec, "last_fetch").c_str(),
                 spec["fetch_error"].get<std::string>().c_str());

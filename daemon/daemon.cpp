@@ -187,6 +187,7 @@ void Daemon::reloadConfig() {
   specDigest_.clear();  // re-read the source
   log::info("config.reload", {{"result", "applied"}});
   systemd::reloaded();
+  sourceReloaded();
   scheduler_->triggerAll("config reloaded");
 }
 

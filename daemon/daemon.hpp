@@ -37,6 +37,7 @@
 #include "controllers/docker/restart_backoff.hpp"
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/step_report.hpp"
+#include "controllers/source/git_repo.hpp"
 #include "controllers/vault/vault.hpp"
 #include "daemon/scheduler.hpp"
 #include "state/store.hpp"
@@ -125,6 +126,16 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<void> sourceLoop();
   boost::asio::awaitable<void> fetchSource();
   api::SpecState specState() const;
+  // A refused (untrusted) revision: recorded, counted, reported.
+  boost::asio::awaitable<void> refuseUntrusted(const std::string& commit,
+                                               const source::GitRepo::Signature& sig);
+  // SIGHUP: the source fetches (and verifies) the branch again at once.
+  void sourceReloaded();
+  // Automatic rollback: watch a new revision for [source] settle; re-apply
+  // the last good one when it fails (the source loop runs rollBack()).
+  void startSettle(const std::string& revision, const config::Spec& next);
+  boost::asio::awaitable<void> settleLoop();
+  boost::asio::awaitable<void> rollBack();
   // A reconcile that started with `revision` in force finished.
   void specReconciled(const std::string& revision, bool converged);
   // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of

@@ -18,8 +18,10 @@
 
 #include "common/async.hpp"
 #include "controllers/credentials/credentials.hpp"
+#include "controllers/docker/container_config.hpp"
 #include "controllers/source/git_repo.hpp"
 #include "controllers/source/spec_source.hpp"
+#include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/log.hpp"
 
@@ -45,6 +47,31 @@ struct Daemon::SourceState {
   std::chrono::steady_clock::time_point nextDue{};
   std::unique_ptr<asio::steady_timer> timer;
 
+  // Trust (docs/source.md "Signed commits"): who signed the revision in
+  // force, and the refused revisions' counter.
+  std::string signedBy;
+  std::string trustedWith;  // the allowed signers file `latest` was verified with
+  api::Counter* rejected = nullptr;  // foundationd_spec_rejected_total{reason}
+  // Rolled-back revisions are not applied again (until a newer commit).
+  std::set<std::string> rolledBack;
+
+  // Automatic rollback (docs/source.md "Rollback"): a new revision is watched
+  // for [source] settle after it is applied; `lastGood` is the newest one
+  // that passed (or was applied while settle was off).
+  struct Settle {
+    std::string revision;                  // the revision being watched
+    std::string previous;                  // what a rollback re-applies ("" = nothing)
+    std::set<std::string> containers;      // the containers it changed or added
+    std::set<std::string> failedBefore;    // resources already failed when it came
+    bool applied = false;                  // a reconcile with it converged
+    std::chrono::steady_clock::time_point until{};  // the end of the watch, once applied
+    std::string problem;                   // what failed ("" while healthy)
+  };
+  std::optional<Settle> settle;
+  std::string lastGood;
+  std::string rolledBackInfo;  // the last rollback, for status
+  api::Counter* rollbacks = nullptr;  // foundationd_spec_rollbacks_total
+
   std::deque<std::string> deliveryOrder;  // the last kDeliveries ids, oldest first
   std::set<std::string> deliveries;
   std::chrono::steady_clock::time_point lastRejectAudit{};
@@ -68,9 +95,35 @@ std::string bounded(const std::string& s, std::size_t max) {
 
 struct FetchOutcome {
   Result<std::string> head = Error::make(ErrorCode::internal, "not run");
-  bool loadedNew = false;  // `loaded` holds the spec at `head`
+  bool loadedNew = false;  // `head` is a new revision
+  bool read = false;       // `loaded` holds the spec at `head`
+  bool skipped = false;    // `head` was rolled back before: not read again
+  std::optional<source::GitRepo::Signature> signature;  // when signatures are required
   Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
 };
+
+// Verifies `commit`, then reads the spec at that same commit id (a commit id
+// names its content: there is no window between the check and the read).
+// Nothing of an untrusted commit is read.
+void verifyThenLoad(source::GitRepo& repo, FetchOutcome& out, const std::string& commit,
+                    const std::string& specPath, const std::string& allowedSigners,
+                    bool requireSigned) {
+  if (requireSigned) {
+    auto sig = repo.verifyCommit(commit, allowedSigners);
+    if (!sig) {
+      source::GitRepo::Signature failed;
+      failed.reason = "the signature cannot be checked: " + sig.error().message;
+      out.signature = std::move(failed);
+    } else {
+      out.signature = std::move(sig).value();
+    }
+    if (!out.signature->good()) return;
+  }
+  out.read = true;
+  out.loaded = source::loadAtCommit(repo, commit, specPath);
+}
+
+constexpr std::string_view kRolledBackPrefix = "rolled back: ";
 
 }  // namespace
 
@@ -82,6 +135,18 @@ void Daemon::startSource() {
   s.repoOptions = source::gitOptionsFor(config_);
   s.repo = std::make_unique<source::GitRepo>(s.repoOptions);
   s.nextDue = std::chrono::steady_clock::now();
+  s.rejected = &metrics_.registry().counter(
+      "foundationd_spec_rejected_total",
+      "New spec revisions not applied, by reason (invalid, unsigned, unknown_key, "
+      "bad_signature, unverifiable, rolled_back).",
+      {"reason"});
+  for (const char* r : {"invalid", "unsigned", "unknown_key", "bad_signature", "unverifiable",
+                        "rolled_back"})
+    s.rejected->inc({r}, 0);
+  s.rollbacks = &metrics_.registry().counter(
+      "foundationd_spec_rollbacks_total",
+      "Spec revisions that failed within [source] settle and were rolled back.");
+  s.rollbacks->inc({}, 0);
 
   // The last good spec survives a restart: the newest applied revision of
   // this source, read from the cache (no network, works while locked).
@@ -89,15 +154,33 @@ void Daemon::startSource() {
   auto revisions = store_->specRevisions(200);
   if (revisions) {
     for (const auto& r : revisions.value()) {
+      if (r.source == name && r.status == state::SpecRevisionStatus::rejected &&
+          r.errors.rfind(kRolledBackPrefix, 0) == 0)
+        s.rolledBack.insert(r.revision);
+    }
+    for (const auto& r : revisions.value()) {
       if (r.source != name || r.status != state::SpecRevisionStatus::applied) continue;
       if (!s.repo->hasCommit(r.revision)) break;
-      auto loaded = source::loadAtCommit(*s.repo, r.revision, config_.source.specPath);
+      // Trusted when it was applied; checked again against today's trust list.
+      FetchOutcome out;
+      verifyThenLoad(*s.repo, out, r.revision, config_.source.specPath,
+                     config_.source.allowedSigners, config_.source.requireSigned);
+      if (out.signature && !out.signature->good()) {
+        log::error("spec.untrusted", {{"revision", r.revision},
+                                      {"reason", out.signature->reason},
+                                      {"note", "the cached revision is not restored"}});
+        break;
+      }
+      auto& loaded = out.loaded;
       if (loaded && loaded->spec) {
+        if (out.signature) s.signedBy = out.signature->signer + " (" + out.signature->key + ")";
+        s.trustedWith = config_.source.allowedSigners;
         spec_ = std::move(loaded->spec);
         specInForce_ = r.revision;
         s.applied = r.revision;
         s.latest = r.revision;  // an unchanged branch needs no reload after the first fetch
         s.specPath = config_.source.specPath;
+        s.lastGood = r.revision;
         log::info("spec.restored", {{"revision", r.revision}, {"source", name}});
       }
       break;
@@ -108,6 +191,9 @@ void Daemon::startSource() {
 
   asio::co_spawn(io_, sourceLoop(), [](std::exception_ptr e) {
     if (e) log::error("source.crashed");
+  });
+  asio::co_spawn(io_, settleLoop(), [](std::exception_ptr e) {
+    if (e) log::error("settle.crashed");
   });
 }
 
@@ -130,6 +216,11 @@ asio::awaitable<void> Daemon::sourceLoop() {
       continue;
     }
     s.requested = false;
+    // A rollback first: the loop is the only user of the GitRepo.
+    if (s.settle && !s.settle->problem.empty()) {
+      co_await rollBack();
+      continue;
+    }
     co_await fetchSource();
   }
 }
@@ -189,12 +280,20 @@ asio::awaitable<void> Daemon::fetchSource() {
   const std::string* latestp = &latest;
   const std::string specPath = config_.source.specPath;
   const std::string* specPathp = &specPath;
-  auto job = [repo, tokenp, latestp, specPathp] {
+  const std::string signers = config_.source.allowedSigners;
+  const std::string* signersp = &signers;
+  const bool require = config_.source.requireSigned;
+  const std::set<std::string>* skipp = &s.rolledBack;
+  auto job = [repo, tokenp, latestp, specPathp, signersp, require, skipp] {
     FetchOutcome out;
     out.head = repo->fetch(tokenp);
     if (out.head && out.head.value() != *latestp) {
       out.loadedNew = true;
-      out.loaded = source::loadAtCommit(*repo, out.head.value(), *specPathp);
+      if (skipp->count(out.head.value())) {
+        out.skipped = true;
+        return out;
+      }
+      verifyThenLoad(*repo, out, out.head.value(), *specPathp, *signersp, require);
     }
     return out;
   };
@@ -204,7 +303,7 @@ asio::awaitable<void> Daemon::fetchSource() {
 
   const std::string name = source::describeSource(config_.source);
   Result<std::string> head = out.head;
-  if (head && out.loadedNew && !out.loaded)
+  if (head && out.read && !out.loaded)
     head = out.loaded.error();  // reading at the commit failed
   if (!head) {
     metrics_.specFetches().inc({"failed"});
@@ -254,12 +353,29 @@ asio::awaitable<void> Daemon::fetchSource() {
   }
 
   s.latest = commit;
+  s.trustedWith = signers;
+  if (out.skipped) {
+    s.latestError = "revision " + source::shortRevision(commit) +
+                    " was rolled back and is not applied again; push a newer commit (" +
+                    (specInForce_.empty() ? std::string("no revision is in force")
+                                          : "revision " + source::shortRevision(specInForce_) +
+                                                " stays in force") +
+                    ")";
+    log::warn("spec.skipped", {{"revision", commit}, {"reason", "rolled back before"}});
+    publishStatus();
+    co_return;
+  }
+  if (out.signature && !out.signature->good()) {
+    co_await refuseUntrusted(commit, *out.signature);
+    co_return;
+  }
   config::LoadResult loaded = std::move(out.loaded).value();
   state::SpecRevisionStatus verdict = state::SpecRevisionStatus::seen;
   std::string errors;
   specWarnings_ = loaded.diagnostics.formatAll(config::Severity::warning);
   if (!loaded.spec) {
     verdict = state::SpecRevisionStatus::rejected;
+    s.rejected->inc({"invalid"});
     errors = loaded.diagnostics.formatAll(config::Severity::error);
     s.latestError = "revision " + source::shortRevision(commit) + " rejected (" +
                     std::to_string(loaded.diagnostics.errorCount()) + " error(s)); " +
@@ -275,13 +391,19 @@ asio::awaitable<void> Daemon::fetchSource() {
     }
   } else {
     s.latestError.clear();
+    startSettle(commit, *loaded.spec);
     spec_ = std::move(loaded.spec);
     specInForce_ = commit;
+    s.signedBy = out.signature ? out.signature->signer + " (" + out.signature->key + ")" : "";
     log::info("spec.loaded",
               {{"revision", commit}, {"containers", std::to_string(spec_->containers.size())}});
   }
   auto fields = nlohmann::json{{"revision", commit}, {"source", name}};
   if (!errors.empty()) fields["errors"] = bounded(errors, 8000);
+  if (out.signature) {
+    fields["signer"] = out.signature->signer;
+    fields["key"] = out.signature->key;
+  }
   const std::string fieldsText = fields.dump();
   state::Store* store = store_.get();
   const std::string* namep = &name;
@@ -302,9 +424,73 @@ asio::awaitable<void> Daemon::fetchSource() {
   }
 }
 
-void Daemon::specReconciled(const std::string& revision, bool converged) {
-  if (!source_ || revision.empty() || !converged) return;
+asio::awaitable<void> Daemon::refuseUntrusted(const std::string& commit,
+                                              const source::GitRepo::Signature& sig) {
   auto& s = *source_;
+  const std::string name = source::describeSource(config_.source);
+  const std::string reason = std::string(source::verdictName(sig.verdict)) + ": " + sig.reason;
+  s.latestError = "revision " + source::shortRevision(commit) +
+                  " refused: not signed by a trusted key: " + sig.reason + "; " +
+                  (specInForce_.empty()
+                       ? std::string("no revision is in force")
+                       : "revision " + source::shortRevision(specInForce_) + " stays in force");
+  s.rejected->inc({source::verdictName(sig.verdict)});
+  log::error("spec.untrusted", {{"revision", commit},
+                                {"verdict", source::verdictName(sig.verdict)},
+                                {"key", sig.key},
+                                {"reason", sig.reason}});
+  const std::string fields = nlohmann::json{{"revision", commit},
+                                            {"source", name},
+                                            {"verdict", source::verdictName(sig.verdict)},
+                                            {"key", sig.key},
+                                            {"reason", sig.reason}}
+                                 .dump();
+  state::Store* store = store_.get();
+  const std::string* namep = &name;
+  const std::string* commitp = &commit;
+  const std::string* reasonp = &reason;
+  const std::string* fieldsp = &fields;
+  auto record = [store, namep, commitp, reasonp, fieldsp] {
+    (void)store->recordSpecRevision(*commitp, *namep, state::SpecRevisionStatus::rejected,
+                                    "untrusted: " + *reasonp);
+    return store->appendAudit("spec.untrusted", *fieldsp);
+  };
+  (void)co_await onPool(record);
+  publishStatus();
+}
+
+void Daemon::sourceReloaded() {
+  if (!source_ || config_.source.kind != "git" || !source_->timer) return;
+  auto& s = *source_;
+  // A rotated trust list (or a new policy) is applied to the branch's head
+  // at once: the next fetch verifies and reads it again.
+  if (config_.source.allowedSigners != s.trustedWith || config_.source.requireSigned ||
+      !s.signedBy.empty())
+    s.latest.clear();
+  s.requested = true;
+  s.timer->cancel();
+}
+
+void Daemon::specReconciled(const std::string& revision, bool converged) {
+  if (!source_ || revision.empty()) return;
+  auto& s = *source_;
+  if (s.settle && s.settle->revision == revision && s.settle->problem.empty()) {
+    // A resource that fails since this revision came: the revision failed.
+    for (const auto& [key, r] : resources_) {
+      if (r.status == api::ResourceStatus::failed && !s.settle->failedBefore.count(key.str())) {
+        s.settle->problem = key.str() + " failed: " + r.reason;
+        s.requested = true;  // the source loop rolls back
+        if (s.timer) s.timer->cancel();
+        break;
+      }
+    }
+    if (converged && s.settle->problem.empty() && !s.settle->applied) {
+      s.settle->applied = true;
+      s.settle->until = std::chrono::steady_clock::now() + config_.source.settle;
+    }
+  }
+  if (!converged) return;
+  if (!s.settle) s.lastGood = revision;
   if (s.applied == revision) return;
   s.applied = revision;
   const std::string name = source::describeSource(config_.source);
@@ -333,7 +519,153 @@ api::SpecState Daemon::specState() const {
   }
   st.lastFetch = s.lastFetch;
   st.fetchError = s.fetchError;
+  st.inForce = specInForce_;
+  st.signedBy = s.signedBy;
+  st.rolledBack = s.rolledBackInfo;
   return st;
+}
+
+void Daemon::startSettle(const std::string& revision, const config::Spec& next) {
+  auto& s = *source_;
+  s.settle.reset();
+  if (config_.source.settle.count() <= 0 || s.lastGood.empty() || s.lastGood == revision) return;
+  SourceState::Settle w;
+  w.revision = revision;
+  w.previous = s.lastGood;
+  // The containers this revision changes or adds (their desired config
+  // differs from the spec in force).
+  const state::UnlockedKey* key = key_.locked() ? nullptr : &key_;
+  StoreSecrets secrets(next, store_.get(), key);
+  std::optional<StoreSecrets> before;
+  if (spec_) before.emplace(*spec_, store_.get(), key);
+  for (const auto& [name, c] : next.containers) {
+    bool changed = !spec_ || !spec_->containers.count(name);
+    if (!changed) {
+      changed = docker::desiredContainer(spec_->containers.at(name), *before).hash !=
+                docker::desiredContainer(c, secrets).hash;
+    }
+    if (changed) w.containers.insert(name);
+  }
+  for (const auto& [key, r] : resources_) {
+    if (r.status == api::ResourceStatus::failed) w.failedBefore.insert(key.str());
+  }
+  log::info("spec.settle", {{"revision", revision},
+                            {"previous", w.previous},
+                            {"containers", std::to_string(w.containers.size())},
+                            {"settle_s", std::to_string(config_.source.settle.count() / 1000)}});
+  s.settle = std::move(w);
+}
+
+asio::awaitable<void> Daemon::settleLoop() {
+  auto& s = *source_;
+  while (!stopping_) {
+    co_await sleepFor(std::chrono::seconds(1));
+    if (!s.settle || !s.settle->problem.empty() || !spec_) continue;
+    const std::string revision = s.settle->revision;
+    const std::set<std::string> watched = s.settle->containers;
+    std::string problem;
+    if (!watched.empty()) {
+      docker::LabelFilter mine;
+      mine[docker::kLabelManaged] = "true";
+      mine[docker::kLabelProject] = spec_->project;
+      auto list = co_await docker_.listContainers(mine);
+      if (list) {
+        for (const auto& c : list.value()) {
+          if (!watched.count(c.name)) continue;
+          if (c.health() == "unhealthy") {
+            problem = "container " + c.name + " is unhealthy (its healthcheck fails): " + c.status;
+          } else if (c.state == "restarting") {
+            problem = "container " + c.name + " is restarting again and again: " + c.status;
+          } else if ((c.state == "exited" || c.state == "dead") &&
+                     c.status.rfind("Exited (0)", 0) != 0) {
+            problem = "container " + c.name + " stopped: " + c.status;
+          }
+          if (!problem.empty()) break;
+        }
+      }
+    }
+    if (!s.settle || s.settle->revision != revision || !s.settle->problem.empty()) continue;
+    if (!problem.empty()) {
+      s.settle->problem = problem;
+      s.requested = true;  // the source loop rolls back
+      if (s.timer) s.timer->cancel();
+      continue;
+    }
+    if (s.settle->applied && std::chrono::steady_clock::now() >= s.settle->until) {
+      s.lastGood = revision;
+      s.settle.reset();
+      log::info("spec.settled", {{"revision", revision}});
+      (void)store_->appendAudit(
+          "spec.settled",
+          nlohmann::json{{"revision", revision}, {"settle_s", config_.source.settle.count() / 1000}}
+              .dump());
+    }
+  }
+}
+
+asio::awaitable<void> Daemon::rollBack() {
+  auto& s = *source_;
+  const std::string bad = s.settle->revision;
+  const std::string good = s.settle->previous;
+  const std::string why = s.settle->problem;
+  s.settle.reset();
+  const std::string name = source::describeSource(config_.source);
+  log::error("spec.failed", {{"revision", bad}, {"reason", why}});
+
+  // The last good revision, read (and verified) at its commit again.
+  source::GitRepo* repo = s.repo.get();
+  const std::string* goodp = &good;
+  const std::string specPath = config_.source.specPath;
+  const std::string* specPathp = &specPath;
+  const std::string signers = config_.source.allowedSigners;
+  const std::string* signersp = &signers;
+  const bool require = config_.source.requireSigned;
+  auto job = [repo, goodp, specPathp, signersp, require] {
+    FetchOutcome out;
+    verifyThenLoad(*repo, out, *goodp, *specPathp, *signersp, require);
+    return out;
+  };
+  FetchOutcome out = co_await onPool(job);
+  if (!out.read || !out.loaded || !out.loaded->spec) {
+    const std::string cannot =
+        out.signature && !out.signature->good()
+            ? out.signature->reason
+            : (out.loaded ? std::string("it no longer loads") : out.loaded.error().message);
+    s.rolledBackInfo = "revision " + source::shortRevision(bad) + " failed (" + why +
+                       ") but revision " + source::shortRevision(good) +
+                       " cannot be re-applied: " + cannot;
+    log::error("spec.rollback_failed", {{"revision", bad}, {"to", good}, {"reason", cannot}});
+    (void)store_->appendAudit("spec.rollback_failed", nlohmann::json{{"revision", bad},
+                                                                     {"to", good},
+                                                                     {"failure", why},
+                                                                     {"reason", cannot}}
+                                                          .dump());
+    publishStatus();
+    co_return;
+  }
+  spec_ = std::move(out.loaded->spec);
+  specInForce_ = good;
+  s.signedBy = out.signature ? out.signature->signer + " (" + out.signature->key + ")" : "";
+  s.applied.clear();  // recorded applied again once the rollback converged
+  s.rolledBack.insert(bad);
+  s.rolledBackInfo = "revision " + source::shortRevision(bad) + " rolled back to " +
+                     source::shortRevision(good) + " at " + api::formatTime(api::Clock::now()) +
+                     ": " + why;
+  if (s.latest == bad) {
+    s.latestError = "revision " + source::shortRevision(bad) + " was rolled back to " +
+                    source::shortRevision(good) + " (" + why +
+                    "); it is not applied again: push a newer commit";
+  }
+  s.rollbacks->inc();
+  s.rejected->inc({"rolled_back"});
+  log::error("spec.rolled_back", {{"revision", bad}, {"to", good}, {"reason", why}});
+  (void)store_->recordSpecRevision(bad, name, state::SpecRevisionStatus::rejected,
+                                   std::string(kRolledBackPrefix) + why);
+  (void)store_->appendAudit(
+      "spec.rolled_back",
+      nlohmann::json{{"revision", bad}, {"to", good}, {"reason", why}, {"source", name}}.dump());
+  publishStatus();
+  scheduler_->triggerAll("rollback to " + source::shortRevision(good));
 }
 
 api::Task<Result<state::SecretBytes>> Daemon::webhookSecret() {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <string_view>
 
 #include <sodium.h>
 
@@ -405,6 +406,26 @@ std::optional<std::string> resolveSecrets(const config::Value& v, const SecretRe
     sodium_memzero(value->data(), value->size());
   }
   return out;
+}
+
+std::optional<std::string> imagePinProblem(const std::string& pinned, const std::string& liveImage,
+                                           const std::string& liveImageId) {
+  auto isDigest = [](std::string_view d) {
+    if (d.size() != 7 + 64 || d.rfind("sha256:", 0) != 0) return false;
+    return d.substr(7).find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  };
+  const std::string runs = liveImage == liveImageId || liveImage.empty()
+                               ? liveImageId
+                               : liveImage + " (" + liveImageId + ")";
+  if (isDigest(pinned)) {
+    if (liveImageId == pinned) return std::nullopt;
+    return "runs image " + runs + ", not the pinned image ID " + pinned;
+  }
+  const auto at = pinned.rfind('@');
+  if (at == std::string::npos || !isDigest(std::string_view(pinned).substr(at + 1)))
+    return std::nullopt;  // a tag: followed as the Engine resolves it
+  if (liveImage == pinned) return std::nullopt;
+  return "runs image " + runs + ", not the pinned digest " + pinned;
 }
 
 }  // namespace foundationd::docker

@@ -10,6 +10,7 @@
 // container be recreated. Pure functions, no I/O.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,5 +90,15 @@ struct FieldChange {
   bool sensitive = false;
 };
 std::vector<FieldChange> diffCanonical(const nlohmann::json& before, const nlohmann::json& after);
+
+// Image pins that hold (docs/spec.md "Digest pins"): why the image `live`
+// runs is not the one `pinned` names, or nullopt. A pin by image ID
+// ("sha256:<64 hex>", what `docker import` images have) is compared with the
+// container's ImageID; a pin by repository digest ("name[:tag]@sha256:...")
+// with the reference the container was created from (the Engine lists the
+// image ID instead once that reference no longer names what runs). A tag
+// pin is never drift: nullopt.
+std::optional<std::string> imagePinProblem(const std::string& pinned, const std::string& liveImage,
+                                           const std::string& liveImageId);
 
 }  // namespace foundationd::docker

@@ -41,6 +41,7 @@ struct ContainerSummary {
   std::string state;  // created | running | paused | restarting | removing | exited | dead
   std::string status; // "Up 3 minutes (healthy)"; health is parsed from it
   Labels labels;
+  std::string imageId;  // "sha256:..." of the image's config (ImageID): what actually runs
   // "healthy" | "unhealthy" | "starting" | "" (no healthcheck / unknown)
   std::string health() const;
 };

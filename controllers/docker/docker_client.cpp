@@ -275,6 +275,7 @@ Task<Result<std::vector<ContainerSummary>>> DockerClient::listContainers(const L
       s.name = stripSlash(names->front().get<std::string>());
     }
     s.image = stringField(c, "Image");
+    s.imageId = stringField(c, "ImageID");
     s.state = stringField(c, "State");
     s.status = stringField(c, "Status");
     s.labels = labelsFrom(c);

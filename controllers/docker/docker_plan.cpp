@@ -142,6 +142,13 @@ void planContainers(const config::Spec& spec, const Observed& observed,
                              desired.hash, std::nullopt});
       continue;
     }
+    if (auto why = imagePinProblem(ctr.image, live.image, live.imageId)) {
+      out.changes.push_back({key, Action::recreate, *why + " (will recreate)",
+                             {FieldChange{"image", live.imageId, ctr.image, false}}, live.id,
+                             desired.hash});
+      continue;
+    }
+    out.runningImages[name] = live.imageId;
     if (live.state == "running" || live.state == "restarting" || live.state == "removing") {
       continue;  // converged, or Docker is already acting on it
     }

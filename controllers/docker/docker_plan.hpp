@@ -9,6 +9,7 @@
 #pragma once
 
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,9 @@ struct Change {
 struct Plan {
   std::string project;
   std::vector<Change> changes;  // deterministic order: kind, then name
+  // container -> the image ID ("sha256:...") it runs, for the containers the
+  // plan does not recreate (docs/spec.md "Digest pins").
+  std::map<std::string, std::string> runningImages;
   // True when applying the plan would change something (orphans kept and
   // conflicts alone are not changes, but conflicts make apply fail).
   bool hasChanges() const;

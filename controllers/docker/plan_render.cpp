@@ -153,7 +153,8 @@ nlohmann::json renderPlanJson(const Plan& plan, const std::vector<CredentialChan
           {"changes", changes},
           {"summary", summary},
           {"has_changes", hasChanges(plan, credentials)},
-          {"has_conflicts", plan.hasConflicts()}};
+          {"has_conflicts", plan.hasConflicts()},
+          {"running_images", plan.runningImages}};
 }
 
 }  // namespace foundationd::docker

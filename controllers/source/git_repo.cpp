@@ -269,6 +269,107 @@ Result<std::optional<std::string>> GitRepo::readFile(std::string_view commit,
   return std::optional<std::string>(std::move(r->out));
 }
 
+const char* verdictName(GitRepo::Signature::Verdict verdict) noexcept {
+  using V = GitRepo::Signature::Verdict;
+  switch (verdict) {
+    case V::good:
+      return "good";
+    case V::unsigned_commit:
+      return "unsigned";
+    case V::unknown_key:
+      return "unknown_key";
+    case V::bad:
+      return "bad_signature";
+    case V::unverifiable:
+      return "unverifiable";
+  }
+  return "unverifiable";
+}
+
+GitRepo::Signature judgeSignature(int verifyExit, std::string_view letter, std::string_view signer,
+                                  std::string_view key, std::string_view verifyStderr,
+                                  const std::string& allowedSigners) {
+  using V = GitRepo::Signature::Verdict;
+  GitRepo::Signature sig;
+  sig.key = gitSaid(key);
+  const std::string keyText = sig.key.empty() ? std::string("an unknown key") : "key " + sig.key;
+  if (letter == "G" && verifyExit == 0) {
+    sig.verdict = V::good;
+    sig.signer = gitSaid(signer);
+    sig.reason = "good signature by " + sig.signer + " (" + keyText + ")";
+  } else if (letter == "N" || letter.empty()) {
+    sig.verdict = V::unsigned_commit;
+    sig.reason = "no signature: the commit is not signed";
+  } else if (letter == "U" || (letter == "G" && verifyExit != 0)) {
+    sig.verdict = V::unknown_key;
+    sig.reason = "signed by " + keyText + ", which is not in the allowed signers file " +
+                 allowedSigners + " (or not valid for that commit's date)";
+  } else if (letter == "B") {
+    sig.verdict = V::bad;
+    sig.reason = "bad signature (by " + keyText + "): the commit or its signature was altered";
+  } else {
+    sig.verdict = V::unverifiable;
+    const std::string said = gitSaid(verifyStderr);
+    sig.reason = "the signature cannot be checked (git's verdict " + std::string(letter) + ")" +
+                 (said.empty() ? "" : "; git said: " + said);
+  }
+  return sig;
+}
+
+Result<GitRepo::Signature> GitRepo::verifyCommit(std::string_view commit,
+                                                 const std::filesystem::path& allowedSigners) {
+  if (!isHex(commit) || commit.size() < 40)
+    return Error::make(ErrorCode::invalid_argument, "not a full commit id");
+  if (Status st = ensureInit(); !st) return st.error();
+  // The allowed signers file is the daemon's, never the repository's. A file
+  // that cannot be read makes git's verdict "no principal": refused, and said.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(allowedSigners, ec)) {
+    Signature sig;
+    sig.verdict = Signature::Verdict::unverifiable;
+    sig.reason = "the allowed signers file " + allowedSigners.string() +
+                 " cannot be read; no revision can be trusted until it can";
+    return sig;
+  }
+  const std::vector<std::string> trust = {
+      "-c", "gpg.format=ssh", "-c", "gpg.ssh.allowedSignersFile=" + allowedSigners.string()};
+  // (An OpenPGP signature is handed to gpg with an empty keyring under the
+  // cache's HOME: "cannot be checked", never trusted.)
+  ProcessRequest verify;
+  verify.argv = {options_.git, "-C", options_.cacheDir.string()};
+  verify.argv.insert(verify.argv.end(), trust.begin(), trust.end());
+  verify.argv.insert(verify.argv.end(), {"verify-commit", "--raw", std::string(commit)});
+  verify.env = baseEnv(options_.cacheDir);
+  verify.timeout = std::chrono::seconds(30);
+  auto v = runProcess(verify);
+  if (!v) return v.error();
+
+  ProcessRequest show = verify;
+  show.argv.resize(show.argv.size() - 3);
+  show.argv.insert(show.argv.end(),
+                   {"show", "-s", "--no-show-signature", "--format=%G?%x00%GS%x00%GK",
+                    std::string(commit)});
+  auto d = runProcess(show);
+  if (!d) return d.error();
+  if (d->exitCode != 0) {
+    return Error::make(ErrorCode::io, "git show of commit " + std::string(commit.substr(0, 12)) +
+                                          " failed: " + gitSaid(d->err));
+  }
+  std::string out = d->out;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  std::string_view rest = out;
+  auto field = [&rest]() {
+    const auto nul = rest.find('\0');
+    std::string_view f = rest.substr(0, nul);
+    rest = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
+    return f;
+  };
+  const auto letter = field();
+  const auto signer = field();
+  const auto key = field();
+  return judgeSignature(v->exitCode, letter, signer, key, v->err, allowedSigners.string());
+}
+
 bool GitRepo::hasCommit(std::string_view commit) {
   if (!isHex(commit)) return false;
   if (!std::filesystem::exists(options_.cacheDir / "HEAD")) return false;

@@ -58,6 +58,15 @@ class GitRepo {
   // Whether the cache holds `commit` (e.g. the last applied revision at start).
   bool hasCommit(std::string_view commit);
 
+  // Whether `commit` (40 hex, already in the cache) carries a good signature
+  // by a key of `allowedSigners` (git's allowed_signers file of SSH signing
+  // keys), as `git verify-commit` decides it with gpg.format=ssh and
+  // gpg.ssh.allowedSignersFile; the signer and key are read with the same
+  // git (%G?, %GS, %GK). An error Result only when git cannot be run.
+  struct Signature;
+  Result<Signature> verifyCommit(std::string_view commit,
+                                 const std::filesystem::path& allowedSigners);
+
   std::uint64_t fetchCount() const noexcept { return fetches_; }
 
  private:
@@ -67,6 +76,27 @@ class GitRepo {
   bool initialized_ = false;
   std::uint64_t fetches_ = 0;
 };
+
+// The verdict on a commit's signature.
+struct GitRepo::Signature {
+  enum class Verdict { good, unsigned_commit, unknown_key, bad, unverifiable };
+  Verdict verdict = Verdict::unverifiable;
+  std::string signer;  // the principal of the allowed_signers line (good only)
+  std::string key;     // "SHA256:..." of the signing key ("" when unsigned)
+  std::string reason;  // for status and events, e.g. "signed by key SHA256:... which is
+                       // not in the allowed signers file ..."
+  bool good() const noexcept { return verdict == Verdict::good; }
+};
+
+// The metric label of a verdict: good, unsigned, unknown_key, bad_signature,
+// unverifiable.
+const char* verdictName(GitRepo::Signature::Verdict verdict) noexcept;
+
+// The verdict from what git said: verify-commit's exit code, the %G? letter,
+// %GS, %GK and verify-commit's stderr. Pure (unit-tested).
+GitRepo::Signature judgeSignature(int verifyExit, std::string_view letter, std::string_view signer,
+                                  std::string_view key, std::string_view verifyStderr,
+                                  const std::string& allowedSigners);
 
 // What a failed `git fetch` said, as an Error a user can act on. `stderrText`
 // must already be free of secrets (it is, as git never sees them in argv and

@@ -94,7 +94,9 @@ class FakeDocker final : public docker::DockerApi {
       std::string status =
           c.state == "running" ? "Up 1 second" : "Exited (" + std::to_string(c.exitCode) + ")";
       if (c.state == "running" && c.hasHealthcheck) status += " (" + health(c, false) + ")";
-      out.push_back({c.id, name, c.image, c.state, status, c.labels});
+      // The fake has image IDs only for images named by one ("sha256:...").
+      const std::string imageId = c.image.rfind("sha256:", 0) == 0 ? c.image : "";
+      out.push_back({c.id, name, c.image, c.state, status, c.labels, imageId});
     }
     co_return out;
   }

@@ -237,4 +237,26 @@ TEST_CASE("a token over plain http:// is refused unless allowed (or on loopback)
   loads(base + "\"http://localhost/o/r.git\"\n");
   loads(base + "\"http://[::1]:3000/o/r.git\"\n");
   loads("[source]\nkind = \"git\"\nurl = \"http://git.example.org/o/r.git\"\n");  // no token
+TEST_CASE("[source] allowed_signers, require_signed and settle") {
+  const std::string git = "[source]\nkind = \"git\"\nurl = \"https://forge.example/o/f.git\"\n";
+  const DaemonConfig off = loads(git);
+  CHECK(off.source.allowedSigners.empty());
+  CHECK_FALSE(off.source.requireSigned);
+  CHECK(off.source.settle == 0s);
+
+  const DaemonConfig on =
+      loads(git + "allowed_signers = \"/etc/foundationd/allowed_signers\"\nsettle = \"90s\"\n");
+  CHECK(on.source.allowedSigners == "/etc/foundationd/allowed_signers");
+  CHECK(on.source.requireSigned);  // implied by the file
+  CHECK(on.source.settle == 90s);
+  const DaemonConfig audit =
+      loads(git + "allowed_signers = \"/etc/foundationd/allowed_signers\"\nrequire_signed = false\n");
+  CHECK_FALSE(audit.source.requireSigned);
+  CHECK(loads(git + "settle = \"0s\"\n").source.settle == 0s);
+
+  CHECK(contains(errors(git + "require_signed = true\n"),
+                 "foundationd.toml:4:1: error: \"require_signed\" in [source] needs \"allowed_signers\""));
+  CHECK(contains(errors(git + "allowed_signers = \"allowed_signers\"\n"), "foundationd.toml:4:"));
+  CHECK(contains(errors(git + "settle = \"soon\"\n"), "foundationd.toml:4:"));
+  CHECK(contains(errors(git + "require_signed = \"yes\"\n"), "foundationd.toml:4:"));
 }

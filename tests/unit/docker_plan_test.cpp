@@ -265,4 +265,50 @@ TEST_CASE("an applied change is reported in the past tense") {
   CHECK(std::string(docker::pastTense(Action::recreate)) == "recreated");
   CHECK(std::string(docker::pastTense(Action::start)) == "started");
   CHECK(std::string(docker::pastTense(Action::remove)) == "removed");
+TEST_CASE("digest pins: a container that runs another image than its pin is recreated, and says why") {
+  const std::string id = "sha256:" + std::string(64, 'a');
+  const std::string other = "sha256:" + std::string(64, 'b');
+  const std::string byDigest = "img/db:1@sha256:" + std::string(64, 'c');
+  // The pure rule: image IDs against ImageID, repository digests against the
+  // reference the container was made from, tags never.
+  CHECK_FALSE(docker::imagePinProblem(id, id, id));
+  CHECK_FALSE(docker::imagePinProblem(id, "img/db:1", id));
+  auto byId = docker::imagePinProblem(id, "img/other:1", other);
+  REQUIRE(byId);
+  CHECK(*byId == "runs image img/other:1 (" + other + "), not the pinned image ID " + id);
+  CHECK_FALSE(docker::imagePinProblem(byDigest, byDigest, other));
+  auto moved = docker::imagePinProblem(byDigest, other, other);
+  REQUIRE(moved);
+  CHECK(moved->find("not the pinned digest " + byDigest) != std::string::npos);
+  CHECK_FALSE(docker::imagePinProblem("img/db:1", "img/db:2", other));
+  CHECK_FALSE(docker::imagePinProblem("img/db@sha256:short", "x", other));
+
+  // Through plan(): the same config hash, another image running.
+  FakeDocker fake = withImages();
+  fake.images.insert(id);
+  auto spec = specFrom(replaced(kSpec, "img/db:1", id));
+  converge(fake, spec);
+  auto observed = run(docker::observe(fake, spec.project));
+  REQUIRE(observed.ok());
+  docker::NoSecrets none;
+  for (auto& c : observed->containers) c.imageId = c.image == id ? id : other;
+  auto clean = docker::plan(spec, observed.value(), none);
+  CHECK_FALSE(clean.hasChanges());
+  CHECK(clean.runningImages.at("db") == id);
+  CHECK(docker::renderPlanJson(clean)["running_images"]["app"] == other);
+  for (auto& c : observed->containers) {
+    if (c.name == "db") {
+      c.image = "img/db:2";
+      c.imageId = other;
+    }
+  }
+  auto drift = docker::plan(spec, observed.value(), none);
+  const auto* change = drift.find({config::Kind::container, "db"});
+  REQUIRE(change);
+  CHECK(std::string(docker::toString(change->action)) == "recreate");
+  CHECK(change->reason == "runs image img/db:2 (" + other + "), not the pinned image ID " + id +
+                              " (will recreate)");
+  REQUIRE(change->fields.size() == 1);
+  CHECK(change->fields[0].field == "image");
+  CHECK(drift.runningImages.count("db") == 0);
 }

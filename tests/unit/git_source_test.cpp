@@ -231,3 +231,102 @@ TEST_CASE("describeSource and cacheDirFor") {
   CHECK(dir.filename().string().rfind("git-", 0) == 0);
   CHECK(dir != src::cacheDirFor("/var/lib/foundationd", "https://other.example/x.git"));
 }
+
+TEST_CASE("GitRepo::verifyCommit: git's verdict on SSH signatures against an allowed signers file") {
+  TempDir tmp;
+  auto keygen = [&](const std::string& name) {
+    src::ProcessRequest req;
+    req.argv = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
+                "-f", (tmp.path / name).string()};
+    req.env = {{"PATH", std::getenv("PATH")}, {"HOME", tmp.path.string()}};
+    auto r = src::runProcess(req);
+    REQUIRE(r);
+    INFO(r->err);
+    REQUIRE(r->exitCode == 0);
+    std::ifstream in(tmp.path / (name + ".pub"));
+    std::string pub;
+    std::getline(in, pub);
+    return pub;
+  };
+  const std::string alice = keygen("alice");
+  keygen("mallory");
+  const fs::path allowed = tmp.path / "allowed_signers";
+  write(allowed, "alice@example.org " + alice + "\n");
+
+  const fs::path origin = tmp.path / "origin";
+  fs::create_directories(origin);
+  git(origin, {"init", "-q", "-b", "main"});
+  auto signedBy = [&](const std::string& key, const std::string& message) {
+    write(origin / "foundation.toml", std::string(kSpec) + "# " + message + "\n");
+    git(origin, {"add", "-A"});
+    git(origin, {"-c", "gpg.format=ssh", "-c", "user.signingkey=" + (tmp.path / key).string(),
+                 "commit", "-q", "-S", "-m", message});
+    return git(origin, {"rev-parse", "HEAD"});
+  };
+  const std::string good = signedBy("alice", "signed by alice");
+  const std::string bad = signedBy("mallory", "signed by mallory");
+  write(origin / "foundation.toml", std::string(kSpec) + "# unsigned\n");
+  const std::string unsignedCommit = commitAll(origin, "unsigned");
+
+  src::GitOptions o;
+  o.url = "file://" + origin.string();
+  o.cacheDir = tmp.path / "cache";
+  src::GitRepo repo(o);
+  REQUIRE(repo.fetch(nullptr));
+
+  auto g = repo.verifyCommit(good, allowed);
+  REQUIRE(g);
+  CHECK(g->good());
+  CHECK(g->signer == "alice@example.org");
+  CHECK(g->key.rfind("SHA256:", 0) == 0);
+
+  auto m = repo.verifyCommit(bad, allowed);
+  REQUIRE(m);
+  CHECK_FALSE(m->good());
+  CHECK(m->verdict == src::GitRepo::Signature::Verdict::unknown_key);
+  CHECK(m->key.rfind("SHA256:", 0) == 0);
+  CHECK(m->key != g->key);
+  CHECK(m->reason.find("not in the allowed signers file") != std::string::npos);
+
+  auto u = repo.verifyCommit(unsignedCommit, allowed);
+  REQUIRE(u);
+  CHECK(u->verdict == src::GitRepo::Signature::Verdict::unsigned_commit);
+  CHECK(u->reason.find("no signature") != std::string::npos);
+
+  // The trust list rotated: mallory in, alice out.
+  const std::string mallory = [&] {
+    std::ifstream in(tmp.path / "mallory.pub");
+    std::string pub;
+    std::getline(in, pub);
+    return pub;
+  }();
+  write(allowed, "mallory@example.org " + mallory + "\n");
+  auto m2 = repo.verifyCommit(bad, allowed);
+  REQUIRE(m2);
+  CHECK(m2->good());
+  CHECK(m2->signer == "mallory@example.org");
+  auto g2 = repo.verifyCommit(good, allowed);
+  REQUIRE(g2);
+  CHECK_FALSE(g2->good());
+
+  // No trust list: nothing is trusted.
+  auto none = repo.verifyCommit(bad, tmp.path / "missing");
+  REQUIRE(none);
+  CHECK(none->verdict == src::GitRepo::Signature::Verdict::unverifiable);
+  CHECK(none->reason.find("cannot be read") != std::string::npos);
+  // Only full commit ids.
+  CHECK_FALSE(repo.verifyCommit("main", allowed));
+}
+
+TEST_CASE("judgeSignature: git's %G? letters and exit codes") {
+  using V = src::GitRepo::Signature::Verdict;
+  CHECK(src::judgeSignature(0, "G", "a@b", "SHA256:x", "", "/f").verdict == V::good);
+  // git's letter alone is not enough: verify-commit must agree.
+  CHECK(src::judgeSignature(1, "G", "a@b", "SHA256:x", "", "/f").verdict == V::unknown_key);
+  CHECK(src::judgeSignature(1, "N", "", "", "", "/f").verdict == V::unsigned_commit);
+  CHECK(src::judgeSignature(1, "U", "", "SHA256:k", "", "/f").reason.find("SHA256:k") !=
+        std::string::npos);
+  CHECK(src::judgeSignature(1, "B", "", "SHA256:k", "", "/f").verdict == V::bad);
+  CHECK(src::judgeSignature(1, "E", "", "", "gpg: cannot", "/f").verdict == V::unverifiable);
+  CHECK(std::string(src::verdictName(V::unsigned_commit)) == "unsigned");
+}

@@ -132,7 +132,7 @@ TEST_CASE("GET /v1/status: the snapshot as JSON") {
   auto& s = f.daemon.snapshot;
   s.locked = false;
   s.vault = {true, true, false};
-  s.spec = {"file:/srv/foundation/foundation.toml", "3f2a1c9", "3f2a1c9", "", {}, "", ""};
+  s.spec = {"file:/srv/foundation/foundation.toml", "3f2a1c9", "3f2a1c9", "", {}, "", "", "", "", ""};
   s.lastReconcile.start = at(1700000000);
   s.lastReconcile.end = api::TimePoint(std::chrono::milliseconds(1700000001250));
   s.lastReconcile.result = "converged";
