@@ -143,9 +143,9 @@ void planContainers(const config::Spec& spec, const Observed& observed,
       continue;
     }
     if (auto why = imagePinProblem(ctr.image, live.image, live.imageId)) {
-      out.changes.push_back({key, Action::recreate, *why + " (will recreate)",
+      out.changes.push_back({key, Action::recreate, *why,
                              {FieldChange{"image", live.imageId, ctr.image, false}}, live.id,
-                             desired.hash});
+                             desired.hash, std::nullopt});
       continue;
     }
     out.runningImages[name] = live.imageId;

@@ -48,7 +48,7 @@ def test_container_running_another_image_than_its_pin_is_recreated(project):
         change = [c for c in json.loads(r.stdout)["changes"] if c["name"] == f"{p.name}-web"][0]
         assert change["action"] == "recreate"
         assert change["reason"] == (f"runs image {other}:1 ({other_id}), not the pinned image ID "
-                                    f"{pin} (will recreate)"), change
+                                    f"{pin}"), change
         r = p.run("plan", "--spec", spec)
         assert "not the pinned image ID" in r.stdout, r.stdout
 

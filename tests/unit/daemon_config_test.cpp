@@ -237,6 +237,8 @@ TEST_CASE("a token over plain http:// is refused unless allowed (or on loopback)
   loads(base + "\"http://localhost/o/r.git\"\n");
   loads(base + "\"http://[::1]:3000/o/r.git\"\n");
   loads("[source]\nkind = \"git\"\nurl = \"http://git.example.org/o/r.git\"\n");  // no token
+}
+
 TEST_CASE("[source] allowed_signers, require_signed and settle") {
   const std::string git = "[source]\nkind = \"git\"\nurl = \"https://forge.example/o/f.git\"\n";
   const DaemonConfig off = loads(git);

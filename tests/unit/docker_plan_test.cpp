@@ -265,6 +265,8 @@ TEST_CASE("an applied change is reported in the past tense") {
   CHECK(std::string(docker::pastTense(Action::recreate)) == "recreated");
   CHECK(std::string(docker::pastTense(Action::start)) == "started");
   CHECK(std::string(docker::pastTense(Action::remove)) == "removed");
+}
+
 TEST_CASE("digest pins: a container that runs another image than its pin is recreated, and says why") {
   const std::string id = "sha256:" + std::string(64, 'a');
   const std::string other = "sha256:" + std::string(64, 'b');
@@ -306,8 +308,7 @@ TEST_CASE("digest pins: a container that runs another image than its pin is recr
   const auto* change = drift.find({config::Kind::container, "db"});
   REQUIRE(change);
   CHECK(std::string(docker::toString(change->action)) == "recreate");
-  CHECK(change->reason == "runs image img/db:2 (" + other + "), not the pinned image ID " + id +
-                              " (will recreate)");
+  CHECK(change->reason == "runs image img/db:2 (" + other + "), not the pinned image ID " + id);
   REQUIRE(change->fields.size() == 1);
   CHECK(change->fields[0].field == "image");
   CHECK(drift.runningImages.count("db") == 0);
