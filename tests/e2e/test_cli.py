@@ -230,9 +230,11 @@ def test_no_doc_points_outside_the_repository():
     pattern = re.compile(r"INTERFACES\.md|\bSPEC\.md|TESTING\.md|CONTEXT\.md|shared/design")
     offenders = []
     for folder in ("docs", "config/examples"):
-        for name in os.listdir(os.path.join(ROOT, folder)):
-            text = open(os.path.join(ROOT, folder, name), errors="replace").read()
-            offenders += [f"{folder}/{name}" for _ in pattern.findall(text)]
+        for dirpath, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                text = open(path, errors="replace").read()
+                offenders += [os.path.relpath(path, ROOT) for _ in pattern.findall(text)]
     text = open(os.path.join(ROOT, "README.md")).read()
     offenders += ["README.md" for _ in pattern.findall(text)]
     assert offenders == []
