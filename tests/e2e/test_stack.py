@@ -308,7 +308,7 @@ def test_foundation_stack_rotation_and_drift(stack, tmp_path):
 
     # 2. A second apply changes nothing; each controller's time is printed.
     again = stack.apply()
-    assert "0 change(s) applied" in again, again
+    assert "already matches the spec, nothing to change" in again, again
     steps = timings(again)
     assert set(steps) == {"credentials", "docker", "vault", "buckets", "postgres", "forgejo"}, again
     print("no-op apply, per step (ms):", steps)
