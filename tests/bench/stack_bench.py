@@ -111,7 +111,7 @@ def main():
                 t = time.perf_counter()
                 out = stack.apply()
                 whole.append((time.perf_counter() - t) * 1000)
-                if "0 change(s) applied" not in out:
+                if "nothing to change" not in out:
                     raise SystemExit("not a no-op:\n" + out)
                 for k, v in timings(out).items():
                     ours[k].append(v)
