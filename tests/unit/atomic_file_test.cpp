@@ -9,6 +9,8 @@
 #include <string>
 
 #include <doctest/doctest.h>
+
+#include "tests/unit/temp_dir.hpp"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,17 +19,9 @@ using foundationd::state::writeFileAtomic;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-atomic-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Every case's scratch directory: /tmp/fd-atomic-test-XXXXXX.
+struct TempDir : foundationd::test::TempDir {
+  TempDir() : foundationd::test::TempDir("atomic-test") {}
 };
 
 std::string readFile(const fs::path& p) {

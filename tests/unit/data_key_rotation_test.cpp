@@ -8,6 +8,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/unit/temp_dir.hpp"
+
 #include "state/store.hpp"
 
 using namespace foundationd;
@@ -16,17 +18,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-rotate-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Every case's scratch directory: /tmp/fd-rotate-test-XXXXXX.
+struct TempDir : foundationd::test::TempDir {
+  TempDir() : foundationd::test::TempDir("rotate-test") {}
 };
 
 std::unique_ptr<Store> openStore(const fs::path& file) {

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+
+#include "tests/unit/temp_dir.hpp"
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -32,17 +34,9 @@ std::string codeOf(const R& r) {
 constexpr KdfProfile kFast = KdfProfile::interactive;
 
 // A fresh directory under TMPDIR, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-store-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Every case's scratch directory: /tmp/fd-store-test-XXXXXX.
+struct TempDir : foundationd::test::TempDir {
+  TempDir() : foundationd::test::TempDir("store-test") {}
 };
 
 // A deterministic, settable clock.

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+
+#include "tests/unit/temp_dir.hpp"
 #include <sqlite3.h>
 
 using namespace foundationd;
@@ -19,17 +21,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-gate-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Every case's scratch directory: /tmp/fd-gate-test-XXXXXX.
+struct TempDir : foundationd::test::TempDir {
+  TempDir() : foundationd::test::TempDir("gate-test") {}
 };
 
 std::unique_ptr<Store> openStore(const fs::path& file, StoreOptions options = {}) {
