@@ -1,20 +1,24 @@
-// A small Prometheus metrics registry: counters, gauges and histograms with
-// labels, rendered in the text exposition format 0.0.4
-// (https://prometheus.io/docs/instrumenting/exposition_formats/).
+// The metrics registry: counters, gauges and histograms with labels, kept in
+// prometheus-cpp's core registry and rendered by its text serializer
+// (exposition format 0.0.4). This file is the thin shape the daemon uses:
+// label values by position (the family declares its label names once),
+// mirrored totals, a gauge replaced in one step, and "no sample" for a value
+// that does not apply.
 //
 // Output is deterministic: families sorted by name, series by label values
-// (byte order), histogram buckets in ascending order; every family has its
-// HELP and TYPE lines. A family without labels always shows its one series
-// (0 until touched); a labelled family shows only the series touched so far.
+// (prometheus-cpp keeps series in a hash map; render() sorts what it
+// collects). A family without labels shows its one series (0 until touched)
+// unless unset(); a family with no series at all is not rendered (not even
+// its HELP and TYPE lines: prometheus-cpp omits it, which Prometheus reads as
+// "no sample").
 //
-// Thread-safety: every operation may be called from any thread. Each family
-// guards its series with its own mutex; registration and render() take the
-// registry's mutex. (In the daemon everything runs on the io_context thread
-// except the Docker client's request observer and /proc reads, so contention
-// is nil; the locks make the registry safe to share anyway.)
+// Thread-safety: every operation may be called from any thread
+// (prometheus-cpp's families and metrics are thread-safe; a gauge's
+// replaceAll() and render() share one lock so a scrape never sees half).
 //
-// Errors: registering a bad or duplicate name, or passing the wrong number
-// of label values, is a bug and throws std::invalid_argument.
+// Errors: registering a bad or duplicate name, a HELP text with a newline or
+// backslash (prometheus-cpp 1.0 writes HELP unescaped), or passing the wrong
+// number of label values, is a bug and throws std::invalid_argument.
 //
 // Lifetime: families live as long as the registry; references returned by
 // counter()/gauge()/histogram() stay valid.
@@ -24,66 +28,60 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
 
 namespace foundationd::api {
 
 using LabelValues = std::vector<std::string>;
 
-enum class MetricType { counter, gauge, histogram };
-
 class MetricFamily {
  public:
-  MetricFamily(std::string name, std::string help, std::vector<std::string> labelNames,
-               MetricType type);
-  virtual ~MetricFamily() = default;
+  MetricFamily(std::string name, std::vector<std::string> labelNames, bool histogram);
   MetricFamily(const MetricFamily&) = delete;
   MetricFamily& operator=(const MetricFamily&) = delete;
 
   const std::string& name() const noexcept { return name_; }
-  MetricType type() const noexcept { return type_; }
   const std::vector<std::string>& labelNames() const noexcept { return labelNames_; }
 
-  // Appends "# HELP", "# TYPE" and every series.
-  void render(std::string& out) const;
-
  protected:
-  void checkLabels(const LabelValues& values) const;
-  // `{a="x",b="y"}` for these values, with `extra` (e.g. le="0.5") appended;
-  // "" when there are no labels at all.
-  std::string labelText(const LabelValues& values, const std::string& extra = {}) const;
-  virtual void renderSeries(std::string& out) const = 0;
-
-  mutable std::mutex mutex_;
+  ~MetricFamily() = default;
+  // Throws unless there is one value per label name.
+  prometheus::Labels labels(const LabelValues& values) const;
 
  private:
   std::string name_;
-  std::string help_;
   std::vector<std::string> labelNames_;
-  MetricType type_;
 };
 
 // A monotonic total.
 class Counter final : public MetricFamily {
  public:
-  Counter(std::string name, std::string help, std::vector<std::string> labelNames);
+  Counter(prometheus::Registry& registry, std::string name, const std::string& help,
+          std::vector<std::string> labelNames);
   // `by` must be >= 0 (negative increments are ignored).
   void inc(const LabelValues& labels = {}, double by = 1);
   // Mirrors a total kept elsewhere (process CPU time, the Docker client's
-  // own tallies). The caller keeps it monotonic.
+  // own tallies): a total below the current value is ignored.
   void set(const LabelValues& labels, double total);
   double value(const LabelValues& labels = {}) const;
 
  private:
-  void renderSeries(std::string& out) const override;
-  std::map<LabelValues, double> series_;
+  prometheus::Family<prometheus::Counter>& family_;
 };
 
 // A value that goes up and down.
 class Gauge final : public MetricFamily {
  public:
-  Gauge(std::string name, std::string help, std::vector<std::string> labelNames);
+  Gauge(prometheus::Registry& registry, std::mutex& renderLock, std::string name,
+        const std::string& help, std::vector<std::string> labelNames);
   void set(const LabelValues& labels, double v);
   void set(double v) { set({}, v); }
   void inc(const LabelValues& labels = {}, double by = 1);
@@ -91,16 +89,21 @@ class Gauge final : public MetricFamily {
   // Drops every series (e.g. before re-deriving a set of label values); a
   // family without labels goes back to 0.
   void clear();
-  // Replaces every series at once (one lock: a scrape never sees half).
+  // Replaces every series at once (a scrape never sees half).
   void replaceAll(std::map<LabelValues, double> series);
-  // No sample at all, not even for a family without labels (only its HELP
-  // and TYPE are rendered) until the next set()/inc(): for a value that does
-  // not apply (no Vault in the spec, no git source), rather than a false 0.
+  // No sample at all, not even for a family without labels, until the next
+  // set()/inc(): for a value that does not apply (no Vault in the spec, no
+  // git source), rather than a false 0.
   void unset();
 
  private:
-  void renderSeries(std::string& out) const override;
-  std::map<LabelValues, double> series_;
+  prometheus::Gauge& series(const LabelValues& labels);
+  void dropAllLocked();
+
+  prometheus::Family<prometheus::Gauge>& family_;
+  std::mutex& renderLock_;
+  mutable std::mutex mutex_;  // guards touched_
+  std::set<LabelValues> touched_;
 };
 
 // Observations counted into cumulative buckets (upper bounds, "le"), with
@@ -108,8 +111,8 @@ class Gauge final : public MetricFamily {
 class Histogram final : public MetricFamily {
  public:
   // `buckets` must be finite and strictly increasing.
-  Histogram(std::string name, std::string help, std::vector<std::string> labelNames,
-            std::vector<double> buckets);
+  Histogram(prometheus::Registry& registry, std::string name, const std::string& help,
+            std::vector<std::string> labelNames, std::vector<double> buckets);
   void observe(const LabelValues& labels, double v);
   void observe(double v) { observe({}, v); }
 
@@ -125,19 +128,13 @@ class Histogram final : public MetricFamily {
   static std::vector<double> defaultBuckets();
 
  private:
-  struct Series {
-    std::vector<std::uint64_t> counts;  // per bucket (not cumulative), then +Inf
-    double sum = 0;
-    std::uint64_t count = 0;
-  };
-  void renderSeries(std::string& out) const override;
+  prometheus::Family<prometheus::Histogram>& family_;
   std::vector<double> buckets_;
-  std::map<LabelValues, Series> series_;
 };
 
 class MetricsRegistry {
  public:
-  MetricsRegistry() = default;
+  MetricsRegistry();
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
@@ -146,20 +143,16 @@ class MetricsRegistry {
   Histogram& histogram(std::string name, std::string help, std::vector<std::string> labelNames,
                        std::vector<double> buckets = Histogram::defaultBuckets());
 
-  // The whole exposition, families sorted by name.
+  // The whole exposition, families sorted by name, series by labels.
   std::string render() const;
 
  private:
-  template <typename F, typename... Args>
-  F& add(Args&&... args);
-
-  mutable std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<MetricFamily>> families_;  // by name
+  prometheus::Registry registry_;
+  mutable std::mutex renderLock_;
+  std::mutex familiesLock_;
+  std::vector<std::unique_ptr<Counter>> counters_;
+  std::vector<std::unique_ptr<Gauge>> gauges_;
+  std::vector<std::unique_ptr<Histogram>> histograms_;
 };
-
-// Text-format helpers (exposed for tests).
-std::string formatMetricValue(double v);             // "1", "0.25", "+Inf", "NaN"
-std::string escapeLabelValue(const std::string& v);  // \\ \" \n
-std::string escapeHelp(const std::string& v);        // \\ \n
 
 }  // namespace foundationd::api

@@ -18,8 +18,7 @@ namespace api = foundationd::api;
 
 TEST_CASE("the text format, exactly: help, type, labels, escaping, histograms, order") {
   api::MetricsRegistry reg;
-  auto& requests =
-      reg.counter("test_requests_total", "Requests by code.\nSecond \\ line.", {"code"});
+  auto& requests = reg.counter("test_requests_total", "Requests by code.", {"code"});
   requests.inc({"500"}, 3);
   requests.inc({"200"});
   requests.inc({"200"});
@@ -33,28 +32,33 @@ TEST_CASE("the text format, exactly: help, type, labels, escaping, histograms, o
   dur.observe(0.5);  // le is inclusive
   dur.observe(0.5);
   dur.observe(4);
-  auto& lat = reg.histogram("test_latency_seconds", "Labelled histogram.", {"op"}, {1});
-  lat.observe({"read"}, 2);
+  auto& lat = reg.histogram("test_latency_seconds", "Labelled histogram.", {"op", "kind"}, {1});
+  lat.observe({"read", "b"}, 2);
+  lat.observe({"read", "a"}, 0.5);
   auto& empty = reg.counter("test_empty_total", "Labelled, never used.", {"x"});
   (void)empty;
 
+  // Families by name, series by labels; a family with no series is left out
+  // (prometheus-cpp's serializer), histograms give count and sum first.
   const std::string want =
       "# HELP test_duration_seconds Durations.\n"
       "# TYPE test_duration_seconds histogram\n"
+      "test_duration_seconds_count 4\n"
+      "test_duration_seconds_sum 5.25\n"
       "test_duration_seconds_bucket{le=\"0.5\"} 3\n"
       "test_duration_seconds_bucket{le=\"1\"} 3\n"
       "test_duration_seconds_bucket{le=\"+Inf\"} 4\n"
-      "test_duration_seconds_sum 5.25\n"
-      "test_duration_seconds_count 4\n"
-      "# HELP test_empty_total Labelled, never used.\n"
-      "# TYPE test_empty_total counter\n"
       "# HELP test_latency_seconds Labelled histogram.\n"
       "# TYPE test_latency_seconds histogram\n"
-      "test_latency_seconds_bucket{op=\"read\",le=\"1\"} 0\n"
-      "test_latency_seconds_bucket{op=\"read\",le=\"+Inf\"} 1\n"
-      "test_latency_seconds_sum{op=\"read\"} 2\n"
-      "test_latency_seconds_count{op=\"read\"} 1\n"
-      "# HELP test_requests_total Requests by code.\\nSecond \\\\ line.\n"
+      "test_latency_seconds_count{kind=\"a\",op=\"read\"} 1\n"
+      "test_latency_seconds_sum{kind=\"a\",op=\"read\"} 0.5\n"
+      "test_latency_seconds_bucket{kind=\"a\",op=\"read\",le=\"1\"} 1\n"
+      "test_latency_seconds_bucket{kind=\"a\",op=\"read\",le=\"+Inf\"} 1\n"
+      "test_latency_seconds_count{kind=\"b\",op=\"read\"} 1\n"
+      "test_latency_seconds_sum{kind=\"b\",op=\"read\"} 2\n"
+      "test_latency_seconds_bucket{kind=\"b\",op=\"read\",le=\"1\"} 0\n"
+      "test_latency_seconds_bucket{kind=\"b\",op=\"read\",le=\"+Inf\"} 1\n"
+      "# HELP test_requests_total Requests by code.\n"
       "# TYPE test_requests_total counter\n"
       "test_requests_total{code=\"200\"} 2\n"
       "test_requests_total{code=\"500\"} 3\n"
@@ -69,24 +73,34 @@ TEST_CASE("the text format, exactly: help, type, labels, escaping, histograms, o
 
   const auto snap = dur.snapshot();
   CHECK(snap.count == 4);
+  CHECK(snap.sum == 5.25);
   CHECK(snap.cumulative == std::vector<std::uint64_t>{3, 3, 4});
+  CHECK(lat.snapshot({"read", "zzz"}).count == 0);
   CHECK(requests.value({"200"}) == 2);
   CHECK(temp.value({"nowhere"}) == 0);
 }
 
-TEST_CASE("values: integers plainly, shortest round-trip otherwise, special values by name") {
-  CHECK(api::formatMetricValue(0) == "0");
-  CHECK(api::formatMetricValue(-0.0) == "0");
-  CHECK(api::formatMetricValue(42) == "42");
-  CHECK(api::formatMetricValue(0.1) == "0.1");
-  CHECK(api::formatMetricValue(1700000000.5) == "1700000000.5");
-  CHECK(api::formatMetricValue(1e20) == "1e+20");
-  CHECK(api::formatMetricValue(1.0 / 0.0) == "+Inf");
-  CHECK(api::formatMetricValue(-1.0 / 0.0) == "-Inf");
-  CHECK(api::formatMetricValue(0.0 / 0.0) == "NaN");
+TEST_CASE("values: integers plainly, fractions and large values round-trip, +Inf by name") {
+  api::MetricsRegistry reg;
+  auto& g = reg.gauge("v", "Values.", {"k"});
+  g.set({"a"}, 0);
+  g.set({"b"}, 42);
+  g.set({"c"}, 0.1);
+  g.set({"d"}, 1700000000.5);
+  g.set({"e"}, 1.0 / 0.0);
+  auto& c = reg.counter("mirrored_total", "A total kept elsewhere.");
+  c.set({}, 10);
+  c.set({}, 4);  // a mirrored total never goes back
+  CHECK(c.value() == 10);
+  const std::string text = reg.render();
+  for (const char* line : {"v{k=\"a\"} 0\n", "v{k=\"b\"} 42\n", "v{k=\"c\"} 0.1\n",
+                           "v{k=\"d\"} 1700000000.5\n", "v{k=\"e\"} +Inf\n",
+                           "mirrored_total 10\n"}) {
+    CHECK_MESSAGE(text.find(line) != std::string::npos, line);
+  }
 }
 
-TEST_CASE("gauges: clear and replaceAll") {
+TEST_CASE("gauges: clear, replaceAll and unset") {
   api::MetricsRegistry reg;
   auto& g = reg.gauge("g", "G.", {"k"});
   g.set({"a"}, 1);
@@ -96,7 +110,15 @@ TEST_CASE("gauges: clear and replaceAll") {
   CHECK(g.value({"a"}) == 0);
   CHECK(reg.render() == "# HELP g G.\n# TYPE g gauge\ng{k=\"b\"} 5\n");
   g.clear();
-  CHECK(reg.render() == "# HELP g G.\n# TYPE g gauge\n");
+  CHECK(reg.render() == "");
+  auto& plain = reg.gauge("p", "P.");
+  CHECK(reg.render() == "# HELP p P.\n# TYPE p gauge\np 0\n");
+  plain.unset();
+  CHECK(reg.render() == "");
+  plain.set(2);
+  CHECK(reg.render() == "# HELP p P.\n# TYPE p gauge\np 2\n");
+  plain.clear();
+  CHECK(reg.render() == "# HELP p P.\n# TYPE p gauge\np 0\n");
 }
 
 TEST_CASE("misuse is a bug: bad names, duplicates, wrong label counts throw") {
@@ -107,6 +129,7 @@ TEST_CASE("misuse is a bug: bad names, duplicates, wrong label counts throw") {
   CHECK_THROWS_AS(reg.gauge("ok2", "x", {"a", "a"}), std::invalid_argument);
   CHECK_THROWS_AS(reg.histogram("h", "x", {"le"}), std::invalid_argument);
   CHECK_THROWS_AS(reg.histogram("h2", "x", {}, {1, 1}), std::invalid_argument);
+  CHECK_THROWS_AS(reg.gauge("help_nl", "two\nlines"), std::invalid_argument);
   auto& c = reg.counter("c_total", "x", {"a"});
   CHECK_THROWS_AS(reg.counter("c_total", "again"), std::invalid_argument);
   CHECK_THROWS_AS(c.inc({}), std::invalid_argument);
@@ -115,6 +138,20 @@ TEST_CASE("misuse is a bug: bad names, duplicates, wrong label counts throw") {
 
 TEST_CASE("Metrics registers every metric INTERFACES.md names, and the process_* ones") {
   api::Metrics m;
+  // A labelled family with no series yet is not rendered (prometheus-cpp):
+  // one event of each kind, and a status with [vault], a resource and a
+  // revision, make every family show.
+  m.driftRepairs().inc({"container"}, 0);
+  m.webhookDeliveries().inc({"accepted"}, 0);
+  m.observeDockerRequest("GET /_ping", 200, std::chrono::milliseconds(1));
+  m.vaultRequests().inc({"200"}, 0);
+  m.specLastFetch().set(1700000000);
+  api::StatusSnapshot s;
+  s.vault = {true, true, false};
+  s.spec.revision = "abc";
+  s.resources.push_back({});
+  s.resources.back().kind = "container";
+  m.updateFromStatus(s);
   const std::string text = m.render();
   for (const char* name : {"foundationd_build_info",
                            "foundationd_locked",
@@ -139,7 +176,7 @@ TEST_CASE("Metrics registers every metric INTERFACES.md names, and the process_*
     CAPTURE(name);
     CHECK(text.find(std::string("# TYPE ") + name + " ") != std::string::npos);
   }
-  CHECK(text.find("foundationd_build_info{version=\"") != std::string::npos);
+  CHECK(text.find("foundationd_build_info{revision=\"") != std::string::npos);
   CHECK(text.find("\nfoundationd_locked 1\n") != std::string::npos);
   CHECK(text.find("\nfoundationd_unseal_attempts_total{result=\"wrong_passphrase\"} 0\n") !=
         std::string::npos);
