@@ -22,6 +22,11 @@ std::vector<double> reconcileBuckets() {
 }
 
 // Engine requests: milliseconds for inspections, minutes for pulls.
+// A no-op step is a few requests to a local peer: from 1 ms up.
+std::vector<double> stepBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+}
+
 std::vector<double> dockerBuckets() {
   return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 }
@@ -142,6 +147,12 @@ Metrics::Metrics()
                                                  {"endpoint"}, dockerBuckets())),
       vaultRequests_(registry_.counter("foundationd_vault_requests_total",
                                        "Vault API requests by HTTP code.", {"code"})),
+      reconcileStepDuration_(registry_.histogram("foundationd_reconcile_step_duration_seconds",
+                                                 "Duration of each step of a reconcile.",
+                                                 {"step"}, stepBuckets())),
+      changes_(registry_.counter("foundationd_changes_total",
+                                 "Resources created or updated by a reconcile, by kind.",
+                                 {"kind"})),
       processResident_(
           registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
       processVirtual_(
@@ -170,6 +181,10 @@ Metrics::Metrics()
 void Metrics::recordReconcile(std::string_view result, std::chrono::duration<double> took) {
   reconcileTotal_.inc({std::string(result)});
   reconcileDuration_.observe(took.count());
+}
+
+void Metrics::recordStep(std::string_view step, std::chrono::duration<double> took) {
+  reconcileStepDuration_.observe({std::string(step)}, took.count());
 }
 
 void Metrics::recordUnseal(UnsealOutcome outcome) {

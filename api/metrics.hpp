@@ -26,6 +26,10 @@
 //                                     docker_request_duration_seconds{endpoint}: pass it
 //                                     to DockerClient::setRequestObserver
 //     vaultRequests().inc({code})     vault_requests_total{code}, from the Vault client
+//     recordStep(step, took)          reconcile_step_duration_seconds{step}: each step of a
+//                                     daemon reconcile (credentials, docker, vault, buckets,
+//                                     postgres, forgejo), the names `apply --once` prints
+//     changes().inc({kind})           changes_total{kind}: resources created or updated
 // Label values are bounded vocabularies (result names, resource kinds, route
 // templates, HTTP codes), never names a client chose or secret values.
 //
@@ -61,6 +65,8 @@ class Metrics {
   Counter& dockerRequests() noexcept { return dockerRequests_; }
   Histogram& dockerRequestDuration() noexcept { return dockerRequestDuration_; }
   Counter& vaultRequests() noexcept { return vaultRequests_; }
+  Histogram& reconcileStepDuration() noexcept { return reconcileStepDuration_; }
+  Counter& changes() noexcept { return changes_; }
 
   // --- derived from the status snapshot ----------------------------------------
   Gauge& locked() noexcept { return locked_; }
@@ -71,6 +77,8 @@ class Metrics {
 
   // A finished reconcile: result is "converged", "blocked" or "failed".
   void recordReconcile(std::string_view result, std::chrono::duration<double> took);
+  // One step of a reconcile ("docker", "vault", ...).
+  void recordStep(std::string_view step, std::chrono::duration<double> took);
   // One unseal attempt: result label = outcomeName(outcome).
   void recordUnseal(UnsealOutcome outcome);
   // One Docker Engine request: endpoint is the route template
@@ -105,6 +113,8 @@ class Metrics {
   Counter& dockerRequests_;
   Histogram& dockerRequestDuration_;
   Counter& vaultRequests_;
+  Histogram& reconcileStepDuration_;
+  Counter& changes_;
   Gauge& processResident_;
   Gauge& processVirtual_;
   Counter& processCpu_;

@@ -71,6 +71,14 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   log::info("reconcile.start", {{"reason", batch.reason}, {"scope", batch.all ? "all" : std::to_string(batch.keys.size()) + " key(s)"},
                                 {"locked", locked ? "true" : "false"}});
 
+  // Per-step figures: foundationd_reconcile_step_duration_seconds{step}, the
+  // step names `apply --once` prints.
+  auto stepStarted = std::chrono::steady_clock::now();
+  auto stepDone = [this, &stepStarted](const char* step) {
+    const auto now = std::chrono::steady_clock::now();
+    metrics_.recordStep(step, now - stepStarted);
+    stepStarted = now;
+  };
   co_await runRotations(spec, locked, batch.all);  // POST /v1/rotate (daemon_rotate.cpp)
   docker::Scope scope;
   if (!batch.all) scope.only = batch.keys;
@@ -104,7 +112,9 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
       co_await alterRotatedRoles(spec, generated.value());  // PostgreSQL before the consumers
       co_await mirrorRotated(spec, generated.value());  // Vault before the consumers
     }
+    stepDone("credentials");
   }
+  stepStarted = std::chrono::steady_clock::now();
   StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
   docker::ApplyOptions options;
   options.restarts = &restarts_;
@@ -187,6 +197,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
         if (prev != before.end() && prev->second.status == api::ResourceStatus::converged) {
           metrics_.driftRepairs().inc({config::toString(o.key.kind)});
         }
+        metrics_.changes().inc({config::toString(o.key.kind)});  // created, recreated, started, removed
       }
     }
     for (const auto& c : r->remaining.changes) {
@@ -216,13 +227,23 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     }
   }
 
+  stepDone("docker");
+
   // The service steps, in order: vault -> buckets -> postgres -> forgejo.
   // Each: `stepsOk = applyStepReport(co_await reconcileX(spec)) && stepsOk;`
+  // and its figure when the spec has it.
   bool stepsOk = true;
   stepsOk = applyStepReport(co_await reconcileVault(spec)) && stepsOk;
+  if (spec.vault) stepDone("vault");
+  stepStarted = std::chrono::steady_clock::now();
   stepsOk = applyStepReport(co_await reconcileBuckets(spec, batch)) && stepsOk;
+  if (!spec.buckets.empty()) stepDone("buckets");
+  stepStarted = std::chrono::steady_clock::now();
   stepsOk = applyStepReport(co_await reconcilePostgres(spec, batch)) && stepsOk;
+  if (!spec.postgres.empty()) stepDone("postgres");
+  stepStarted = std::chrono::steady_clock::now();
   stepsOk = applyStepReport(co_await reconcileForgejo(spec, batch)) && stepsOk;
+  if (spec.forgejo) stepDone("forgejo");
 
   if (result == "converged" && (!stepsOk || !blocked.empty())) {
     // Locked, with nothing failed: what needs no secret converged and the
@@ -265,6 +286,7 @@ bool Daemon::applyStepReport(const StepReport& report) {
     } else {
       setResource(o.key, api::ResourceStatus::converged, "");
       if (o.changed && o.drift) metrics_.driftRepairs().inc({config::toString(o.key.kind)});
+      if (o.changed) metrics_.changes().inc({config::toString(o.key.kind)});
     }
   }
   return report.ok();

@@ -327,6 +327,12 @@ def test_status_metrics_events_and_plan_tell_the_truth(daemon, project):
     assert "\nfoundationd_vault_sealed " not in body and "\nfoundationd_vault_initialized " not in body
     assert "backup" not in body
     assert "\nfoundationd_spec_last_fetch_timestamp_seconds " not in body  # a file source
+    # Per-step figures and change counts: the locked start-up ran the docker
+    # step (the credentials step waits for the passphrase) and created what
+    # needs no secret.
+    assert re.search(r'\nfoundationd_reconcile_step_duration_seconds_count\{step="docker"\} [1-9]', body), body
+    assert 'step="credentials"' not in body, body
+    assert re.search(r'\nfoundationd_changes_total\{kind="container"\} [1-9]', body), body
 
     # GET /v1/plan is the document `plan --json` prints, credentials included.
     code, _, body = d.request("GET", "/v1/plan", token=token)

@@ -223,6 +223,25 @@ TEST_CASE("Metrics helpers: reconcile, unseal, Docker requests, state from the s
   CHECK(m.specInfo().value({"def"}) == 1);
 }
 
+TEST_CASE("per-step durations and change counts") {
+  api::Metrics m;
+  CHECK(m.render().find("foundationd_reconcile_step_duration_seconds") == std::string::npos);
+  m.recordStep("docker", std::chrono::milliseconds(3));
+  m.recordStep("docker", std::chrono::milliseconds(40));
+  m.recordStep("vault", std::chrono::microseconds(500));
+  m.changes().inc({"container"});
+  const auto docker = m.reconcileStepDuration().snapshot({"docker"});
+  CHECK(docker.count == 2);
+  CHECK(docker.sum == doctest::Approx(0.043));
+  CHECK(docker.cumulative[0] == 0);  // le 1 ms
+  CHECK(docker.cumulative[2] == 1);  // le 5 ms
+  CHECK(m.reconcileStepDuration().snapshot({"vault"}).cumulative[0] == 1);
+  const std::string text = m.render();
+  CHECK(text.find("\nfoundationd_reconcile_step_duration_seconds_count{step=\"docker\"} 2\n") !=
+        std::string::npos);
+  CHECK(text.find("\nfoundationd_changes_total{kind=\"container\"} 1\n") != std::string::npos);
+}
+
 TEST_CASE("metrics that do not apply have no sample, not a false 0") {
   api::Metrics m;
   api::StatusSnapshot s;  // a spec without [vault], a file source
