@@ -13,6 +13,7 @@
 #include "controllers/docker/config_files.hpp"
 #include "controllers/docker/container_config.hpp"
 #include "unit/spec_fixture.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace foundationd;
 using foundationd::testing::specFrom;
@@ -63,12 +64,10 @@ std::string slurp(const fs::path& p) {
 }
 
 struct TempDirs {
-  fs::path root = fs::temp_directory_path() / ("fd-files-" + std::to_string(::getpid()) + "-" +
-                                               std::to_string(reinterpret_cast<std::uintptr_t>(this)));
+  foundationd::test::TempDir tmp{"files"};
+  fs::path root = tmp.path;
   std::string files = (root / "state-files").string();
   std::string secrets = (root / "secrets").string();
-  TempDirs() { fs::create_directories(root); }
-  ~TempDirs() { fs::remove_all(root); }
 };
 
 }  // namespace

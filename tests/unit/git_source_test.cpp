@@ -12,24 +12,13 @@
 #include "controllers/source/git_repo.hpp"
 #include "controllers/source/process.hpp"
 #include "controllers/source/spec_source.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace src = foundationd::source;
 using foundationd::ErrorCode;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/fd-git-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string git(const fs::path& dir, std::vector<std::string> args) {
   src::ProcessRequest req;
@@ -94,7 +83,7 @@ TEST_CASE("runProcess: output, exit code, environment, timeout") {
 }
 
 TEST_CASE("GitRepo: fetch a branch, read files at a commit, new commits, errors") {
-  TempDir tmp;
+  foundationd::test::TempDir tmp{"git-test"};
   const fs::path origin = tmp.path / "origin";
   fs::create_directories(origin);
   git(origin, {"init", "-q", "-b", "main"});
@@ -174,7 +163,7 @@ TEST_CASE("GitRepo: fetch a branch, read files at a commit, new commits, errors"
 }
 
 TEST_CASE("GitRepo: an unreachable server is unavailable; a URL with a password is refused") {
-  TempDir tmp;
+  foundationd::test::TempDir tmp{"git-test"};
   src::GitOptions o;
   o.url = "http://127.0.0.1:9/foundation.git";  // discard port: refused
   o.cacheDir = tmp.path / "cache";
@@ -233,7 +222,7 @@ TEST_CASE("describeSource and cacheDirFor") {
 }
 
 TEST_CASE("GitRepo::verifyCommit: git's verdict on SSH signatures against an allowed signers file") {
-  TempDir tmp;
+  foundationd::test::TempDir tmp{"git-test"};
   auto keygen = [&](const std::string& name) {
     src::ProcessRequest req;
     req.argv = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,

@@ -1,6 +1,7 @@
 // ApiToken: generated when absent (0600, 64 hex characters), loaded when
 // present, refused when unsafe; constant-time matches().
 #include "api/token.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <cstdlib>
 #include <filesystem>
@@ -16,19 +17,6 @@ namespace api = foundationd::api;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-token-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
@@ -48,7 +36,7 @@ void writeFile(const fs::path& p, const std::string& content, mode_t mode) {
 }  // namespace
 
 TEST_CASE("an absent token file is generated: 64 hex characters, mode 0600, parents 0700") {
-  TempDir dir;
+  foundationd::test::TempDir dir{"token"};
   const fs::path file = dir.path / "etc" / "foundationd" / "api-token";
   auto token = api::ApiToken::loadOrCreate(file);
   REQUIRE(token.ok());
@@ -83,7 +71,7 @@ TEST_CASE("an absent token file is generated: 64 hex characters, mode 0600, pare
 }
 
 TEST_CASE("an existing token file is read with surrounding whitespace ignored") {
-  TempDir dir;
+  foundationd::test::TempDir dir{"token"};
   const fs::path file = dir.path / "api-token";
   writeFile(file, "  operator-chosen-token-1234\n\n", 0640);
   auto token = api::ApiToken::loadOrCreate(file);
@@ -95,7 +83,7 @@ TEST_CASE("an existing token file is read with surrounding whitespace ignored") 
 }
 
 TEST_CASE("unsafe or unusable token files are refused, naming the file, never the content") {
-  TempDir dir;
+  foundationd::test::TempDir dir{"token"};
   SUBCASE("readable by others") {
     const fs::path file = dir.path / "api-token";
     writeFile(file, "operator-chosen-token-1234\n", 0644);

@@ -17,6 +17,7 @@
 
 #include "controllers/vault/vault.hpp"
 #include "state/sealing.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace foundationd;
 namespace fs = std::filesystem;
@@ -24,21 +25,8 @@ using nlohmann::json;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fd-vault-init-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 struct Fixture {
-  TempDir dir;
+  test::TempDir dir{"vault-init"};
   std::unique_ptr<state::Store> store;
   state::UnlockedKey key;
   explicit Fixture(std::chrono::milliseconds busy = std::chrono::milliseconds(5000)) {
