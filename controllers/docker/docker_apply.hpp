@@ -119,6 +119,14 @@ Task<Status> refresh(DockerApi& api, const std::string& project,
 // `maxChars` (the end kept): a container's output quoted in one status line.
 std::string lastLines(const std::string& text, int lines, std::size_t maxChars = 600);
 
+// `text` with every secret value the spec's containers can see (each
+// non-literal field of [credentials], resolved through `secrets`) replaced by
+// "[secret credentials.NAME.FIELD]": for a container's output quoted in a
+// status, an event or the journal. Values shorter than 4 bytes are left (they
+// would match everywhere and hide nothing).
+std::string redactSecrets(std::string text, const config::Spec& spec,
+                          const SecretResolver& secrets);
+
 // secret_files are meant to live on a tmpfs (never on disk). nullopt when
 // `dir` (or, before it exists, its nearest existing parent) is on one;
 // otherwise a warning that says where it is and what to do.

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <sodium.h>
+
 #include "controllers/docker/container_config.hpp"
 #include "controllers/docker/docker_apply.hpp"
 
@@ -85,6 +87,27 @@ std::string lastLines(const std::string& text, int lines, std::size_t maxChars) 
   return out;
 }
 
+std::string redactSecrets(std::string text, const config::Spec& spec,
+                          const SecretResolver& secrets) {
+  for (const auto& [name, cred] : spec.credentials) {
+    for (const auto& [field, def] : cred.fields) {
+      if (def.value.index() == 0) continue;  // a literal: not a secret
+      const config::CredentialRef ref{name, field};
+      std::optional<std::string> value = secrets.value(ref);
+      if (!value) continue;
+      if (value->size() >= 4) {
+        const std::string mark = "[secret credentials." + name + "." + field + "]";
+        for (std::size_t at = text.find(*value); at != std::string::npos;
+             at = text.find(*value, at + mark.size())) {
+          text.replace(at, value->size(), mark);
+        }
+      }
+      sodium_memzero(value->data(), value->size());
+    }
+  }
+  return text;
+}
+
 namespace {
 
 std::string fmtMs(std::chrono::milliseconds d) {
@@ -95,11 +118,17 @@ std::string fmtMs(std::chrono::milliseconds d) {
 
 // "; last output: a | b" for a container that exited, or "" when it printed
 // nothing (or its logs cannot be read: the report stands without them).
-Task<std::string> outputOf(DockerApi& api, const std::string& id, int lines) {
+// Secret values are cut out before the lines are cut to size, so no part of
+// one is left at the cut.
+Task<std::string> outputOf(DockerApi& api, const std::string& id, int lines,
+                           const config::Spec& spec, const SecretResolver& secrets) {
   if (lines <= 0) co_return std::string();
   auto logs = co_await api.containerLogs(id, lines);
   if (!logs) co_return std::string();
-  auto text = lastLines(logs.value(), lines);
+  std::string raw = std::move(logs).value();
+  const std::string redacted = redactSecrets(raw, spec, secrets);
+  sodium_memzero(raw.data(), raw.size());
+  auto text = lastLines(redacted, lines);
   co_return text.empty() ? std::string() : "; last output: " + text;
 }
 
@@ -107,7 +136,8 @@ Task<std::string> outputOf(DockerApi& api, const std::string& id, int lines) {
 // change leaves the plan for `held`. A failed job's conflict and a held
 // restart quote the container's last output. A container created or
 // recreated starts its count over.
-Task<void> holdCrashLoops(DockerApi& api, const ApplyOptions& options, ReconcileResult& result) {
+Task<void> holdCrashLoops(DockerApi& api, const ApplyOptions& options, const config::Spec& spec,
+                          const SecretResolver& secrets, ReconcileResult& result) {
   std::vector<Change> kept;
   const auto now = RestartBackoff::Clock::now();
   for (auto& c : result.plan.changes) {
@@ -120,14 +150,14 @@ Task<void> holdCrashLoops(DockerApi& api, const ApplyOptions& options, Reconcile
       options.restarts->forget(c.key.name);
     }
     if (c.action == Action::conflict && c.exitCode) {
-      std::string output = co_await outputOf(api, c.id, options.logLines);
+      std::string output = co_await outputOf(api, c.id, options.logLines, spec, secrets);
       c.reason += output;
     }
     if (c.action == Action::start && c.exitCode && options.restarts) {
       auto wait = options.restarts->admit(c.key.name, now);
       if (wait) {
         const int n = options.restarts->restarts(c.key.name);
-        std::string output = co_await outputOf(api, c.id, options.logLines);
+        std::string output = co_await outputOf(api, c.id, options.logLines, spec, secrets);
         std::string message = "exited with code " + std::to_string(*c.exitCode) + " after " +
                               std::to_string(n) + (n == 1 ? " restart" : " restarts") +
                               " in a row; next restart in " + fmtMs(*wait) + output;
@@ -169,7 +199,7 @@ Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec
       result.excluded.changes.push_back(c);
     }
   }
-  co_await holdCrashLoops(api, options, result);
+  co_await holdCrashLoops(api, options, spec, secrets, result);
   if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
     result.converged = result.held.empty();
     co_return result;

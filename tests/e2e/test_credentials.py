@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import docker
+from conftest import docker, wait_for
 
 PASS = "correct horse battery staple"
 
@@ -257,3 +257,34 @@ def test_kill_9_during_apply_never_regenerates_or_strands(project, tmp_path):
             subprocess.run(["rm", "-rf", f"/run/foundationd/secrets/{project.name}-{short}"])
     print(f"crash trials: {trials}, killed mid-run: {killed_mid_run}")
     assert killed_mid_run >= trials // 2
+
+
+def test_a_failed_jobs_quoted_output_has_its_secrets_cut_out(project, state):
+    """A job that prints its password and fails: `apply --once` quotes its last
+    output in the failure, with the value replaced by the credential's name."""
+    spec = """
+[credentials.db]
+[credentials.db.fields]
+password = { generate = "password", length = 32 }
+
+[containers.@leaky]
+image = "${versions.busybox}"
+command = ["sh", "-c", "echo connecting with $DB_PASSWORD; echo refused: $DB_PASSWORD; exit 4"]
+env = { DB_PASSWORD = "${credentials.db.password}" }
+run = "once"
+"""
+    path = project.write(spec)
+    state.init()
+    assert state.run("apply", "--once", "--spec", path).returncode == 0  # created, started
+    wait_for(lambda: not project.container("leaky")["State"]["Running"], "the job exited")
+    r = state.run("apply", "--once", "--spec", path)  # sees the job failed
+    value = state.show("db", "password")
+    assert len(value) >= 24
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "exit" in out and "4" in out, out
+    assert "refused: [secret credentials.db.password]" in out, out
+    assert value not in out
+    # The container did print it (the value is really there to be cut).
+    logs = docker("logs", f"{project.name}-leaky", check=False)
+    assert value in logs.stdout + logs.stderr

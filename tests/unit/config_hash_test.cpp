@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "controllers/docker/container_config.hpp"
+#include "controllers/docker/docker_apply.hpp"
 #include "unit/spec_fixture.hpp"
 
 using namespace foundationd;
@@ -187,4 +188,34 @@ TEST_CASE("diffCanonical speaks the spec's keys and units, not the canonical for
   CHECK(byField.at("networks").before == nlohmann::json::array({"net"}));
   CHECK(byField.at("networks").after ==
         nlohmann::json::parse(R"([{"name": "net", "aliases": ["db"]}])"));
+}
+
+TEST_CASE("a container's quoted output has every secret value cut out, literals kept") {
+  const std::string toml = R"(
+spec_version = 1
+project = "p"
+[credentials.db]
+[credentials.db.fields]
+user = "app"
+password = { generate = "password", length = 32 }
+short = { generate = "hex", bytes = 8 }
+[containers.db]
+image = "img/db:1"
+env = { PW = "${credentials.db.password}", U = "${credentials.db.user}", S = "${credentials.db.short}" }
+)";
+  const config::Spec spec = specFrom(toml);
+  MapSecrets secrets;
+  secrets.values["db.password"] = "s3cr3t-Pa55word";
+  secrets.values["db.user"] = "app";
+  secrets.values["db.short"] = "ab";
+  const std::string out = docker::redactSecrets(
+      "login app:s3cr3t-Pa55word failed\nretry s3cr3t-Pa55words3cr3t-Pa55word ab\n", spec, secrets);
+  CHECK(out.find("s3cr3t") == std::string::npos);
+  CHECK(out ==
+        "login app:[secret credentials.db.password] failed\n"
+        "retry [secret credentials.db.password][secret credentials.db.password] ab\n");
+  // Cut before the lines are cut to size: no tail of a secret survives the "...".
+  const std::string quoted = docker::lastLines(out, 5, 40);
+  CHECK(quoted.find("Pa55") == std::string::npos);
+  CHECK(docker::redactSecrets("nothing here", spec, docker::NoSecrets()) == "nothing here");
 }
