@@ -4,23 +4,79 @@
 #include <cctype>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <type_traits>
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 
 namespace foundationd::transport {
 
 namespace {
 
-void globalInit() {
+// libcurl is loaded on the first request over TCP, not at process start.
+// With what Debian's libcurl4 pulls in (OpenSSL, GnuTLS through LDAP and
+// RTMP, Kerberos, libssh2, ...), loading it and running those libraries'
+// initialisers was about half of foundationd's start-up, paid by every
+// command, while most (check, plan and apply of a Docker-only spec, status,
+// unseal) never make such a request. The library is the one the build
+// compiled against, by its soname (the package depends on libcurl4).
+struct Curl {
+  CURLcode (*global_init)(long);
+  CURL* (*easy_init)();
+  CURLcode (*easy_setopt)(CURL*, CURLoption, ...);
+  CURLcode (*easy_perform)(CURL*);
+  CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...);
+  void (*easy_cleanup)(CURL*);
+  const char* (*easy_strerror)(CURLcode);
+  curl_slist* (*slist_append)(curl_slist*, const char*);
+  void (*slist_free_all)(curl_slist*);
+};
+
+// The loaded library, or an error that says why it could not be loaded.
+Result<const Curl*> curl() {
+  static Curl lib{};
+  static std::string failure;
   static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  std::call_once(once, [] {
+    void* handle = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      failure = std::string("cannot load libcurl.so.4 (Debian's libcurl4): ") +
+                (why ? why : "unknown error");
+      return;
+    }
+    const char* missing = nullptr;
+    auto bind = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(handle, name));
+      if (fn == nullptr && missing == nullptr) missing = name;
+    };
+    bind(lib.global_init, "curl_global_init");
+    bind(lib.easy_init, "curl_easy_init");
+    bind(lib.easy_setopt, "curl_easy_setopt");
+    bind(lib.easy_perform, "curl_easy_perform");
+    bind(lib.easy_getinfo, "curl_easy_getinfo");
+    bind(lib.easy_cleanup, "curl_easy_cleanup");
+    bind(lib.easy_strerror, "curl_easy_strerror");
+    bind(lib.slist_append, "curl_slist_append");
+    bind(lib.slist_free_all, "curl_slist_free_all");
+    if (missing != nullptr) {
+      failure = std::string("libcurl.so.4 has no ") + missing;
+      return;
+    }
+    if (lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) failure = "curl_global_init failed";
+  });
+  if (!failure.empty()) return Error::make(ErrorCode::internal, "libcurl: " + failure);
+  return &lib;
 }
 
 struct EasyDeleter {
-  void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
+  const Curl* lib;
+  void operator()(CURL* c) const noexcept { lib->easy_cleanup(c); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
+  const Curl* lib;
+  void operator()(curl_slist* l) const noexcept { lib->slist_free_all(l); }
 };
 
 size_t onBody(char* data, size_t size, size_t n, void* user) {
@@ -74,68 +130,70 @@ std::string PeerResponse::header(const std::string& lowerName) const {
 }
 
 Result<PeerResponse> peerRequest(const PeerRequest& request) {
-  globalInit();
-  std::unique_ptr<CURL, EasyDeleter> easy(curl_easy_init());
+  auto loaded = curl();
+  if (!loaded) return loaded.error();
+  const Curl& lib = *loaded.value();
+  std::unique_ptr<CURL, EasyDeleter> easy(lib.easy_init(), EasyDeleter{&lib});
   if (!easy) return Error::make(ErrorCode::internal, "libcurl: cannot create a handle");
   CURL* c = easy.get();
 
   PeerResponse response;
   char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+  lib.easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  lib.easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  lib.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  lib.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  lib.easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  lib.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(request.connectTimeout.count()));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
+  lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, onBody);
+  lib.easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  lib.easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
+  lib.easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
 
   // The method and body. POSTFIELDS with an explicit size also covers
   // binary bodies; CUSTOMREQUEST names any other verb.
   const std::string& method = request.method;
   if (method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    lib.easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (method != "GET" || !request.body.empty()) {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+    lib.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
-    if (method != "POST") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+    lib.easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
+    if (method != "POST") lib.easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   }
 
   curl_slist* raw = nullptr;
   for (const auto& [name, value] : request.headers) {
     std::string line = value.empty() ? name + ";" : name + ": " + value;
-    raw = curl_slist_append(raw, line.c_str());
+    raw = lib.slist_append(raw, line.c_str());
   }
   // libcurl would add "Expect: 100-continue" to larger bodies; our peers
   // answer at once, and the extra round trip only slows things down.
   // Not with SigV4: libcurl 7.88 signs that removed header as "expect;"
   // although it never sends it, and S3 then answers SignatureDoesNotMatch
   // (S3 bodies here are small, far under the 100-continue threshold).
-  if (!request.sigv4) raw = curl_slist_append(raw, "Expect:");
-  std::unique_ptr<curl_slist, SlistDeleter> headers(raw);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  if (!request.sigv4) raw = lib.slist_append(raw, "Expect:");
+  std::unique_ptr<curl_slist, SlistDeleter> headers(raw, SlistDeleter{&lib});
+  lib.easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
   if (request.sigv4) {
-    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, request.sigv4->provider.c_str());
-    curl_easy_setopt(c, CURLOPT_USERNAME, request.sigv4->accessKey.c_str());
-    curl_easy_setopt(c, CURLOPT_PASSWORD, request.sigv4->secretKey.c_str());
+    lib.easy_setopt(c, CURLOPT_AWS_SIGV4, request.sigv4->provider.c_str());
+    lib.easy_setopt(c, CURLOPT_USERNAME, request.sigv4->accessKey.c_str());
+    lib.easy_setopt(c, CURLOPT_PASSWORD, request.sigv4->secretKey.c_str());
   } else if (request.basicAuth) {
-    curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(c, CURLOPT_USERNAME, request.basicAuth->user.c_str());
-    curl_easy_setopt(c, CURLOPT_PASSWORD, request.basicAuth->password.c_str());
+    lib.easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    lib.easy_setopt(c, CURLOPT_USERNAME, request.basicAuth->user.c_str());
+    lib.easy_setopt(c, CURLOPT_PASSWORD, request.basicAuth->password.c_str());
   }
 
-  CURLcode rc = curl_easy_perform(c);
+  CURLcode rc = lib.easy_perform(c);
   if (rc != CURLE_OK) {
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    std::string why = errbuf[0] ? errbuf : lib.easy_strerror(rc);
     return Error::make(codeOf(rc), method + " " + request.url + ": " + why);
   }
   long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  lib.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   response.status = static_cast<int>(status);
   return response;
 }
