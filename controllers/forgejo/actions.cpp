@@ -71,6 +71,7 @@ Task<Result<std::map<std::string, std::string>>> listAll(ActionsApi& api, const 
                                                          const std::string& what) {
   std::map<std::string, std::string> out;
   const std::optional<json> none;
+  std::size_t seen = 0;  // entries on the pages so far
   for (int page = 1; page <= kMaxPages; ++page) {
     const std::string url =
         path + "?limit=" + std::to_string(kPageSize) + "&page=" + std::to_string(page);
@@ -84,6 +85,17 @@ Task<Result<std::map<std::string, std::string>>> listAll(ActionsApi& api, const 
       std::string data;
       if (item.contains("data") && item["data"].is_string()) data = item["data"].get<std::string>();
       out[upper(item["name"].get<std::string>())] = std::move(data);
+    }
+    seen += items.size();
+    if (items.empty()) break;
+    // The forge says how many there are; it may also cap a page below the
+    // limit asked for (its MAX_RESPONSE_ITEMS), so a short page alone does
+    // not mean the last one when it does.
+    const std::string total = r->header("x-total-count");
+    if (!total.empty() && total.find_first_not_of("0123456789") == std::string::npos &&
+        total.size() < 10) {
+      if (seen >= std::stoul(total)) break;
+      continue;
     }
     if (items.size() < static_cast<std::size_t>(kPageSize)) break;
   }

@@ -703,6 +703,15 @@ TEST_CASE("forgejo: Actions secrets and variables are set, restored and rewritte
                  R"({"data":"by hand"})")
               .ok());
 
+  // A full page (50) of the organisation's secrets, set by hand, sorted
+  // before ORG_S3_KEY: it is on the second page of the forge's list.
+  for (int i = 0; i < 50; ++i) {
+    const std::string name = "HAND_" + std::to_string(100 + i);
+    REQUIRE(f->api("PUT", orgPath + "/actions/secrets/" + name, kAdminPassword,
+                   R"({"data":"by hand"})")
+                .ok());
+  }
+
   // Converged: nothing written.
   Fixture second(*f, sharedState());
   declare(second, "s3-secret-one");
