@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <set>
 #include <memory>
@@ -274,6 +275,8 @@ struct Fixture {
   std::vector<std::string> kvReads;
   bool kvFails = false;
   std::vector<PeerRequest> requests;  // every API request the step made (test values only)
+  // A request for which this answers true gets an HTTP 500 instead of the forge.
+  std::function<bool(const PeerRequest&)> failIf;
 
   explicit Fixture(Forge& f, MemState& state) : forge(f), state_(state) {
     secrets.values[{"forgejo-admin", "password"}] = kAdminPassword;
@@ -302,6 +305,7 @@ struct Fixture {
     deps.state = &state_;
     deps.http = [this](const PeerRequest& req) {
       requests.push_back(req);
+      if (failIf && failIf(req)) return Result<PeerResponse>(PeerResponse{500, {}, "{}"});
       return foundationd::transport::peerRequest(req);
     };
     deps.writeKv = [this](const std::string& path, const json& data) -> Status {
@@ -767,6 +771,23 @@ TEST_CASE("forgejo: Actions secrets and variables are set, restored and rewritte
   CHECK(variableOf(*f, repoPath, "S3_ENDPOINT") == "http://rustfs:9001");
   CHECK(secretNames(*f, repoPath) ==
         std::set<std::string>{"HAND_MADE", "S3_SECRET_KEY"});
+
+  // A write the forge refuses is not recorded: the next converge writes again.
+  Fixture refused(*f, sharedState());
+  declare(refused, "s3-secret-three");
+  refused.failIf = [](const PeerRequest& r) {
+    return r.method == "PUT" && contains(r.url, "/actions/secrets/S3_SECRET_KEY");
+  };
+  report = refused.run();
+  INFO(describe(report));
+  repo = find(report, "actions/repo/olsitec/foundation");
+  CHECK_FALSE(repo->ok);
+  CHECK(contains(repo->message, "setting secret S3_SECRET_KEY: HTTP 500"));
+  Fixture retried(*f, sharedState());
+  declare(retried, "s3-secret-three");
+  report = retried.run();
+  CHECK(find(report, "actions/repo/olsitec/foundation")->message ==
+        "secret S3_SECRET_KEY updated");
 
   // Locked: blocked, nothing written.
   Fixture locked(*f, sharedState());
