@@ -109,6 +109,12 @@ Graph Graph::build(const Spec& spec) {
     link(g, self, {Kind::container, spec.forgejo->container});
     if (spec.forgejo->admin) linkValue(g, self, spec.forgejo->admin->password);
     for (const auto& [repo, w] : spec.forgejo->webhooks) linkValue(g, self, w.secret);
+    for (const auto& [repo, o] : spec.forgejo->repoOptions) {
+      for (const auto& [name, v] : o.actions.secrets) linkValue(g, self, v);
+    }
+    for (const auto& [org, a] : spec.forgejo->orgActions) {
+      for (const auto& [name, v] : a.secrets) linkValue(g, self, v);
+    }
   }
   return g;
 }

@@ -43,6 +43,7 @@ std::optional<Value> interpolate(std::string_view text, const SourceLoc& loc,
 // Where secrets may be used, for messages.
 inline constexpr std::string_view kSecretPlaces =
     "container env and secret_files, [files.*] content, [s3.*] access_key/secret_key, "
-    "[postgres.*.roles.*] password, [forgejo.admin] password and [forgejo.webhooks.*] secret";
+    "[postgres.*.roles.*] password, [forgejo.admin] password, [forgejo.webhooks.*] secret and "
+    "actions_secrets of [forgejo.repos.*] and [forgejo.orgs.*]";
 
 }  // namespace foundationd::config

@@ -112,6 +112,29 @@ std::optional<std::string> forgejoNameProblem(std::string_view s) {
   return std::nullopt;
 }
 
+std::optional<std::string> forgejoActionsNameProblem(std::string_view s) {
+  // Gitea/Forgejo (services/secrets/validation.go): (?i)^[A-Z_][A-Z0-9_]*$ and
+  // not (?i)^GIT(EA|HUB)_ (nor FORGEJO_); names are stored upper-cased, so "key" and "KEY"
+  // would be one secret: only upper case is accepted here.
+  if (s.empty()) return "must not be empty";
+  if (s.front() >= '0' && s.front() <= '9') return "must not start with a digit";
+  for (char c : s) {
+    if (c >= 'a' && c <= 'z') {
+      return "must be upper case (the forge stores names upper-cased)";
+    }
+    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+      return "may contain only A-Z, 0-9 and '_'";
+    }
+  }
+  // FORGEJO_ too: Forgejo's runner sets FORGEJO_* variables of its own.
+  for (const char* reserved : {"GITEA_", "GITHUB_", "FORGEJO_"}) {
+    if (s.rfind(reserved, 0) == 0) {
+      return "must not start with " + std::string(reserved) + " (reserved by the forge)";
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> forgejoRepoNameProblem(std::string_view s) {
   if (s.empty() || s.size() > 100) return "must be 1 to 100 characters long";
   for (char c : s) {

@@ -23,6 +23,9 @@ std::optional<std::string> bucketNameProblem(std::string_view s);
 // Forgejo user/organisation names, and repository names.
 std::optional<std::string> forgejoNameProblem(std::string_view s);
 std::optional<std::string> forgejoRepoNameProblem(std::string_view s);
+// The forge's rule for Actions secret and variable names ([A-Za-z_][A-Za-z0-9_]*,
+// not GITEA_*/GITHUB_*/FORGEJO_*), written in upper case as the forge stores them.
+std::optional<std::string> forgejoActionsNameProblem(std::string_view s);
 // A path under a Vault KV mount: relative, no empty, "." or ".." segments.
 std::optional<std::string> vaultPathProblem(std::string_view s);
 // An absolute path with no "." or ".." segments; `allowRoot` admits "/".

@@ -271,12 +271,22 @@ struct ForgejoWebhook {
   SourceLoc loc;
 };
 
-// Options of a [forgejo.repos."owner/name"] table (both optional).
+// The Actions secrets and variables of a repository or an organisation
+// (`actions_secrets` / `actions_variables` of [forgejo.repos."o/n"] or
+// [forgejo.orgs.NAME]). Names as the forge stores them: upper case.
+struct ForgejoActions {
+  std::map<std::string, Value> secrets;        // NAME -> value (credential references allowed)
+  std::map<std::string, std::string> variables;  // NAME -> value (no secrets: readable)
+  bool empty() const noexcept { return secrets.empty() && variables.empty(); }
+};
+
+// Options of a [forgejo.repos."owner/name"] table (all optional).
 struct ForgejoRepo {
   std::string name;  // "owner/name"
   SourceLoc loc;
   bool isPrivate = false;  // Forgejo's own default for a new repository
   std::string description;
+  ForgejoActions actions;
 };
 
 struct ForgejoSpec {
@@ -289,6 +299,7 @@ struct ForgejoSpec {
   std::map<std::string, ForgejoRepo> repoOptions;  // same keys as `repos`
   std::optional<std::string> runnerTokenVaultPath;
   std::map<std::string, ForgejoWebhook> webhooks;  // keyed by repo
+  std::map<std::string, ForgejoActions> orgActions;  // org -> its Actions secrets/variables
 };
 
 struct Spec {

@@ -259,6 +259,53 @@ void parseForgejoAdmin(SpecReader& r, const toml::table& t, const Where& w, Forg
   f.admin = std::move(admin);
 }
 
+// `actions_secrets` and `actions_variables` of a repository or organisation
+// table `t` (at `w`): NAME = "value". Secrets may reference credentials
+// (a literal is warned about, as elsewhere); variables may not: the forge
+// shows them to anyone who can read the settings.
+void parseActions(SpecReader& r, const toml::table& t, const Where& w, ForgejoActions& out) {
+  auto each = [&](std::string_view section, std::string_view kind, auto&& fn) {
+    const toml::table* st = r.table(t, section, w);
+    if (!st) return;
+    const Where sw = w.child(section);
+    for (auto&& [k, node] : *st) {
+      const std::string name(k.str());
+      if (auto problem = forgejoActionsNameProblem(name)) {
+        nameError(r, r.loc(k), kind, name, *problem);
+        continue;
+      }
+      fn(name, node, sw);
+    }
+  };
+  each("actions_secrets", "Actions secret",
+       [&](const std::string& name, const toml::node& node, const Where& sw) {
+         auto v = r.secretOf(node, quote(name), sw);
+         if (!v) return;
+         if (v->segments.empty()) {
+           r.error(v->loc, quote(name) + " " + sw.of() + " is empty; the forge refuses an "
+                                                         "empty value");
+           return;
+         }
+         if (!v->sensitive()) {
+           r.warning(v->loc, quote(name) + " " + sw.of() +
+                                 " is a literal; generate it in [credentials] and reference "
+                                 "it as ${credentials.NAME.FIELD}");
+         }
+         out.secrets.emplace(name, std::move(*v));
+       });
+  each("actions_variables", "Actions variable",
+       [&](const std::string& name, const toml::node& node, const Where& sw) {
+         auto v = r.textOf(node, quote(name), sw);
+         if (!v) return;
+         if (v->empty()) {
+           r.error(r.loc(node), quote(name) + " " + sw.of() + " is empty; the forge refuses an "
+                                                               "empty value");
+           return;
+         }
+         out.variables.emplace(name, std::move(*v));
+       });
+}
+
 void parseRepos(SpecReader& r, const toml::table& t, const Where& w, ForgejoSpec& f) {
   std::set<std::string> owners;
   if (const toml::table* orgs = t.get_as<toml::table>("orgs")) {
@@ -275,7 +322,7 @@ void parseRepos(SpecReader& r, const toml::table& t, const Where& w, ForgejoSpec
         return std::nullopt;
       },
       [&](const std::string& repo, const toml::table& rt, const Where& rw, const SourceLoc& at) {
-        r.checkKeys(rt, {"private", "description"}, rw);
+        r.checkKeys(rt, {"private", "description", "actions_secrets", "actions_variables"}, rw);
         const std::string owner = repo.substr(0, repo.find('/'));
         if (repo.find('/') != std::string::npos) {
           r.checkRef(owners, owner, "owner", at,
@@ -287,6 +334,7 @@ void parseRepos(SpecReader& r, const toml::table& t, const Where& w, ForgejoSpec
         options.loc = r.loc(rt);
         if (auto priv = r.boolean(rt, "private", rw)) options.isPrivate = *priv;
         if (auto desc = r.text(rt, "description", rw)) options.description = *desc;
+        parseActions(r, rt, rw, options.actions);
         f.repos.emplace(repo, options.loc);
         f.repoOptions.emplace(repo, std::move(options));
       },
@@ -308,13 +356,16 @@ void parseForgejo(SpecReader& r, const toml::table& root, Spec& spec) {
   r.forEachEntry(*t, "orgs", "organisation", forgejoNameProblem,
                  [&](const std::string& org, const toml::table& ot, const Where& ow,
                      const SourceLoc& at) {
-                   r.checkKeys(ot, std::vector<std::string>{}, ow);
+                   r.checkKeys(ot, {"actions_secrets", "actions_variables"}, ow);
                    if (f.admin && f.admin->username == org) {
                      r.error(at, "organisation " + quote(org) +
                                      " has the admin's username; Forgejo users and "
                                      "organisations share one namespace");
                    }
                    f.orgs.emplace(org, r.loc(ot));
+                   ForgejoActions actions;
+                   parseActions(r, ot, ow, actions);
+                   if (!actions.empty()) f.orgActions.emplace(org, std::move(actions));
                  },
                  w);
   parseRepos(r, *t, w, f);

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "common/async.hpp"
+#include "controllers/forgejo/actions.hpp"
 
 namespace foundationd::forgejo {
 namespace {
@@ -111,7 +112,7 @@ struct Auth {
   std::string secret;  // password or token
 };
 
-class Bootstrap {
+class Bootstrap final : public detail::ActionsApi {
  public:
   Bootstrap(const config::ForgejoSpec& f, const docker::SecretResolver& secrets, const Deps& deps,
             const Options& options, Report& report)
@@ -198,6 +199,35 @@ class Bootstrap {
       }
       report_.step.outcomes.push_back(co_await reconcileWebhook(hook));
     }
+    for (const auto& [org, actions] : f_.orgActions) {
+      if (!orgsOk.count(org)) {
+        report_.step.outcomes.push_back(outcome(detail::actionsKey("org/" + org), false,
+                                                "organisation " + org + " is not ready"));
+        continue;
+      }
+      const detail::ActionsScope scope{"org/" + org, "/orgs/" + enc(org), &actions};
+      report_.step.outcomes.push_back(
+          co_await detail::reconcileActions(scope, secrets_, deps_.state, *this));
+    }
+    for (const auto& [repo, options] : f_.repoOptions) {
+      if (options.actions.empty()) continue;
+      if (!reposOk.count(repo)) {
+        report_.step.outcomes.push_back(outcome(detail::actionsKey("repo/" + repo), false,
+                                                "repository " + repo + " is not ready"));
+        continue;
+      }
+      const auto [owner, name] = splitRepo(repo);
+      const detail::ActionsScope scope{"repo/" + repo, "/repos/" + enc(owner) + "/" + enc(name),
+                                       &options.actions};
+      report_.step.outcomes.push_back(
+          co_await detail::reconcileActions(scope, secrets_, deps_.state, *this));
+    }
+  }
+
+  // detail::ActionsApi: the admin's calls, the pool.
+  Task<Result<PeerResponse>> adminCall(const std::string& method, const std::string& path,
+                                       const std::optional<json>& body) override {
+    co_return co_await call(method, path, body, admin_);
   }
 
  private:
@@ -208,6 +238,10 @@ class Bootstrap {
     for (const auto& [repo, _] : f_.repos) keys.push_back({Kind::forgejo, "repo/" + repo});
     if (f_.runnerTokenVaultPath) keys.push_back({Kind::forgejo, "runner-token"});
     for (const auto& [repo, _] : f_.webhooks) keys.push_back({Kind::forgejo, "webhook/" + repo});
+    for (const auto& [org, _] : f_.orgActions) keys.push_back(detail::actionsKey("org/" + org));
+    for (const auto& [repo, o] : f_.repoOptions) {
+      if (!o.actions.empty()) keys.push_back(detail::actionsKey("repo/" + repo));
+    }
     if (keys.empty()) keys.push_back({Kind::forgejo, ""});
     return keys;
   }
@@ -215,7 +249,7 @@ class Bootstrap {
   // --- plumbing --------------------------------------------------------------
 
   // Runs blocking `work` through Deps::offload (inline when none is given).
-  Task<void> offload(std::function<void()> work) {
+  Task<void> offload(std::function<void()> work) override {
     if (deps_.offload) {
       co_await deps_.offload(std::move(work));
     } else {

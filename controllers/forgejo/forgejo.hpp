@@ -36,8 +36,12 @@
 //   returns) by the keyed digest recorded when it was last set (a difference
 //   is a spec change, e.g. a rotation). A hook deleted by hand is recreated.
 //
+// - The Actions secrets and variables of organisations and repositories
+//   (actions.hpp), once these exist.
+//
 // Keys: {Kind::forgejo, "admin/<user>"}, "org/<name>", "repo/<owner/name>",
-// "runner-token", "webhook/<owner/name>".
+// "runner-token", "webhook/<owner/name>", "actions/org/<name>",
+// "actions/repo/<owner/name>".
 // Locked (a secret cannot be resolved): everything that needs one is blocked.
 // Thread: the io_context's (DockerApi's); blocking work (HTTP, SQLite, Vault)
 // goes through Deps::offload. Nothing here logs or returns a secret.

@@ -8,7 +8,10 @@ module proxy here) and the built foundationd as a black box:
 2. `foundationd serve` then tracks that repository (`[source] kind = "git"`);
    a real `git push` to the forge makes the forge deliver its signed push
    webhook to foundationd, which fetches and applies the pushed commit (a new
-   container appears). No polling: poll_interval is an hour."""
+   container appears). No polling: poll_interval is an hour.
+Between the two, the repository's Actions secret (from a credential) and
+variable are set, deleted / changed by hand and restored by the next apply,
+and the secret is written again by `foundationd rotate` of its credential."""
 import base64
 import http.client
 import ipaddress
@@ -25,13 +28,16 @@ def forge_image():
     return peer_image("FOUNDATIOND_FORGEJO_IMAGE", "tests/peers/forgejo-image")
 
 
-def http_json(method, url_host, port, path, user=None, password=None):
+def http_json(method, url_host, port, path, user=None, password=None, body=None):
     try:
         conn = http.client.HTTPConnection(url_host, port, timeout=15)
         headers = {}
         if user:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        conn.request(method, path, headers=headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(body)
+        conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
         body = r.read().decode()
         conn.close()
@@ -66,6 +72,9 @@ password = {{ generate = "password", length = 24 }}
 [credentials.forgejo-webhook]
 [credentials.forgejo-webhook.fields]
 secret = {{ generate = "hex", bytes = 32 }}
+[credentials.ci-s3]
+[credentials.ci-s3.fields]
+key = {{ generate = "hex", bytes = 20 }}
 
 [containers."@forge"]
 image = "${{versions.forge}}"
@@ -84,6 +93,10 @@ email = "platform-AT-example.org"
 password = "${{credentials.forgejo-admin.password}}"
 [forgejo.orgs.olsitec]
 [forgejo.repos."olsitec/foundation"]
+[forgejo.repos."olsitec/foundation".actions_secrets]
+CI_S3_KEY = "${{credentials.ci-s3.key}}"
+[forgejo.repos."olsitec/foundation".actions_variables]
+CI_BUCKET = "artifacts"
 [forgejo.webhooks."olsitec/foundation"]
 url = "http://{gateway}:{fd_port}/v1/hooks/forgejo"
 secret = "${{credentials.forgejo-webhook.secret}}"
@@ -112,9 +125,47 @@ secret = "${{credentials.forgejo-webhook.secret}}"
                             "platform-admin", pw)
     assert code == 200 and len(hooks) == 1, hooks
     assert hooks[0]["config"]["url"] == f"http://{gateway}:{fd_port}/v1/hooks/forgejo"
+    actions = "forgejo.actions/repo/olsitec/foundation: "
+    assert actions + "secret CI_S3_KEY created, variable CI_BUCKET created" in r.stdout, r.stdout
     # A second apply is a no-op for the forge.
     r = project.run("apply", "--once", "--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert actions not in r.stdout, r.stdout
+
+    # The Actions secret and variable: deleted / changed by hand, restored.
+    base = "/api/v1/repos/olsitec/foundation/actions"
+
+    def forge(method, path, body=None):
+        return http_json(method, "127.0.0.1", forge_port, base + path, "platform-admin", pw, body)
+
+    def secret_names():
+        code, listed = forge("GET", "/secrets")
+        assert code == 200, listed
+        return [s["name"] for s in listed]
+
+    assert secret_names() == ["CI_S3_KEY"]
+    assert forge("GET", "/variables/CI_BUCKET")[1]["data"] == "artifacts"
+    assert forge("DELETE", "/secrets/CI_S3_KEY")[0] == 204
+    assert forge("PUT", "/variables/CI_BUCKET", {"name": "CI_BUCKET", "value": "elsewhere"})[0] in (201, 204)
+    assert secret_names() == []
+    r = project.run("apply", "--once", "--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert actions + "secret CI_S3_KEY restored (it had been deleted), variable CI_BUCKET set back to the spec's" \
+        in r.stdout, r.stdout
+    assert secret_names() == ["CI_S3_KEY"]
+    assert forge("GET", "/variables/CI_BUCKET")[1]["data"] == "artifacts"
+    # A rotation writes the new value (the forge cannot show it: the step
+    # says it wrote; tests/integration/forgejo_test.cpp checks the value sent).
+    key = project.run("secret", "show", "ci-s3.key", "--state-dir", state,
+                      "--passphrase-file", str(passfile)).stdout.strip()
+    r = project.run("rotate", "ci-s3", "--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert actions + "secret CI_S3_KEY updated" in r.stdout, r.stdout
+    new_key = project.run("secret", "show", "ci-s3.key", "--state-dir", state,
+                          "--passphrase-file", str(passfile)).stdout.strip()
+    assert len(new_key) == 40 and new_key != key
+    assert key not in r.stdout + r.stderr and new_key not in r.stdout + r.stderr
+    assert secret_names() == ["CI_S3_KEY"]
 
     # 2. The daemon tracks the repository on the forge.
     config = tmp_path / "foundationd.toml"

@@ -12,7 +12,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -272,6 +274,9 @@ struct Fixture {
   std::vector<std::pair<std::string, json>> kvWrites;
   std::vector<std::string> kvReads;
   bool kvFails = false;
+  std::vector<PeerRequest> requests;  // every API request the step made (test values only)
+  // A request for which this answers true gets an HTTP 500 instead of the forge.
+  std::function<bool(const PeerRequest&)> failIf;
 
   explicit Fixture(Forge& f, MemState& state) : forge(f), state_(state) {
     secrets.values[{"forgejo-admin", "password"}] = kAdminPassword;
@@ -298,6 +303,11 @@ struct Fixture {
     fj::Deps deps;
     deps.docker = &docker;
     deps.state = &state_;
+    deps.http = [this](const PeerRequest& req) {
+      requests.push_back(req);
+      if (failIf && failIf(req)) return Result<PeerResponse>(PeerResponse{500, {}, "{}"});
+      return foundationd::transport::peerRequest(req);
+    };
     deps.writeKv = [this](const std::string& path, const json& data) -> Status {
       if (kvFails) {
         return foundationd::Error::make(foundationd::ErrorCode::unavailable, "vault is down");
@@ -617,6 +627,175 @@ TEST_CASE("forgejo: the runner token waits for Vault and is stored once it can b
   REQUIRE(fx.kvWrites.size() == 1);
   REQUIRE(fresh.runnerTokens.size() == 1);
   CHECK(fx.kvWrites[0].second["token"] == fresh.runnerTokens[0]);
+}
+
+namespace {
+
+// The names in an Actions secrets list (the forge returns no values).
+std::set<std::string> secretNames(Forge& f, const std::string& owner) {
+  auto r = f.api("GET", owner + "/actions/secrets");
+  REQUIRE(r.status == 200);
+  std::set<std::string> out;
+  for (const auto& s : json::parse(r.body)) out.insert(s["name"].get<std::string>());
+  return out;
+}
+
+std::string variableOf(Forge& f, const std::string& owner, const std::string& name) {
+  auto r = f.api("GET", owner + "/actions/variables/" + name);
+  if (r.status == 404) return "(none)";
+  REQUIRE(r.status == 200);
+  return json::parse(r.body)["data"].get<std::string>();
+}
+
+// The writes (not GETs) the step made to Actions secrets and variables.
+std::vector<std::string> actionsWrites(const Fixture& fx) {
+  std::vector<std::string> out;
+  for (const auto& r : fx.requests) {
+    if (r.method != "GET" && contains(r.url, "/actions/")) {
+      out.push_back(r.method + " " + r.url.substr(r.url.find("/api/v1") + 7));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("forgejo: Actions secrets and variables are set, restored and rewritten") {
+  Forge* f = forge();
+  if (f == nullptr) return;
+  const std::string repoPath = "/repos/olsitec/foundation";
+  const std::string orgPath = "/orgs/olsitec";
+  auto declare = [](Fixture& fx, const std::string& value) {
+    fx.spec.forgejo->runnerTokenVaultPath.reset();  // not under test: spare its exec
+    fx.secrets.values[{"ci-s3", "key"}] = value;
+    auto& repo = fx.spec.forgejo->repoOptions["olsitec/foundation"].actions;
+    repo.secrets["S3_SECRET_KEY"] = credential("ci-s3", "key");
+    repo.variables["S3_ENDPOINT"] = "http://rustfs:9000";
+    auto& org = fx.spec.forgejo->orgActions["olsitec"];
+    org.secrets["ORG_S3_KEY"] = credential("ci-s3", "key");
+    org.variables["REGISTRY"] = "forge.example.org";
+  };
+
+  // Created from the credential, through the API, the value in the body only.
+  Fixture first(*f, sharedState());
+  declare(first, "s3-secret-one");
+  auto report = first.run();
+  INFO(describe(report));
+  REQUIRE(report.step.ok());
+  const auto* repo = find(report, "actions/repo/olsitec/foundation");
+  REQUIRE(repo != nullptr);
+  CHECK(repo->changed);
+  CHECK_FALSE(repo->drift);
+  CHECK(repo->message == "secret S3_SECRET_KEY created, variable S3_ENDPOINT created");
+  CHECK(find(report, "actions/org/olsitec")->message ==
+        "secret ORG_S3_KEY created, variable REGISTRY created");
+  CHECK(secretNames(*f, repoPath).count("S3_SECRET_KEY") == 1);
+  CHECK(secretNames(*f, orgPath).count("ORG_S3_KEY") == 1);
+  CHECK(variableOf(*f, repoPath, "S3_ENDPOINT") == "http://rustfs:9000");
+  CHECK(variableOf(*f, orgPath, "REGISTRY") == "forge.example.org");
+  int carried = 0;
+  for (const auto& r : first.requests) {
+    CHECK_FALSE(contains(r.url, "s3-secret-one"));
+    if (r.method == "PUT" && contains(r.url, "/actions/secrets/")) {
+      CHECK(json::parse(r.body)["data"] == "s3-secret-one");
+      ++carried;
+    }
+  }
+  CHECK(carried == 2);
+  // A secret the spec does not declare is left alone.
+  REQUIRE(f->api("PUT", repoPath + "/actions/secrets/HAND_MADE", kAdminPassword,
+                 R"({"data":"by hand"})")
+              .ok());
+
+  // A full page (50) of the organisation's secrets, set by hand, sorted
+  // before ORG_S3_KEY: it is on the second page of the forge's list.
+  for (int i = 0; i < 50; ++i) {
+    const std::string name = "HAND_" + std::to_string(100 + i);
+    REQUIRE(f->api("PUT", orgPath + "/actions/secrets/" + name, kAdminPassword,
+                   R"({"data":"by hand"})")
+                .ok());
+  }
+
+  // Converged: nothing written.
+  Fixture second(*f, sharedState());
+  declare(second, "s3-secret-one");
+  report = second.run();
+  REQUIRE(report.step.ok());
+  CHECK_FALSE(find(report, "actions/repo/olsitec/foundation")->changed);
+  CHECK_FALSE(find(report, "actions/org/olsitec")->changed);
+  CHECK(actionsWrites(second).empty());
+
+  // Deleted and changed by hand: restored, as drift.
+  REQUIRE(f->api("DELETE", repoPath + "/actions/secrets/S3_SECRET_KEY").ok());
+  REQUIRE(f->api("PUT", repoPath + "/actions/variables/S3_ENDPOINT", kAdminPassword,
+                 R"({"name":"S3_ENDPOINT","value":"http://elsewhere"})")
+              .ok());
+  REQUIRE(secretNames(*f, repoPath).count("S3_SECRET_KEY") == 0);
+  REQUIRE(variableOf(*f, repoPath, "S3_ENDPOINT") == "http://elsewhere");
+  Fixture third(*f, sharedState());
+  declare(third, "s3-secret-one");
+  report = third.run();
+  INFO(describe(report));
+  REQUIRE(report.step.ok());
+  repo = find(report, "actions/repo/olsitec/foundation");
+  CHECK(repo->drift);
+  CHECK(repo->message ==
+        "secret S3_SECRET_KEY restored (it had been deleted), variable S3_ENDPOINT set back "
+        "to the spec's");
+  CHECK_FALSE(find(report, "actions/org/olsitec")->changed);
+  CHECK(secretNames(*f, repoPath).count("S3_SECRET_KEY") == 1);
+  CHECK(variableOf(*f, repoPath, "S3_ENDPOINT") == "http://rustfs:9000");
+
+  // Rotated: both secrets written again with the new value (a spec change,
+  // not drift); a new variable value is an update. HAND_MADE is untouched.
+  Fixture fourth(*f, sharedState());
+  declare(fourth, "s3-secret-two");
+  fourth.spec.forgejo->repoOptions["olsitec/foundation"].actions.variables["S3_ENDPOINT"] =
+      "http://rustfs:9001";
+  report = fourth.run();
+  INFO(describe(report));
+  REQUIRE(report.step.ok());
+  repo = find(report, "actions/repo/olsitec/foundation");
+  CHECK_FALSE(repo->drift);
+  CHECK(repo->message == "secret S3_SECRET_KEY updated, variable S3_ENDPOINT updated");
+  CHECK(find(report, "actions/org/olsitec")->message == "secret ORG_S3_KEY updated");
+  CHECK(actionsWrites(fourth) ==
+        std::vector<std::string>{"PUT /orgs/olsitec/actions/secrets/ORG_S3_KEY",
+                                 "PUT /repos/olsitec/foundation/actions/secrets/S3_SECRET_KEY",
+                                 "PUT /repos/olsitec/foundation/actions/variables/S3_ENDPOINT"});
+  for (const auto& r : fourth.requests) {
+    if (r.method == "PUT" && contains(r.url, "/actions/secrets/")) {
+      CHECK(json::parse(r.body)["data"] == "s3-secret-two");
+    }
+  }
+  CHECK(variableOf(*f, repoPath, "S3_ENDPOINT") == "http://rustfs:9001");
+  CHECK(secretNames(*f, repoPath) ==
+        std::set<std::string>{"HAND_MADE", "S3_SECRET_KEY"});
+
+  // A write the forge refuses is not recorded: the next converge writes again.
+  Fixture refused(*f, sharedState());
+  declare(refused, "s3-secret-three");
+  refused.failIf = [](const PeerRequest& r) {
+    return r.method == "PUT" && contains(r.url, "/actions/secrets/S3_SECRET_KEY");
+  };
+  report = refused.run();
+  INFO(describe(report));
+  repo = find(report, "actions/repo/olsitec/foundation");
+  CHECK_FALSE(repo->ok);
+  CHECK(contains(repo->message, "setting secret S3_SECRET_KEY: HTTP 500"));
+  Fixture retried(*f, sharedState());
+  declare(retried, "s3-secret-three");
+  report = retried.run();
+  CHECK(find(report, "actions/repo/olsitec/foundation")->message ==
+        "secret S3_SECRET_KEY updated");
+
+  // Locked: blocked, nothing written.
+  Fixture locked(*f, sharedState());
+  declare(locked, "s3-secret-two");
+  locked.secrets.locked = true;
+  report = locked.run();
+  CHECK(find(report, "actions/repo/olsitec/foundation")->blocked);
+  CHECK(actionsWrites(locked).empty());
 }
 
 TEST_CASE("forgejo: locked, what needs a secret is blocked") {

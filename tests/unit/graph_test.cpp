@@ -128,7 +128,8 @@ TEST_CASE("build: the edges of the header's contract") {
         std::set<ResourceKey>{container("postgres"), credential("forgejo-db")});
   CHECK(g.dependencies(ResourceKey{Kind::forgejo, ""}) ==
         std::set<ResourceKey>{container("forgejo"), credential("forgejo-admin"),
-                              credential("forgejo-webhook")});
+                              credential("forgejo-webhook"),
+                              credential("rustfs-root")});  // the CI's Actions secrets
   CHECK(g.dependents(credential("forgejo-db")) ==
         std::set<ResourceKey>{container("forgejo"), ResourceKey{Kind::postgres, "main"}});
 }

@@ -122,8 +122,8 @@ TEST_CASE("credentials are refused where secrets are forbidden") {
         "foundation.toml:7:9: error: secrets may not be used in \"x\" of [containers.web]: "
         "${credentials.forgejo-db.password} would leak into argv, labels or output; use secrets "
         "only in container env and secret_files, [files.*] content, [s3.*] access_key/secret_key, "
-        "[postgres.*.roles.*] password, [forgejo.admin] password and [forgejo.webhooks.*] "
-        "secret\n");
+        "[postgres.*.roles.*] password, [forgejo.admin] password, [forgejo.webhooks.*] "
+        "secret and actions_secrets of [forgejo.repos.*] and [forgejo.orgs.*]\n");
   Fixture g;
   CHECK(g.run("${versions.vault}", SecretPolicy::forbidden));  // versions are fine anywhere
 }
