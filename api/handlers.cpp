@@ -33,6 +33,10 @@ std::string describeParseError(const nlohmann::json::parse_error& e) {
   return "malformed JSON body: " + what;
 }
 
+// nlohmann reports a number too large for a double (out_of_range.406) apart
+// from syntax errors; its text quotes the number: not repeated.
+const std::string kNumberOutOfRange = "malformed JSON body: a number is out of range";
+
 Response malformed(const std::string& message) {
   return errorResponse(ApiError::malformed_json, message);
 }
@@ -55,6 +59,8 @@ std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& bo
     doc = SecretJson::parse(body);
   } catch (const SecretJson::parse_error& e) {
     return malformed(describeParseError(e));
+  } catch (const SecretJson::out_of_range&) {  // a number beyond double's range: 1E999999
+    return malformed(kNumberOutOfRange);
   }
   if (!doc.is_object()) return malformed("the body is not a JSON object" + kExpected);
   const auto it = doc.find("passphrase");
@@ -186,6 +192,8 @@ Task<Response> rotate(RouteContext& ctx, const Request& request) {
     doc = nlohmann::json::parse(request.body);
   } catch (const nlohmann::json::parse_error& e) {
     co_return malformed(describeParseError(e));
+  } catch (const nlohmann::json::out_of_range&) {
+    co_return malformed(kNumberOutOfRange);
   }
   if (!doc.is_object() || !doc.contains("credential") || !doc["credential"].is_string() ||
       doc["credential"].get<std::string>().empty()) {

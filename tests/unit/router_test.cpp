@@ -308,6 +308,10 @@ TEST_CASE("POST /v1/unseal: bad bodies get 400 malformed_json and never reach th
       "\"just a string\"",
       "{\"passphrase\": \"x\"} trailing",
       std::string("{\"passphrase\": \"a") + '\0' + "b\"}",
+      // A number beyond a double (nlohmann's out_of_range, not a parse
+      // error: found by fuzz_unseal; it was a 500).
+      R"({"passphrase": "open sesame", "n": 1E999999})",
+      "6666666666666660000001E2591081emory_byte}",
   };
   for (const std::string& body : bodies) {
     CAPTURE(body);
@@ -502,6 +506,9 @@ TEST_CASE("POST /v1/rotate needs the token and a credential name") {
   CHECK(errorCode(r) == "malformed_json");
   r = f.authed("POST", "/v1/rotate", "not json");
   CHECK(r.status == 400);
+  r = f.authed("POST", "/v1/rotate", R"({"credential":"app","n":-1e400})");
+  CHECK(r.status == 400);
+  CHECK(errorCode(r) == "malformed_json");
   // A daemon that does not rotate (the interface's default) says so.
   r = f.authed("POST", "/v1/rotate", R"({"credential":"app"})");
   CHECK(r.status == 404);
