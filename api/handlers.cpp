@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "api/errors.hpp"
+#include "api/secret_json.hpp"
 #include "api/webhook.hpp"
 
 namespace foundationd::api::handlers {
@@ -32,6 +33,10 @@ std::string describeParseError(const nlohmann::json::parse_error& e) {
   return "malformed JSON body: " + what;
 }
 
+// nlohmann reports a number too large for a double (out_of_range.406) apart
+// from syntax errors; its text quotes the number: not repeated.
+const std::string kNumberOutOfRange = "malformed JSON body: a number is out of range";
+
 Response malformed(const std::string& message) {
   return errorResponse(ApiError::malformed_json, message);
 }
@@ -47,17 +52,21 @@ std::optional<std::int64_t> parseInt(const std::string& s) {
 
 std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& body) {
   static const std::string kExpected = R"(; expected {"passphrase": "..."})";
-  nlohmann::json doc;
+  // SecretJson: the parser's token buffer and the parsed strings are zeroed
+  // when freed (api/secret_json.hpp).
+  SecretJson doc;
   try {
-    doc = nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
+    doc = SecretJson::parse(body);
+  } catch (const SecretJson::parse_error& e) {
     return malformed(describeParseError(e));
+  } catch (const SecretJson::out_of_range&) {  // a number beyond double's range: 1E999999
+    return malformed(kNumberOutOfRange);
   }
   if (!doc.is_object()) return malformed("the body is not a JSON object" + kExpected);
   const auto it = doc.find("passphrase");
   if (it == doc.end()) return malformed("the body has no \"passphrase\" field" + kExpected);
   if (!it->is_string()) return malformed("\"passphrase\" is not a string" + kExpected);
-  std::string& text = it->get_ref<std::string&>();
+  state::WipingString& text = it->get_ref<state::WipingString&>();
   if (text.empty()) return malformed("\"passphrase\" is empty" + kExpected);
   if (text.size() > kMaxPassphraseBytes) {
     sodium_memzero(text.data(), text.size());
@@ -65,7 +74,7 @@ std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& bo
                          "\"passphrase\" is longer than " + std::to_string(kMaxPassphraseBytes) +
                              " bytes: refused (never cut to fit)");
   }
-  state::SecretBytes secret = state::SecretBytes::copyOf(text);
+  state::SecretBytes secret = state::SecretBytes::copyOf(std::string_view(text));
   sodium_memzero(text.data(), text.size());
   return secret;
 }
@@ -183,6 +192,8 @@ Task<Response> rotate(RouteContext& ctx, const Request& request) {
     doc = nlohmann::json::parse(request.body);
   } catch (const nlohmann::json::parse_error& e) {
     co_return malformed(describeParseError(e));
+  } catch (const nlohmann::json::out_of_range&) {
+    co_return malformed(kNumberOutOfRange);
   }
   if (!doc.is_object() || !doc.contains("credential") || !doc["credential"].is_string() ||
       doc["credential"].get<std::string>().empty()) {

@@ -34,6 +34,9 @@ struct Request {
   // the handler returns; handlers must not log or echo it.
   std::string body;
   PeerKind peer = PeerKind::remote;
+  // Arrived on an api.webhook_listen address: only the webhook routes
+  // answer there (Router::handle), everything else is 404.
+  bool webhookListener = false;
 
   std::string_view header(std::string_view name) const noexcept {
     return findHeader(headers, name);

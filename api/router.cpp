@@ -122,6 +122,16 @@ std::optional<Response> Router::authorize(const Route& route, const Request& req
 
 Task<Response> Router::handle(const Request& request) {
   const std::string_view path = request.path();
+  if (request.webhookListener) {
+    // api.webhook_listen: the webhooks (HMAC-checked routes) and nothing
+    // else, not even whether another endpoint exists.
+    const Route* hook = find(request.method, path);
+    if (hook == nullptr || hook->auth != AuthKind::hmac) {
+      co_return errorResponse(ApiError::not_found,
+                              "no endpoint " + printablePath(path) +
+                                  " on this listener: it serves the webhooks only (api.webhook_listen)");
+    }
+  }
   const Route* route = nullptr;
   std::string allow;
   for (const Route& r : kRoutes) {

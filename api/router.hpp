@@ -5,7 +5,9 @@
 //
 // Dispatch: the path (target up to '?') must equal a route's path exactly,
 // else 404 not_found; a known path with another method gets 405
-// method_not_allowed with `Allow`. A local-only route asked by a remote peer
+// method_not_allowed with `Allow`. On a webhook-only listener
+// (Request::webhookListener) every request but a webhook route's (AuthKind::hmac)
+// gets 404 not_found first. A local-only route asked by a remote peer
 // gets 403 forbidden. Then authorisation (AuthKind), then the
 // handler. A handler that throws (a bug) gets 500 internal; the exception
 // text is logged except for routes whose body is secret.

@@ -146,7 +146,8 @@ void reject(GenericSocket& s, const std::string& answer) {
 }
 
 template <typename Acceptor>
-asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& acceptor) {
+asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& acceptor,
+                                 bool webhookOnly) {
   struct Count {
     Server::Impl& impl;
     explicit Count(Server::Impl& i) : impl(i) { ++impl.acceptLoops; }
@@ -204,6 +205,7 @@ asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& a
     }
     impl->capReported = false;
     auto conn = std::make_shared<Connection>(std::move(generic), peer);
+    conn->webhookOnly = webhookOnly;
     conn->serial = ++impl->nextSerial;
     Registration reg(impl, conn.get());
     asio::co_spawn(impl->executor, serveConnection(impl, conn, std::move(reg)),
@@ -322,7 +324,10 @@ Server::~Server() {
 Status Server::start() {
   if (impl_->started) return Error::make(ErrorCode::conflict, "the API server was started already");
   impl_->started = true;
-  for (const std::string& address : impl_->options.listen) {
+  std::vector<std::pair<std::string, bool>> wanted;  // address, webhook only
+  for (const std::string& a : impl_->options.listen) wanted.emplace_back(a, false);
+  for (const std::string& a : impl_->options.webhookListen) wanted.emplace_back(a, true);
+  for (const auto& [address, webhookOnly] : wanted) {
     Result<Listener> l =
         Error::make(ErrorCode::invalid_argument,
                     "api listen address " + address + ": expected unix:/PATH or tcp:IP:PORT");
@@ -337,6 +342,7 @@ Status Server::start() {
       impl_->stopping = true;
       return std::move(l).error();
     }
+    l->webhookOnly = webhookOnly;
     impl_->listeners.push_back(std::move(*l));
   }
   const auto onDone = [log = impl_->options.log](std::exception_ptr e) {
@@ -350,11 +356,12 @@ Status Server::start() {
     }
   };
   for (Listener& l : impl_->listeners) {
-    logTo(impl_->options.log, LogLevel::info, "api.listening", {{"address", l.address}});
+    logTo(impl_->options.log, LogLevel::info, "api.listening",
+          {{"address", l.address}, {"serves", l.webhookOnly ? "webhooks" : "all"}});
     if (l.unixAcceptor) {
-      asio::co_spawn(impl_->executor, acceptLoop(impl_, *l.unixAcceptor), onDone);
+      asio::co_spawn(impl_->executor, acceptLoop(impl_, *l.unixAcceptor, l.webhookOnly), onDone);
     } else {
-      asio::co_spawn(impl_->executor, acceptLoop(impl_, *l.tcpAcceptor), onDone);
+      asio::co_spawn(impl_->executor, acceptLoop(impl_, *l.tcpAcceptor, l.webhookOnly), onDone);
     }
   }
   return Status::success();

@@ -11,7 +11,8 @@
 //   "tcp:127.0.0.1:9420", "tcp:[::1]:9420"  IP literals only; port 0 picks a free
 //                                     port (addresses() tells which)
 // Peers on the Unix socket or from 127.0.0.0/8 and ::1 (also IPv4-mapped)
-// are local (PeerKind).
+// are local (PeerKind). Listeners of `webhookListen` (daemon config
+// `api.webhook_listen`) answer the webhook routes only, whoever the peer.
 //
 // Limits (ServerOptions): bodies over maxBodyBytes get 413 before the body
 // is read; request heads over maxHeaderBytes get 431; unparseable bytes get
@@ -59,6 +60,9 @@ namespace foundationd::api {
 
 struct ServerOptions {
   std::vector<std::string> listen = {"unix:/run/foundationd/api.sock", "tcp:127.0.0.1:9420"};
+  // Addresses (same forms) that serve the webhook routes only (the forge
+  // reaches these): every other request there gets 404 (Router::handle).
+  std::vector<std::string> webhookListen;
   std::size_t maxBodyBytes = 64 * 1024;
   std::size_t maxHeaderBytes = 16 * 1024;
   std::chrono::milliseconds idleTimeout{std::chrono::seconds(30)};
@@ -87,7 +91,8 @@ class Server {
   // the address. Call once.
   Status start();
 
-  // The addresses actually listened on, in configuration order, with TCP
+  // The addresses actually listened on, in configuration order (listen,
+  // then webhookListen), with TCP
   // ports resolved ("tcp:127.0.0.1:41234").
   std::vector<std::string> addresses() const;
 

@@ -37,6 +37,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   GenericSocket socket;
   boost::asio::steady_timer timer;
   PeerKind peer;
+  bool webhookOnly = false;  // accepted on a ServerOptions::webhookListen address
   std::uint64_t serial = 0;  // accept order: the lowest is the oldest
   bool idle = false;      // waiting for the first byte of a request
   bool busy = false;      // a whole request was read: its handler runs or its answer is written
@@ -49,6 +50,7 @@ struct Listener {
   std::string unixPath;  // to remove on stop ("" for TCP)
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unixAcceptor;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcpAcceptor;
+  bool webhookOnly = false;  // from ServerOptions::webhookListen
 };
 
 struct Server::Impl {

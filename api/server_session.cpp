@@ -164,6 +164,7 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
     const unsigned version = msg.version();
     const bool clientKeepAlive = msg.keep_alive();
     Request req = toRequest(msg, c.peer);
+    req.webhookListener = c.webhookOnly;
     const Route* route = Router::find(req.method, req.path());
     const bool secret = route != nullptr && route->secretBody;
     const auto started = SteadyClock::now();

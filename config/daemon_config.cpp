@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "config/names.hpp"
@@ -154,33 +155,47 @@ class DaemonConfigParser {
     const toml::table* t = r_.table(root_, "api", Where{});
     if (!t) return;
     const Where w{"api"};
-    r_.checkKeys(*t, {"listen", "token_file"}, w);
+    r_.checkKeys(*t, {"listen", "webhook_listen", "token_file"}, w);
+    std::map<std::string, std::string> seen;  // address -> the key it is in
     if (const toml::array* listen = r_.array(*t, "listen", w)) {
       if (listen->empty()) r_.error(r_.loc(*listen), "\"listen\" " + w.in() + " must not be empty");
-      std::vector<std::string> out;
-      std::set<std::string> seen;
-      for (std::size_t i = 0; i < listen->size(); ++i) {
-        const toml::node& node = *listen->get(i);
-        const std::string what = quote("listen[" + std::to_string(i) + "]");
-        if (!node.is_string()) {
-          r_.typeError(node, "a string", what, w);
-          continue;
-        }
-        const std::string& addr = node.as_string()->get();
-        if (auto problem = listenProblem(addr)) {
-          r_.error(r_.loc(node), "invalid listen address " + quote(addr) + " " + w.in() + ": " +
-                                     *problem);
-          continue;
-        }
-        if (!seen.insert(addr).second) {
-          r_.error(r_.loc(node), "listen address " + quote(addr) + " is listed twice");
-          continue;
-        }
-        out.push_back(addr);
-      }
-      c_.apiListen = std::move(out);
+      c_.apiListen = addresses(*listen, "listen", w, seen);
+    } else {
+      for (const std::string& a : c_.apiListen) seen.emplace(a, "listen");
+    }
+    // The forge's door: an address that serves the webhooks and nothing else.
+    if (const toml::array* hooks = r_.array(*t, "webhook_listen", w)) {
+      c_.apiWebhookListen = addresses(*hooks, "webhook_listen", w, seen);
     }
     path(*t, "token_file", w, c_.apiTokenFile);
+  }
+
+  std::vector<std::string> addresses(const toml::array& list, const std::string& key,
+                                     const Where& w, std::map<std::string, std::string>& seen) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const toml::node& node = *list.get(i);
+      const std::string what = quote(key + "[" + std::to_string(i) + "]");
+      if (!node.is_string()) {
+        r_.typeError(node, "a string", what, w);
+        continue;
+      }
+      const std::string& addr = node.as_string()->get();
+      if (auto problem = listenProblem(addr)) {
+        r_.error(r_.loc(node), "invalid " + key + " address " + quote(addr) + " " + w.in() + ": " +
+                                   *problem);
+        continue;
+      }
+      if (auto [it, fresh] = seen.emplace(addr, key); !fresh) {
+        r_.error(r_.loc(node), key + " address " + quote(addr) +
+                                   (it->second == key ? " is listed twice"
+                                                      : " is also in \"" + it->second +
+                                                            "\": one address serves one of them"));
+        continue;
+      }
+      out.push_back(addr);
+    }
+    return out;
   }
 
   void credential(const toml::table& t, std::string_view key, const Where& w,

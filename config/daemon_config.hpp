@@ -16,6 +16,9 @@ namespace foundationd::config {
 struct DaemonConfig {
   std::string stateDir = "/var/lib/foundationd";
   std::vector<std::string> apiListen = {"unix:/run/foundationd/api.sock", "tcp:127.0.0.1:9420"};
+  // Addresses that serve the webhook routes only (for the forge to reach);
+  // none by default. No address may be in both lists.
+  std::vector<std::string> apiWebhookListen;
   std::string apiTokenFile = "/etc/foundationd/api-token";
   std::string dockerSocket = "/var/run/docker.sock";
 

@@ -82,6 +82,7 @@ Status Daemon::start() {
   router_ = std::make_unique<api::Router>(*this, *token_, metrics_, sink);
   api::ServerOptions options;
   options.listen = config_.apiListen;
+  options.webhookListen = config_.apiWebhookListen;
   options.log = sink;
   server_ = std::make_unique<api::Server>(io_.get_executor(), *router_, options);
   if (auto st = server_->start(); !st) return st;
@@ -174,11 +175,13 @@ void Daemon::reloadConfig() {
     return;
   }
   auto next = std::move(*loaded.config);
-  if (next.apiListen != config_.apiListen || next.stateDir != config_.stateDir ||
+  if (next.apiListen != config_.apiListen || next.apiWebhookListen != config_.apiWebhookListen ||
+      next.stateDir != config_.stateDir ||
       next.dockerSocket != config_.dockerSocket || next.apiTokenFile != config_.apiTokenFile) {
-    log::warn("config.reload", {{"note", "api.listen, state_dir, docker.socket and api.token_file "
-                                          "take effect at the next restart"}});
+    log::warn("config.reload", {{"note", "api.listen, api.webhook_listen, state_dir, docker.socket "
+                                          "and api.token_file take effect at the next restart"}});
     next.apiListen = config_.apiListen;
+    next.apiWebhookListen = config_.apiWebhookListen;
     next.stateDir = config_.stateDir;
     next.dockerSocket = config_.dockerSocket;
     next.apiTokenFile = config_.apiTokenFile;

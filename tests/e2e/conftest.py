@@ -26,6 +26,25 @@ def peer_image(env, recipe):
     return ref
 
 
+@pytest.fixture(autouse=True)
+def sanitizer_reports():
+    """Under a sanitizer-built binary (the 'sanitize-e2e' tests, tests/meson.build)
+    every sanitizer report of the daemon or a CLI run lands in a file under
+    FOUNDATIOND_SANITIZER_LOGS: a test during which one appeared fails, with
+    the report, even when the daemon was killed afterwards."""
+    logs = os.environ.get("FOUNDATIOND_SANITIZER_LOGS")
+    if not logs:
+        yield
+        return
+    os.makedirs(logs, exist_ok=True)
+    before = set(os.listdir(logs))
+    yield
+    new = sorted(set(os.listdir(logs)) - before)
+    if new:
+        text = "\n".join(open(os.path.join(logs, n), errors="replace").read()[-6000:] for n in new)
+        pytest.fail(f"sanitizer report(s) {new} in {logs}:\n{text}")
+
+
 @pytest.fixture(scope="session")
 def fd_bin():
     path = os.environ.get("FOUNDATIOND_BIN")

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -237,6 +238,41 @@ def test_locked_start_unseal_converge_repair_reload_stop(daemon, project):
     assert d.proc.wait(timeout=30) == 0
     assert PASS not in d.output()
     assert "guess-4711-xyz" not in d.output()
+
+
+def test_the_unsealed_daemon_leaves_no_core_dump(daemon, tmp_path):
+    """The daemon holds the data key once unsealed: it is not dumpable
+    (PR_SET_DUMPABLE 0), so even with the core limit raised a SIGQUIT leaves
+    no core file, while an ordinary process in the same setting leaves one."""
+    d = daemon
+    d.wait_notify("READY=1")
+    code, _, body = d.request("POST", "/v1/unseal", {"passphrase": PASS})
+    assert code == 200, body
+    assert d.status()["locked"] is False
+
+    def quit_with_core_limit(proc, cwd):
+        resource.prlimit(proc.pid, resource.RLIMIT_CORE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(timeout=60) == -signal.SIGQUIT  # the default action ran
+        return [n for n in ("core", f"core.{proc.pid}") if os.path.exists(os.path.join(cwd, n))]
+
+    # The control: the same signal and limit on a process that is dumpable.
+    control_dir = tmp_path / "control"
+    control_dir.mkdir()
+    control = subprocess.Popen(["sleep", "600"], cwd=control_dir)
+    cores = quit_with_core_limit(control, str(control_dir))
+    assert cores, ("a dumpable process left no core file: this machine's core_pattern "
+                   f"({open('/proc/sys/kernel/core_pattern').read().strip()!r}) cannot show it")
+    for n in cores:
+        os.unlink(control_dir / n)
+
+    cwd = os.readlink(f"/proc/{d.proc.pid}/cwd")
+    existing = {n for n in ("core", f"core.{d.proc.pid}") if os.path.exists(os.path.join(cwd, n))}
+    cores = [n for n in quit_with_core_limit(d.proc, cwd) if n not in existing]
+    for n in cores:
+        os.unlink(os.path.join(cwd, n))
+    assert not cores, f"the unsealed daemon left a core dump in {cwd}"
 
 
 def test_bad_config_is_refused_with_located_errors(project, tmp_path):

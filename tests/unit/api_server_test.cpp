@@ -220,6 +220,53 @@ TEST_CASE("serves on the Unix socket (mode 0660) and on 127.0.0.1 as a local pee
   CHECK(!fs::exists(f.socketPath));  // removed on stop
 }
 
+TEST_CASE("a webhook listener (api.webhook_listen) serves the webhook route and nothing else") {
+  Fixture f;
+  f.options.webhookListen = {"tcp:127.0.0.1:0"};
+  f.start();
+  REQUIRE(f.server->addresses().size() == 3);
+  const std::string a = f.server->addresses()[2];
+  REQUIRE(a.rfind("tcp:127.0.0.1:", 0) == 0);
+  const tcp::endpoint hookEp{asio::ip::make_address("127.0.0.1"),
+                             static_cast<unsigned short>(std::stoi(a.substr(a.rfind(':') + 1)))};
+  CHECK(hookEp.port() != f.tcpEndpoint().port());
+
+  f.run([&]() -> asio::awaitable<void> {
+    auto hooks = co_await connectTcp(hookEp);
+    auto main = co_await connectTcp(f.tcpEndpoint());
+    beast::flat_buffer hb, mb;
+    // The webhook reaches its handler on both (the fake daemon has no
+    // webhook secret: the handler's own 404 says so, not the listener's).
+    const auto delivery = [] {
+      auto r = makeRequest(http::verb::post, "/v1/hooks/forgejo", R"({"ref":"x"})");
+      r.set("X-Forgejo-Event", "push");
+      return r;
+    };
+    Response onHook = co_await roundTrip(hooks, hb, delivery());
+    Response onMain = co_await roundTrip(main, mb, delivery());
+    CHECK(onHook.result_int() == onMain.result_int());
+    CHECK(onHook.body() == onMain.body());
+    CHECK(onHook.body().find("webhooks only") == std::string::npos);
+    // Everything else, even from loopback and with the token, is 404 there.
+    for (auto [verb, target] : {std::pair{http::verb::get, "/healthz"},
+                                std::pair{http::verb::get, "/metrics"},
+                                std::pair{http::verb::get, "/v1/status"},
+                                std::pair{http::verb::post, "/v1/seal"},
+                                std::pair{http::verb::post, "/v1/unseal"},
+                                std::pair{http::verb::get, "/v1/events"}}) {
+      CAPTURE(target);
+      Response r = co_await roundTrip(hooks, hb, makeRequest(verb, target, "{}", true));
+      CHECK(r.result_int() == 404);
+      CHECK(r.body().find("webhooks only") != std::string::npos);
+      CHECK(errorCode(r) == "not_found");
+    }
+    Response health = co_await roundTrip(main, mb, makeRequest(http::verb::get, "/healthz"));
+    CHECK(health.result_int() == 200);
+  });
+  CHECK(f.daemon.sealCalls == 0);
+  CHECK(f.daemon.unsealCalls == 0);
+}
+
 TEST_CASE("keep-alive: several requests on one connection; HTTP/1.0 and `close` end it") {
   Fixture f;
   f.start();

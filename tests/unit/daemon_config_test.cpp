@@ -147,6 +147,23 @@ TEST_CASE("listen addresses") {
   CHECK(contains(errors("[api]\nlisten = [1]\n"), "expected a string for \"listen[0]\""));
 }
 
+TEST_CASE("webhook_listen: addresses that serve the webhooks only") {
+  CHECK(loads("").apiWebhookListen.empty());
+  const DaemonConfig c = loads("[api]\nwebhook_listen = [\"tcp:0.0.0.0:9421\"]\n");
+  CHECK(c.apiWebhookListen == std::vector<std::string>{"tcp:0.0.0.0:9421"});
+  CHECK(c.apiListen.size() == 2);  // the default listeners stay
+  CHECK(errors("[api]\nwebhook_listen = [\"0.0.0.0:9421\"]\n") ==
+        "foundationd.toml:2:19: error: invalid webhook_listen address \"0.0.0.0:9421\" in [api]: "
+        "expected \"unix:/path\" or \"tcp:host:port\"\n");
+  // One address serves one of them: in both lists (given or the default) it is refused.
+  CHECK(contains(errors("[api]\nlisten = [\"tcp:127.0.0.1:9\"]\nwebhook_listen = [\"tcp:127.0.0.1:9\"]\n"),
+                 "webhook_listen address \"tcp:127.0.0.1:9\" is also in \"listen\""));
+  CHECK(contains(errors("[api]\nwebhook_listen = [\"tcp:127.0.0.1:9420\"]\n"),
+                 "is also in \"listen\""));
+  CHECK(contains(errors("[api]\nwebhook_listen = [\"tcp:h:1\", \"tcp:h:1\"]\n"), "is listed twice"));
+  CHECK(contains(errors("[api]\nwebhook_listen = \"tcp:0.0.0.0:9421\"\n"), "webhook_listen"));
+}
+
 TEST_CASE("source kind") {
   CHECK(errors("[source]\nkind = \"gti\"\n") ==
         "foundationd.toml:2:8: error: invalid \"kind\" \"gti\" in [source]; expected \"file\" or "

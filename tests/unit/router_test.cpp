@@ -3,12 +3,15 @@
 #include "api/router.hpp"
 
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <doctest/doctest.h>
 
 #include "api/errors.hpp"
 #include "api/handlers.hpp"
+#include "api/secret_json.hpp"
 #include "fakes/fake_daemon.hpp"
 #include "fakes/run.hpp"
 
@@ -305,6 +308,10 @@ TEST_CASE("POST /v1/unseal: bad bodies get 400 malformed_json and never reach th
       "\"just a string\"",
       "{\"passphrase\": \"x\"} trailing",
       std::string("{\"passphrase\": \"a") + '\0' + "b\"}",
+      // A number beyond a double (nlohmann's out_of_range, not a parse
+      // error: found by fuzz_unseal; it was a 500).
+      R"({"passphrase": "open sesame", "n": 1E999999})",
+      "6666666666666660000001E2591081emory_byte}",
   };
   for (const std::string& body : bodies) {
     CAPTURE(body);
@@ -499,6 +506,9 @@ TEST_CASE("POST /v1/rotate needs the token and a credential name") {
   CHECK(errorCode(r) == "malformed_json");
   r = f.authed("POST", "/v1/rotate", "not json");
   CHECK(r.status == 400);
+  r = f.authed("POST", "/v1/rotate", R"({"credential":"app","n":-1e400})");
+  CHECK(r.status == 400);
+  CHECK(errorCode(r) == "malformed_json");
   // A daemon that does not rotate (the interface's default) says so.
   r = f.authed("POST", "/v1/rotate", R"({"credential":"app"})");
   CHECK(r.status == 404);
@@ -539,4 +549,34 @@ TEST_CASE("POST /v1/unseal: a passphrase over the limit is refused, not cut") {
   CHECK(errorCode(r) == "invalid_argument");
   CHECK(r.body.find("4096") != std::string::npos);
   CHECK(f.daemon.unsealCalls == 1);
+}
+
+TEST_CASE("parseUnsealBody: the parser's buffers and the parsed passphrase are zeroed when freed") {
+  // A passphrase of 300 bytes passes through the lexer's token buffer (grown
+  // by reallocation: 15, 30, 60, ... 480 bytes) and into the parsed value.
+  // With api::SecretJson every one of those blocks is zeroed before it is
+  // freed; with nlohmann::json (std::string) none would be.
+  static_assert(std::is_same_v<api::SecretJson::string_t, foundationd::state::WipingString>);
+  const std::string passphrase(300, 'w');
+  const std::string body = json{{"passphrase", passphrase}}.dump();
+  const std::size_t before = foundationd::state::wipedBytes();
+  auto parsed = api::handlers::parseUnsealBody(body);
+  const std::size_t wiped = foundationd::state::wipedBytes() - before;
+  REQUIRE(std::holds_alternative<foundationd::state::SecretBytes>(parsed));
+  CHECK(std::get<foundationd::state::SecretBytes>(parsed).view() == passphrase);
+  // At least the token buffer's last block and the value's own (each holds
+  // the whole passphrase), plus the smaller blocks the buffer grew out of.
+  CHECK(wiped >= 2 * (passphrase.size() + 1) + 240);
+
+  // The same when the body is refused: a passphrase over the limit, a
+  // syntax error after a long passphrase.
+  const std::size_t before2 = foundationd::state::wipedBytes();
+  auto refused = api::handlers::parseUnsealBody(
+      json{{"passphrase", std::string(api::handlers::kMaxPassphraseBytes + 1, 'x')}}.dump());
+  CHECK(std::holds_alternative<Response>(refused));
+  CHECK(foundationd::state::wipedBytes() - before2 >= 2 * api::handlers::kMaxPassphraseBytes);
+  const std::size_t before3 = foundationd::state::wipedBytes();
+  refused = api::handlers::parseUnsealBody(R"({"passphrase":")" + passphrase + R"(", oops})");
+  CHECK(std::holds_alternative<Response>(refused));
+  CHECK(foundationd::state::wipedBytes() - before3 >= passphrase.size());
 }

@@ -1,4 +1,5 @@
 #include "state/secret.hpp"
+#include "state/wiping_allocator.hpp"
 
 #include <csignal>
 #include <cstdint>
@@ -118,4 +119,31 @@ TEST_CASE("protectProcess makes the process non-dumpable and ignores SIGPIPE") {
   struct sigaction sa {};
   REQUIRE(::sigaction(SIGPIPE, nullptr, &sa) == 0);
   CHECK((sa.sa_handler == SIG_IGN));
+}
+
+TEST_CASE("WipingAllocator zeroes every block it frees: a growing string's old ones too") {
+  using foundationd::state::WipingString;
+  using foundationd::state::wipedBytes;
+  const std::size_t start = wipedBytes();
+  std::size_t capacities = 0;
+  {
+    WipingString s(100, 's');
+    std::size_t capacity = s.capacity();
+    while (s.size() < 5000) {
+      s.push_back('t');
+      if (s.capacity() != capacity) {
+        capacities += capacity + 1;  // the old block (with its terminator) was freed
+        capacity = s.capacity();
+      }
+    }
+    CHECK(wipedBytes() - start == capacities);
+    capacities += capacity + 1;
+  }
+  CHECK(wipedBytes() - start == capacities);  // and the last one when destroyed
+  foundationd::state::WipingAllocator<std::uint64_t> words;
+  std::uint64_t* p = words.allocate(8);
+  p[0] = 42;
+  words.deallocate(p, 8);
+  CHECK(wipedBytes() - start == capacities + 64);
+  CHECK(foundationd::state::WipingAllocator<char>{} == words);
 }

@@ -223,3 +223,51 @@ TEST_CASE("POST /v1/hooks/forgejo: 202, 200 ignored, 401, 400, 503 locked, 404 u
     CHECK(run(router, req).status == 405);
   }
 }
+
+TEST_CASE("on the webhook listener (api.webhook_listen) only the webhook answers; all else 404") {
+  WebhookDaemon daemon;
+  api::Metrics metrics;
+  const std::string kApiToken = "0123456789abcdef0123456789abcdef";
+  const auto token = api::ApiToken::fromString(kApiToken);
+  api::Router router(daemon, token, metrics, {});
+  const std::string body = pushBody("refs/heads/main");
+  api::Request hook = delivery(body, "push", api::toHex(api::hmacSha256(kSecret, body)));
+  hook.webhookListener = true;
+  CHECK(run(router, hook).status == 202);
+  CHECK(daemon.deliveries == 1);
+
+  // Every other route, from loopback (which elsewhere may unseal, read the
+  // status without a token...) and with the API token: 404, no handler run.
+  for (const api::Route& route : api::routeTable()) {
+    if (route.auth == api::AuthKind::hmac) continue;
+    for (api::PeerKind peer : {api::PeerKind::loopback, api::PeerKind::remote}) {
+      api::Request req;
+      req.method = std::string(route.method);
+      req.target = std::string(route.path);
+      req.peer = peer;
+      req.webhookListener = true;
+      req.headers = {{"Authorization", "Bearer " + kApiToken}};
+      if (route.path == "/v1/unseal") req.body = R"({"passphrase":"open sesame, but longer"})";
+      const api::Response r = run(router, req);
+      CAPTURE(route.path);
+      CHECK(r.status == 404);
+      CHECK(r.body.find("webhooks only") != std::string::npos);
+    }
+  }
+  api::Request get = hook;
+  get.method = "GET";
+  CHECK(run(router, get).status == 404);
+  api::Request unknown = hook;
+  unknown.target = "/nowhere";
+  CHECK(run(router, unknown).status == 404);
+  CHECK(daemon.deliveries == 1);
+
+  // The same requests on an ordinary listener are served.
+  api::Request health;
+  health.method = "GET";
+  health.target = "/healthz";
+  health.peer = api::PeerKind::remote;
+  CHECK(run(router, health).status == 200);
+  health.webhookListener = true;
+  CHECK(run(router, health).status == 404);
+}
