@@ -140,10 +140,9 @@ const std::vector<Command>& commands() {
        "Every database of every [postgres.*] (pg_dump inside its container) and this\n"
        "state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
        "The repository password is generated in the sealed state on first use; asks the\n"
-       "passphrase. Then [backup.retention] is applied, and the backup is copied to\n"
-       "[backup.offsite] (restic copy) and confirmed there: exit 1 when that fails (the\n"
-       "local copy is kept). docs/dr.md says what is not yet included (Vault, the forge's\n"
-       "files, bucket objects).",
+       "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
+       "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
+       "what is not yet done (Vault, the forge's files, bucket objects, retention).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",

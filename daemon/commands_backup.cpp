@@ -195,14 +195,6 @@ int cmdBackup(const CliArgs& args) {
   }
   (void)s->unlocked.store->appendAudit(
       "backup.taken", nlohmann::json{{"id", m->id}, {"sections", m->sections.size()}}.dump());
-  const auto& keep = s->spec.backup->retention;
-  auto forgot = runSync(io, restic.forget(backup::kTag, keep.keepDaily, keep.keepWeekly,
-                                          keep.keepMonthly));
-  if (!forgot) {
-    std::fprintf(stderr, "foundationd: warning: the backup is complete, but the retention "
-                         "policy was not applied: %s\n",
-                 forgot.error().message.c_str());
-  }
   for (const auto& n : m->notIncluded) std::printf("not included: %s\n", n.c_str());
   if (args.json) std::printf("%s", backup::toJson(*m).c_str());
   std::printf("backup %s complete in %s\n", m->id.c_str(), s->repo.display.c_str());

@@ -273,18 +273,6 @@ Task<Status> Restic::dump(const std::string& snapshot, const std::string& path,
   co_return Status::success();
 }
 
-Task<Status> Restic::forget(const std::string& tag, int keepDaily, int keepWeekly,
-                            int keepMonthly) {
-  std::vector<std::string> args{"forget",       "--prune",
-                                "--tag",        tag,
-                                "--keep-daily", std::to_string(keepDaily),
-                                "--keep-weekly", std::to_string(keepWeekly),
-                                "--keep-monthly", std::to_string(keepMonthly)};
-  auto r = co_await run(std::move(args), "applying the retention policy");
-  if (!r) co_return std::move(r).error();
-  co_return Status::success();
-}
-
 Result<ChildRequest> Restic::requestFrom(const Restic& from, std::vector<std::string> args) const {
   args.insert(args.end(), {"--from-repo", from.repo_.location, "--from-password-file", "/dev/fd/4"});
   ChildRequest r = request(std::move(args));

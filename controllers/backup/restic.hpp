@@ -96,8 +96,6 @@ class Restic {
   Task<Result<std::unique_ptr<ChildProcess>>> startDump(const std::string& snapshot,
                                                         const std::string& path);
   Task<Status> finishDump(ChildProcess& child, const std::string& what);
-  // restic forget --prune with the keep-* policy, for snapshots tagged `tag`.
-  Task<Status> forget(const std::string& tag, int keepDaily, int keepWeekly, int keepMonthly);
 
   // The offsite copy: this repository initialised with `from`'s chunker
   // parameters (so the copy deduplicates), and `restic copy` of the
