@@ -302,6 +302,42 @@ struct ForgejoSpec {
   std::map<std::string, ForgejoActions> orgActions;  // org -> its Actions secrets/variables
 };
 
+// A place restic keeps a backup repository ([backup.local], [backup.offsite]).
+// Exactly one of: a directory of this host (or a mount), a [buckets.*] of the
+// spec (on its [s3.*] server, with that server's keys), or a restic
+// repository URL of another kind ("s3:https://host/bucket/prefix",
+// "sftp:user@host:/path", "rest:https://host/path").
+struct BackupTarget {
+  enum class Kind { path, bucket, repository };
+  Kind kind = Kind::path;
+  SourceLoc loc;
+  std::string path;        // Kind::path: absolute
+  std::string bucket;      // Kind::bucket: a [buckets.*] name
+  std::string prefix;      // Kind::bucket: a folder in the bucket ("" = its root)
+  std::string repository;  // Kind::repository: as restic spells it
+  std::optional<Value> accessKey;  // Kind::repository "s3:": the offsite key pair
+  std::optional<Value> secretKey;
+};
+
+struct BackupRetention {
+  int keepDaily = 7;
+  int keepWeekly = 4;
+  int keepMonthly = 6;
+  SourceLoc loc;
+};
+
+// [backup] (docs/dr.md). What is protected is not listed: every database of
+// every [postgres.*] instance, the [vault] data and foundationd's own state.
+// `disposable` names containers and volumes never backed up.
+struct BackupSpec {
+  SourceLoc loc;
+  BackupTarget local;                   // [backup.local]: required
+  std::optional<BackupTarget> offsite;  // [backup.offsite]
+  Duration schedule = std::chrono::hours(24);
+  BackupRetention retention;
+  std::map<std::string, SourceLoc> disposable;  // container or volume name -> where
+};
+
 struct Spec {
   std::string file;  // path of the spec file as loaded
   int specVersion = 1;
@@ -321,6 +357,7 @@ struct Spec {
   std::map<std::string, BucketSpec> buckets;
   std::map<std::string, PostgresSpec> postgres;
   std::optional<ForgejoSpec> forgejo;
+  std::optional<BackupSpec> backup;
 };
 
 }  // namespace foundationd::config

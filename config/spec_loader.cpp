@@ -76,7 +76,7 @@ void parseTopLevel(SpecReader& r, const toml::table& root, Spec& spec) {
   r.checkKeys(root,
               {"spec_version", "project", "versions", "prune", "strict_pinning", "networks",
                "volumes", "credentials", "files", "containers", "vault", "s3", "buckets", "postgres",
-               "forgejo"},
+               "forgejo", "backup"},
               top);
   if (auto project = r.text(root, "project", top, true)) {
     if (!isDockerName(*project)) {
@@ -132,6 +132,7 @@ LoadResult loadSpecText(const std::string& text, const std::string& fileName,
   detail::parseBuckets(r, *root, spec);
   detail::parsePostgres(r, *root, spec);
   detail::parseForgejo(r, *root, spec);
+  detail::parseBackup(r, *root, spec);
   detail::validateSpec(r, spec);
 
   if (!result.diagnostics.hasErrors()) result.spec = std::move(spec);

@@ -85,6 +85,7 @@ void parseS3(SpecReader& r, const toml::table& root, Spec& spec);
 void parseBuckets(SpecReader& r, const toml::table& root, Spec& spec);
 void parsePostgres(SpecReader& r, const toml::table& root, Spec& spec);
 void parseForgejo(SpecReader& r, const toml::table& root, Spec& spec);
+void parseBackup(SpecReader& r, const toml::table& root, Spec& spec);  // spec_parse_backup.cpp
 
 // Checks that need the whole parsed spec: depends_on conditions, duplicate
 // Vault paths, dependency cycles.

@@ -34,6 +34,10 @@ constexpr OptionHelp kOptions[] = {
     {"--json", "", "machine-readable output", false},
     {"--once", "", "converge once and exit", false},
     {"--rotate-data-key", "", "rekey: also a new data key, every secret re-sealed (old copies of the state no longer open today's secrets)", false},
+    {"--section", "NAME", "restore: what to restore (`backup list` names the sections; a prefix such as postgres/main selects all of them)", false},
+    {"--backup", "ID", "restore: from this backup (default: the newest complete one)", false},
+    {"--force", "", "restore: into a database that already has data (never drops it)", false},
+    {"--offsite", "", "backup list, restore: the [backup.offsite] repository instead of [backup.local]", false},
 };
 
 // One CLI command: its usage, what it does, the options valid for it and an
@@ -131,6 +135,33 @@ const std::vector<Command>& commands() {
        "Changes nothing.",
        {"--config", "--spec", "--state-dir"}, "foundationd preflight --spec foundation.toml",
        cmdPreflight, false},
+      {"backup", "backup [--spec SPEC] [--json]",
+       "take a backup now into [backup.local] (exit 0 complete, 1 failed)",
+       "Every database of every [postgres.*] (pg_dump inside its container) and this\n"
+       "state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
+       "The repository password is generated in the sealed state on first use; asks the\n"
+       "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
+       "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
+       "what is not yet done (Vault, the forge's files, bucket objects, retention).",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
+       "foundationd backup --spec foundation.toml", cmdBackup, false},
+      {"backup list", "backup list [--offsite] [--json]",
+       "the backups in [backup.local], each with its manifest",
+       "A backup without a manifest (failed, interrupted) is listed as INCOMPLETE and is\n"
+       "never restored from.",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--offsite", "--json"},
+       "foundationd backup list", cmdBackup, false},
+      {"restore", "restore --section NAME [--backup ID] [--force] [--offsite]",
+       "restore sections of a backup (exit 0 restored, 1 refused or failed)",
+       "First the repository is checked and every selected section read back and compared\n"
+       "with the manifest (size, SHA-256): a tampered or wrong-password repository is\n"
+       "refused before anything is written. A database that has tables is refused\n"
+       "without --force; nothing is ever dropped. Sections: postgres/NAME/globals,\n"
+       "postgres/NAME/db/DB (or the prefix postgres/NAME), state (written beside the\n"
+       "state as state.db.restored-ID, never in its place). dr/RUNBOOK.md.",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--section", "--backup",
+        "--force", "--offsite"},
+       "foundationd restore --section postgres/main", cmdRestore, false},
       {"version", "version", "print the version", "", {}, "foundationd version", cmdVersion, false},
       {"help", "help [COMMAND]", "this text, or a command's usage, options and example", "", {},
        "foundationd help plan", cmdHelp, false},
@@ -251,6 +282,16 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (a == "--once") {
       args.given.push_back(a);
       args.once = true;
+    } else if (is("--section")) {
+      if (!takeValue(args.section)) return std::nullopt;
+    } else if (is("--backup")) {
+      if (!takeValue(args.backupId)) return std::nullopt;
+    } else if (a == "--force") {
+      args.given.push_back(a);
+      args.force = true;
+    } else if (a == "--offsite") {
+      args.given.push_back(a);
+      args.offsite = true;
     } else if (a == "--rotate-data-key") {
       args.given.push_back(a);
       args.rotateDataKey = true;

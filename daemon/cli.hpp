@@ -25,6 +25,10 @@ struct CliArgs {
   bool help = false;               // -h/--help: the command's help, or the usage
   std::vector<std::string> given;  // the options given ("--spec", ...), to check them
   bool rotateDataKey = false;  // rekey --rotate-data-key
+  std::optional<std::string> section;   // restore --section
+  std::optional<std::string> backupId;  // restore --backup
+  bool force = false;                   // restore --force
+  bool offsite = false;                 // backup list, restore: [backup.offsite]
 };
 
 // Parses argv; on a usage error returns nullopt and sets `error`.

@@ -24,6 +24,9 @@ int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& cred
 int cmdExportVaultKeys(const CliArgs& args);
 int cmdImportVaultKeys(const CliArgs& args);
 int cmdVaultHelper(const CliArgs& args);
+// commands_backup.cpp
+int cmdBackup(const CliArgs& args);
+int cmdRestore(const CliArgs& args);
 int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.

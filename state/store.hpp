@@ -212,6 +212,12 @@ class Store {
   Status restartUnsealBackoff(UnsealPath path = UnsealPath::remote);
   Status resetUnsealFailures(UnsealPath path = UnsealPath::remote);
 
+  // --- a consistent copy (backups) ----------------------------------------------
+  // VACUUM INTO `file`: one transaction's view of the whole database, written
+  // to a new file (conflict when it exists) while this store stays usable.
+  // The copy holds the same sealed values: it opens only with the passphrase.
+  Status copyTo(const std::filesystem::path& file);
+
   // --- audit log (append-only: there is no update or delete) ------------------
   // `fieldsJson` must be a JSON object and must not contain secret values.
   Result<std::int64_t> appendAudit(std::string_view event, std::string_view fieldsJson = "{}");

@@ -214,4 +214,17 @@ Result<std::vector<AuditEntry>> Store::auditSince(std::int64_t afterId, int limi
   return out;
 }
 
+Status Store::copyTo(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::symlink_status(file, ec).type() != std::filesystem::file_type::not_found) {
+    return Error::make(ErrorCode::conflict, "cannot copy the state to " + file.string() +
+                                                ": it exists");
+  }
+  std::lock_guard lock(mu_);
+  auto q = sqlite::Statement::prepare(db_.get(), "VACUUM INTO ?1");
+  if (!q) return std::move(q).error();
+  q->bindText(1, file.string());
+  return q->run();
+}
+
 }  // namespace foundationd::state

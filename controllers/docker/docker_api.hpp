@@ -118,6 +118,15 @@ struct ExecOptions {
   std::vector<std::string> env;  // "KEY=value", added to the container's
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};  // the whole exec
   std::size_t maxOutput = std::size_t{16} << 20;                // stdout + stderr bytes
+  // Streaming, binary-safe (backups: a dump piped into restic, a restore
+  // piped from it). When set, stdout goes to stdoutSink piece by piece as it
+  // arrives, never into ExecResult::stdoutText, and maxOutput bounds stderr
+  // alone; a failed Status stops the exec's reading (the call fails with it).
+  std::function<Task<Status>(std::string_view)> stdoutSink;
+  // When set (instead of stdinData), stdin is fed from it until it returns an
+  // empty string, then closed; an error ends the exec's stdin early and the
+  // call fails with it.
+  std::function<Task<Result<std::string>>()> stdinSource;
 };
 
 struct ExecResult {

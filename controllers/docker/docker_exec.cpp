@@ -95,20 +95,40 @@ std::chrono::milliseconds remaining(Clock::time_point deadline) {
 // Writes stdin and half-closes. Failures are left to the reading side: a
 // process that exits without reading its stdin makes the Engine close the
 // connection, and a deadline closes it for both directions.
-Task<Status> feedStdin(HijackedConnection& conn, const std::optional<std::string>& data) {
+Task<Status> feedStdin(HijackedConnection& conn, const std::optional<std::string>& data,
+                       const ExecOptions& options, std::optional<Error>& sourceError) {
+  if (options.stdinSource) {
+    for (;;) {
+      auto chunk = co_await options.stdinSource();
+      if (!chunk) {
+        sourceError = chunk.error();
+        conn.close();  // the process must not take a partial input for a whole one
+        co_return std::move(chunk).error();
+      }
+      if (chunk->empty()) co_return conn.closeWrite();
+      auto written = co_await conn.writeAll(*chunk);
+      if (!written) co_return written;
+    }
+  }
   if (!data) co_return Status::success();
   auto written = co_await conn.writeAll(*data);
   if (!written) co_return written;
   co_return conn.closeWrite();
 }
 
-Task<Drained> drain(HijackedConnection& conn, std::size_t maxOutput) {
+Task<Drained> drain(HijackedConnection& conn, std::size_t maxOutput,
+                    const std::function<Task<Status>(std::string_view)>& stdoutSink) {
   Drained d;
   ExecStreamDemuxer demux;
   std::size_t total = 0;
+  std::string streamed;  // stdout of one read, for stdoutSink
   const auto sink = [&](ExecStreamDemuxer::Stream stream, std::string_view piece) {
     if (stream == ExecStreamDemuxer::Stream::system) {
       if (d.systemText.size() < kMaxErrorText) d.systemText += piece;
+      return;
+    }
+    if (stdoutSink && stream == ExecStreamDemuxer::Stream::out) {
+      streamed += piece;
       return;
     }
     if (piece.size() > maxOutput - total) {
@@ -137,6 +157,14 @@ Task<Drained> drain(HijackedConnection& conn, std::size_t maxOutput) {
       break;
     }
     if (d.overLimit) break;
+    if (!streamed.empty()) {
+      auto st = co_await stdoutSink(streamed);
+      streamed.clear();
+      if (!st) {
+        d.error = st.error();
+        break;
+      }
+    }
   }
   conn.close();  // also ends a stdin write still in flight
   co_return d;
@@ -167,7 +195,7 @@ Task<Result<ExecResult>> DockerClient::exec(const std::string& container,
                            "stop an exec, it ends when it exits or the container stops");
   };
 
-  json create = {{"AttachStdin", stdinData.has_value()},
+  json create = {{"AttachStdin", stdinData.has_value() || bool(options.stdinSource)},
                  {"AttachStdout", true},
                  {"AttachStderr", true},
                  {"Tty", false},
@@ -210,8 +238,12 @@ Task<Result<ExecResult>> DockerClient::exec(const std::string& container,
     co_return engineError(hijacked->head, what);
   }
   auto& conn = *hijacked->connection;
-  auto [fed, drained] = co_await (feedStdin(conn, stdinData) && drain(conn, maxOutput));
-  (void)fed;  // see feedStdin
+  std::optional<Error> sourceError;
+  auto [fed, drained] = co_await (feedStdin(conn, stdinData, options, sourceError) &&
+                                  drain(conn, maxOutput, options.stdoutSink));
+  (void)fed;  // write failures are left to the reading side (see feedStdin)
+  // A failed stdinSource is the caller's own error: it wins.
+  if (sourceError) co_return withContext(std::move(*sourceError), what);
   record("POST /exec/{id}/start", hijacked->head.status, Clock::now() - startedAt);
   if (drained.overLimit) {
     co_return Error::make(ErrorCode::protocol,

@@ -1,0 +1,313 @@
+// restore: verify everything first, then write. Contract in backup.hpp.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <algorithm>
+#include <cstdlib>
+
+#include "controllers/backup/backup.hpp"
+#include "controllers/backup/backup_internal.hpp"
+
+namespace foundationd::backup {
+
+using namespace internal;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kNothing = "; nothing was restored";
+
+Error nothingRestored(const Error& e) { return Error::make(e.code, e.message + kNothing); }
+
+// Reads a section back in full through restic (which authenticates every
+// blob) and compares it with the manifest.
+Task<Status> verifySection(Restic& repo, const Section& s) {
+  Sha256 sha;
+  auto st = co_await repo.dump(s.snapshot, s.path, [&](std::string_view piece) -> Task<Status> {
+    sha.update(piece);
+    co_return Status::success();
+  });
+  if (!st) co_return st;
+  const std::string got = sha.hex();
+  if (sha.bytes() != s.bytes || got != s.sha256) {
+    co_return Error::make(ErrorCode::protocol,
+                          s.name + ": what the repository holds (" + std::to_string(sha.bytes()) +
+                              " bytes, sha256 " + got.substr(0, 16) + "...) is not what the "
+                              "manifest recorded (" + std::to_string(s.bytes) + " bytes, sha256 " +
+                              s.sha256.substr(0, 16) + "...)");
+  }
+  co_return Status::success();
+}
+
+struct DbTarget {
+  bool exists = false;
+  std::int64_t tables = 0;
+};
+
+Task<Result<DbTarget>> inspectDatabase(BackupContext& ctx, const config::PostgresSpec& pg,
+                                       const std::string& db) {
+  auto names = co_await databases(ctx, pg);
+  if (!names) co_return std::move(names).error();
+  DbTarget t;
+  t.exists = std::find(names->begin(), names->end(), db) != names->end();
+  if (!t.exists) co_return t;
+  auto out = co_await psql(ctx, pg, db, std::string("SELECT count(*) ") + kUserRelations + ";\n");
+  if (!out) co_return std::move(out).error();
+  t.tables = std::atoll(out->c_str());
+  co_return t;
+}
+
+// `cmd` in the instance's container, its stdin streamed from the section
+// in the repository. Returns the exec's result.
+Task<Result<docker::ExecResult>> execFromSection(BackupContext& ctx, Restic& repo,
+                                                 const Section& s, const std::string& container,
+                                                 std::vector<std::string> cmd) {
+  auto child = co_await repo.startDump(s.snapshot, s.path);
+  if (!child) co_return std::move(child).error();
+  auto& c = **child;
+  docker::ExecOptions eo;
+  eo.user = ctx.execUser;
+  eo.timeout = ctx.execTimeout;
+  eo.maxOutput = 4 << 20;
+  eo.stdinSource = [&]() -> Task<Result<std::string>> { co_return co_await c.readSome(); };
+  auto r = co_await ctx.docker.exec(container, cmd, eo);
+  if (!r || r->exitCode != 0) {
+    c.kill();  // the reader is gone: restic would block on a full pipe
+  } else {
+    (void)co_await c.readAllOut(0);  // whatever the process left unread
+  }
+  auto dumped = co_await repo.finishDump(c, "reading " + s.name);
+  if (!r) co_return std::move(r).error();
+  if (r->exitCode != 0) co_return r;  // the caller reports the process's own failure
+  if (!dumped) co_return dumped.error();
+  co_return r;
+}
+
+class Restorer {
+ public:
+  Restorer(BackupContext& ctx, Restic& repo, const RestoreRequest& req, const Report& report)
+      : ctx_(ctx), repo_(repo), req_(req), report_(report) {}
+
+  Task<Status> run() {
+    if (auto st = co_await repo_.check(false); !st) co_return nothingRestored(st.error());
+    report_("the backup repository " + repo_.repository().display + " passed restic check");
+    auto list = co_await listBackups(repo_);
+    if (!list) co_return nothingRestored(list.error());
+    const BackupEntry* chosen = nullptr;
+    for (const auto& e : *list) {
+      if (req_.backupId.empty() ? e.complete : e.id == req_.backupId) chosen = &e;
+    }
+    if (!chosen) {
+      co_return Error::make(ErrorCode::not_found,
+                            req_.backupId.empty()
+                                ? std::string("no complete backup in ") + repo_.repository().display
+                                : "no backup " + req_.backupId + " in " +
+                                      repo_.repository().display + " (`foundationd backup list`)");
+    }
+    if (!chosen->complete) {
+      co_return Error::make(ErrorCode::conflict, "backup " + chosen->id +
+                                                     " is incomplete (it has no manifest: it "
+                                                     "failed or was interrupted)" + kNothing);
+    }
+    const Manifest& m = *chosen->manifest;
+    chosenId_ = chosen->id;
+    // Copies of the selected sections, each with its snapshot in THIS
+    // repository (an offsite copy has other snapshot ids than the manifest's).
+    std::vector<Section> chosenSections;
+    std::string names;
+    for (const auto& s : m.sections) {
+      names += (names.empty() ? "" : ", ") + s.name;
+      if (!sectionSelected(s.name, req_.section)) continue;
+      const auto here = chosen->snapshotOf.find(s.name);
+      if (here == chosen->snapshotOf.end()) {
+        co_return Error::make(ErrorCode::not_found,
+                              s.name + ": backup " + m.id + " has it in its manifest but not "
+                                       "in " + repo_.repository().display + kNothing);
+      }
+      chosenSections.push_back(s);
+      chosenSections.back().snapshot = here->second;
+    }
+    std::vector<const Section*> selected;
+    for (const auto& s : chosenSections) selected.push_back(&s);
+    if (selected.empty()) {
+      co_return Error::make(ErrorCode::invalid_argument,
+                            "no section \"" + req_.section + "\" in backup " + m.id +
+                                " (it has: " + names + ")" + kNothing);
+    }
+    // 1. Every selected section read back and compared with the manifest.
+    for (const Section* s : selected) {
+      if (auto st = co_await verifySection(repo_, *s); !st) co_return nothingRestored(st.error());
+      report_(s->name + ": verified (" + std::to_string(s->bytes) + " bytes, sha256 matches the "
+              "manifest)");
+    }
+    // 2. Every target checked, before anything is written.
+    for (const Section* s : selected) {
+      if (auto st = co_await precheck(*s); !st) co_return nothingRestored(st.error());
+    }
+    // 3. Globals first, then databases, then the state copy.
+    for (const char* kind : {"postgres-globals", "postgres-database", "state"}) {
+      for (const Section* s : selected) {
+        if (s->kind != kind) continue;
+        if (auto st = co_await apply(m, *s); !st) co_return st;
+      }
+    }
+    co_return Status::success();
+  }
+
+ private:
+  Result<const config::PostgresSpec*> instance(const Section& s) {
+    const auto it = ctx_.spec.postgres.find(s.instance);
+    if (it == ctx_.spec.postgres.end()) {
+      return Error::make(ErrorCode::invalid_argument,
+                         s.name + ": the spec has no [postgres." + s.instance + "] to restore into");
+    }
+    return &it->second;
+  }
+
+  std::string stateOut() const {
+    if (!req_.stateOut.empty()) return req_.stateOut;
+    return (fs::path(ctx_.stateDir) / ("state.db.restored-" + chosenId_)).string();
+  }
+
+  Task<Status> precheck(const Section& s) {
+    if (s.kind == "state") {
+      std::error_code ec;
+      if (fs::symlink_status(stateOut(), ec).type() != fs::file_type::not_found) {
+        co_return Error::make(ErrorCode::conflict, "state: " + stateOut() + " exists; restore "
+                                                   "never overwrites a file (remove it, or "
+                                                   "give another --state-out)");
+      }
+      co_return Status::success();
+    }
+    auto pg = instance(s);
+    if (!pg) co_return pg.error();
+    if (s.kind != "postgres-database") co_return Status::success();
+    auto t = co_await inspectDatabase(ctx_, **pg, s.database);
+    if (!t) co_return Error::make(t.error().code, s.name + ": " + t.error().message);
+    if (t->exists && t->tables > 0 && !req_.force) {
+      co_return Error::make(ErrorCode::conflict,
+                            s.name + ": database " + s.database + " already has " +
+                                std::to_string(t->tables) +
+                                " tables; restore refuses to write into a database that has "
+                                "data (--force restores into it: the backup's objects are "
+                                "dropped and re-created, others are kept; the database itself "
+                                "is never dropped)");
+    }
+    targets_[s.name] = *t;
+    co_return Status::success();
+  }
+
+  Task<Status> apply(const Manifest& m, const Section& s) {
+    if (s.kind == "state") co_return co_await applyState(s);
+    auto pgr = instance(s);
+    if (!pgr) co_return pgr.error();
+    const config::PostgresSpec& pg = **pgr;
+    if (s.kind == "postgres-globals") {
+      // Roles that exist already are reported by psql and skipped; the next
+      // converge sets the spec's passwords again.
+      std::vector<std::string> cmd{"psql", "-X", "-q", "-U", pg.superuser, "-d", "postgres"};
+      auto r = co_await execFromSection(ctx_, repo_, s, pg.container, std::move(cmd));
+      if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
+      if (r->exitCode != 0) {
+        co_return Error::make(ErrorCode::peer, s.name + ": psql failed (exit " +
+                                                   std::to_string(r->exitCode) + "): " +
+                                                   firstLines(r->stderrText));
+      }
+      int errors = 0;
+      for (std::size_t p = r->stderrText.find("ERROR:"); p != std::string::npos;
+           p = r->stderrText.find("ERROR:", p + 1)) {
+        ++errors;
+      }
+      report_(s.name + ": restored" +
+              (errors ? " (" + std::to_string(errors) +
+                            " statements refused, e.g. roles that already exist)"
+                      : std::string()));
+      co_return Status::success();
+    }
+    const DbTarget t = targets_[s.name];
+    std::vector<std::string> cmd{"pg_restore", "-U", pg.superuser, "--exit-on-error"};
+    if (t.exists) {
+      cmd.insert(cmd.end(), {"-d", s.database, "--single-transaction"});
+      if (t.tables > 0) cmd.insert(cmd.end(), {"--clean", "--if-exists"});
+    } else {
+      cmd.insert(cmd.end(), {"-d", "postgres", "--create"});
+    }
+    auto r = co_await execFromSection(ctx_, repo_, s, pg.container, cmd);
+    if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
+    if (r->exitCode != 0) {
+      co_return Error::make(ErrorCode::peer,
+                            s.name + ": pg_restore failed (exit " + std::to_string(r->exitCode) +
+                                ")" + (t.exists ? ", rolled back" : "") + ": " +
+                                firstLines(r->stderrText));
+    }
+    auto counts = co_await rowCounts(ctx_, pg, s.database);
+    if (!counts) co_return Error::make(counts.error().code, s.name + ": " + counts.error().message);
+    std::string diff;
+    for (const auto& [table, n] : s.rowCounts) {
+      const auto it = counts->find(table);
+      const std::int64_t have = it == counts->end() ? -1 : it->second;
+      if (have != n) {
+        diff += (diff.empty() ? "" : ", ") + table + " " + std::to_string(have) + " rows, " +
+                std::to_string(n) + " in the manifest";
+      }
+    }
+    if (!diff.empty()) {
+      co_return Error::make(ErrorCode::protocol, s.name + ": restored, but the row counts differ "
+                                                 "from the manifest: " + diff);
+    }
+    (void)m;
+    report_(s.name + ": restored into " + pg.container + " (" + std::to_string(s.rowCounts.size()) +
+            " tables, row counts equal to the manifest)");
+    co_return Status::success();
+  }
+
+  Task<Status> applyState(const Section& s) {
+    const std::string out = stateOut();
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      co_return Error::make(ErrorCode::io, "state: cannot create " + out + ": " + std::strerror(errno));
+    }
+    Sha256 sha;
+    auto st = co_await repo_.dump(s.snapshot, s.path, [&](std::string_view piece) -> Task<Status> {
+      sha.update(piece);
+      while (!piece.empty()) {
+        const ssize_t n = ::write(fd, piece.data(), piece.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) co_return Error::make(ErrorCode::io, "writing " + out + ": " + std::strerror(errno));
+        piece.remove_prefix(static_cast<std::size_t>(n));
+      }
+      co_return Status::success();
+    });
+    const bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (!st || !synced || sha.hex() != s.sha256) {
+      ::unlink(out.c_str());
+      co_return Error::make(ErrorCode::io, "state: writing " + out + " failed" +
+                                               (st ? std::string() : ": " + st.error().message));
+    }
+    report_("state: written to " + out + " (sha256 matches the manifest); it is not put in "
+            "place: see dr/RUNBOOK.md");
+    co_return Status::success();
+  }
+
+ private:
+  std::string chosenId_;
+  BackupContext& ctx_;
+  Restic& repo_;
+  const RestoreRequest& req_;
+  const Report& report_;
+  std::map<std::string, DbTarget> targets_;
+};
+
+}  // namespace
+
+Task<Status> restore(BackupContext& ctx, Restic& repo, const RestoreRequest& request,
+                     const Report& report) {
+  Restorer r(ctx, repo, request, report);
+  co_return co_await r.run();
+}
+
+}  // namespace foundationd::backup
