@@ -116,7 +116,7 @@ const std::vector<Command>& commands() {
        "one-shot with the spec, the passphrase from --passphrase-file or the terminal.\n"
        "Setting it again is a rotation: PostgreSQL, Vault, then every consumer follows.",
        {"--config", "--spec", "--state-dir", "--passphrase-file"},
-       "printf %s \"$SMTP_PASSWORD\" | foundationd secret set smtp.password", cmdSecret, false},
+       "foundationd secret set smtp.password", cmdSecret, false},
       {"status", "status [--json]",
        "what the running daemon reports (exit 0 converged, 2 not, 1 error)",
        "Asks the daemon over the Unix socket of api.listen.", {"--config", "--json"},

@@ -172,6 +172,7 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     for (const auto& k : covered) {
       if (!batch.all && !batch.keys.count(k)) continue;
       if (auto b = blocks.find(k); b != blocks.end()) {
+        log::warn("resource.blocked", {{"resource", k.str()}, {"message", b->second}});
         setResource(k, api::ResourceStatus::blocked, b->second);  // unlocked or not
       } else if (blocked.count(k)) {
         // Not acted on while locked; what is true of it is known all the

@@ -209,6 +209,8 @@ def test_provided_secret_and_runner_token(project, tmp_path):
         m = mailer_status()
         assert m["status"] == "blocked", m
         assert "foundationd secret set smtp.password" in m["reason"], m
+        assert (f"event=resource.blocked resource=container.{name}-mailer message=\"needs "
+                "credential smtp.password") in daemon_output()
 
         # 3. `secret set` through the running daemon, the value on stdin.
         v1 = "first-provided-" + os.urandom(8).hex()
