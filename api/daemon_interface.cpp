@@ -76,6 +76,11 @@ Task<Result<RotateResult>> DaemonControl::rotate(std::string) {
   co_return Error::make(ErrorCode::not_found, "this daemon does not rotate credentials");
 }
 
+Task<Result<RotateResult>> DaemonControl::setSecret(std::string, std::string, state::SecretBytes,
+                                                    std::string) {
+  co_return Error::make(ErrorCode::not_found, "this daemon does not take provided values");
+}
+
 std::string formatTime(TimePoint t) {
   const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);

@@ -244,6 +244,16 @@ class DaemonControl {
   // unavailable while locked, not_found for a credential the spec in force
   // does not declare. The default implementation is not_found.
   virtual Task<Result<RotateResult>> rotate(std::string credential);
+
+  // POST /v1/secrets: `foundationd secret set NAME.FIELD` through the running
+  // daemon. Stores `value` as the new version of a provided field (durable
+  // first, audit-logged with `by`, never the value), then carries it to
+  // every consumer like a rotation (PostgreSQL, Vault, containers) and waits
+  // for that reconcile. Errors: unavailable while locked, not_found /
+  // invalid_argument for a field that is not a provided one of the spec in
+  // force. The default implementation is not_found.
+  virtual Task<Result<RotateResult>> setSecret(std::string credential, std::string field,
+                                               state::SecretBytes value, std::string by);
 };
 
 }  // namespace foundationd::api

@@ -48,6 +48,15 @@ std::optional<std::int64_t> parseInt(const std::string& s) {
   return v;
 }
 
+// A plain function, not a lambda: GCC 12 mishandles lambdas in coroutines.
+void wipeStringField(nlohmann::json& doc, const char* key) {
+  if (!doc.is_object()) return;
+  auto it = doc.find(key);
+  if (it == doc.end() || !it->is_string()) return;
+  std::string& v = it->get_ref<std::string&>();
+  sodium_memzero(v.data(), v.size());
+}
+
 }  // namespace
 
 std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& body) {
@@ -200,6 +209,50 @@ Task<Response> rotate(RouteContext& ctx, const Request& request) {
     co_return malformed("the body needs a \"credential\" string" + kExpected);
   }
   auto r = co_await ctx.daemon.rotate(doc["credential"].get<std::string>());
+  if (!r) {
+    if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
+      co_return errorResponse(ApiError::locked, r.error().message);
+    }
+    co_return errorResponse(r.error());
+  }
+  nlohmann::json fields = nlohmann::json::array();
+  for (const auto& [field, version] : r->fields) {
+    fields.push_back({{"field", field}, {"version", version}});
+  }
+  co_return Response::json(200, {{"credential", r->credential},
+                                 {"rotated", std::move(fields)},
+                                 {"result", r->result},
+                                 {"converged", r->converged}});
+}
+
+Task<Response> setSecret(RouteContext& ctx, const Request& request) {
+  static const std::string kExpected =
+      R"(; expected {"credential": "NAME", "field": "FIELD", "value": "..."})";
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(request.body);
+  } catch (const nlohmann::json::parse_error& e) {
+    co_return malformed(describeParseError(e));
+  }
+  static constexpr const char* kKeys[] = {"credential", "field", "value"};
+  for (const char* key : kKeys) {
+    if (!doc.is_object() || !doc.contains(key) || !doc[key].is_string() ||
+        doc[key].get<std::string>().empty()) {
+      wipeStringField(doc, "value");
+      co_return malformed(std::string("the body needs a non-empty \"") + key + "\" string" +
+                          kExpected);
+    }
+  }
+  state::SecretBytes value = state::SecretBytes::copyOf(doc["value"].get_ref<std::string&>());
+  wipeStringField(doc, "value");
+  std::string by;
+  if (doc.contains("by") && doc["by"].is_string()) by = doc["by"].get<std::string>();
+  std::string credential = doc["credential"].get<std::string>();
+  std::string field = doc["field"].get<std::string>();
+  // Named arguments: GCC 12 mishandles temporaries inside a co_await expression.
+  auto task = ctx.daemon.setSecret(std::move(credential), std::move(field), std::move(value),
+                                   std::move(by));
+  auto r = co_await std::move(task);
   if (!r) {
     if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
       co_return errorResponse(ApiError::locked, r.error().message);

@@ -34,6 +34,10 @@ Task<Response> events(RouteContext& ctx, const Request& request);
 // [{"field", "version"}], "result", "converged"} once the reconcile that
 // updated the consumers has ended; 503 locked, 404 no such credential.
 Task<Response> rotate(RouteContext& ctx, const Request& request);
+// POST /v1/secrets {"credential", "field", "value", "by"?}: `secret set`; the
+// answer is rotate's, with the new version, once the consumers followed;
+// 503 locked, 404/400 not a provided field of the spec in force.
+Task<Response> setSecret(RouteContext& ctx, const Request& request);
 // GET /metrics: 200 text/plain; version=0.0.4, state gauges refreshed from status().
 Task<Response> metrics(RouteContext& ctx, const Request& request);
 // POST /v1/hooks/forgejo (api/webhook.hpp, docs/source.md): 503 locked while

@@ -27,6 +27,7 @@ constexpr std::array kRoutes = {
   Route{"GET",  "/v1/plan",       AuthKind::bearer,        &h::plan},
   Route{"GET",  "/v1/events",     AuthKind::bearer,        &h::events},
   Route{"POST", "/v1/rotate",     AuthKind::bearer,        &h::rotate},
+  Route{"POST", "/v1/secrets",    AuthKind::bearer,        &h::setSecret, true, true},
   Route{"POST", "/v1/hooks/forgejo", AuthKind::hmac,      &h::forgejoWebhook},
 };
 // clang-format on

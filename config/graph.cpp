@@ -20,7 +20,11 @@ void link(Graph& g, const ResourceKey& from, const ResourceKey& to) {
 }
 
 void linkValue(Graph& g, const ResourceKey& from, const Value& v) {
-  for (const auto& ref : v.references()) link(g, from, {Kind::credential, ref.name});
+  for (const auto& ref : v.references()) {
+    // ${forgejo.runner_token}: the forge step produces it.
+    link(g, from, ref.runnerToken ? ResourceKey{Kind::forgejo, ""}
+                                  : ResourceKey{Kind::credential, ref.name});
+  }
 }
 
 }  // namespace

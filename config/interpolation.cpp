@@ -95,9 +95,12 @@ class Interpolator {
         return;
       }
       credential(parts[1], parts[2]);
+    } else if (parts[0] == "forgejo" && parts.size() == 2 && parts[1] == "runner_token") {
+      runnerToken();
     } else {
       fail("unknown reference " + shown + " in " + std::string(what_) +
-           "; only ${versions.KEY} and ${credentials.NAME.FIELD} are supported"
+           "; only ${versions.KEY}, ${credentials.NAME.FIELD} and ${forgejo.runner_token} are "
+           "supported"
            " (write \"$$\" for a literal \"$\")");
     }
   }
@@ -148,6 +151,23 @@ class Interpolator {
     }
     flush();
     value_.segments.emplace_back(CredentialRef{name, field});
+  }
+
+  void runnerToken() {
+    if (policy_ == SecretPolicy::forbidden) {
+      fail("secrets may not be used in " + std::string(what_) +
+           ": ${forgejo.runner_token} would leak into argv, labels or output; use secrets only "
+           "in " + std::string(kSecretPlaces));
+      return;
+    }
+    if (!scope_.runnerToken) {
+      fail("${forgejo.runner_token} in " + std::string(what_) +
+           " needs [forgejo.runner_token] in the spec (with its vault_path): the forge step "
+           "obtains the token only then");
+      return;
+    }
+    flush();
+    value_.segments.emplace_back(CredentialRef::forgejoRunnerToken());
   }
 
   const SourceLoc& loc_;

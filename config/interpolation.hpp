@@ -2,6 +2,8 @@
 //
 //   ${versions.KEY}              replaced by images.KEY of the VERSIONS file
 //   ${credentials.NAME.FIELD}    kept as a CredentialRef segment (sensitive)
+//   ${forgejo.runner_token}      the forge's runner registration token: a
+//                                CredentialRef with runnerToken set (sensitive)
 //   $$                           a literal '$'
 //   $ followed by anything else  a literal '$'
 // Any other ${...}, or an unterminated ${, is an error. Credential references
@@ -30,6 +32,8 @@ struct InterpolationScope {
   bool versionsUnavailable = false;
   // Declared credentials and their field names; null = none declared.
   const std::map<std::string, std::set<std::string>>* credentials = nullptr;
+  // The spec declares [forgejo.runner_token]: ${forgejo.runner_token} resolves.
+  bool runnerToken = false;
 };
 
 enum class SecretPolicy { forbidden, allowed };

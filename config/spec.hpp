@@ -19,10 +19,19 @@
 
 namespace foundationd::config {
 
-// A reference to one field of a generated credential: ${credentials.NAME.FIELD}.
+// A reference to one field of a credential: ${credentials.NAME.FIELD}; or,
+// with runnerToken set, to the forge's Actions runner registration token
+// (${forgejo.runner_token}: name "forgejo", field "runner_token"), which the
+// forge step seals in the state and which resolves like a credential.
 struct CredentialRef {
   std::string name;
   std::string field;
+  bool runnerToken = false;
+  static CredentialRef forgejoRunnerToken() { return {"forgejo", "runner_token", true}; }
+  // "credentials.NAME.FIELD" or "forgejo.runner_token", as the spec writes it.
+  std::string str() const {
+    return runnerToken ? "forgejo.runner_token" : "credentials." + name + "." + field;
+  }
   bool operator==(const CredentialRef&) const = default;
   auto operator<=>(const CredentialRef&) const = default;
 };
@@ -61,7 +70,13 @@ struct VolumeSpec {
   std::map<std::string, std::string> labels;
 };
 
-// A field of a credential: a literal (not secret) or a generator.
+// A field whose value a person supplies: `{ provided = true }`, set with
+// `foundationd secret set NAME.FIELD` (docs/spec.md "Provided values").
+struct Provided {
+  bool operator==(const Provided&) const = default;
+};
+
+// A field of a credential: a literal (not secret), a generator, or provided.
 struct Generator {
   enum class Kind { password, hex, base64url, uuid };
   Kind kind = Kind::password;
@@ -73,9 +88,10 @@ struct Generator {
 const char* toString(Generator::Kind kind) noexcept;
 
 struct CredentialField {
-  std::variant<std::string, Generator> value;  // literal or generator
+  std::variant<std::string, Generator, Provided> value;  // literal, generator or provided
   SourceLoc loc;
   bool generated() const noexcept { return value.index() == 1; }
+  bool provided() const noexcept { return value.index() == 2; }
 };
 
 struct CredentialSpec {

@@ -119,6 +119,7 @@ LoadResult loadSpecText(const std::string& text, const std::string& fileName,
   r.scope.versionsUnavailable = !versionsOk;
   r.declared = detail::collectDeclared(*root);
   r.scope.credentials = &r.declared.credentials;
+  r.scope.runnerToken = r.declared.runnerToken;
   r.readFile = readFile;
 
   detail::parseNetworks(r, *root, spec);

@@ -134,12 +134,28 @@ void parseCredential(SpecReader& r, const std::string& name, const toml::table& 
         auto literal = r.textOf(node, quote(field), fw);
         if (!literal) continue;
         f.value = std::move(*literal);
+      } else if (const toml::table* gt = node.as_table(); gt && gt->contains("provided")) {
+        // { provided = true }: a person supplies it (`foundationd secret set`).
+        const Where pw = fw.child(field);
+        r.checkKeys(*gt, {"provided"}, pw);
+        auto provided = r.boolean(*gt, "provided", pw);
+        if (!provided) continue;
+        if (!*provided) {
+          r.error(r.loc(*gt->get("provided")),
+                  "\"provided\" " + pw.in() + " must be true (a value set with `foundationd "
+                  "secret set " + name + "." + field + "`); for a generated value write "
+                  "{ generate = ... }, for a literal a string");
+          continue;
+        }
+        f.value = Provided{};
       } else if (const toml::table* gt = node.as_table()) {
         auto g = parseGenerator(r, *gt, fw.child(field));
         if (!g) continue;
         f.value = *g;
       } else {
-        r.typeError(node, "a string or a generator table ({ generate = ... })", quote(field),
+        r.typeError(node,
+                    "a string, a generator table ({ generate = ... }) or { provided = true }",
+                    quote(field),
                     fw);
         continue;
       }

@@ -34,6 +34,9 @@ Declared collectDeclared(const toml::table& root) {
       for (auto&& [field, v] : *f) fields.emplace(field.str());
     }
   }
+  if (const toml::table* forge = root.get_as<toml::table>("forgejo")) {
+    d.runnerToken = forge->get_as<toml::table>("runner_token") != nullptr;
+  }
   return d;
 }
 

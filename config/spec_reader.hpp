@@ -21,6 +21,7 @@ namespace foundationd::config::detail {
 struct Declared {
   std::set<std::string> containers, networks, volumes, s3, files;
   std::map<std::string, std::set<std::string>> credentials;  // name -> field names
+  bool runnerToken = false;  // [forgejo.runner_token] is a table
 };
 Declared collectDeclared(const toml::table& root);
 

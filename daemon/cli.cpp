@@ -111,6 +111,16 @@ const std::vector<Command>& commands() {
        "print a generated value (audit-logged)", "",
        {"--config", "--state-dir", "--passphrase-file"}, "foundationd secret show app-db.password",
        cmdSecret, false},
+      {"secret set", "secret set CREDENTIAL.FIELD",
+       "store an operator-provided value ({ provided = true }), then converge its consumers",
+       "The value is read from the terminal (asked twice, not echoed) or from stdin (to\n"
+       "its end, one trailing newline dropped), never from the command line, and never\n"
+       "printed; the audit log records who set which field. Through the running daemon's\n"
+       "API when one runs (POST /v1/secrets, with the token of api.token_file); else\n"
+       "one-shot with the spec, the passphrase from --passphrase-file or the terminal.\n"
+       "Setting it again is a rotation: PostgreSQL, Vault, then every consumer follows.",
+       {"--config", "--spec", "--state-dir", "--passphrase-file"},
+       "foundationd secret set smtp.password", cmdSecret, false},
       {"status", "status [--json]",
        "what the running daemon reports (exit 0 converged, 2 not, 1 error)",
        "Asks the daemon over the Unix socket of api.listen.", {"--config", "--json"},

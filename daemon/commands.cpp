@@ -99,13 +99,15 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
   const auto& r = *out.docker;
   std::size_t stepChanges = 0;
   std::size_t stepFailed = 0;
+  std::size_t stepBlocked = 0;  // waits for the operator or another step: not failed
   for (const auto& s : out.steps) {
     for (const auto& o : s.outcomes) {
       stepChanges += o.changed ? 1 : 0;
-      stepFailed += o.ok ? 0 : 1;
+      stepFailed += o.ok || o.blocked ? 0 : 1;
+      stepBlocked += o.blocked ? 1 : 0;
     }
   }
-  if (r.converged && stepFailed == 0) {
+  if (r.converged && stepFailed == 0 && stepBlocked == 0) {
     // One summary for the whole converge (credentials, Docker, service steps).
     const std::size_t changes = r.report.outcomes.size() + out.generated.size() + stepChanges;
     if (changes == 0) {
@@ -129,7 +131,12 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
   }
   std::size_t failed = stepFailed;
   for (const auto& o : r.report.outcomes) failed += o.ok ? 0 : 1;
-  std::printf("Not converged: %zu failed.\n", failed);
+  if (stepBlocked > 0) {
+    std::printf("Not converged: %zu failed, %zu blocked (waiting, see above).\n", failed,
+                stepBlocked);
+  } else {
+    std::printf("Not converged: %zu failed.\n", failed);
+  }
   if (r.remaining.hasChanges() || r.remaining.hasConflicts()) {
     std::fputs(docker::renderPlanText(r.remaining, {colorOutput()}).c_str(), stdout);
   }

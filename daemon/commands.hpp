@@ -20,6 +20,10 @@ int cmdStatus(const CliArgs& args);
 int cmdUnseal(const CliArgs& args);
 // commands_client.cpp: POST /v1/rotate to the running daemon; the exit code.
 int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential);
+// commands_client.cpp: `secret set` through the running daemon (POST
+// /v1/secrets); reads the value itself (TTY twice, or stdin). The exit code.
+int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential,
+                           const std::string& field, const std::string& by);
 // commands_vault.cpp
 int cmdExportVaultKeys(const CliArgs& args);
 int cmdImportVaultKeys(const CliArgs& args);

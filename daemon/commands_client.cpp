@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
+#include <sodium.h>
 
 #include "controllers/transport/unix_http_client.hpp"
 #include "daemon/cli_support.hpp"
@@ -97,6 +98,58 @@ int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& cred
   }
   std::printf("Not converged: the reconcile that followed ended \"%s\"; see `foundationd "
               "status`.\n",
+              doc.value("result", std::string("?")).c_str());
+  return 1;
+}
+
+int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential,
+                           const std::string& field, const std::string& by) {
+  auto token = readToken(cfg);
+  if (!token) {
+    std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
+    return 1;
+  }
+  auto value = readSecretValue("Value for " + credential + "." + field + " (not echoed): ");
+  if (!value) {
+    std::fprintf(stderr, "foundationd: %s\n", value.error().message.c_str());
+    return 1;
+  }
+  transport::HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/secrets";
+  req.headers["Authorization"] = "Bearer " + token.value();
+  {
+    nlohmann::json body{{"credential", credential}, {"field", field},
+                        {"value", std::string(value->view())}, {"by", by}};
+    req.body = body.dump();
+    std::string& v = body["value"].get_ref<std::string&>();
+    sodium_memzero(v.data(), v.size());
+  }
+  std::printf("Storing %s.%s through the running daemon...\n", credential.c_str(), field.c_str());
+  std::fflush(stdout);
+  // The answer comes when the consumers are updated: allow for slow recreations.
+  auto r = call(cfg, std::move(req), std::chrono::minutes(30));
+  if (!r) {
+    std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200 || doc.is_discarded()) {
+    std::fprintf(stderr, "foundationd: secret set refused by the daemon (HTTP %d): %s\n",
+                 r->status, errorText(*r).c_str());
+    return 1;
+  }
+  for (const auto& f : doc["rotated"]) {
+    std::printf("credential.%s.%s: set (version %d)\n", credential.c_str(),
+                f.value("field", "?").c_str(), f.value("version", 0));
+  }
+  if (doc.value("converged", false)) {
+    std::printf("Converged: the daemon updated every consumer of %s.%s.\n", credential.c_str(),
+                field.c_str());
+    return 0;
+  }
+  std::printf("Stored, but not converged: the reconcile that followed ended \"%s\"; see "
+              "`foundationd status`.\n",
               doc.value("result", std::string("?")).c_str());
   return 1;
 }

@@ -1,5 +1,10 @@
-// The commands that touch the sealed state: init, rekey, rotate, secret show.
+// The commands that touch the sealed state: init, rekey, rotate, secret show,
+// secret set.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <boost/asio/io_context.hpp>
@@ -148,9 +153,94 @@ int cmdRotate(const CliArgs& args) {
   return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);
 }
 
+namespace {
+
+// Who runs this command, for the audit log: "alice (uid 1000)", "root (uid
+// 0, sudo from alice)".
+std::string whoAmI() {
+  const uid_t uid = ::getuid();
+  const passwd* pw = ::getpwuid(uid);
+  std::string who = (pw ? std::string(pw->pw_name) : std::string("?")) + " (uid " +
+                    std::to_string(uid);
+  if (const char* sudo = std::getenv("SUDO_USER")) who += ", sudo from " + std::string(sudo);
+  return who + ")";
+}
+
+// `foundationd secret set NAME.FIELD`: a provided value from the TTY or stdin.
+int secretSet(const CliArgs& args, const std::string& ref) {
+  const auto dot = ref.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == ref.size()) {
+    return fail("usage: foundationd secret set CREDENTIAL.FIELD (the value on the terminal or "
+                "stdin, never as an argument)");
+  }
+  const std::string name = ref.substr(0, dot);
+  const std::string field = ref.substr(dot + 1);
+  auto cfg = loadConfig(args);
+  if (!cfg) return 1;
+  // A running daemon owns the state: the value goes through its API.
+  auto lock = lockState(stateDirOf(args, *cfg), "secret set", "", false);
+  if (!lock) {
+    auto holder = stateLockHolder(stateDirOf(args, *cfg));
+    if (holder && holder->command == "serve") {
+      return setSecretThroughDaemon(*cfg, name, field, whoAmI());
+    }
+    return fail(lock.error().message);
+  }
+  const std::string specPath = args.spec ? *args.spec : cfg->source.path;
+  auto spec = loadSpec(specPath);
+  if (!spec) return 1;
+  auto c = spec->credentials.find(name);
+  if (c == spec->credentials.end() || !c->second.fields.count(field)) {
+    return fail("no field " + ref + " in " + specPath + "; nothing was changed");
+  }
+  if (!c->second.fields.at(field).provided()) {
+    return fail("field " + ref + " is not { provided = true } in " + specPath +
+                "; nothing was changed");
+  }
+  if (!::isatty(STDIN_FILENO) && !args.passphraseFile) {
+    return fail("standard input carries the value: give the master passphrase with "
+                "--passphrase-file (or run on a terminal); nothing was changed");
+  }
+  auto unlocked = openAndUnlock(args, *cfg);
+  if (!unlocked) return fail(unlocked.error().message + "; nothing was changed");
+  auto value = readSecretValue("Value for " + ref + " (not echoed): ");
+  if (!value) return fail(value.error().message);
+  auto set = credentials::setProvided(*spec, *unlocked->store, unlocked->key, name, field,
+                                      value->view(), whoAmI());
+  value->wipe();
+  if (!set) return fail(set.error().message);
+  std::printf("credential.%s.%s: set (version %d)\n", name.c_str(), field.c_str(),
+              set->version);
+  std::fflush(stdout);
+  // A new value of a field set before is a rotation: PostgreSQL, then Vault,
+  // then every consumer, as `rotate` does.
+  if (set->rotated) {
+    boost::asio::io_context io;
+    docker::DockerClient client(io.get_executor(), cfg->dockerSocket);
+    auto pg = rotatePostgresRoles(io, client, *spec, unlocked->store.get(), &unlocked->key, name);
+    if (!pg.ok()) {
+      return fail("the new " + ref + " is stored, but PostgreSQL did not take it (above); "
+                  "no consumer was recreated. Run `foundationd apply --once` once PostgreSQL "
+                  "answers.");
+    }
+    if (auto st = mirrorRotatedOnce(*spec, unlocked->store.get(), &unlocked->key, name); !st) {
+      return fail("the new " + ref + " is stored, but Vault was not updated (" +
+                  st.error().message + "); no consumer was recreated. Run `foundationd apply "
+                  "--once` when Vault is back.");
+    }
+  }
+  return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);
+}
+
+}  // namespace
+
 int cmdSecret(const CliArgs& args) {
+  if (args.positional.size() == 2 && args.positional[0] == "set") {
+    return secretSet(args, args.positional[1]);
+  }
   if (args.positional.size() != 2 || args.positional[0] != "show") {
-    return fail("usage: foundationd secret show CREDENTIAL[.FIELD]");
+    return fail("usage: foundationd secret show CREDENTIAL[.FIELD] | foundationd secret set "
+                "CREDENTIAL.FIELD");
   }
   const std::string ref = args.positional[1];
   const auto dot = ref.find('.');

@@ -12,6 +12,7 @@
 #include "daemon/files_step.hpp"
 #include "daemon/forgejo_step.hpp"
 #include "daemon/postgres_step.hpp"
+#include "daemon/provided.hpp"
 #include "daemon/vault_step.hpp"
 
 namespace foundationd::daemon {
@@ -67,8 +68,17 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     out.steps.push_back(std::move(pre));
   }
   StoreSecrets secrets(spec, store, key);
+  // What needs a provided value not set yet is blocked (and left alone); the
+  // runner token's consumers wait for the forge step (a second pass below).
+  const auto blocks = blockedByProvided(spec, store);
+  docker::Scope scope;
+  scope.exclude = containersOf(blocks);
+  const auto tokenWait = waitingForRunnerToken(spec, secrets);
+  scope.exclude.insert(tokenWait.begin(), tokenWait.end());
+  std::set<std::string> skip;
+  for (const auto& k : scope.exclude) skip.insert(k.name);
   std::optional<PartTimer> dockerTimer(std::in_place, out, "docker");
-  if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir); !st) {
+  if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir, skip); !st) {
     out.error = st.error();
     return out;
   }
@@ -77,7 +87,7 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     out.error = files.error();
     return out;
   }
-  auto result = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker));
+  auto result = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker, scope));
   if (!result) {
     out.error = result.error();
     return out;
@@ -96,6 +106,7 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
       o.ok = false;
       o.blocked = true;
       o.message = "file " + u.first + " " + u.second;
+      if (scope.exclude.count(o.key)) continue;  // reported as blocked or pending below
       if (!o.key.name.empty()) followed.outcomes.push_back(std::move(o));
     }
     if (hooks.step) for (const auto& o : followed.outcomes) hooks.step(o);
@@ -115,6 +126,10 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     (void)store->appendAudit("reconcile", audit.dump());
   }
   out.docker = std::move(result).value();
+  if (auto b = blockedContainers(blocks); !b.outcomes.empty()) {
+    if (hooks.step) for (const auto& o : b.outcomes) hooks.step(o);
+    out.steps.push_back(std::move(b));
+  }
   dockerTimer.reset();
 
   // The service steps, in order (docs: vault -> buckets -> postgres -> forgejo).
@@ -123,6 +138,7 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
     std::optional<PartTimer> timer;
     if (present) timer.emplace(out, name);
     out.steps.push_back(run());
+    markBlocked(out.steps.back(), blocks);
     if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
   };
   step(spec.vault.has_value(), "vault", [&] { return convergeVaultOnce(spec, store, key); });
@@ -133,6 +149,58 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
   step(spec.forgejo.has_value(), "forgejo",
        [&] { return convergeForgejoOnce(io, api, spec, store, key); });
 
+  // The runner token's consumers, now that the forge step has run: created
+  // with the token it produced, or recreated when it issued a new one.
+  const auto consumers = runnerTokenConsumers(spec);
+  if (!consumers.empty()) {
+    PartTimer timer(out, "runner-token");
+    docker::Scope second;
+    second.only = consumers;
+    second.only->insert(tokenWait.begin(), tokenWait.end());
+    second.exclude = containersOf(blocks);
+    std::set<std::string> blockedNames;
+    for (const auto& k : second.exclude) blockedNames.insert(k.name);
+    if (!secrets.digest(config::CredentialRef::forgejoRunnerToken())) {
+      StepReport pending;
+      for (const auto& k : tokenWait) {
+        if (second.exclude.count(k)) continue;
+        StepOutcome o;
+        o.key = k;
+        o.ok = false;
+        o.blocked = true;
+        o.message = kRunnerTokenPending;
+        pending.outcomes.push_back(std::move(o));
+      }
+      if (hooks.step) for (const auto& o : pending.outcomes) hooks.step(o);
+      if (!pending.outcomes.empty()) out.steps.push_back(std::move(pending));
+      return out;
+    }
+    if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir, blockedNames); !st) {
+      out.error = st.error();
+      return out;
+    }
+    if (!spec.files.empty()) {
+      if (auto files = writeFilesStep(spec, secrets, store, options); !files) {
+        out.error = files.error();
+        return out;
+      }
+    }
+    auto again = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker, second));
+    if (!again) {
+      out.error = again.error();
+      return out;
+    }
+    for (const auto& o : again->report.outcomes) {
+      if (o.ok && o.key.kind == config::Kind::container && store) {
+        (void)store->setAppliedHash("container", o.key.name,
+                                    docker::desiredContainer(spec.containers.at(o.key.name),
+                                                             secrets).hash);
+      }
+      out.docker->report.outcomes.push_back(o);
+    }
+    out.docker->converged = out.docker->converged && again->converged;
+    for (const auto& c : again->remaining.changes) out.docker->remaining.changes.push_back(c);
+  }
   return out;
 }
 

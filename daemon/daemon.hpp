@@ -43,7 +43,13 @@
 #include "state/store.hpp"
 #include "state/unseal_gate.hpp"
 
+namespace foundationd::docker {
+struct ApplyOptions;
+}  // namespace foundationd::docker
+
 namespace foundationd::daemon {
+
+class StoreSecrets;  // converge.hpp
 
 class Daemon final : public api::DaemonControl {
  public:
@@ -72,6 +78,10 @@ class Daemon final : public api::DaemonControl {
   void webhookRejected(const std::string& why) override;
   // daemon_rotate.cpp: POST /v1/rotate.
   api::Task<Result<api::RotateResult>> rotate(std::string credential) override;
+  // daemon_rotate.cpp: POST /v1/secrets (`secret set` through the daemon).
+  api::Task<Result<api::RotateResult>> setSecret(std::string credential, std::string field,
+                                                 state::SecretBytes value,
+                                                 std::string by) override;
 
   // Seconds to wait after `failures` failed unseal attempts.
   static std::chrono::seconds unsealBackoff(std::int64_t failures);
@@ -111,6 +121,14 @@ class Daemon final : public api::DaemonControl {
   // their consumers are recreated.
   boost::asio::awaitable<void> alterRotatedRoles(const config::Spec& spec,
                                                  const std::vector<credentials::Generated>& generated);
+  // daemon_reconcile.cpp: the second Docker pass, after the forge step, for
+  // the containers that use ${forgejo.runner_token} (`waiting`: those that
+  // had no token yet); `skip` are blocked. False when one is not converged.
+  boost::asio::awaitable<bool> runnerTokenPass(const config::Spec& spec, const Batch& batch,
+                                               const StoreSecrets& secrets,
+                                               const docker::ApplyOptions& options,
+                                               const std::set<Key>& waiting,
+                                               const std::set<Key>& skip, std::set<Key>& failed);
   void publishStatus();
   // daemon_rotate.cpp: the rotations POST /v1/rotate asked for, run by a
   // reconcile of everything (`all`: so every consumer is covered) before its

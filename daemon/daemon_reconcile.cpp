@@ -10,6 +10,7 @@
 #include "daemon/daemon.hpp"
 #include "daemon/files_step.hpp"
 #include "daemon/log.hpp"
+#include "daemon/provided.hpp"
 
 namespace foundationd::daemon {
 
@@ -116,6 +117,14 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   }
   stepStarted = std::chrono::steady_clock::now();
   StoreSecrets secrets(spec, store_.get(), locked ? nullptr : &key_);
+  // Provided values not set yet block what needs them (left alone); the
+  // runner token's consumers wait for the forge step (a second pass below).
+  const auto blocks = blockedByProvided(spec, store_.get());
+  const auto tokenWait = waitingForRunnerToken(spec, secrets);
+  for (const auto& k : containersOf(blocks)) scope.exclude.insert(k);
+  scope.exclude.insert(tokenWait.begin(), tokenWait.end());
+  std::set<std::string> waitingNames;
+  for (const auto& k : scope.exclude) waitingNames.insert(k.name);
   docker::ApplyOptions options;
   options.restarts = &restarts_;
   options.filesDir = config_.stateDir + "/files";
@@ -137,7 +146,10 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     const config::Spec* specp = &spec;
     const StoreSecrets* secretsp = &secrets;
     const std::string* dirp = &options.secretsDir;
-    auto write = [specp, secretsp, dirp] { return docker::writeSecretFiles(*specp, *secretsp, *dirp); };
+    const std::set<std::string>* skipp = &waitingNames;
+    auto write = [specp, secretsp, dirp, skipp] {
+      return docker::writeSecretFiles(*specp, *secretsp, *dirp, *skipp);
+    };
     auto written = co_await onPool(write);
     if (!written) log::error("secret_files.failed", {{"error", written.error().message}});
   }
@@ -169,7 +181,10 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
     for (const auto& [n, _] : spec.containers) covered.insert({Kind::container, n});
     for (const auto& k : covered) {
       if (!batch.all && !batch.keys.count(k)) continue;
-      if (blocked.count(k)) {
+      if (auto b = blocks.find(k); b != blocks.end()) {
+        log::warn("resource.blocked", {{"resource", k.str()}, {"message", b->second}});
+        setResource(k, api::ResourceStatus::blocked, b->second);  // unlocked or not
+      } else if (blocked.count(k)) {
         // Not acted on while locked; what is true of it is known all the
         // same (secrets are compared by digest, which needs no passphrase).
         const docker::Change* c = r->excluded.find(k);
@@ -182,6 +197,8 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
                       std::string("locked: to ") + docker::toString(c->action) + " (" + c->reason +
                           ") it needs a secret; unseal (`foundationd unseal` or POST /v1/unseal)");
         }
+      } else if (tokenWait.count(k)) {
+        setResource(k, api::ResourceStatus::pending, kRunnerTokenPending);
       } else {
         setResource(k, api::ResourceStatus::converged, "");
       }
@@ -231,26 +248,42 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
 
   // The service steps, in order: vault -> buckets -> postgres -> forgejo.
   // Each: `stepsOk = applyStepReport(co_await reconcileX(spec)) && stepsOk;`
-  // and its figure when the spec has it.
+  // A failure of what needs an unset provided value is "blocked" (markBlocked);
+  // each step's figure is taken when the spec has it.
   bool stepsOk = true;
-  stepsOk = applyStepReport(co_await reconcileVault(spec)) && stepsOk;
+  StepReport vaultReport = co_await reconcileVault(spec);
+  markBlocked(vaultReport, blocks);
+  stepsOk = applyStepReport(vaultReport) && stepsOk;
   if (spec.vault) stepDone("vault");
   stepStarted = std::chrono::steady_clock::now();
-  stepsOk = applyStepReport(co_await reconcileBuckets(spec, batch)) && stepsOk;
+  StepReport bucketsReport = co_await reconcileBuckets(spec, batch);
+  markBlocked(bucketsReport, blocks);
+  stepsOk = applyStepReport(bucketsReport) && stepsOk;
   if (!spec.buckets.empty()) stepDone("buckets");
   stepStarted = std::chrono::steady_clock::now();
-  stepsOk = applyStepReport(co_await reconcilePostgres(spec, batch)) && stepsOk;
+  StepReport postgresReport = co_await reconcilePostgres(spec, batch);
+  markBlocked(postgresReport, blocks);
+  stepsOk = applyStepReport(postgresReport) && stepsOk;
   if (!spec.postgres.empty()) stepDone("postgres");
   stepStarted = std::chrono::steady_clock::now();
-  stepsOk = applyStepReport(co_await reconcileForgejo(spec, batch)) && stepsOk;
+  StepReport forgejoReport = co_await reconcileForgejo(spec, batch);
+  markBlocked(forgejoReport, blocks);
+  stepsOk = applyStepReport(forgejoReport) && stepsOk;
   if (spec.forgejo) stepDone("forgejo");
+  if (!locked && r) {
+    // Named arguments: GCC 12 mishandles temporaries inside a co_await expression.
+    const std::set<Key> skipKeys = containersOf(blocks);
+    const bool tokenOk =
+        co_await runnerTokenPass(spec, batch, secrets, options, tokenWait, skipKeys, failed);
+    if (!tokenOk && result == "converged") result = "not converged";
+  }
 
-  if (result == "converged" && (!stepsOk || !blocked.empty())) {
-    // Locked, with nothing failed: what needs no secret converged and the
-    // rest waits for the unseal. That is "blocked", not "failed".
+  if (result == "converged" && (!stepsOk || !blocked.empty() || !blocks.empty())) {
+    // Locked, or waiting for `secret set`, with nothing failed: what needs no
+    // secret converged and the rest waits. That is "blocked", not "failed".
     bool failedSome = false;
     for (const auto& [_, res] : resources_) failedSome |= res.status == api::ResourceStatus::failed;
-    result = locked && !failedSome ? "blocked" : "not converged";
+    result = (locked || !blocks.empty()) && !failedSome ? "blocked" : "not converged";
   }
   lastReconcile_.start = startedAt;
   lastReconcile_.end = api::Clock::now();
@@ -264,6 +297,69 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   finishRotations(result);
   publishStatus();
   co_return failed;
+}
+
+asio::awaitable<bool> Daemon::runnerTokenPass(const config::Spec& spec, const Batch& batch,
+                                              const StoreSecrets& secrets,
+                                              const docker::ApplyOptions& options,
+                                              const std::set<Key>& waiting,
+                                              const std::set<Key>& skip, std::set<Key>& failed) {
+  // The runner token's consumers, now that the forge step has run: created
+  // with the token it produced, or recreated when it issued a new one.
+  docker::Scope second;
+  second.only = runnerTokenConsumers(spec);
+  if (second.only->empty()) co_return true;
+  second.only->insert(waiting.begin(), waiting.end());
+  second.exclude = skip;
+  if (!batch.all) {
+    bool touched = false;
+    for (const auto& k : batch.keys) touched |= second.only->count(k) || k.kind == Kind::forgejo;
+    if (!touched) co_return true;
+  }
+  if (!secrets.digest(config::CredentialRef::forgejoRunnerToken())) co_return waiting.empty();
+  std::set<std::string> skipNames;
+  for (const auto& k : skip) skipNames.insert(k.name);
+  const config::Spec* specp = &spec;
+  const StoreSecrets* secretsp = &secrets;
+  const docker::ApplyOptions* optionsp = &options;
+  const std::set<std::string>* skipp = &skipNames;
+  state::Store* store = store_.get();
+  auto write = [specp, secretsp, optionsp, skipp, store]() -> Status {
+    if (auto st = docker::writeSecretFiles(*specp, *secretsp, optionsp->secretsDir, *skipp); !st) {
+      return st;
+    }
+    if (specp->files.empty()) return Status::success();
+    auto files = writeFilesStep(*specp, *secretsp, store, *optionsp);
+    if (!files) return files.error();
+    return Status::success();
+  };
+  if (auto st = co_await onPool(write); !st) {
+    log::error("runner_token.files_failed", {{"error", st.error().message}});
+  }
+  docker::ApplyObserver observer;
+  observer.finished = [](const docker::Outcome& o) {
+    log::write(o.ok ? log::Level::info : log::Level::error, "apply.done",
+               {{"resource", o.key.str()}, {"action", docker::toString(o.action)},
+                {"ok", o.ok ? "true" : "false"}, {"message", o.message}});
+  };
+  auto r = co_await docker::reconcile(docker_, spec, secrets, options, observer, second);
+  if (!r) {
+    log::error("reconcile.failed", {{"error", r.error().message}});
+    co_return false;
+  }
+  for (const auto& k : *second.only) {
+    if (!second.exclude.count(k)) setResource(k, api::ResourceStatus::converged, "");
+  }
+  for (const auto& o : r->report.outcomes) {
+    if (o.ok) continue;
+    failed.insert(o.key);
+    setResource(o.key, api::ResourceStatus::failed, o.message);
+  }
+  for (const auto& c : r->remaining.changes) {
+    if (c.action == docker::Action::orphan || failed.count(c.key)) continue;
+    setResource(c.key, api::ResourceStatus::pending, c.reason);
+  }
+  co_return r->converged;
 }
 
 void logStepOutcomes(const char* event, const StepReport& report) {

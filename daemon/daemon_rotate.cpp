@@ -14,6 +14,11 @@ namespace asio = boost::asio;
 struct Daemon::RotationRequest {
   explicit RotationRequest(std::string name) : credential(std::move(name)) {}
   std::string credential;
+  // POST /v1/secrets (`secret set`): the new value of one provided field,
+  // stored instead of generating new values; then the same path as a rotation.
+  std::optional<std::string> providedField;
+  std::optional<state::SecretBytes> providedValue;
+  std::string by;
   bool taken = false;  // a reconcile ran it; its end answers
   bool done = false;
   std::optional<Error> error;
@@ -48,6 +53,42 @@ api::Task<Result<api::RotateResult>> Daemon::rotate(std::string credential) {
   co_return request->result;
 }
 
+api::Task<Result<api::RotateResult>> Daemon::setSecret(std::string credential, std::string field,
+                                                      state::SecretBytes value, std::string by) {
+  if (key_.locked()) {
+    co_return Error::make(ErrorCode::unavailable,
+                          "locked: storing a value needs the unlocked state; unseal first "
+                          "(`foundationd unseal` or POST /v1/unseal)");
+  }
+  loadSpec();
+  if (!spec_) co_return Error::make(ErrorCode::invalid_argument, "no valid spec: " + specError_);
+  auto c = spec_->credentials.find(credential);
+  if (c == spec_->credentials.end() || !c->second.fields.count(field)) {
+    co_return Error::make(ErrorCode::not_found, "no field " + credential + "." + field +
+                                                    " in the spec in force");
+  }
+  if (!c->second.fields.at(field).provided()) {
+    co_return Error::make(ErrorCode::invalid_argument,
+                          "field " + credential + "." + field +
+                              " is not { provided = true } in the spec in force");
+  }
+  auto request = std::make_shared<RotationRequest>(credential);
+  request->providedField = field;
+  request->providedValue.emplace(std::move(value));
+  request->by = by.empty() ? "the API" : by + " (through the API)";
+  rotations_.push_back(request);
+  log::info("secret_set.requested", {{"credential", credential}, {"field", field}});
+  scheduler_->triggerAll("secret set " + credential + "." + field);
+  while (!request->done && !stopping_) co_await sleepFor(std::chrono::milliseconds(100));
+  if (!request->done) {
+    co_return Error::make(ErrorCode::unavailable,
+                          "the daemon is stopping; see `foundationd status` after its restart "
+                          "for whether the value was stored");
+  }
+  if (request->error) co_return *request->error;
+  co_return request->result;
+}
+
 asio::awaitable<void> Daemon::runRotations(const config::Spec& spec, bool locked, bool all) {
   // Only a reconcile of everything updates every consumer; the one rotate()
   // triggered follows when this batch covers fewer keys.
@@ -72,8 +113,13 @@ asio::awaitable<void> Daemon::runRotations(const config::Spec& spec, bool locked
     const state::UnlockedKey* key = &key_;
     const config::Spec* specp = &spec;
     const std::string* name = &r->credential;
-    auto rotateIt = [store, key, specp, name] {
-      return credentials::rotateCredential(*specp, *store, *key, *name);
+    const RotationRequest* req = r.get();
+    auto rotateIt = [store, key, specp, name, req]() -> Result<std::vector<credentials::Generated>> {
+      if (!req->providedField) return credentials::rotateCredential(*specp, *store, *key, *name);
+      auto set = credentials::setProvided(*specp, *store, *key, *name, *req->providedField,
+                                          req->providedValue->view(), req->by);
+      if (!set) return set.error();
+      return std::vector<credentials::Generated>{set.value()};
     };
     auto rotated = co_await onPool(rotateIt);
     if (!rotated) {
@@ -82,14 +128,18 @@ asio::awaitable<void> Daemon::runRotations(const config::Spec& spec, bool locked
       continue;
     }
     r->result.credential = r->credential;
+    r->providedValue.reset();  // wiped: it is sealed in the state now
     for (const auto& g : rotated.value()) {
-      log::info("credential.rotated", {{"credential", g.credential},
+      log::info(r->providedField ? "credential.provided" : "credential.rotated",
+                {{"credential", g.credential},
                                        {"field", g.field},
                                        {"version", std::to_string(g.version)}});
       r->result.fields.emplace_back(g.field, g.version);
     }
-    (void)store_->appendAudit("credential.rotate_requested",
-                              nlohmann::json{{"credential", r->credential}}.dump());
+    if (!r->providedField) {
+      (void)store_->appendAudit("credential.rotate_requested",
+                                nlohmann::json{{"credential", r->credential}}.dump());
+    }
     co_await alterRotatedRoles(spec, rotated.value());  // PostgreSQL before the consumers
     co_await mirrorRotated(spec, rotated.value());      // Vault before the consumers
   }

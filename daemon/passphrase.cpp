@@ -138,4 +138,44 @@ Result<state::SecretBytes> readNewPassphrase(const std::optional<std::string>& f
   return first;
 }
 
+Result<state::SecretBytes> readSecretValue(const std::string& prompt) {
+  if (::isatty(STDIN_FILENO)) {
+    auto first = fromTty(prompt);
+    if (!first) return first;
+    auto again = fromTty("Repeat it: ");
+    if (!again) return again;
+    if (!(first.value() == again.value())) {
+      return Error::make(ErrorCode::invalid_argument, "the two values differ; nothing was changed");
+    }
+    return first;
+  }
+  state::SecretBytes buf(kMaxSecretBytes + 1);
+  std::size_t len = 0;
+  while (len < buf.size()) {
+    ssize_t n = ::read(STDIN_FILENO, buf.data() + len, buf.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return Error::make(ErrorCode::io,
+                         std::string("cannot read the value from standard input: ") +
+                             std::strerror(errno));
+    }
+    if (n == 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  if (len > kMaxSecretBytes) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "the value on standard input is longer than " +
+                           std::to_string(kMaxSecretBytes) + " bytes; nothing was changed");
+  }
+  if (len > 0 && buf.data()[len - 1] == '\n') --len;
+  if (len > 0 && buf.data()[len - 1] == '\r') --len;
+  if (len == 0) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "no value on standard input (give it on stdin or at the terminal, never "
+                       "as an argument); nothing was changed");
+  }
+  return state::SecretBytes::copyOf(
+      std::string_view(reinterpret_cast<const char*>(buf.data()), len));
+}
+
 }  // namespace foundationd::daemon

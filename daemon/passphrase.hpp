@@ -33,4 +33,12 @@ Status checkStrength(std::string_view passphrase);
 Result<state::SecretBytes> readNewPassphrase(const std::optional<std::string>& file,
                                              const std::string& prompt);
 
+// A value a person supplies (`foundationd secret set`), never from argv: on a
+// TTY asked twice without echo (both must match); otherwise all of standard
+// input, one trailing newline removed (so `printf %s "$V" |` and a file with a
+// final newline give the same value). Empty, or more than kMaxSecretBytes,
+// is refused.
+inline constexpr std::size_t kMaxSecretBytes = 64 * 1024;
+Result<state::SecretBytes> readSecretValue(const std::string& prompt);
+
 }  // namespace foundationd::daemon

@@ -74,6 +74,7 @@ const char* toString(FieldPlan::Action a) noexcept {
     case FieldPlan::Action::generate: return "generate";
     case FieldPlan::Action::rotate: return "rotate";
     case FieldPlan::Action::params_changed: return "params_changed";
+    case FieldPlan::Action::blocked: return "blocked";
   }
   return "?";
 }
@@ -83,11 +84,21 @@ Result<std::vector<FieldPlan>> planCredentials(const config::Spec& spec, state::
   std::vector<FieldPlan> out;
   for (const auto& [name, cred] : spec.credentials) {
     for (const auto& [field, f] : cred.fields) {
+      using A = FieldPlan::Action;
+      if (f.provided()) {
+        auto info = store.currentSecretInfo(kKind, name, field);
+        if (!info) return info.error();
+        if (!info.value()) {
+          out.push_back({name, field, A::blocked,
+                         "provided, not set yet: " + provideHint({name, field}) +
+                             "; what needs it waits"});
+        }
+        continue;
+      }
       const auto* gen = std::get_if<config::Generator>(&f.value);
       if (!gen) continue;
       auto due = dueFor(cred, field, *gen, store, now);
       if (!due) return due.error();
-      using A = FieldPlan::Action;
       if (due->missing) out.push_back({name, field, A::generate, due->reason});
       else if (due->rotate) out.push_back({name, field, A::rotate, due->reason});
       else if (due->paramsChanged) out.push_back({name, field, A::params_changed, due->reason});
@@ -132,9 +143,63 @@ Result<std::vector<Generated>> rotateCredential(const config::Spec& spec, state:
   }
   if (out.empty()) {
     return Error::make(ErrorCode::invalid_argument,
-                       "credential \"" + name + "\" has no generated field to rotate");
+                       "credential \"" + name + "\" has no generated field to rotate (a "
+                       "provided field takes a new value with `foundationd secret set " + name +
+                           ".FIELD`)");
   }
   return out;
+}
+
+Result<std::vector<config::CredentialRef>> unsetProvided(const config::Spec& spec,
+                                                         state::Store* store) {
+  std::vector<config::CredentialRef> out;
+  for (const auto& [name, cred] : spec.credentials) {
+    for (const auto& [field, f] : cred.fields) {
+      if (!f.provided()) continue;
+      if (store) {
+        auto info = store->currentSecretInfo(kKind, name, field);
+        if (!info) return info.error();
+        if (info.value()) continue;
+      }
+      out.push_back({name, field});
+    }
+  }
+  return out;
+}
+
+std::string provideHint(const config::CredentialRef& ref) {
+  return "run `foundationd secret set " + ref.name + "." + ref.field + "`";
+}
+
+Result<Generated> setProvided(const config::Spec& spec, state::Store& store,
+                              const state::UnlockedKey& key, const std::string& name,
+                              const std::string& field, std::string_view value,
+                              const std::string& who) {
+  auto c = spec.credentials.find(name);
+  if (c == spec.credentials.end()) {
+    return Error::make(ErrorCode::not_found, "no credential \"" + name + "\" in the spec");
+  }
+  auto f = c->second.fields.find(field);
+  if (f == c->second.fields.end()) {
+    return Error::make(ErrorCode::not_found,
+                       "credential \"" + name + "\" has no field \"" + field + "\"");
+  }
+  if (!f->second.provided()) {
+    return Error::make(ErrorCode::invalid_argument,
+                       "field " + name + "." + field + " is not { provided = true } in the spec " +
+                           (f->second.generated() ? "(it is generated: `foundationd rotate " +
+                                                        name + "` makes a new value)"
+                                                  : "(it is a literal)"));
+  }
+  if (value.empty()) {
+    return Error::make(ErrorCode::invalid_argument, "the value is empty; nothing was changed");
+  }
+  auto version = store.putSecret(key, kKind, name, field, value, R"({"provided":true})");
+  if (!version) return version.error();
+  nlohmann::json audit{{"credential", name}, {"field", field}, {"version", version.value()},
+                       {"by", who}};
+  (void)store.appendAudit("credential.provided", audit.dump());
+  return Generated{name, field, version.value(), version.value() > 1};
 }
 
 const config::CredentialField* Resolver::field(const config::CredentialRef& ref) const {
@@ -145,6 +210,11 @@ const config::CredentialField* Resolver::field(const config::CredentialRef& ref)
 }
 
 std::optional<std::string> Resolver::digest(const config::CredentialRef& ref) const {
+  if (ref.runnerToken) {
+    if (!store_) return std::nullopt;
+    auto d = store_->secretDigest(kRunnerTokenKind, kRunnerTokenName, kRunnerTokenField);
+    return d ? std::optional(d.value()) : std::nullopt;
+  }
   const auto* f = field(ref);
   if (!f || !store_) return std::nullopt;
   if (const auto* literal = std::get_if<std::string>(&f->value)) {
@@ -156,6 +226,12 @@ std::optional<std::string> Resolver::digest(const config::CredentialRef& ref) co
 }
 
 std::optional<std::string> Resolver::value(const config::CredentialRef& ref) const {
+  if (ref.runnerToken) {
+    if (!store_ || !key_ || key_->locked()) return std::nullopt;
+    auto s = store_->currentSecret(*key_, kRunnerTokenKind, kRunnerTokenName, kRunnerTokenField);
+    if (!s) return std::nullopt;
+    return std::string(s->value.view());
+  }
   const auto* f = field(ref);
   if (!f) return std::nullopt;
   if (const auto* literal = std::get_if<std::string>(&f->value)) return *literal;

@@ -28,7 +28,8 @@ inline constexpr const char* kKind = "credential";
 std::string generatorParams(const config::Generator& g);
 
 struct FieldPlan {
-  enum class Action { generate, rotate, params_changed };
+  // blocked: a provided field not set yet (what needs it waits).
+  enum class Action { generate, rotate, params_changed, blocked };
   std::string credential;
   std::string field;
   Action action = Action::generate;
@@ -59,7 +60,31 @@ Result<std::vector<Generated>> rotateCredential(const config::Spec& spec, state:
                                                 const state::UnlockedKey& key,
                                                 const std::string& name);
 
-// Resolves ${credentials.NAME.FIELD}: a digest without the key (for plan),
+// The provided fields ({ provided = true }) with no value in the state yet.
+// Needs no key. `store` may be null (nothing is set then).
+Result<std::vector<config::CredentialRef>> unsetProvided(const config::Spec& spec,
+                                                         state::Store* store);
+
+// "run `foundationd secret set NAME.FIELD`": what an unset provided field's
+// consumers say they wait for.
+std::string provideHint(const config::CredentialRef& ref);
+
+// Stores `value` as the new version of provided field NAME.FIELD (durable
+// when this returns) and writes the audit record (who, which field, the
+// version; never the value). invalid_argument when the field is not a
+// provided one of the spec, or the value is empty.
+Result<Generated> setProvided(const config::Spec& spec, state::Store& store,
+                              const state::UnlockedKey& key, const std::string& name,
+                              const std::string& field, std::string_view value,
+                              const std::string& who);
+
+// Where the forge step seals the runner registration token
+// (${forgejo.runner_token}).
+inline constexpr const char* kRunnerTokenKind = "forgejo";
+inline constexpr const char* kRunnerTokenName = "runner-token";
+inline constexpr const char* kRunnerTokenField = "token";
+
+// Resolves ${credentials.NAME.FIELD} and ${forgejo.runner_token}: a digest without the key (for plan),
 // the value with it (for apply). Literal fields resolve to their text.
 class Resolver {
  public:

@@ -120,8 +120,9 @@ Task<Status> refresh(DockerApi& api, const std::string& project,
 std::string lastLines(const std::string& text, int lines, std::size_t maxChars = 600);
 
 // `text` with every secret value the spec's containers can see (each
-// non-literal field of [credentials], resolved through `secrets`) replaced by
-// "[secret credentials.NAME.FIELD]": for a container's output quoted in a
+// non-literal field of [credentials], and the forge's runner token, resolved
+// through `secrets`) replaced by "[secret credentials.NAME.FIELD]" (or
+// "[secret forgejo.runner_token]"): for a container's output quoted in a
 // status, an event or the journal. Values shorter than 4 bytes are left (they
 // would match everywhere and hide nothing).
 std::string redactSecrets(std::string text, const config::Spec& spec,

@@ -89,21 +89,26 @@ std::string lastLines(const std::string& text, int lines, std::size_t maxChars) 
 
 std::string redactSecrets(std::string text, const config::Spec& spec,
                           const SecretResolver& secrets) {
+  auto cut = [&](const config::CredentialRef& ref) {
+    std::optional<std::string> value = secrets.value(ref);
+    if (!value) return;
+    if (value->size() >= 4) {
+      const std::string mark = "[secret " + ref.str() + "]";
+      for (std::size_t at = text.find(*value); at != std::string::npos;
+           at = text.find(*value, at + mark.size())) {
+        text.replace(at, value->size(), mark);
+      }
+    }
+    sodium_memzero(value->data(), value->size());
+  };
   for (const auto& [name, cred] : spec.credentials) {
     for (const auto& [field, def] : cred.fields) {
       if (def.value.index() == 0) continue;  // a literal: not a secret
-      const config::CredentialRef ref{name, field};
-      std::optional<std::string> value = secrets.value(ref);
-      if (!value) continue;
-      if (value->size() >= 4) {
-        const std::string mark = "[secret credentials." + name + "." + field + "]";
-        for (std::size_t at = text.find(*value); at != std::string::npos;
-             at = text.find(*value, at + mark.size())) {
-          text.replace(at, value->size(), mark);
-        }
-      }
-      sodium_memzero(value->data(), value->size());
+      cut(config::CredentialRef{name, field});
     }
+  }
+  if (spec.forgejo && spec.forgejo->runnerTokenVaultPath) {
+    cut(config::CredentialRef::forgejoRunnerToken());
   }
   return text;
 }

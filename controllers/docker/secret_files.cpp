@@ -130,13 +130,13 @@ std::vector<std::string> secretFileBinds(const config::ContainerSpec& c, const s
 }
 
 Status writeSecretFiles(const config::Spec& spec, const SecretResolver& secrets,
-                        const std::string& dir) {
+                        const std::string& dir, const std::set<std::string>& skip) {
   bool any = false;
   for (const auto& [_, c] : spec.containers) any |= !c.secretFiles.empty();
   if (!any) return Status::success();
   if (auto st = ensureDir(dir); !st) return st;
   for (const auto& [name, c] : spec.containers) {
-    if (c.secretFiles.empty()) continue;
+    if (c.secretFiles.empty() || skip.count(name)) continue;
     fs::path cdir = fs::path(dir) / name;
     if (auto st = ensureDir(cdir); !st) return st;
     auto owner = numericUser(c.user);

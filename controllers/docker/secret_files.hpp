@@ -10,6 +10,7 @@
 // gone until the state is unlocked again.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,10 @@ std::string secretFileName(const std::string& containerPath);
 // The bind specs ("host:container:ro") for `c`'s secret_files under `dir`.
 std::vector<std::string> secretFileBinds(const config::ContainerSpec& c, const std::string& dir);
 
-// Writes every secret file of every container of `spec`. Fails (and writes
+// Writes every secret file of every container of `spec` but those named in
+// `skip` (containers that wait for a value). Fails (and writes
 // nothing further) when a value is unavailable or the filesystem refuses.
 Status writeSecretFiles(const config::Spec& spec, const SecretResolver& secrets,
-                        const std::string& dir);
+                        const std::string& dir, const std::set<std::string>& skip = {});
 
 }  // namespace foundationd::docker

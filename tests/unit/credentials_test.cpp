@@ -167,3 +167,97 @@ TEST_CASE("the resolver: digests without the key, values with it") {
   credentials::Resolver noStore(spec, nullptr, nullptr);
   CHECK_FALSE(noStore.digest(pw).has_value());
 }
+
+TEST_CASE("provided fields: blocked until set, then a value like a generated one") {
+  Fixture f;
+  auto spec = specFrom(R"(
+spec_version = 1
+project = "p"
+[credentials.smtp.fields]
+user = "mailer"
+password = { provided = true }
+[credentials.db.fields]
+password = { generate = "hex" }
+)");
+  // Never generated; plan reports it blocked, naming the command.
+  auto made = credentials::ensureCredentials(spec, *f.store, f.key, f.now);
+  REQUIRE(made.ok());
+  CHECK(made->size() == 1);  // db.password only
+  CHECK(f.versions("smtp", "password") == 0);
+  auto plan = credentials::planCredentials(spec, *f.store, f.now);
+  REQUIRE(plan.ok());
+  REQUIRE(plan->size() == 1);
+  CHECK((plan->at(0).action == credentials::FieldPlan::Action::blocked));
+  CHECK(plan->at(0).reason.find("run `foundationd secret set smtp.password`") != std::string::npos);
+  auto unset = credentials::unsetProvided(spec, f.store.get());
+  REQUIRE(unset.ok());
+  CHECK(unset.value() == std::vector<config::CredentialRef>{{"smtp", "password"}});
+  config::CredentialRef ref{"smtp", "password"};
+  credentials::Resolver resolver(spec, f.store.get(), &f.key);
+  CHECK_FALSE(resolver.digest(ref).has_value());
+  CHECK_FALSE(resolver.value(ref).has_value());
+
+  // Refused: not a provided field, an unknown one, an empty value. Nothing stored.
+  CHECK((credentials::setProvided(spec, *f.store, f.key, "db", "password", "x", "t").error().code ==
+        ErrorCode::invalid_argument));
+  CHECK((credentials::setProvided(spec, *f.store, f.key, "smtp", "user", "x", "t").error().code ==
+        ErrorCode::invalid_argument));
+  CHECK((credentials::setProvided(spec, *f.store, f.key, "smtp", "nope", "x", "t").error().code ==
+        ErrorCode::not_found));
+  CHECK((credentials::setProvided(spec, *f.store, f.key, "smtp", "password", "", "t").error().code ==
+        ErrorCode::invalid_argument));
+  CHECK(f.versions("smtp", "password") == 0);
+
+  auto audit0 = f.store->auditSince(0);
+  REQUIRE(audit0.ok());
+  auto set = credentials::setProvided(spec, *f.store, f.key, "smtp", "password", "s3cret-value",
+                                      "alice (uid 1000)");
+  REQUIRE(set.ok());
+  CHECK(set->version == 1);
+  CHECK_FALSE(set->rotated);
+  CHECK(f.value("smtp", "password") == "s3cret-value");
+  const auto d1 = resolver.digest(ref);
+  REQUIRE(d1.has_value());
+  CHECK(resolver.value(ref) == std::optional<std::string>("s3cret-value"));
+  CHECK(credentials::unsetProvided(spec, f.store.get())->empty());
+  CHECK(credentials::planCredentials(spec, *f.store, f.now)->empty());
+  // Audited: who and which field, never the value.
+  auto audit = f.store->auditSince(audit0->empty() ? 0 : audit0->back().id);
+  REQUIRE(audit.ok());
+  REQUIRE(audit->size() == 1);
+  CHECK(audit->at(0).event == "credential.provided");
+  CHECK(audit->at(0).fieldsJson.find("alice (uid 1000)") != std::string::npos);
+  CHECK(audit->at(0).fieldsJson.find("s3cret-value") == std::string::npos);
+
+  // Setting it again is a rotation: a new version, a new digest.
+  auto again = credentials::setProvided(spec, *f.store, f.key, "smtp", "password", "newer", "t");
+  REQUIRE(again.ok());
+  CHECK(again->version == 2);
+  CHECK(again->rotated);
+  CHECK(resolver.digest(ref) != d1);
+  // rotate never touches a provided field.
+  CHECK_FALSE(credentials::rotateCredential(spec, *f.store, f.key, "smtp").ok());
+  CHECK(f.value("smtp", "password") == "newer");
+}
+
+TEST_CASE("${forgejo.runner_token} resolves to the token the forge step sealed") {
+  Fixture f;
+  auto spec = specFrom(kSpec);
+  const auto ref = config::CredentialRef::forgejoRunnerToken();
+  credentials::Resolver resolver(spec, f.store.get(), &f.key);
+  CHECK_FALSE(resolver.digest(ref).has_value());  // not produced yet: pending
+  CHECK_FALSE(resolver.value(ref).has_value());
+  REQUIRE(f.store->putSecret(f.key, credentials::kRunnerTokenKind, credentials::kRunnerTokenName,
+                             credentials::kRunnerTokenField, "tok-1", "{}")
+              .ok());
+  const auto d1 = resolver.digest(ref);
+  REQUIRE(d1.has_value());
+  CHECK(resolver.value(ref) == std::optional<std::string>("tok-1"));
+  state::UnlockedKey locked;
+  CHECK_FALSE(credentials::Resolver(spec, f.store.get(), &locked).value(ref).has_value());
+  REQUIRE(f.store->putSecret(f.key, credentials::kRunnerTokenKind, credentials::kRunnerTokenName,
+                             credentials::kRunnerTokenField, "tok-2", "{}")
+              .ok());
+  CHECK(resolver.digest(ref) != d1);  // a new token changes its consumers' config hash
+  CHECK(resolver.value(ref) == std::optional<std::string>("tok-2"));
+}

@@ -130,6 +130,7 @@ TEST_CASE("build: the edges of the header's contract") {
         std::set<ResourceKey>{container("forgejo"), credential("forgejo-admin"),
                               credential("forgejo-webhook"),
                               credential("rustfs-root")});  // the CI's Actions secrets
+  CHECK(g.dependencies(container("runner")).count(ResourceKey{Kind::forgejo, ""}) == 1);
   CHECK(g.dependents(credential("forgejo-db")) ==
         std::set<ResourceKey>{container("forgejo"), ResourceKey{Kind::postgres, "main"}});
 }
@@ -145,9 +146,10 @@ TEST_CASE("build: the example's order is deterministic and respects every edge")
         "credential.forgejo-admin credential.forgejo-app credential.forgejo-db "
         "credential.forgejo-webhook credential.postgres-superuser credential.rustfs-root "
         "container.postgres container.registry-cache container.rustfs container.forgejo "
-        "container.caddy container.runner container.vault vault s3.rustfs "
+        "container.caddy container.vault vault s3.rustfs "
         "bucket.forgejo-artifacts bucket.forgejo-lfs bucket.forgejo-packages "
-        "bucket.foundation-backups postgres.main forgejo");
+        "bucket.foundation-backups postgres.main forgejo "
+        "container.runner");  // it uses ${forgejo.runner_token}: after the forge step
   std::map<ResourceKey, std::size_t> position;
   for (std::size_t i = 0; i < order->size(); ++i) position[(*order)[i]] = i;
   for (const auto& n : g.nodes()) {

@@ -133,8 +133,8 @@ TEST_CASE("other ${...} forms are errors") {
     Fixture f;
     CAPTURE(text);
     CHECK_FALSE(f.run(text));
-    CHECK(f.errors().find("only ${versions.KEY} and ${credentials.NAME.FIELD} are supported "
-                          "(write \"$$\" for a literal \"$\")") != std::string::npos);
+    CHECK(f.errors().find("only ${versions.KEY}, ${credentials.NAME.FIELD} and "
+                          "${forgejo.runner_token} are supported (write \"$$\" for a literal \"$\")") != std::string::npos);
   }
   for (const char* text : {"${versions}", "${versions.}", "${versions.a.b}"}) {
     Fixture f;

@@ -85,6 +85,7 @@ TEST_CASE("the route table lists every endpoint of INTERFACES.md with its auth")
       {"GET", "/v1/plan", api::AuthKind::bearer},
       {"GET", "/v1/events", api::AuthKind::bearer},
       {"POST", "/v1/rotate", api::AuthKind::bearer},
+      {"POST", "/v1/secrets", api::AuthKind::bearer},
       {"POST", "/v1/hooks/forgejo", api::AuthKind::hmac},
   };
   CHECK(api::routeTable().size() == want.size());
@@ -93,7 +94,8 @@ TEST_CASE("the route table lists every endpoint of INTERFACES.md with its auth")
     const api::Route* r = api::Router::find(w.method, w.path);
     REQUIRE(r != nullptr);
     CHECK(std::string(api::authName(r->auth)) == api::authName(w.auth));
-    CHECK(r->secretBody == (std::string(w.path) == "/v1/unseal"));
+    CHECK(r->secretBody ==
+          (std::string(w.path) == "/v1/unseal" || std::string(w.path) == "/v1/secrets"));
   }
 }
 

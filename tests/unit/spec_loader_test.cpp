@@ -386,8 +386,8 @@ TEST_CASE("[credentials.*]: fields") {
         "invalid field name \"access-key\" in [credentials.db.fields]: must match "
         "[A-Za-z_][A-Za-z0-9_]*");
   fails("[credentials.db.fields]\nport = 5432\n",
-        "expected a string or a generator table ({ generate = ... }) for \"port\" in "
-        "[credentials.db.fields], got an integer");
+        "expected a string, a generator table ({ generate = ... }) or { provided = true } for "
+        "\"port\" in [credentials.db.fields], got an integer");
 }
 
 TEST_CASE("[credentials.*]: generators accept only their own keys") {
