@@ -93,34 +93,19 @@ std::string bounded(const std::string& s, std::size_t max) {
   return s.size() <= max ? s : s.substr(0, max) + "\n... (truncated)";
 }
 
-struct FetchOutcome {
+struct FetchOutcome : source::VerifiedLoad {
   Result<std::string> head = Error::make(ErrorCode::internal, "not run");
   bool loadedNew = false;  // `head` is a new revision
-  bool read = false;       // `loaded` holds the spec at `head`
   bool skipped = false;    // `head` was rolled back before: not read again
-  std::optional<source::GitRepo::Signature> signature;  // when signatures are required
-  Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
 };
 
-// Verifies `commit`, then reads the spec at that same commit id (a commit id
-// names its content: there is no window between the check and the read).
-// Nothing of an untrusted commit is read.
+// Verifies `commit`, then reads the spec at that same commit id
+// (source::verifyThenLoad).
 void verifyThenLoad(source::GitRepo& repo, FetchOutcome& out, const std::string& commit,
                     const std::string& specPath, const std::string& allowedSigners,
                     bool requireSigned) {
-  if (requireSigned) {
-    auto sig = repo.verifyCommit(commit, allowedSigners);
-    if (!sig) {
-      source::GitRepo::Signature failed;
-      failed.reason = "the signature cannot be checked: " + sig.error().message;
-      out.signature = std::move(failed);
-    } else {
-      out.signature = std::move(sig).value();
-    }
-    if (!out.signature->good()) return;
-  }
-  out.read = true;
-  out.loaded = source::loadAtCommit(repo, commit, specPath);
+  static_cast<source::VerifiedLoad&>(out) =
+      source::verifyThenLoad(repo, commit, specPath, allowedSigners, requireSigned);
 }
 
 constexpr std::string_view kRolledBackPrefix = "rolled back: ";
@@ -189,6 +174,7 @@ void Daemon::startSource() {
   if (!spec_)
     log::info("spec.waiting", {{"source", name}, {"note", "no cached revision: first fetch"}});
 
+  startPullRequests();
   asio::co_spawn(io_, sourceLoop(), [](std::exception_ptr e) {
     if (e) log::error("source.crashed");
   });
@@ -202,7 +188,7 @@ asio::awaitable<void> Daemon::sourceLoop() {
   while (!stopping_) {
     const auto now = std::chrono::steady_clock::now();
     const bool unlockedNow = s.blockedByLock && !key_.locked();
-    if (!s.requested && !unlockedNow && now < s.nextDue) {
+    if (!s.requested && !unlockedNow && now < s.nextDue && !pullRequestsQueued()) {
       // Sleep in short slices: a stop must not wait for the poll interval.
       s.timer->expires_after(
           std::min<std::chrono::steady_clock::duration>(s.nextDue - now, std::chrono::seconds(1)));
@@ -215,12 +201,19 @@ asio::awaitable<void> Daemon::sourceLoop() {
       s.requested = false;
       continue;
     }
-    s.requested = false;
     // A rollback first: the loop is the only user of the GitRepo.
     if (s.settle && !s.settle->problem.empty()) {
+      s.requested = false;
       co_await rollBack();
       continue;
     }
+    // Then pull requests (a plan each, nothing applied); a fetch of the
+    // branch asked for meanwhile still follows.
+    if (pullRequestsQueued()) {
+      co_await planPullRequest();
+      continue;
+    }
+    s.requested = false;
     co_await fetchSource();
   }
 }
@@ -668,6 +661,8 @@ asio::awaitable<void> Daemon::rollBack() {
   scheduler_->triggerAll("rollback to " + source::shortRevision(good));
 }
 
+source::GitRepo* Daemon::sourceRepo() { return source_ ? source_->repo.get() : nullptr; }
+
 api::Task<Result<state::SecretBytes>> Daemon::webhookSecret() {
   if (config_.source.kind != "git" || !config_.source.webhookSecret) {
     co_return Error::make(ErrorCode::not_found,
@@ -717,7 +712,17 @@ api::Task<api::WebhookResult> Daemon::webhook(api::WebhookDelivery delivery) {
       }
     }
     const std::string tracked = "refs/heads/" + config_.source.branch;
-    if (!delivery.push) {
+    if (delivery.pullRequest) {
+      const auto& pr = *delivery.pullRequest;
+      fields["pull_request"] = pr.number;
+      fields["action"] = pr.action;
+      fields["commit"] = pr.headSha;
+      result.outcome = queuePullRequest(pr, result.message);
+      if (result.outcome == api::WebhookOutcome::accepted) {
+        event = "webhook.accepted";
+        if (s.timer) s.timer->cancel();
+      }
+    } else if (!delivery.push) {
       result.message = "event \"" + delivery.event + "\" is not a push";
     } else if (delivery.push->ref != tracked) {
       fields["ref"] = delivery.push->ref;

@@ -62,4 +62,23 @@ Result<config::LoadResult> loadAtCommit(GitRepo& repo, std::string_view commit,
   return loaded;
 }
 
+VerifiedLoad verifyThenLoad(GitRepo& repo, const std::string& commit, const std::string& specPath,
+                            const std::string& allowedSigners, bool requireSigned) {
+  VerifiedLoad out;
+  if (requireSigned) {
+    auto sig = repo.verifyCommit(commit, allowedSigners);
+    if (!sig) {
+      GitRepo::Signature failed;
+      failed.reason = "the signature cannot be checked: " + sig.error().message;
+      out.signature = std::move(failed);
+    } else {
+      out.signature = std::move(sig).value();
+    }
+    if (!out.signature->good()) return out;
+  }
+  out.read = true;
+  out.loaded = loadAtCommit(repo, commit, specPath);
+  return out;
+}
+
 }  // namespace foundationd::source

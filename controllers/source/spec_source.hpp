@@ -9,6 +9,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,17 @@ GitOptions gitOptionsFor(const config::DaemonConfig& cfg);
 // error Result only for a git failure; a missing spec file is a diagnostic.
 Result<config::LoadResult> loadAtCommit(GitRepo& repo, std::string_view commit,
                                         const std::string& specPath);
+
+// A commit verified (when signatures are required), then read at that same
+// id (docs/source.md: no window between the check and the read). Nothing of
+// an untrusted commit is read: `read` stays false.
+struct VerifiedLoad {
+  bool read = false;                                    // `loaded` holds the spec at the commit
+  std::optional<GitRepo::Signature> signature;          // when signatures are required
+  Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
+};
+VerifiedLoad verifyThenLoad(GitRepo& repo, const std::string& commit, const std::string& specPath,
+                            const std::string& allowedSigners, bool requireSigned);
 
 // The first 12 characters of a commit, for logs and messages.
 std::string shortRevision(std::string_view revision);

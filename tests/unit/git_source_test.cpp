@@ -330,3 +330,39 @@ TEST_CASE("judgeSignature: git's %G? letters and exit codes") {
   CHECK(src::judgeSignature(1, "E", "", "", "gpg: cannot", "/f").verdict == V::unverifiable);
   CHECK(std::string(src::verdictName(V::unsigned_commit)) == "unsigned");
 }
+
+TEST_CASE("GitRepo::fetchPullRequest: the forge's refs/pull/<n>/head, its commit read like any") {
+  TempDir tmp;
+  const fs::path origin = tmp.path / "origin";
+  fs::create_directories(origin);
+  git(origin, {"init", "-q", "-b", "main"});
+  write(origin / "foundation.toml", kSpec);
+  write(origin / "VERSIONS", "[images]\nbusybox = \"busybox:1\"\n");
+  const std::string base = commitAll(origin, "base");
+  // What a forge publishes for pull request 7: a ref outside refs/heads.
+  git(origin, {"checkout", "-q", "-b", "feature"});
+  write(origin / "foundation.toml", std::string(kSpec) + "\n[containers.extra]\nimage = \"x\"\n");
+  const std::string head = commitAll(origin, "feature");
+  git(origin, {"update-ref", "refs/pull/7/head", head});
+  git(origin, {"checkout", "-q", "main"});
+
+  src::GitOptions o;
+  o.url = "file://" + origin.string();
+  o.cacheDir = tmp.path / "cache";
+  src::GitRepo repo(o);
+  REQUIRE(repo.fetch(nullptr).value() == base);  // the branch is not moved by the PR
+  auto pr = repo.fetchPullRequest(nullptr, 7);
+  REQUIRE(pr);
+  CHECK(pr.value() == head);
+  CHECK(repo.hasCommit(head));
+  auto text = repo.readFile(head, "foundation.toml");
+  REQUIRE(text);
+  REQUIRE(text->has_value());
+  CHECK((*text)->find("[containers.extra]") != std::string::npos);
+  CHECK(repo.fetch(nullptr).value() == base);
+
+  auto missing = repo.fetchPullRequest(nullptr, 8);
+  REQUIRE_FALSE(missing);
+  CHECK(std::string(foundationd::toString(missing.error().code)) == "not_found");
+  CHECK_FALSE(repo.fetchPullRequest(nullptr, 0));
+}
