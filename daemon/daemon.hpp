@@ -151,6 +151,9 @@ class Daemon final : public api::DaemonControl {
   void startSettle(const std::string& revision, const config::Spec& next);
   boost::asio::awaitable<void> settleLoop();
   boost::asio::awaitable<void> rollBack();
+  // The settle watch in the state, so a restart continues it.
+  void persistSettle();
+  void restoreSettle();
   // A reconcile that started with `revision` in force finished.
   void specReconciled(const std::string& revision, bool converged);
   // The source's git cache (null before startSource or for a file source).

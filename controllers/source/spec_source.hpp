@@ -9,7 +9,9 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -47,6 +49,22 @@ struct VerifiedLoad {
 };
 VerifiedLoad verifyThenLoad(GitRepo& repo, const std::string& commit, const std::string& specPath,
                             const std::string& allowedSigners, bool requireSigned);
+
+// A settle watch as persisted in the state (docs/source.md "Rollback"), so a
+// restart during the settle period continues watching: the revision under
+// watch, the one a rollback re-applies, the settle period, the deadline once
+// the revision converged (Unix ms), and what the watch compares against.
+struct SettleRecord {
+  std::string revision;
+  std::string previous;
+  std::int64_t periodMs = 0;
+  std::optional<std::int64_t> deadlineUnixMs;
+  std::set<std::string> containers;
+  std::set<std::string> failedBefore;
+  std::string toJson() const;
+  // nullopt for anything that is not a record toJson() wrote.
+  static std::optional<SettleRecord> fromJson(std::string_view text);
+};
 
 // The first 12 characters of a commit, for logs and messages.
 std::string shortRevision(std::string_view revision);

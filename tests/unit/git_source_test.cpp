@@ -366,3 +366,28 @@ TEST_CASE("GitRepo::fetchPullRequest: the forge's refs/pull/<n>/head, its commit
   CHECK(std::string(foundationd::toString(missing.error().code)) == "not_found");
   CHECK_FALSE(repo.fetchPullRequest(nullptr, 0));
 }
+
+TEST_CASE("SettleRecord: the settle watch round-trips through the state's text; junk is none") {
+  src::SettleRecord r;
+  r.revision = std::string(40, 'b');
+  r.previous = std::string(40, 'a');
+  r.periodMs = 120000;
+  r.containers = {"web", "worker"};
+  r.failedBefore = {"bucket.logs"};
+  auto back = src::SettleRecord::fromJson(r.toJson());
+  REQUIRE(back);
+  CHECK(back->revision == r.revision);
+  CHECK(back->previous == r.previous);
+  CHECK(back->periodMs == 120000);
+  CHECK_FALSE(back->deadlineUnixMs);
+  CHECK(back->containers == r.containers);
+  CHECK(back->failedBefore == r.failedBefore);
+  r.deadlineUnixMs = 1700000000123;
+  back = src::SettleRecord::fromJson(r.toJson());
+  REQUIRE(back);
+  CHECK(back->deadlineUnixMs == std::optional<std::int64_t>(1700000000123));
+  for (const char* junk : {"", "{}", "[]", "not json", R"({"revision":"x","previous":"","period_ms":1,"containers":[],"failed_before":[]})",
+                           R"({"revision":"x","previous":"y","period_ms":"1","containers":[],"failed_before":[]})"}) {
+    CHECK_FALSE(src::SettleRecord::fromJson(junk));
+  }
+}
