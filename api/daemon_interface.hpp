@@ -165,15 +165,29 @@ struct PushEvent {
   bool deleted = false;
 };
 
+// A pull request event (X-Forgejo-Event / X-Gitea-Event: pull_request) as
+// POST /v1/hooks/forgejo parsed it (api/webhook.hpp). The forge sends it on
+// opened, reopened, edited, closed, ... and "synchronized" (Gitea, Forgejo;
+// GitHub says "synchronize") for a push to the pull request's branch.
+struct PullRequestEvent {
+  std::string action;      // "opened", "synchronized", ...
+  std::int64_t number = 0; // the pull request's index in its repository
+  std::string headSha;     // the head commit, lower-case hex
+  std::string baseRef;     // the branch it asks to merge into ("main")
+  std::string repository;  // "org/foundation" ("" when absent)
+};
+
 // One webhook delivery whose signature the API checked.
 struct WebhookDelivery {
   std::string event;              // X-Forgejo-Event / X-Gitea-Event: "push", "ping", ...
   std::string delivery;           // X-Forgejo-Delivery / X-Gitea-Delivery ("" when absent)
   std::optional<PushEvent> push;  // set for event "push"
+  std::optional<PullRequestEvent> pullRequest;  // set for event "pull_request"
 };
 
 enum class WebhookOutcome {
-  accepted,   // 202: a push to the tracked branch; fetch + reconcile follow
+  accepted,   // 202: a push to the tracked branch (fetch + reconcile follow), or a pull
+              // request to it (a plan of its head is posted on it)
   ignored,    // 200: another event or branch
   duplicate,  // 200: this delivery id was processed already
 };

@@ -315,6 +315,13 @@ Task<Response> forgejoWebhook(RouteContext& ctx, const Request& request) {
       co_return errorResponse(ApiError::malformed_json, push.error().message);
     }
     delivery.push = std::move(push).value();
+  } else if (delivery.event == "pull_request") {
+    auto pr = parsePullRequestPayload(request.body);
+    if (!pr) {
+      deliveries.inc({"malformed"});
+      co_return errorResponse(ApiError::malformed_json, pr.error().message);
+    }
+    delivery.pullRequest = std::move(pr).value();
   }
   const WebhookResult r = co_await ctx.daemon.webhook(std::move(delivery));
   deliveries.inc({webhookOutcomeName(r.outcome)});

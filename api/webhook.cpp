@@ -32,8 +32,9 @@ std::string printable(std::string_view s, std::size_t max) {
   return out;
 }
 
-Error bad(const std::string& what) {
-  return Error::make(ErrorCode::invalid_argument, "the push payload " + what);
+Error bad(const std::string& what, const char* kind = "push") {
+  return Error::make(ErrorCode::invalid_argument,
+                     std::string("the ") + kind + " payload " + what);
 }
 
 }  // namespace
@@ -111,6 +112,39 @@ Result<PushEvent> parsePushPayload(std::string_view body) {
     }
   }
   return push;
+}
+
+Result<PullRequestEvent> parsePullRequestPayload(std::string_view body) {
+  constexpr const char* kind = "pull_request";
+  const auto doc = nlohmann::json::parse(body, nullptr, false);
+  if (doc.is_discarded()) return bad("is not valid JSON", kind);
+  if (!doc.is_object()) return bad("is not a JSON object", kind);
+  PullRequestEvent pr;
+  const auto action = doc.find("action");
+  if (action == doc.end() || !action->is_string()) return bad("has no string \"action\"", kind);
+  pr.action = printable(action->get<std::string>(), 64);
+  const auto number = doc.find("number");
+  if (number == doc.end() || !number->is_number_integer() || number->get<std::int64_t>() <= 0)
+    return bad("has no positive integer \"number\"", kind);
+  pr.number = number->get<std::int64_t>();
+  const auto pull = doc.find("pull_request");
+  if (pull == doc.end() || !pull->is_object()) return bad("has no object \"pull_request\"", kind);
+  const auto head = pull->find("head");
+  const auto base = pull->find("base");
+  if (head == pull->end() || !head->is_object() || !head->contains("sha") ||
+      !(*head)["sha"].is_string() || !isCommitId((*head)["sha"].get_ref<const std::string&>()))
+    return bad("has no commit id in \"pull_request.head.sha\"", kind);
+  pr.headSha = lower((*head)["sha"].get_ref<const std::string&>());
+  if (base == pull->end() || !base->is_object() || !base->contains("ref") ||
+      !(*base)["ref"].is_string())
+    return bad("has no string \"pull_request.base.ref\"", kind);
+  pr.baseRef = printable((*base)["ref"].get_ref<const std::string&>(), 300);
+  if (const auto repo = doc.find("repository"); repo != doc.end() && repo->is_object()) {
+    if (const auto name = repo->find("full_name"); name != repo->end() && name->is_string()) {
+      pr.repository = printable(name->get_ref<const std::string&>(), 200);
+    }
+  }
+  return pr;
 }
 
 }  // namespace foundationd::api

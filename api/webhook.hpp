@@ -44,4 +44,9 @@ WebhookHeaders webhookHeaders(const Request& request) noexcept;
 // (hex) in "after"; the message locates the problem, never quotes the body.
 Result<PushEvent> parsePushPayload(std::string_view body);
 
+// The parts of a pull_request payload the daemon acts on: "action", "number",
+// pull_request.head.sha (a commit id) and pull_request.base.ref. The same
+// located refusals as parsePushPayload.
+Result<PullRequestEvent> parsePullRequestPayload(std::string_view body);
+
 }  // namespace foundationd::api

@@ -361,6 +361,10 @@ struct Spec {
   std::optional<std::string> versionsFile;  // resolved path, when given
   bool prune = false;
   bool strictPinning = false;
+  // [rollout] settle (docs/source.md "Rollback"): how long a new revision
+  // that carries this spec is watched after it is applied; overrides the
+  // daemon config's [source] settle for that revision. nullopt = not set.
+  std::optional<Duration> settle;
   std::map<std::string, std::string> versions;  // [images] of VERSIONS
 
   std::map<std::string, NetworkSpec> networks;

@@ -76,7 +76,7 @@ void parseTopLevel(SpecReader& r, const toml::table& root, Spec& spec) {
   r.checkKeys(root,
               {"spec_version", "project", "versions", "prune", "strict_pinning", "networks",
                "volumes", "credentials", "files", "containers", "vault", "s3", "buckets", "postgres",
-               "forgejo", "backup"},
+               "forgejo", "backup", "rollout"},
               top);
   if (auto project = r.text(root, "project", top, true)) {
     if (!isDockerName(*project)) {
@@ -88,6 +88,20 @@ void parseTopLevel(SpecReader& r, const toml::table& root, Spec& spec) {
   if (auto prune = r.boolean(root, "prune", top)) spec.prune = *prune;
   if (auto strict = r.boolean(root, "strict_pinning", top)) spec.strictPinning = *strict;
   r.strictPinning = spec.strictPinning;
+  // [rollout]: how a new revision is rolled out (docs/source.md "Rollback").
+  if (const toml::table* rollout = r.table(root, "rollout", top)) {
+    const Where w{"rollout"};
+    r.checkKeys(*rollout, {"settle"}, w);
+    if (auto settle = r.duration(*rollout, "settle", w)) {
+      if (settle->count() < 0 || *settle > std::chrono::hours(1)) {
+        r.error(r.loc(*rollout->get("settle")),
+                "\"settle\" " + w.in() +
+                    " must be between \"0s\" (no watch, no rollback) and \"1h\"");
+      } else {
+        spec.settle = *settle;
+      }
+    }
+  }
 }
 
 }  // namespace

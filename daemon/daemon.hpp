@@ -34,6 +34,7 @@
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/docker/docker_client.hpp"
+#include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/restart_backoff.hpp"
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/step_report.hpp"
@@ -50,6 +51,17 @@ struct ApplyOptions;
 namespace foundationd::daemon {
 
 class StoreSecrets;  // converge.hpp
+// A whole-spec plan against the live host (Daemon::planSpec): what GET
+// /v1/plan serves as JSON and a pull request's comment shows as text.
+struct SpecPlan {
+  docker::Plan docker;
+  std::vector<docker::CredentialChange> credentials;
+  std::optional<nlohmann::json> files;    // the spec has [files]
+  std::optional<nlohmann::json> buckets;  // the spec has [s3.*]
+  nlohmann::json json() const;            // `plan --json`'s document
+  std::string text() const;               // as `plan` prints it (no colour)
+  bool hasChanges() const;
+};
 
 class Daemon final : public api::DaemonControl {
  public:
@@ -70,6 +82,8 @@ class Daemon final : public api::DaemonControl {
   api::Task<Status> seal() override;
   Status requestReconcile() override;
   api::Task<Result<nlohmann::json>> plan() override;
+  // The plan of `spec` against the live host (GET /v1/plan, pull requests).
+  api::Task<Result<SpecPlan>> planSpec(const config::Spec& spec);
   api::Task<Result<std::vector<api::AuditEvent>>> events(std::int64_t since,
                                                          std::size_t limit) override;
   // daemon_source.cpp: POST /v1/hooks/forgejo.
@@ -154,8 +168,20 @@ class Daemon final : public api::DaemonControl {
   void startSettle(const std::string& revision, const config::Spec& next);
   boost::asio::awaitable<void> settleLoop();
   boost::asio::awaitable<void> rollBack();
+  // The settle watch in the state, so a restart continues it.
+  void persistSettle();
+  void restoreSettle();
   // A reconcile that started with `revision` in force finished.
   void specReconciled(const std::string& revision, bool converged);
+  // The source's git cache (null before startSource or for a file source).
+  source::GitRepo* sourceRepo();
+  // daemon_pr.cpp: plans on pull requests (queued by the webhook, planned
+  // and commented on by the source loop, one at a time).
+  struct PullRequests;
+  void startPullRequests();
+  bool pullRequestsQueued() const;
+  api::WebhookOutcome queuePullRequest(const api::PullRequestEvent& pr, std::string& message);
+  boost::asio::awaitable<void> planPullRequest();
   // daemon_vault.cpp: the Vault step, the seal-status poll, Vault's part of
   // unseal/seal.
   vault::Context vaultContext(const config::VaultSpec& v);
@@ -208,6 +234,7 @@ class Daemon final : public api::DaemonControl {
   std::string specWarnings_;  // the newest revision's warnings (status: apart from errors)
   std::string specInForce_;              // the revision spec_ was loaded from
   std::shared_ptr<SourceState> source_;  // daemon_source.cpp
+  std::shared_ptr<PullRequests> prs_;    // daemon_pr.cpp
 
   docker::DockerClient docker_;
   api::Metrics metrics_;

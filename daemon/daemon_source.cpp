@@ -64,7 +64,9 @@ struct Daemon::SourceState {
     std::set<std::string> containers;      // the containers it changed or added
     std::set<std::string> failedBefore;    // resources already failed when it came
     bool applied = false;                  // a reconcile with it converged
+    std::chrono::milliseconds period{0};   // the settle period (spec's, else the config's)
     std::chrono::steady_clock::time_point until{};  // the end of the watch, once applied
+    std::optional<std::int64_t> deadlineUnixMs;     // the same, persisted (Unix ms)
     std::string problem;                   // what failed ("" while healthy)
   };
   std::optional<Settle> settle;
@@ -93,37 +95,32 @@ std::string bounded(const std::string& s, std::size_t max) {
   return s.size() <= max ? s : s.substr(0, max) + "\n... (truncated)";
 }
 
-struct FetchOutcome {
+struct FetchOutcome : source::VerifiedLoad {
   Result<std::string> head = Error::make(ErrorCode::internal, "not run");
   bool loadedNew = false;  // `head` is a new revision
-  bool read = false;       // `loaded` holds the spec at `head`
   bool skipped = false;    // `head` was rolled back before: not read again
-  std::optional<source::GitRepo::Signature> signature;  // when signatures are required
-  Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
 };
 
-// Verifies `commit`, then reads the spec at that same commit id (a commit id
-// names its content: there is no window between the check and the read).
-// Nothing of an untrusted commit is read.
+// Verifies `commit`, then reads the spec at that same commit id
+// (source::verifyThenLoad).
 void verifyThenLoad(source::GitRepo& repo, FetchOutcome& out, const std::string& commit,
                     const std::string& specPath, const std::string& allowedSigners,
                     bool requireSigned) {
-  if (requireSigned) {
-    auto sig = repo.verifyCommit(commit, allowedSigners);
-    if (!sig) {
-      source::GitRepo::Signature failed;
-      failed.reason = "the signature cannot be checked: " + sig.error().message;
-      out.signature = std::move(failed);
-    } else {
-      out.signature = std::move(sig).value();
-    }
-    if (!out.signature->good()) return;
-  }
-  out.read = true;
-  out.loaded = source::loadAtCommit(repo, commit, specPath);
+  static_cast<source::VerifiedLoad&>(out) =
+      source::verifyThenLoad(repo, commit, specPath, allowedSigners, requireSigned);
 }
 
 constexpr std::string_view kRolledBackPrefix = "rolled back: ";
+
+// Where the settle watch is kept in the state (a memo of the source).
+constexpr const char* kSettleKind = "spec-source";
+std::string settleMemo(const std::string& source) { return "settle:" + source; }
+
+std::int64_t unixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
 
@@ -182,6 +179,7 @@ void Daemon::startSource() {
         s.specPath = config_.source.specPath;
         s.lastGood = r.revision;
         log::info("spec.restored", {{"revision", r.revision}, {"source", name}});
+        restoreSettle();
       }
       break;
     }
@@ -189,6 +187,7 @@ void Daemon::startSource() {
   if (!spec_)
     log::info("spec.waiting", {{"source", name}, {"note", "no cached revision: first fetch"}});
 
+  startPullRequests();
   asio::co_spawn(io_, sourceLoop(), [](std::exception_ptr e) {
     if (e) log::error("source.crashed");
   });
@@ -202,7 +201,7 @@ asio::awaitable<void> Daemon::sourceLoop() {
   while (!stopping_) {
     const auto now = std::chrono::steady_clock::now();
     const bool unlockedNow = s.blockedByLock && !key_.locked();
-    if (!s.requested && !unlockedNow && now < s.nextDue) {
+    if (!s.requested && !unlockedNow && now < s.nextDue && !pullRequestsQueued()) {
       // Sleep in short slices: a stop must not wait for the poll interval.
       s.timer->expires_after(
           std::min<std::chrono::steady_clock::duration>(s.nextDue - now, std::chrono::seconds(1)));
@@ -215,12 +214,19 @@ asio::awaitable<void> Daemon::sourceLoop() {
       s.requested = false;
       continue;
     }
-    s.requested = false;
     // A rollback first: the loop is the only user of the GitRepo.
     if (s.settle && !s.settle->problem.empty()) {
+      s.requested = false;
       co_await rollBack();
       continue;
     }
+    // Then pull requests (a plan each, nothing applied); a fetch of the
+    // branch asked for meanwhile still follows.
+    if (pullRequestsQueued()) {
+      co_await planPullRequest();
+      continue;
+    }
+    s.requested = false;
     co_await fetchSource();
   }
 }
@@ -486,7 +492,9 @@ void Daemon::specReconciled(const std::string& revision, bool converged) {
     }
     if (converged && s.settle->problem.empty() && !s.settle->applied) {
       s.settle->applied = true;
-      s.settle->until = std::chrono::steady_clock::now() + config_.source.settle;
+      s.settle->until = std::chrono::steady_clock::now() + s.settle->period;
+      s.settle->deadlineUnixMs = unixMs() + s.settle->period.count();
+      persistSettle();
     }
   }
   if (!converged) return;
@@ -528,10 +536,16 @@ api::SpecState Daemon::specState() const {
 void Daemon::startSettle(const std::string& revision, const config::Spec& next) {
   auto& s = *source_;
   s.settle.reset();
-  if (config_.source.settle.count() <= 0 || s.lastGood.empty() || s.lastGood == revision) return;
+  // The new revision's own [rollout] settle, else the daemon config's.
+  const auto period = next.settle ? *next.settle : config_.source.settle;
+  if (period.count() <= 0 || s.lastGood.empty() || s.lastGood == revision) {
+    persistSettle();
+    return;
+  }
   SourceState::Settle w;
   w.revision = revision;
   w.previous = s.lastGood;
+  w.period = period;
   // The containers this revision changes or adds (their desired config
   // differs from the spec in force).
   const state::UnlockedKey* key = key_.locked() ? nullptr : &key_;
@@ -552,7 +566,59 @@ void Daemon::startSettle(const std::string& revision, const config::Spec& next) 
   log::info("spec.settle", {{"revision", revision},
                             {"previous", w.previous},
                             {"containers", std::to_string(w.containers.size())},
-                            {"settle_s", std::to_string(config_.source.settle.count() / 1000)}});
+                            {"settle_s", std::to_string(period.count() / 1000)}});
+  s.settle = std::move(w);
+  persistSettle();
+}
+
+// The watch survives a restart: written (small, rare: on the io thread) when
+// it starts, when its revision converged, and cleared when it ends.
+void Daemon::persistSettle() {
+  if (!source_ || !store_) return;
+  const auto& s = *source_;
+  const std::string memo = settleMemo(source::describeSource(config_.source));
+  if (!s.settle || !s.settle->problem.empty()) {
+    (void)store_->clearAppliedHash(kSettleKind, memo);
+    return;
+  }
+  source::SettleRecord r;
+  r.revision = s.settle->revision;
+  r.previous = s.settle->previous;
+  r.periodMs = s.settle->period.count();
+  r.deadlineUnixMs = s.settle->deadlineUnixMs;
+  r.containers = s.settle->containers;
+  r.failedBefore = s.settle->failedBefore;
+  (void)store_->setAppliedHash(kSettleKind, memo, r.toJson());
+}
+
+// At start: the watch of the restored revision, when a restart interrupted
+// it, continues. Its revision must converge again, then it is watched for
+// what was left of its settle period (at least one look at its containers).
+void Daemon::restoreSettle() {
+  auto& s = *source_;
+  const std::string memo = settleMemo(source::describeSource(config_.source));
+  auto text = store_->appliedHash(kSettleKind, memo);
+  if (!text || !text.value()) return;
+  auto r = source::SettleRecord::fromJson(**text);
+  if (!r || r->revision != specInForce_ || !s.repo->hasCommit(r->previous)) {
+    (void)store_->clearAppliedHash(kSettleKind, memo);
+    return;
+  }
+  SourceState::Settle w;
+  w.revision = r->revision;
+  w.previous = r->previous;
+  w.period = std::chrono::milliseconds(r->periodMs);
+  if (r->deadlineUnixMs) {
+    // What is left; counted from the first converge after the restart.
+    w.period = std::chrono::milliseconds(std::max<std::int64_t>(0, *r->deadlineUnixMs - unixMs()));
+  }
+  w.containers = r->containers;
+  w.failedBefore = r->failedBefore;
+  s.lastGood = r->previous;
+  log::info("spec.settle", {{"revision", w.revision},
+                            {"previous", w.previous},
+                            {"restored", "true"},
+                            {"settle_s", std::to_string(w.period.count() / 1000)}});
   s.settle = std::move(w);
 }
 
@@ -592,12 +658,14 @@ asio::awaitable<void> Daemon::settleLoop() {
       continue;
     }
     if (s.settle->applied && std::chrono::steady_clock::now() >= s.settle->until) {
+      const auto settled = s.settle->period;
       s.lastGood = revision;
       s.settle.reset();
+      persistSettle();
       log::info("spec.settled", {{"revision", revision}});
       (void)store_->appendAudit(
           "spec.settled",
-          nlohmann::json{{"revision", revision}, {"settle_s", config_.source.settle.count() / 1000}}
+          nlohmann::json{{"revision", revision}, {"settle_s", settled.count() / 1000}}
               .dump());
     }
   }
@@ -609,6 +677,7 @@ asio::awaitable<void> Daemon::rollBack() {
   const std::string good = s.settle->previous;
   const std::string why = s.settle->problem;
   s.settle.reset();
+  persistSettle();
   const std::string name = source::describeSource(config_.source);
   log::error("spec.failed", {{"revision", bad}, {"reason", why}});
 
@@ -668,6 +737,8 @@ asio::awaitable<void> Daemon::rollBack() {
   scheduler_->triggerAll("rollback to " + source::shortRevision(good));
 }
 
+source::GitRepo* Daemon::sourceRepo() { return source_ ? source_->repo.get() : nullptr; }
+
 api::Task<Result<state::SecretBytes>> Daemon::webhookSecret() {
   if (config_.source.kind != "git" || !config_.source.webhookSecret) {
     co_return Error::make(ErrorCode::not_found,
@@ -717,7 +788,17 @@ api::Task<api::WebhookResult> Daemon::webhook(api::WebhookDelivery delivery) {
       }
     }
     const std::string tracked = "refs/heads/" + config_.source.branch;
-    if (!delivery.push) {
+    if (delivery.pullRequest) {
+      const auto& pr = *delivery.pullRequest;
+      fields["pull_request"] = pr.number;
+      fields["action"] = pr.action;
+      fields["commit"] = pr.headSha;
+      result.outcome = queuePullRequest(pr, result.message);
+      if (result.outcome == api::WebhookOutcome::accepted) {
+        event = "webhook.accepted";
+        if (s.timer) s.timer->cancel();
+      }
+    } else if (!delivery.push) {
       result.message = "event \"" + delivery.event + "\" is not a push";
     } else if (delivery.push->ref != tracked) {
       fields["ref"] = delivery.push->ref;

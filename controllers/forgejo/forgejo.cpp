@@ -23,7 +23,8 @@ template <typename T>
 using Task = boost::asio::awaitable<T>;
 
 constexpr const char* kTokenPrefix = "foundationd-bootstrap-";
-// The hook's fixed shape: foundationd only handles push events, as JSON.
+// The hook's fixed shape: push events (the tracked branch) and pull request
+// events (plans posted on pull requests, docs/source.md), as JSON.
 constexpr const char* kHookType = "gitea";
 constexpr const char* kHookContentType = "json";
 
@@ -35,6 +36,24 @@ struct Wipe {
   }
 };
 
+
+// Whether a live hook is sent what foundationd needs. The forge lists
+// "pull_request" as its parts (pull_request_sync, ...), in any order, so
+// the check is for the parts that matter, not for equality.
+bool hookEventsCovered(const json& hook) {
+  if (!hook.contains("events") || !hook["events"].is_array()) return false;
+  bool push = false;
+  bool pull = false;
+  bool sync = false;
+  for (const auto& e : hook["events"]) {
+    if (!e.is_string()) continue;
+    const auto& name = e.get_ref<const std::string&>();
+    push = push || name == "push";
+    pull = pull || name == "pull_request" || name == "pull_request_only";
+    sync = sync || name == "pull_request_sync";
+  }
+  return push && pull && sync;
+}
 
 std::string trim(std::string s) {
   auto notSpace = [](unsigned char c) { return !std::isspace(c); };
@@ -717,7 +736,7 @@ class Bootstrap final : public detail::ActionsApi {
                    {"content_type", kHookContentType},
                    {"http_method", "post"},
                    {"secret", *secret}};
-    json events = json::array({"push"});
+    json events = json::array({"push", "pull_request"});
     std::int64_t id = 0;
     bool drift = false;
     std::string what;
@@ -728,7 +747,7 @@ class Bootstrap final : public detail::ActionsApi {
                                                                                  : json::object();
       if (cfg.value("url", "") != hook.url) moved.push_back("url");
       if (cfg.value("content_type", "") != kHookContentType) moved.push_back("content type");
-      if (!live->contains("events") || (*live)["events"] != events) moved.push_back("events");
+      if (!hookEventsCovered(*live)) moved.push_back("events");
       if (!live->value("active", false)) moved.push_back("active");
       const bool secretChanged = knownDigest != *digest || knownId != id;
       if (moved.empty() && !secretChanged) co_return outcome(key, true, "");

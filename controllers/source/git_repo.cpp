@@ -181,15 +181,30 @@ Status GitRepo::ensureInit() {
 }
 
 Result<std::string> GitRepo::fetch(const state::SecretBytes* token) {
-  if (auto problem = gitUrlProblem(options_.url)) {
-    return Error::make(ErrorCode::invalid_argument, "[source] url " + *problem);
-  }
   if (options_.branch.empty() || options_.branch.front() == '-' ||
       options_.branch.find_first_of(" \t\n:^~?*[\\") != std::string::npos) {
     return Error::make(ErrorCode::invalid_argument, "[source] branch is not a valid branch name");
   }
+  return fetchRef(token, "refs/heads/" + options_.branch,
+                  "refs/remotes/origin/" + options_.branch, options_.branch);
+}
+
+Result<std::string> GitRepo::fetchPullRequest(const state::SecretBytes* token,
+                                              std::int64_t number) {
+  if (number <= 0) return Error::make(ErrorCode::invalid_argument, "not a pull request number");
+  const std::string n = std::to_string(number);
+  return fetchRef(token, "refs/pull/" + n + "/head", "refs/foundationd/pull/" + n,
+                  "pull request #" + n);
+}
+
+Result<std::string> GitRepo::fetchRef(const state::SecretBytes* token,
+                                      const std::string& remoteRef, const std::string& localRef,
+                                      const std::string& what) {
+  if (auto problem = gitUrlProblem(options_.url)) {
+    return Error::make(ErrorCode::invalid_argument, "[source] url " + *problem);
+  }
   if (Status st = ensureInit(); !st) return st.error();
-  const std::string ref = "refs/remotes/origin/" + options_.branch;
+  const std::string& ref = localRef;
   ProcessRequest req;
   req.argv = {options_.git,
               "-C",
@@ -200,7 +215,7 @@ Result<std::string> GitRepo::fetch(const state::SecretBytes* token) {
               "--no-write-fetch-head",
               "--",
               options_.url,
-              "+refs/heads/" + options_.branch + ":" + ref};
+              "+" + remoteRef + ":" + localRef};
   req.env = baseEnv(options_.cacheDir);
   state::SecretBytes header;
   if (token != nullptr && !token->empty()) {
@@ -219,12 +234,12 @@ Result<std::string> GitRepo::fetch(const state::SecretBytes* token) {
   if (!r) {
     if (r.error().code == ErrorCode::timeout) {
       return Error::make(ErrorCode::timeout, "git fetch of " + options_.url + " (branch " +
-                                                 options_.branch + ") timed out");
+                                                 what + ") timed out");
     }
     return r.error();
   }
   if (r->exitCode != 0)
-    return classifyFetchError(r->exitCode, r->err, options_.url, options_.branch);
+    return classifyFetchError(r->exitCode, r->err, options_.url, what);
 
   ProcessRequest rev;
   rev.argv = {options_.git, "-C", options_.cacheDir.string(), "rev-parse",
@@ -237,7 +252,7 @@ Result<std::string> GitRepo::fetch(const state::SecretBytes* token) {
   while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
   if (h->exitCode != 0 || !isHex(head)) {
     return Error::make(ErrorCode::protocol, "git fetch of " + options_.url + " (branch " +
-                                                options_.branch + ") left no commit in " + ref);
+                                                what + ") left no commit in " + ref);
   }
   return head;
 }

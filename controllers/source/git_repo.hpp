@@ -52,6 +52,10 @@ class GitRepo {
   // Fetches the branch and returns its head commit (40 hex). `token` may be
   // null (no auth).
   Result<std::string> fetch(const state::SecretBytes* token);
+  // Fetches pull request `number`'s head (the forge's refs/pull/<n>/head,
+  // which Forgejo and Gitea publish) into refs/foundationd/pull/<n> and
+  // returns the commit it points at. Its commits then read like any other.
+  Result<std::string> fetchPullRequest(const state::SecretBytes* token, std::int64_t number);
   // The content of `path` (relative to the repository root) at `commit`;
   // nullopt when there is no such file there.
   Result<std::optional<std::string>> readFile(std::string_view commit, std::string_view path);
@@ -71,6 +75,9 @@ class GitRepo {
 
  private:
   Status ensureInit();
+  // `git fetch <url> +<remoteRef>:<localRef>`; the commit at localRef.
+  Result<std::string> fetchRef(const state::SecretBytes* token, const std::string& remoteRef,
+                               const std::string& localRef, const std::string& what);
 
   GitOptions options_;
   bool initialized_ = false;

@@ -2,6 +2,8 @@
 
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include <sodium.h>
 
 namespace foundationd::source {
@@ -60,6 +62,54 @@ Result<config::LoadResult> loadAtCommit(GitRepo& repo, std::string_view commit,
   auto loaded = config::loadSpecText(*text.value(), specPath, reader);
   if (gitError) return *gitError;
   return loaded;
+}
+
+VerifiedLoad verifyThenLoad(GitRepo& repo, const std::string& commit, const std::string& specPath,
+                            const std::string& allowedSigners, bool requireSigned) {
+  VerifiedLoad out;
+  if (requireSigned) {
+    auto sig = repo.verifyCommit(commit, allowedSigners);
+    if (!sig) {
+      GitRepo::Signature failed;
+      failed.reason = "the signature cannot be checked: " + sig.error().message;
+      out.signature = std::move(failed);
+    } else {
+      out.signature = std::move(sig).value();
+    }
+    if (!out.signature->good()) return out;
+  }
+  out.read = true;
+  out.loaded = loadAtCommit(repo, commit, specPath);
+  return out;
+}
+
+std::string SettleRecord::toJson() const {
+  nlohmann::json doc{{"revision", revision},
+                     {"previous", previous},
+                     {"period_ms", periodMs},
+                     {"containers", containers},
+                     {"failed_before", failedBefore}};
+  if (deadlineUnixMs) doc["deadline_unix_ms"] = *deadlineUnixMs;
+  return doc.dump();
+}
+
+std::optional<SettleRecord> SettleRecord::fromJson(std::string_view text) {
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_object()) return std::nullopt;
+  try {
+    SettleRecord r;
+    r.revision = doc.at("revision").get<std::string>();
+    r.previous = doc.at("previous").get<std::string>();
+    r.periodMs = doc.at("period_ms").get<std::int64_t>();
+    r.containers = doc.at("containers").get<std::set<std::string>>();
+    r.failedBefore = doc.at("failed_before").get<std::set<std::string>>();
+    if (doc.contains("deadline_unix_ms"))
+      r.deadlineUnixMs = doc["deadline_unix_ms"].get<std::int64_t>();
+    if (r.revision.empty() || r.previous.empty() || r.periodMs <= 0) return std::nullopt;
+    return r;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
 }
 
 }  // namespace foundationd::source

@@ -9,6 +9,9 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -35,6 +38,33 @@ GitOptions gitOptionsFor(const config::DaemonConfig& cfg);
 // error Result only for a git failure; a missing spec file is a diagnostic.
 Result<config::LoadResult> loadAtCommit(GitRepo& repo, std::string_view commit,
                                         const std::string& specPath);
+
+// A commit verified (when signatures are required), then read at that same
+// id (docs/source.md: no window between the check and the read). Nothing of
+// an untrusted commit is read: `read` stays false.
+struct VerifiedLoad {
+  bool read = false;                                    // `loaded` holds the spec at the commit
+  std::optional<GitRepo::Signature> signature;          // when signatures are required
+  Result<config::LoadResult> loaded = Error::make(ErrorCode::internal, "not loaded");
+};
+VerifiedLoad verifyThenLoad(GitRepo& repo, const std::string& commit, const std::string& specPath,
+                            const std::string& allowedSigners, bool requireSigned);
+
+// A settle watch as persisted in the state (docs/source.md "Rollback"), so a
+// restart during the settle period continues watching: the revision under
+// watch, the one a rollback re-applies, the settle period, the deadline once
+// the revision converged (Unix ms), and what the watch compares against.
+struct SettleRecord {
+  std::string revision;
+  std::string previous;
+  std::int64_t periodMs = 0;
+  std::optional<std::int64_t> deadlineUnixMs;
+  std::set<std::string> containers;
+  std::set<std::string> failedBefore;
+  std::string toJson() const;
+  // nullopt for anything that is not a record toJson() wrote.
+  static std::optional<SettleRecord> fromJson(std::string_view text);
+};
 
 // The first 12 characters of a commit, for logs and messages.
 std::string shortRevision(std::string_view revision);

@@ -475,9 +475,10 @@ def test_locked_webhook_is_503_and_polling_is_the_fallback(project, tmp_path):
 
 
 def test_ci_helpers_check_and_plan_json_on_a_clone(project, tmp_path):
-    """What config/examples/forgejo-workflow.yml runs, on a fresh clone of the
-    spec repository: `check` (offline, located errors, exit 0/1) and
-    `plan --json` (a JSON document on stdout, exit 2 = changes)."""
+    """On a fresh clone of the spec repository: `check` (what
+    config/examples/forgejo-workflow.yml runs; offline, located errors, exit
+    0/1) and `plan --json` (an operator's, on the host; a JSON document on
+    stdout, exit 2 = changes)."""
     origin = tmp_path / "origin"
     origin.mkdir()
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",

@@ -101,3 +101,44 @@ def test_failing_revision_rolls_back_and_a_fix_applies(settling):
     st = g.status()["spec"]
     assert st["in_force"] == fixed and st["last_error"] is None, st
     assert len([e for e in g.events() if e["event"] == "spec.rolled_back"]) == 1
+
+
+# The spec sets its own settle period ([rollout] settle; the daemon config
+# has none), and the watch survives a restart of the daemon: web turns
+# unhealthy only after the restart, and is still rolled back.
+SPEC_SETTLE = '[rollout]\nsettle = "40s"\n'
+LATE = SPEC_SETTLE + """
+[containers.@web]
+image = "${versions.busybox}"
+command = ["sh", "-c", "sleep 10; touch /tmp/bad; exec sleep 3600"]
+stop_timeout = "1s"
+healthcheck = { test = ["CMD-SHELL", "test ! -f /tmp/bad"], interval = "1s", retries = 1 }
+"""
+
+
+def test_spec_settle_and_a_restart_during_the_watch(project, tmp_path):
+    g = GitOps(project, tmp_path)
+    try:
+        good = g.push(SPEC_SETTLE + GOOD, "web, healthy")
+        g.start()
+        g.wait(lambda: g.status()["spec"]["applied_revision"] == good, "the good revision applied")
+        g.wait(lambda: health(g) == "healthy", "web healthy")
+
+        bad = g.push(LATE, "web, fails after 10 s")
+        g.wait(lambda: g.status()["spec"]["applied_revision"] == bad, "the bad revision applied")
+        assert "event=spec.settle " in g.output() and "settle_s=40" in g.output(), g.output()
+        # Restarted while web is still healthy: the watch is in the state.
+        g.proc.send_signal(signal.SIGTERM)
+        assert g.proc.wait(timeout=30) == 0
+        g.start()
+        g.wait(lambda: g.status()["spec"]["rolled_back"] is not None, "the rollback after the restart",
+               timeout=60)
+        st = g.status()["spec"]
+        assert st["in_force"] == good, st
+        assert bad[:12] in st["rolled_back"] and "unhealthy" in st["rolled_back"], st
+        g.wait(lambda: check(g) == ["CMD-SHELL", "exit 0"], "web recreated with the good revision's config",
+               timeout=30)
+        rolled = [e for e in g.events() if e["event"] == "spec.rolled_back"]
+        assert len(rolled) == 1 and rolled[0]["fields"]["revision"] == bad and rolled[0]["fields"]["to"] == good
+    finally:
+        g.close()

@@ -319,3 +319,64 @@ TEST_CASE("judgeSignature: git's %G? letters and exit codes") {
   CHECK(src::judgeSignature(1, "E", "", "", "gpg: cannot", "/f").verdict == V::unverifiable);
   CHECK(std::string(src::verdictName(V::unsigned_commit)) == "unsigned");
 }
+
+TEST_CASE("GitRepo::fetchPullRequest: the forge's refs/pull/<n>/head, its commit read like any") {
+  TempDir tmp;
+  const fs::path origin = tmp.path / "origin";
+  fs::create_directories(origin);
+  git(origin, {"init", "-q", "-b", "main"});
+  write(origin / "foundation.toml", kSpec);
+  write(origin / "VERSIONS", "[images]\nbusybox = \"busybox:1\"\n");
+  const std::string base = commitAll(origin, "base");
+  // What a forge publishes for pull request 7: a ref outside refs/heads.
+  git(origin, {"checkout", "-q", "-b", "feature"});
+  write(origin / "foundation.toml", std::string(kSpec) + "\n[containers.extra]\nimage = \"x\"\n");
+  const std::string head = commitAll(origin, "feature");
+  git(origin, {"update-ref", "refs/pull/7/head", head});
+  git(origin, {"checkout", "-q", "main"});
+
+  src::GitOptions o;
+  o.url = "file://" + origin.string();
+  o.cacheDir = tmp.path / "cache";
+  src::GitRepo repo(o);
+  REQUIRE(repo.fetch(nullptr).value() == base);  // the branch is not moved by the PR
+  auto pr = repo.fetchPullRequest(nullptr, 7);
+  REQUIRE(pr);
+  CHECK(pr.value() == head);
+  CHECK(repo.hasCommit(head));
+  auto text = repo.readFile(head, "foundation.toml");
+  REQUIRE(text);
+  REQUIRE(text->has_value());
+  CHECK((*text)->find("[containers.extra]") != std::string::npos);
+  CHECK(repo.fetch(nullptr).value() == base);
+
+  auto missing = repo.fetchPullRequest(nullptr, 8);
+  REQUIRE_FALSE(missing);
+  CHECK(std::string(foundationd::toString(missing.error().code)) == "not_found");
+  CHECK_FALSE(repo.fetchPullRequest(nullptr, 0));
+}
+
+TEST_CASE("SettleRecord: the settle watch round-trips through the state's text; junk is none") {
+  src::SettleRecord r;
+  r.revision = std::string(40, 'b');
+  r.previous = std::string(40, 'a');
+  r.periodMs = 120000;
+  r.containers = {"web", "worker"};
+  r.failedBefore = {"bucket.logs"};
+  auto back = src::SettleRecord::fromJson(r.toJson());
+  REQUIRE(back);
+  CHECK(back->revision == r.revision);
+  CHECK(back->previous == r.previous);
+  CHECK(back->periodMs == 120000);
+  CHECK_FALSE(back->deadlineUnixMs);
+  CHECK(back->containers == r.containers);
+  CHECK(back->failedBefore == r.failedBefore);
+  r.deadlineUnixMs = 1700000000123;
+  back = src::SettleRecord::fromJson(r.toJson());
+  REQUIRE(back);
+  CHECK(back->deadlineUnixMs == std::optional<std::int64_t>(1700000000123));
+  for (const char* junk : {"", "{}", "[]", "not json", R"({"revision":"x","previous":"","period_ms":1,"containers":[],"failed_before":[]})",
+                           R"({"revision":"x","previous":"y","period_ms":"1","containers":[],"failed_before":[]})"}) {
+    CHECK_FALSE(src::SettleRecord::fromJson(junk));
+  }
+}

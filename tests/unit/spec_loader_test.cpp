@@ -150,6 +150,18 @@ TEST_CASE("a minimal spec gets the documented defaults") {
   CHECK_FALSE(s.forgejo);
 }
 
+TEST_CASE("[rollout] settle: a duration from 0s to 1h, located errors otherwise") {
+  CHECK_FALSE(loads(container("web")).settle);
+  const Spec s = loads("[rollout]\nsettle = \"2m\"\n" + container("web"));
+  REQUIRE(s.settle);
+  CHECK(*s.settle == std::chrono::minutes(2));
+  CHECK(*loads("[rollout]\nsettle = \"0s\"\n" + container("web")).settle ==
+        std::chrono::seconds(0));
+  fails("[rollout]\nsettle = \"2h\"\n", "foundation.toml:5:10: error: \"settle\" in [rollout] must be between");
+  fails("[rollout]\nsettle = \"soon\"\n", "foundation.toml:5:");
+  fails("[rollout]\nsettel = \"1m\"\n", "unknown key \"settel\" in [rollout]");
+}
+
 TEST_CASE("TOML syntax errors are located and stop the load") {
   const auto r = loadRaw("spec_version = 1\nproject = \n");
   CHECK_FALSE(r.spec);

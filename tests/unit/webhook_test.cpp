@@ -58,6 +58,8 @@ class WebhookDaemon final : public api::DaemonControl {
     last = d;
     if (d.push && d.push->ref == "refs/heads/main")
       co_return api::WebhookResult{api::WebhookOutcome::accepted, "fetching"};
+    if (d.pullRequest && d.pullRequest->baseRef == "main")
+      co_return api::WebhookResult{api::WebhookOutcome::accepted, "planning"};
     co_return api::WebhookResult{api::WebhookOutcome::ignored, "not main"};
   }
   void webhookRejected(const std::string&) override { ++rejected; }
@@ -155,6 +157,55 @@ TEST_CASE("parsePushPayload: ref, after, before, repository; located refusals") 
     CHECK(std::string(foundationd::toString(r.error().code)) == "invalid_argument");
     CHECK(r.error().message.rfind("the push payload", 0) == 0);
   }
+}
+
+std::string prBody(const std::string& action, const std::string& base = "main") {
+  return R"({"action":")" + action + R"(","number":12,"pull_request":{"number":12,"head":{"ref":)"
+         R"("add-web","sha":"0123456789ABCDEF0123456789abcdef01234567"},"base":{"ref":")" +
+         base + R"(","sha":"1111111111111111111111111111111111111111"}},)"
+                R"("repository":{"full_name":"olsitec/foundation"}})";
+}
+
+TEST_CASE("parsePullRequestPayload: Gitea's action, number, head sha, base ref; refusals") {
+  auto p = api::parsePullRequestPayload(prBody("synchronized"));
+  REQUIRE(p);
+  CHECK(p->action == "synchronized");
+  CHECK(p->number == 12);
+  CHECK(p->headSha == kCommit);  // lower-cased
+  CHECK(p->baseRef == "main");
+  CHECK(p->repository == "olsitec/foundation");
+  for (const char* bad :
+       {"", "[]", R"({"number":1,"pull_request":{}})",
+        R"({"action":"opened","number":0,"pull_request":{"head":{"sha":"0123456789abcdef0123456789abcdef01234567"},"base":{"ref":"main"}}})",
+        R"({"action":"opened","number":3,"pull_request":{"head":{"sha":"nope"},"base":{"ref":"main"}}})",
+        R"({"action":"opened","number":3,"pull_request":{"head":{"sha":"0123456789abcdef0123456789abcdef01234567"}}})",
+        R"({"action":"opened","number":3})"}) {
+    auto r = api::parsePullRequestPayload(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.rfind("the pull_request payload", 0) == 0);
+  }
+}
+
+TEST_CASE("POST /v1/hooks/forgejo: a signed pull_request reaches the daemon; malformed is 400") {
+  WebhookDaemon daemon;
+  api::Metrics metrics;
+  const auto token = api::ApiToken::fromString("0123456789abcdef0123456789abcdef");
+  api::Router router(daemon, token, metrics, {});
+  const std::string body = prBody("opened");
+  auto r = run(router, delivery(body, "pull_request", api::toHex(api::hmacSha256(kSecret, body)),
+                                "X-Gitea-"));
+  CHECK(r.status == 202);
+  REQUIRE(daemon.last.pullRequest);
+  CHECK(daemon.last.pullRequest->number == 12);
+  CHECK_FALSE(daemon.last.push);
+  const std::string bad = R"({"action":"opened"})";
+  r = run(router, delivery(bad, "pull_request", api::toHex(api::hmacSha256(kSecret, bad))));
+  CHECK(r.status == 400);
+  CHECK(daemon.deliveries == 1);
+  const std::string forged = prBody("opened");
+  r = run(router, delivery(forged, "pull_request", api::toHex(api::hmacSha256("wrong", forged))));
+  CHECK(r.status == 401);
+  CHECK(daemon.deliveries == 1);
 }
 
 TEST_CASE("POST /v1/hooks/forgejo: 202, 200 ignored, 401, 400, 503 locked, 404 unconfigured") {
