@@ -321,7 +321,7 @@ TEST_CASE("judgeSignature: git's %G? letters and exit codes") {
 }
 
 TEST_CASE("GitRepo::fetchPullRequest: the forge's refs/pull/<n>/head, its commit read like any") {
-  TempDir tmp;
+  foundationd::test::TempDir tmp{"git-test"};
   const fs::path origin = tmp.path / "origin";
   fs::create_directories(origin);
   git(origin, {"init", "-q", "-b", "main"});
