@@ -133,10 +133,18 @@ secret = "${{credentials.forgejo-webhook.secret}}"
         return [c for c in comments if c["body"].startswith(MARKER)]
 
     def open_pr(branch, title):
-        code, pr = api("POST", forge_port, "/api/v1/repos/olsitec/foundation/pulls", admin,
-                       {"head": branch, "base": "main", "title": title})
-        assert code == 201, pr
-        return pr["number"]
+        # The forge records a pushed branch from a queue: until it has, a pull
+        # request from it is 404. Retry until it is opened.
+        opened = {}
+
+        def attempt():
+            code, pr = api("POST", forge_port, "/api/v1/repos/olsitec/foundation/pulls", admin,
+                           {"head": branch, "base": "main", "title": title})
+            assert code in (201, 404), pr
+            opened["pr"] = pr
+            return code == 201
+        wait_for(attempt, f"the forge opened a pull request from {branch}", timeout=60, interval=0.5)
+        return opened["pr"]["number"]
 
     web = f'\n[containers."{project.name}-web"]\nimage = "${{versions.busybox}}"\ncommand = ["sleep", "3600"]\n'
     web2 = f'\n[containers."{project.name}-webtwo"]\nimage = "${{versions.busybox}}"\ncommand = ["sleep", "3600"]\n'
@@ -182,10 +190,18 @@ secret = "${{credentials.forgejo-webhook.secret}}"
         assert project.container("web") is None and project.container("webtwo") is None
         assert status()["spec"]["applied_revision"] == first
 
-        # The merge: the forge's push webhook brings it to the host.
-        code, merged = api("POST", forge_port, f"/api/v1/repos/olsitec/foundation/pulls/{number}/merge", admin,
-                           {"Do": "merge"})
-        assert code == 200, merged
+        # The merge: the forge's push webhook brings it to the host. The forge
+        # checks mergeability in the background after each push and answers
+        # 405 "Please try again later" until it has: retry until it merges.
+        merge = {}
+
+        def merged():
+            merge["code"], merge["body"] = api(
+                "POST", forge_port, f"/api/v1/repos/olsitec/foundation/pulls/{number}/merge", admin,
+                {"Do": "merge"})
+            assert merge["code"] in (200, 405), merge
+            return merge["code"] == 200
+        wait_for(merged, "the forge merged the pull request", timeout=60, interval=1)
         wait_for(lambda: (project.container("webtwo") or {}).get("State", {}).get("Running") is True,
                  "the merged pull request applied", timeout=90, output=output)
 
