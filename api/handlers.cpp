@@ -57,6 +57,25 @@ void wipeStringField(nlohmann::json& doc, const char* key) {
   sodium_memzero(v.data(), v.size());
 }
 
+// The answer of POST /v1/rotate and POST /v1/secrets (a new value is a
+// rotation): locked when the daemon is, else the error, else what changed.
+Response rotateResponse(RouteContext& ctx, const Result<RotateResult>& r) {
+  if (!r) {
+    if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
+      return errorResponse(ApiError::locked, r.error().message);
+    }
+    return errorResponse(r.error());
+  }
+  nlohmann::json fields = nlohmann::json::array();
+  for (const auto& [field, version] : r->fields) {
+    fields.push_back({{"field", field}, {"version", version}});
+  }
+  return Response::json(200, {{"credential", r->credential},
+                              {"rotated", std::move(fields)},
+                              {"result", r->result},
+                              {"converged", r->converged}});
+}
+
 }  // namespace
 
 std::variant<state::SecretBytes, Response> parseUnsealBody(const std::string& body) {
@@ -209,20 +228,7 @@ Task<Response> rotate(RouteContext& ctx, const Request& request) {
     co_return malformed("the body needs a \"credential\" string" + kExpected);
   }
   auto r = co_await ctx.daemon.rotate(doc["credential"].get<std::string>());
-  if (!r) {
-    if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
-      co_return errorResponse(ApiError::locked, r.error().message);
-    }
-    co_return errorResponse(r.error());
-  }
-  nlohmann::json fields = nlohmann::json::array();
-  for (const auto& [field, version] : r->fields) {
-    fields.push_back({{"field", field}, {"version", version}});
-  }
-  co_return Response::json(200, {{"credential", r->credential},
-                                 {"rotated", std::move(fields)},
-                                 {"result", r->result},
-                                 {"converged", r->converged}});
+  co_return rotateResponse(ctx, r);
 }
 
 Task<Response> setSecret(RouteContext& ctx, const Request& request) {
@@ -253,20 +259,7 @@ Task<Response> setSecret(RouteContext& ctx, const Request& request) {
   auto task = ctx.daemon.setSecret(std::move(credential), std::move(field), std::move(value),
                                    std::move(by));
   auto r = co_await std::move(task);
-  if (!r) {
-    if (r.error().code == ErrorCode::unavailable && ctx.daemon.status().locked) {
-      co_return errorResponse(ApiError::locked, r.error().message);
-    }
-    co_return errorResponse(r.error());
-  }
-  nlohmann::json fields = nlohmann::json::array();
-  for (const auto& [field, version] : r->fields) {
-    fields.push_back({{"field", field}, {"version", version}});
-  }
-  co_return Response::json(200, {{"credential", r->credential},
-                                 {"rotated", std::move(fields)},
-                                 {"result", r->result},
-                                 {"converged", r->converged}});
+  co_return rotateResponse(ctx, r);
 }
 
 Task<Response> metrics(RouteContext& ctx, const Request&) {
