@@ -7,7 +7,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sodium.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/async.hpp"
+#include "controllers/source/process.hpp"
 
 namespace foundationd::backup {
 namespace {
@@ -40,13 +40,6 @@ bool makePipe(Fds& into) {
   into.fds.push_back(p[1]);
   return true;
 }
-
-struct WipedStrings {
-  std::vector<std::string> items;
-  ~WipedStrings() {
-    for (auto& s : items) sodium_memzero(s.data(), s.size());
-  }
-};
 
 }  // namespace
 
@@ -72,15 +65,6 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(boost::asio::any_io_ex
     ::close(p.take(p.fds.size() - 1));  // the child reads it to its end
   }
 
-  std::vector<char*> argv;
-  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  WipedStrings envStrings;
-  for (const auto& [k, v] : request.env) envStrings.items.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : envStrings.items) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (request.pipeStdin) {
@@ -101,23 +85,10 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(boost::asio::any_io_ex
     posix_spawn_file_actions_adddup2(&fa, high + 1 + static_cast<int>(i), static_cast<int>(3 + i));
   }
   posix_spawn_file_actions_addclosefrom_np(&fa, static_cast<int>(3 + request.secretFds.size()));
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  auto spawned = source::spawnChild(request.argv, request.env, fa);
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    return Error::make(ErrorCode::io, "cannot run " + request.argv[0] + ": " + std::strerror(rc));
-  }
+  if (!spawned) return spawned.error();
+  const pid_t pid = spawned.value();
   const int in = request.pipeStdin ? p.take(1) : -1;
   return std::unique_ptr<ChildProcess>(new ChildProcess(ex, pid, in, p.take(2), p.take(4)));
 }

@@ -37,29 +37,19 @@ struct Pipe {
 
 }  // namespace
 
-Result<ProcessResult> runProcess(const ProcessRequest& request) {
-  if (request.argv.empty()) return Error::make(ErrorCode::internal, "runProcess: empty argv");
-  Pipe out, err;
-  if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
-    return Error::make(ErrorCode::io, std::string("cannot create a pipe: ") + std::strerror(errno));
-  }
-
+Result<pid_t> spawnChild(const std::vector<std::string>& args,
+                         const std::vector<std::pair<std::string, std::string>>& env,
+                         const posix_spawn_file_actions_t& actions) {
   std::vector<char*> argv;
-  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   WipedStrings envStrings;
-  envStrings.items.reserve(request.env.size());
-  for (const auto& [k, v] : request.env) envStrings.items.push_back(k + "=" + v);
+  envStrings.items.reserve(env.size());
+  for (const auto& [k, v] : env) envStrings.items.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& e : envStrings.items) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
@@ -72,12 +62,31 @@ Result<ProcessResult> runProcess(const ProcessRequest& request) {
                            POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   // PATH lookup uses the child's PATH when the env sets one, else the parent's.
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
+  const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return Error::make(ErrorCode::io, "cannot run " + request.argv[0] + ": " + std::strerror(rc));
+    return Error::make(ErrorCode::io, "cannot run " + args[0] + ": " + std::strerror(rc));
   }
+  return pid;
+}
+
+Result<ProcessResult> runProcess(const ProcessRequest& request) {
+  if (request.argv.empty()) return Error::make(ErrorCode::internal, "runProcess: empty argv");
+  Pipe out, err;
+  if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
+    return Error::make(ErrorCode::io, std::string("cannot create a pipe: ") + std::strerror(errno));
+  }
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  auto spawned = spawnChild(request.argv, request.env, fa);
+  posix_spawn_file_actions_destroy(&fa);
+  if (!spawned) return spawned.error();
+  const pid_t pid = spawned.value();
   out.closeEnd(1);
   err.closeEnd(1);
 

@@ -20,6 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include <spawn.h>
+#include <sys/types.h>
+
 #include "common/result.hpp"
 
 namespace foundationd::source {
@@ -38,5 +41,15 @@ struct ProcessResult {
 };
 
 Result<ProcessResult> runProcess(const ProcessRequest& request);
+
+// The spawn itself, shared with the backup controller's streaming child
+// (controllers/backup/child_process.cpp): argv[0] looked up in PATH, exactly
+// `env` as the environment (its "K=V" buffers zeroed before they are freed),
+// signals unblocked and at their defaults, a process group of its own, and
+// the caller's file actions (which it keeps and destroys). io error naming
+// the program when it cannot be started.
+Result<pid_t> spawnChild(const std::vector<std::string>& argv,
+                         const std::vector<std::pair<std::string, std::string>>& env,
+                         const posix_spawn_file_actions_t& actions);
 
 }  // namespace foundationd::source
