@@ -19,6 +19,56 @@ void link(Graph& g, const ResourceKey& from, const ResourceKey& to) {
   g.addEdge(from, to);
 }
 
+// Whether `from` is reachable from `to` through dependencies: an edge
+// from -> to would then close a cycle.
+bool reaches(const Graph& g, const ResourceKey& to, const ResourceKey& from) {
+  std::set<ResourceKey> seen;
+  std::vector<ResourceKey> todo{to};
+  while (!todo.empty()) {
+    ResourceKey k = todo.back();
+    todo.pop_back();
+    if (k == from) return true;
+    if (!seen.insert(k).second) continue;
+    for (const auto& d : g.dependencies(k)) todo.push_back(d);
+  }
+  return false;
+}
+
+// An implicit edge (what a container uses, not what the spec says it
+// depends on): added unless it would close a cycle. The host of a service
+// often uses the very credential the service hands out (an S3 server's
+// container its access key): it cannot wait for itself.
+void linkImplicit(Graph& g, const ResourceKey& from, const ResourceKey& to) {
+  if (from == to || !g.nodes().contains(from) || !g.nodes().contains(to)) return;
+  if (reaches(g, to, from)) return;
+  g.addEdge(from, to);
+}
+
+// The credentials a value uses.
+void credentialsOf(const Value& v, std::set<std::string>& out) {
+  for (const auto& ref : v.references()) {
+    if (!ref.runnerToken) out.insert(ref.name);
+  }
+}
+
+std::set<std::string> credentialsOf(const Spec& spec, const ContainerSpec& c) {
+  std::set<std::string> out;
+  for (const auto& [key, v] : c.env) credentialsOf(v, out);
+  for (const auto& [path, v] : c.secretFiles) credentialsOf(v, out);
+  for (const auto& [path, m] : c.files) {
+    auto f = spec.files.find(m.file);
+    if (f != spec.files.end()) credentialsOf(f->second.content, out);
+  }
+  return out;
+}
+
+bool shares(const std::set<std::string>& a, const std::set<std::string>& b) {
+  for (const auto& x : a) {
+    if (b.contains(x)) return true;
+  }
+  return false;
+}
+
 void linkValue(Graph& g, const ResourceKey& from, const Value& v) {
   for (const auto& ref : v.references()) {
     // ${forgejo.runner_token}: the forge step produces it.
@@ -75,7 +125,11 @@ Graph Graph::build(const Spec& spec) {
   for (const auto& [name, v] : spec.volumes) g.addNode({Kind::volume, name});
   for (const auto& [name, c] : spec.credentials) g.addNode({Kind::credential, name});
   for (const auto& [name, c] : spec.containers) g.addNode({Kind::container, name});
-  if (spec.vault) g.addNode({Kind::vault, ""});
+  if (spec.vault) {
+    g.addNode({Kind::vault, ""});
+    // Each credential's copy in Vault: written by the Vault step.
+    for (const auto& [name, c] : spec.credentials) g.addNode({Kind::vault, "kv/" + c.vaultPath});
+  }
   for (const auto& [name, s] : spec.s3) g.addNode({Kind::s3, name});
   for (const auto& [name, b] : spec.buckets) g.addNode({Kind::bucket, name});
   for (const auto& [name, p] : spec.postgres) g.addNode({Kind::postgres, name});
@@ -95,7 +149,15 @@ Graph Graph::build(const Spec& spec) {
       if (f != spec.files.end()) linkValue(g, self, f->second.content);
     }
   }
-  if (spec.vault) link(g, {Kind::vault, ""}, {Kind::container, spec.vault->container});
+  if (spec.vault) {
+    link(g, {Kind::vault, ""}, {Kind::container, spec.vault->container});
+    // A mirrored credential waits for Vault (and for its own value).
+    for (const auto& [name, c] : spec.credentials) {
+      const ResourceKey copy{Kind::vault, "kv/" + c.vaultPath};
+      link(g, copy, {Kind::vault, ""});
+      link(g, copy, {Kind::credential, name});
+    }
+  }
   for (const auto& [name, s] : spec.s3) {
     const ResourceKey self{Kind::s3, name};
     link(g, self, {Kind::container, s.container});
@@ -118,6 +180,31 @@ Graph Graph::build(const Spec& spec) {
     }
     for (const auto& [org, a] : spec.forgejo->orgActions) {
       for (const auto& [name, v] : a.secrets) linkValue(g, self, v);
+    }
+  }
+
+  // Implicit edges: a container waits for what hands out the credentials it
+  // uses. A PostgreSQL role's password: the instance's step (the role is
+  // created, or its password set, before the consumer starts). An [s3.*]
+  // server's keys: the buckets of that server. ${forgejo.runner_token} is an
+  // edge to the forge step above already.
+  for (const auto& [name, c] : spec.containers) {
+    const ResourceKey self{Kind::container, name};
+    const auto uses = credentialsOf(spec, c);
+    if (uses.empty()) continue;
+    for (const auto& [pname, p] : spec.postgres) {
+      std::set<std::string> roles;
+      for (const auto& [role, r] : p.roles) credentialsOf(r.password, roles);
+      if (shares(uses, roles)) linkImplicit(g, self, {Kind::postgres, pname});
+    }
+    for (const auto& [sname, s] : spec.s3) {
+      std::set<std::string> keys;
+      credentialsOf(s.accessKey, keys);
+      credentialsOf(s.secretKey, keys);
+      if (!shares(uses, keys)) continue;
+      for (const auto& [bname, b] : spec.buckets) {
+        if (b.s3 == sname) linkImplicit(g, self, {Kind::bucket, bname});
+      }
     }
   }
   return g;

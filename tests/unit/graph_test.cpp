@@ -98,7 +98,8 @@ TEST_CASE("build: every resource of the example is a node") {
   const Graph g = Graph::build(s);
   const std::size_t expected = s.networks.size() + s.volumes.size() + s.credentials.size() +
                                s.containers.size() + 1 /*vault*/ + s.s3.size() +
-                               s.buckets.size() + s.postgres.size() + 1 /*forgejo*/;
+                               s.buckets.size() + s.postgres.size() + 1 /*forgejo*/ +
+                               s.credentials.size() /*their copies in Vault*/;
   CHECK(g.nodes().size() == expected);
   CHECK(g.nodes().contains(ResourceKey{Kind::vault, ""}));
   CHECK(g.nodes().contains(ResourceKey{Kind::bucket, "foundation-backups"}));
@@ -132,7 +133,14 @@ TEST_CASE("build: the edges of the header's contract") {
                               credential("rustfs-root")});  // the CI's Actions secrets
   CHECK(g.dependencies(container("runner")).count(ResourceKey{Kind::forgejo, ""}) == 1);
   CHECK(g.dependents(credential("forgejo-db")) ==
-        std::set<ResourceKey>{container("forgejo"), ResourceKey{Kind::postgres, "main"}});
+        std::set<ResourceKey>{container("forgejo"), ResourceKey{Kind::postgres, "main"},
+                              ResourceKey{Kind::vault, "kv/forgejo/db-credentials"}});
+  // Implicit: the forge uses the role's password and the S3 keys, so it
+  // waits for the role's instance and the server's buckets.
+  CHECK(forgejo.contains(ResourceKey{Kind::postgres, "main"}));
+  CHECK(forgejo.contains(ResourceKey{Kind::bucket, "forgejo-lfs"}));
+  // ... but the S3 server's own container, which uses those keys, does not.
+  CHECK_FALSE(g.dependencies(container("rustfs")).contains(ResourceKey{Kind::bucket, "forgejo-lfs"}));
 }
 
 TEST_CASE("build: the example's order is deterministic and respects every edge") {
@@ -145,10 +153,14 @@ TEST_CASE("build: the example's order is deterministic and respects every edge")
         "volume.pg-data volume.registry-cache volume.runner-data volume.rustfs-data volume.vault-data "
         "credential.forgejo-admin credential.forgejo-app credential.forgejo-db "
         "credential.forgejo-webhook credential.postgres-superuser credential.rustfs-root "
-        "container.postgres container.registry-cache container.rustfs container.forgejo "
-        "container.caddy container.vault vault s3.rustfs "
+        "container.postgres container.registry-cache container.rustfs container.vault vault "
+        "vault.kv/forgejo/admin-credentials vault.kv/forgejo/app-credentials "
+        "vault.kv/forgejo/db-credentials vault.kv/forgejo/webhook-credentials "
+        "vault.kv/postgres/superuser-credentials vault.kv/rustfs/root-credentials s3.rustfs "
         "bucket.forgejo-artifacts bucket.forgejo-lfs bucket.forgejo-packages "
-        "bucket.foundation-backups postgres.main forgejo "
+        "bucket.foundation-backups postgres.main "
+        "container.forgejo "  // its role and buckets first
+        "container.caddy forgejo "
         "container.runner");  // it uses ${forgejo.runner_token}: after the forge step
   std::map<ResourceKey, std::size_t> position;
   for (std::size_t i = 0; i < order->size(); ++i) position[(*order)[i]] = i;
