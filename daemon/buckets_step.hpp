@@ -2,7 +2,7 @@
 // controller step as Daemon::reconcileBuckets. Defined in daemon_buckets.cpp.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "config/spec.hpp"
@@ -17,9 +17,11 @@ namespace foundationd::daemon {
 // endpoint, converges its buckets, records what was applied (state store,
 // kind "bucket") and prints orphans as notes. An empty report when the spec
 // has no [s3.*]. `store`/`key` may be null: the step then reports blocked.
-StepReport convergeBucketsOnce(boost::asio::io_context& io, docker::DockerApi& api,
-                               const config::Spec& spec, state::Store* store,
-                               const state::UnlockedKey* key);
+// Runs the blocking controller on the calling thread.
+boost::asio::awaitable<StepReport> convergeBucketsOnce(docker::DockerApi& api,
+                                                       const config::Spec& spec,
+                                                       state::Store* store,
+                                                       const state::UnlockedKey* key);
 
 // Blocking core shared with the daemon: applied digests read from and
 // written to `store`, secrets through the credentials resolver.

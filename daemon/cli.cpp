@@ -75,11 +75,14 @@ const std::vector<Command>& commands() {
        "compared: it is listed as such (`?`), never guessed.",
        {"--config", "--spec", "--state-dir", "--json"}, "foundationd plan --spec foundation.toml",
        cmdPlan, false},
-      {"apply", "apply --once [--spec SPEC]", "converge once and exit (exit 0 converged, 1 failed)",
+      {"apply", "apply --once [--spec SPEC] [--json]",
+       "converge once and exit (exit 0 converged, 1 failed)",
        "Creates, recreates, starts what differs from the spec, in dependency order. Asks\n"
        "the passphrase when the spec has credentials. Refused while a daemon (`serve`)\n"
-       "owns the state directory: the daemon converges on its own.",
-       {"--once", "--config", "--spec", "--state-dir", "--passphrase-file"},
+       "owns the state directory: the daemon converges on its own. With --json, stdout\n"
+       "is one JSON document (every change: resource, action, reason, result; per-step\n"
+       "timings) and the progress lines go to stderr.",
+       {"--once", "--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd apply --once --spec foundation.toml", cmdApply, false},
       {"serve", "serve [--config FILE]", "run the daemon (what systemd starts)",
        "Starts locked, serves the HTTP API (docs/api.md), converges what needs no secret,\n"

@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <optional>
 
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "config/daemon_config.hpp"
 #include "config/spec_loader.hpp"
@@ -144,16 +147,34 @@ int reportConverge(const config::Spec& spec, const ConvergeOutcome& out, double 
 }
 
 int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state::Store* store,
-                const state::UnlockedKey* key) {
+                const state::UnlockedKey* key, bool json) {
   asio::io_context io;
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   const auto started = std::chrono::steady_clock::now();
   docker::ApplyOptions options;
   options.filesDir = (store ? store->path().parent_path().string() : cfg.stateDir) + "/files";
+  // --json: the human lines (progress, notes, the summary) go to stderr, the
+  // document alone to stdout.
+  int savedStdout = -1;
+  if (json) {
+    std::fflush(stdout);
+    savedStdout = ::dup(STDOUT_FILENO);
+    if (savedStdout >= 0) ::dup2(STDERR_FILENO, STDOUT_FILENO);
+  }
   auto out = convergeOnce(io, client, spec, store, key, options, cliHooks());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return reportConverge(spec, out, secs, client.requestCount());
+  const int code = reportConverge(spec, out, secs, client.requestCount());
+  if (json) {
+    std::fflush(stdout);
+    if (savedStdout >= 0) {
+      ::dup2(savedStdout, STDOUT_FILENO);
+      ::close(savedStdout);
+    }
+    std::printf("%s\n", applyJson(spec, out, secs, client.requestCount()).dump(2).c_str());
+    std::fflush(stdout);
+  }
+  return code;
 }
 
 // `check --config FILE`: the daemon config, as `serve` would read it.
@@ -317,14 +338,14 @@ int cmdApply(const CliArgs& args) {
     std::fprintf(stderr, "foundationd: %s\n", lock.error().message.c_str());
     return 1;
   }
-  if (!needsState) return runConverge(*cfg, *spec, nullptr, nullptr);
+  if (!needsState) return runConverge(*cfg, *spec, nullptr, nullptr, args.json);
   auto unlocked = openAndUnlock(args, *cfg);
   if (!unlocked) {
     std::fprintf(stderr, "foundationd: %s; nothing was changed\n",
                  unlocked.error().message.c_str());
     return 1;
   }
-  return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key);
+  return runConverge(*cfg, *spec, unlocked->store.get(), &unlocked->key, args.json);
 }
 
 int cmdServe(const CliArgs& args) {

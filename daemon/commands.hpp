@@ -34,7 +34,9 @@ int cmdRestore(const CliArgs& args);
 int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.
+// `json`: stdout is one JSON document (applyJson), the progress lines go to
+// stderr.
 int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state::Store* store,
-                const state::UnlockedKey* key);
+                const state::UnlockedKey* key, bool json = false);
 
 }  // namespace foundationd::daemon

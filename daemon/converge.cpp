@@ -1,40 +1,83 @@
 #include "daemon/converge.hpp"
 
-#include <chrono>
 #include <functional>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
-#include "controllers/docker/secret_files.hpp"
 #include "daemon/buckets_step.hpp"
 #include "daemon/cli_support.hpp"
-#include "daemon/files_step.hpp"
 #include "daemon/forgejo_step.hpp"
 #include "daemon/postgres_step.hpp"
-#include "daemon/provided.hpp"
 #include "daemon/vault_step.hpp"
 
 namespace foundationd::daemon {
 
+namespace asio = boost::asio;
+
 namespace {
 
-// Times one part of the converge into out.timings.
-class PartTimer {
+// The CLI's side of the pipeline: blocking work inline, each step's
+// controller as `apply --once` runs it, outcomes through the print hooks.
+class CliExecutor final : public PipelineExecutor {
  public:
-  PartTimer(ConvergeOutcome& out, const char* name)
-      : out_(out), name_(name), started_(std::chrono::steady_clock::now()) {}
-  ~PartTimer() {
-    out_.timings.emplace_back(
-        name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  CliExecutor(docker::DockerApi& api, state::Store* store, const state::UnlockedKey* key,
+              const ConvergeHooks& hooks)
+      : api_(api), store_(store), key_(key), hooks_(hooks) {}
+
+  asio::awaitable<void> offload(const std::function<void()>& work) override {
+    work();
+    co_return;
   }
-  PartTimer(const PartTimer&) = delete;
-  PartTimer& operator=(const PartTimer&) = delete;
+  void credentialsDone(const config::Spec&,
+                       const Result<std::vector<credentials::Generated>>& generated) override {
+    if (!generated || !hooks_.generated) return;
+    for (const auto& g : generated.value()) hooks_.generated(g);
+  }
+  asio::awaitable<StepReport> rotated(
+      const config::Spec& spec, const std::vector<credentials::Generated>& generated) override {
+    co_return co_await rotatePostgresRolesOf(api_, spec, store_, key_, generated);
+  }
+  docker::ApplyObserver dockerObserver() override { return hooks_.docker; }
+  void dockerPass(const config::Spec& spec, const docker::SecretResolver& secrets,
+                  const docker::ReconcileResult& result, const docker::Scope&, bool first,
+                  const std::set<config::ResourceKey>&) override {
+    if (!store_) return;
+    for (const auto& o : result.report.outcomes) {
+      if (!o.ok || o.key.kind != config::Kind::container) continue;
+      auto it = spec.containers.find(o.key.name);
+      if (it == spec.containers.end()) continue;
+      (void)store_->setAppliedHash("container", o.key.name,
+                                   docker::desiredContainer(it->second, secrets).hash);
+    }
+    if (!first) return;
+    nlohmann::json audit{{"project", spec.project},
+                         {"changes", result.report.outcomes.size()},
+                         {"converged", result.converged}};
+    (void)store_->appendAudit("reconcile", audit.dump());
+  }
+  asio::awaitable<StepReport> step(config::Step step, const config::Spec& spec) override {
+    switch (step) {
+      case config::Step::vault: co_return convergeVaultOnce(spec, store_, key_);
+      case config::Step::buckets: co_return co_await convergeBucketsOnce(api_, spec, store_, key_);
+      case config::Step::postgres:
+        co_return co_await convergePostgresOnce(api_, spec, store_, key_);
+      case config::Step::forgejo: co_return co_await convergeForgejoOnce(api_, spec, store_, key_);
+    }
+    co_return StepReport{};
+  }
+  void outcomes(const StepReport& report) override {
+    if (!hooks_.step) return;
+    for (const auto& o : report.outcomes) hooks_.step(o);
+  }
+  void error(const char*, const Error&) override {}  // strict: never called
+  void timing(const std::string&, double) override {}
 
  private:
-  ConvergeOutcome& out_;
-  const char* name_;
-  std::chrono::steady_clock::time_point started_;
+  docker::DockerApi& api_;
+  state::Store* store_;
+  const state::UnlockedKey* key_;
+  const ConvergeHooks& hooks_;
 };
 
 }  // namespace
@@ -43,165 +86,73 @@ ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api
                              const config::Spec& spec, state::Store* store,
                              const state::UnlockedKey* key, const docker::ApplyOptions& options,
                              const ConvergeHooks& hooks) {
-  ConvergeOutcome out;
-  if (!spec.credentials.empty()) {
-    PartTimer timer(out, "credentials");
-    if (!store || !key || key->locked()) {
-      out.error = Error::make(ErrorCode::unavailable,
-                              "this spec declares [credentials]: the state must be unlocked");
-      return out;
-    }
-    auto generated = credentials::ensureCredentials(spec, *store, *key,
-                                                    std::chrono::system_clock::now());
-    if (!generated) {
-      out.error = generated.error();
-      return out;
-    }
-    out.generated = std::move(generated).value();
-    if (hooks.generated) {
-      for (const auto& g : out.generated) hooks.generated(g);
-    }
-  }
-  // A credential rotated by rotate_every: ALTER ROLE before its consumers are recreated.
-  if (auto pre = rotatePostgresRolesOf(io, api, spec, store, key, out.generated);
-      !pre.outcomes.empty()) {
-    out.steps.push_back(std::move(pre));
-  }
-  StoreSecrets secrets(spec, store, key);
-  // What needs a provided value not set yet is blocked (and left alone); the
-  // runner token's consumers wait for the forge step (a second pass below).
-  const auto blocks = blockedByProvided(spec, store);
-  docker::Scope scope;
-  scope.exclude = containersOf(blocks);
-  const auto tokenWait = waitingForRunnerToken(spec, secrets);
-  scope.exclude.insert(tokenWait.begin(), tokenWait.end());
-  std::set<std::string> skip;
-  for (const auto& k : scope.exclude) skip.insert(k.name);
-  std::optional<PartTimer> dockerTimer(std::in_place, out, "docker");
-  if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir, skip); !st) {
-    out.error = st.error();
-    return out;
-  }
-  auto files = writeFilesStep(spec, secrets, store, options);
-  if (!files) {
-    out.error = files.error();
-    return out;
-  }
-  auto result = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker, scope));
-  if (!result) {
-    out.error = result.error();
-    return out;
-  }
-  if (!spec.files.empty()) {  // consumers that follow a file without being recreated
-    auto followed = runSync(io, followFiles(api, spec, secrets, store, options,
-                                            freshContainers(result->report), files.value()));
-    for (const auto& u : files->unavailable) {
-      StepOutcome o;
-      o.key = {config::Kind::container, ""};
-      for (const auto& [cname, c] : spec.containers) {
-        for (const auto& [path, m] : c.files) {
-          if (m.file == u.first) o.key.name = cname;
-        }
-      }
-      o.ok = false;
-      o.blocked = true;
-      o.message = "file " + u.first + " " + u.second;
-      if (scope.exclude.count(o.key)) continue;  // reported as blocked or pending below
-      if (!o.key.name.empty()) followed.outcomes.push_back(std::move(o));
-    }
-    if (hooks.step) for (const auto& o : followed.outcomes) hooks.step(o);
-    if (!followed.outcomes.empty()) out.steps.push_back(std::move(followed));
-  }
-  if (store) {
-    for (const auto& o : result->report.outcomes) {
-      if (!o.ok || o.key.kind != config::Kind::container) continue;
-      auto it = spec.containers.find(o.key.name);
-      if (it == spec.containers.end()) continue;
-      (void)store->setAppliedHash("container", o.key.name,
-                                  docker::desiredContainer(it->second, secrets).hash);
-    }
-    nlohmann::json audit{{"project", spec.project},
-                         {"changes", result->report.outcomes.size()},
-                         {"converged", result->converged}};
-    (void)store->appendAudit("reconcile", audit.dump());
-  }
-  out.docker = std::move(result).value();
-  if (auto b = blockedContainers(blocks); !b.outcomes.empty()) {
-    if (hooks.step) for (const auto& o : b.outcomes) hooks.step(o);
-    out.steps.push_back(std::move(b));
-  }
-  dockerTimer.reset();
+  CliExecutor exec(api, store, key, hooks);
+  PipelineInput in;
+  in.spec = &spec;
+  in.docker = &api;
+  in.store = store;
+  in.key = key;
+  in.options = options;
+  return runSync(io, runPipeline(exec, std::move(in)));
+}
 
-  // The service steps, in order (docs: vault -> buckets -> postgres -> forgejo).
-  // Each appends its StepReport to out.steps and calls hooks.step per outcome.
-  auto step = [&](bool present, const char* name, const std::function<StepReport()>& run) {
-    std::optional<PartTimer> timer;
-    if (present) timer.emplace(out, name);
-    out.steps.push_back(run());
-    markBlocked(out.steps.back(), blocks);
-    if (hooks.step) for (const auto& o : out.steps.back().outcomes) hooks.step(o);
-  };
-  step(spec.vault.has_value(), "vault", [&] { return convergeVaultOnce(spec, store, key); });
-  step(!spec.buckets.empty(), "buckets",
-       [&] { return convergeBucketsOnce(io, api, spec, store, key); });
-  step(!spec.postgres.empty(), "postgres",
-       [&] { return convergePostgresOnce(io, api, spec, store, key); });
-  step(spec.forgejo.has_value(), "forgejo",
-       [&] { return convergeForgejoOnce(io, api, spec, store, key); });
-
-  // The runner token's consumers, now that the forge step has run: created
-  // with the token it produced, or recreated when it issued a new one.
-  const auto consumers = runnerTokenConsumers(spec);
-  if (!consumers.empty()) {
-    PartTimer timer(out, "runner-token");
-    docker::Scope second;
-    second.only = consumers;
-    second.only->insert(tokenWait.begin(), tokenWait.end());
-    second.exclude = containersOf(blocks);
-    std::set<std::string> blockedNames;
-    for (const auto& k : second.exclude) blockedNames.insert(k.name);
-    if (!secrets.digest(config::CredentialRef::forgejoRunnerToken())) {
-      StepReport pending;
-      for (const auto& k : tokenWait) {
-        if (second.exclude.count(k)) continue;
-        StepOutcome o;
-        o.key = k;
-        o.ok = false;
-        o.blocked = true;
-        o.message = kRunnerTokenPending;
-        pending.outcomes.push_back(std::move(o));
-      }
-      if (hooks.step) for (const auto& o : pending.outcomes) hooks.step(o);
-      if (!pending.outcomes.empty()) out.steps.push_back(std::move(pending));
-      return out;
-    }
-    if (auto st = docker::writeSecretFiles(spec, secrets, options.secretsDir, blockedNames); !st) {
-      out.error = st.error();
-      return out;
-    }
-    if (!spec.files.empty()) {
-      if (auto files = writeFilesStep(spec, secrets, store, options); !files) {
-        out.error = files.error();
-        return out;
-      }
-    }
-    auto again = runSync(io, docker::reconcile(api, spec, secrets, options, hooks.docker, second));
-    if (!again) {
-      out.error = again.error();
-      return out;
-    }
-    for (const auto& o : again->report.outcomes) {
-      if (o.ok && o.key.kind == config::Kind::container && store) {
-        (void)store->setAppliedHash("container", o.key.name,
-                                    docker::desiredContainer(spec.containers.at(o.key.name),
-                                                             secrets).hash);
-      }
-      out.docker->report.outcomes.push_back(o);
-    }
-    out.docker->converged = out.docker->converged && again->converged;
-    for (const auto& c : again->remaining.changes) out.docker->remaining.changes.push_back(c);
+nlohmann::json applyJson(const config::Spec& spec, const ConvergeOutcome& out, double seconds,
+                         std::uint64_t dockerCalls) {
+  nlohmann::json changes = nlohmann::json::array();
+  for (const auto& g : out.generated) {
+    changes.push_back({{"resource", "credential." + g.credential + "." + g.field},
+                       {"action", g.rotated ? "rotate" : "generate"},
+                       {"reason", g.rotated ? "rotate_every elapsed" : "not generated yet"},
+                       {"result", "ok"},
+                       {"message", "version " + std::to_string(g.version)}});
   }
-  return out;
+  if (out.docker) {
+    std::map<config::ResourceKey, std::string> reasons;
+    for (const auto& c : out.docker->plan.changes) reasons[c.key] = c.reason;
+    for (const auto& o : out.docker->report.outcomes) {
+      auto r = reasons.find(o.key);
+      const bool blocked = !o.ok && o.message.rfind("blocked", 0) == 0;
+      changes.push_back({{"resource", o.key.str()},
+                         {"action", docker::toString(o.action)},
+                         {"reason", r == reasons.end() ? "" : r->second},
+                         {"result", o.ok ? "ok" : blocked ? "blocked" : "failed"},
+                         {"message", o.message},
+                         {"seconds", static_cast<double>(o.took.count()) / 1000.0}});
+    }
+    for (const auto& c : out.docker->remaining.changes) {
+      if (c.action == docker::Action::orphan) continue;
+      bool reported = false;
+      for (const auto& o : out.docker->report.outcomes) reported = reported || o.key == c.key;
+      if (reported) continue;
+      changes.push_back({{"resource", c.key.str()},
+                         {"action", docker::toString(c.action)},
+                         {"reason", c.reason},
+                         {"result", "failed"},
+                         {"message", "still differs after the apply"}});
+    }
+  }
+  for (const auto& s : out.steps) {
+    for (const auto& o : s.outcomes) {
+      if (o.ok && !o.changed) continue;
+      changes.push_back({{"resource", o.key.str()},
+                         {"action", o.ok ? (o.drift ? "repair" : "change") : "none"},
+                         {"reason", o.ok ? (o.drift ? "drift" : "differs from the spec") : ""},
+                         {"result", o.ok ? "ok" : o.blocked ? "blocked" : "failed"},
+                         {"message", o.message}});
+    }
+  }
+  nlohmann::json timings = nlohmann::json::array();
+  for (const auto& [step, secs] : out.timings) {
+    timings.push_back({{"step", step}, {"seconds", secs}});
+  }
+  nlohmann::json doc{{"project", spec.project},
+                     {"converged", out.converged()},
+                     {"seconds", seconds},
+                     {"docker_api_calls", dockerCalls},
+                     {"changes", changes},
+                     {"timings", timings}};
+  if (out.error) doc["error"] = out.error->message;
+  return doc;
 }
 
 std::vector<docker::CredentialChange> credentialChanges(

@@ -1,7 +1,6 @@
-// One converge of a whole spec, as `apply --once`, `rotate` and `serve` run it:
-// credentials first (generated and made durable before any use), then the
-// secret files, then the Docker kinds. Blocking parts (the store) run on the
-// calling thread; the Docker part on `io`.
+// One converge of a whole spec, as `apply --once` and `rotate` run it: the
+// converge pipeline (daemon/pipeline.hpp) with blocking work on the calling
+// thread, the rest on `io`, and outcomes printed through `hooks`.
 #pragma once
 
 #include <functional>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "config/spec.hpp"
 #include "controllers/step_report.hpp"
@@ -18,6 +18,7 @@
 #include "controllers/docker/docker_api.hpp"
 #include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/secrets.hpp"
+#include "daemon/pipeline.hpp"
 #include "state/store.hpp"
 
 namespace foundationd::daemon {
@@ -39,23 +40,8 @@ class StoreSecrets final : public docker::SecretResolver {
   credentials::Resolver resolver_;
 };
 
-struct ConvergeOutcome {
-  std::vector<credentials::Generated> generated;
-  std::optional<docker::ReconcileResult> docker;
-  std::optional<Error> error;  // a failure before or outside the Docker apply
-  // The service steps after Docker (vault, buckets, postgres, forgejo), in order.
-  std::vector<StepReport> steps;
-  // How long each part took, in order ("credentials", "docker", "vault",
-  // "buckets", "postgres", "forgejo"; only the parts the spec has), seconds.
-  std::vector<std::pair<std::string, double>> timings;
-  bool converged() const {
-    if (error || !docker || !docker->converged) return false;
-    for (const auto& s : steps) {
-      if (!s.ok()) return false;
-    }
-    return true;
-  }
-};
+// What `apply --once` ran: the pipeline's outcome (daemon/pipeline.hpp).
+using ConvergeOutcome = PipelineOutcome;
 
 struct ConvergeHooks {
   std::function<void(const credentials::Generated&)> generated;
@@ -63,11 +49,20 @@ struct ConvergeHooks {
   std::function<void(const StepOutcome&)> step;  // each service step outcome, as it is known
 };
 
-// `store`/`key` may be null for a spec without [credentials].
+// `store`/`key` may be null for a spec without [credentials]. Records the
+// applied hash of each container it converged and an audit entry.
 ConvergeOutcome convergeOnce(boost::asio::io_context& io, docker::DockerApi& api,
                              const config::Spec& spec, state::Store* store,
                              const state::UnlockedKey* key, const docker::ApplyOptions& options,
                              const ConvergeHooks& hooks);
+
+// `apply --once --json`: {"project", "converged", "error"?, "seconds",
+// "docker_api_calls", "changes": [{"resource", "action", "reason", "result":
+// "ok"|"failed"|"blocked", "message"}], "timings": [{"step", "seconds"}]}.
+// Every change acted on (credentials generated or rotated, Docker, the
+// service steps' changes) and every failed or blocked resource; no secret.
+nlohmann::json applyJson(const config::Spec& spec, const ConvergeOutcome& out, double seconds,
+                         std::uint64_t dockerCalls);
 
 // The credentials controller's plan as the plan renderer shows it (`plan`
 // and GET /v1/plan render the same document).

@@ -135,14 +135,8 @@ class Daemon final : public api::DaemonControl {
   // their consumers are recreated.
   boost::asio::awaitable<void> alterRotatedRoles(const config::Spec& spec,
                                                  const std::vector<credentials::Generated>& generated);
-  // daemon_reconcile.cpp: the second Docker pass, after the forge step, for
-  // the containers that use ${forgejo.runner_token} (`waiting`: those that
-  // had no token yet); `skip` are blocked. False when one is not converged.
-  boost::asio::awaitable<bool> runnerTokenPass(const config::Spec& spec, const Batch& batch,
-                                               const StoreSecrets& secrets,
-                                               const docker::ApplyOptions& options,
-                                               const std::set<Key>& waiting,
-                                               const std::set<Key>& skip, std::set<Key>& failed);
+  // daemon_reconcile.cpp: the daemon's side of the converge pipeline.
+  class ConvergeExec;
   void publishStatus();
   // daemon_rotate.cpp: the rotations POST /v1/rotate asked for, run by a
   // reconcile of everything (`all`: so every consumer is covered) before its

@@ -125,13 +125,13 @@ asio::awaitable<StepReport> Daemon::reconcileBuckets(const config::Spec& spec, c
   co_return out.report;
 }
 
-StepReport convergeBucketsOnce(asio::io_context& io, docker::DockerApi& api,
-                               const config::Spec& spec, state::Store* store,
-                               const state::UnlockedKey* key) {
-  if (spec.s3.empty()) return {};
+asio::awaitable<StepReport> convergeBucketsOnce(docker::DockerApi& api, const config::Spec& spec,
+                                                state::Store* store,
+                                                const state::UnlockedKey* key) {
+  if (spec.s3.empty()) co_return StepReport{};
   buckets::Options options;
   for (const auto& [_, s3] : spec.s3) {
-    auto problem = hostProblem(runSync(io, api.inspectContainer(s3.container)));
+    auto problem = hostProblem(co_await api.inspectContainer(s3.container));
     if (!problem.empty()) options.hostProblems[s3.container] = problem;
   }
   if (key != nullptr && key->locked()) key = nullptr;
@@ -144,7 +144,7 @@ StepReport convergeBucketsOnce(asio::io_context& io, docker::DockerApi& api,
     }
   }
   std::fflush(stdout);
-  return out.report;
+  co_return out.report;
 }
 
 }  // namespace foundationd::daemon

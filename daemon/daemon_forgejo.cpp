@@ -175,18 +175,19 @@ asio::awaitable<StepReport> Daemon::reconcileForgejo(const config::Spec& spec, c
   co_return r.step;
 }
 
-StepReport convergeForgejoOnce(asio::io_context& io, docker::DockerApi& api,
-                               const config::Spec& spec, state::Store* store,
-                               const state::UnlockedKey* key) {
-  if (!spec.forgejo) return {};
+asio::awaitable<StepReport> convergeForgejoOnce(docker::DockerApi& api, const config::Spec& spec,
+                                                state::Store* store,
+                                                const state::UnlockedKey* key) {
+  if (!spec.forgejo) co_return StepReport{};
   StoreSecrets secrets(spec, store, key);
   StoreAccess access(store, key);
   forgejo::Deps deps;
   deps.docker = &api;
   deps.state = &access;
   if (key && !key->locked()) wireVault(deps, spec, store, key);
-  auto r = runSync(io, forgejo::reconcile(spec, secrets, deps, forgejo::Options{}));
-  return r.step;
+  const forgejo::Options options;
+  auto r = co_await forgejo::reconcile(spec, secrets, deps, options);
+  co_return r.step;
 }
 
 }  // namespace foundationd::daemon

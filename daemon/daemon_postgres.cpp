@@ -91,40 +91,51 @@ asio::awaitable<void> Daemon::alterRotatedRoles(
   }
 }
 
-StepReport convergePostgresOnce(asio::io_context& io, docker::DockerApi& api,
-                                const config::Spec& spec, state::Store* store,
-                                const state::UnlockedKey* key) {
-  if (spec.postgres.empty()) return {};
+asio::awaitable<StepReport> convergePostgresOnce(docker::DockerApi& api, const config::Spec& spec,
+                                                 state::Store* store,
+                                                 const state::UnlockedKey* key) {
+  if (spec.postgres.empty()) co_return StepReport{};
   StoreSecrets secrets(spec, store, key);
-  auto r = runSync(io, postgres::reconcile(api, spec, secrets, postgres::Options{}));
+  const postgres::Options options;
+  auto r = co_await postgres::reconcile(api, spec, secrets, options);
   printOrphans(r);
-  return r.step;
+  co_return r.step;
 }
+
+namespace {
+
+asio::awaitable<StepReport> rotateRoles(docker::DockerApi& api, const config::Spec& spec,
+                                        state::Store* store, const state::UnlockedKey* key,
+                                        std::string name) {
+  if (!postgres::usesCredential(spec, name)) co_return StepReport{};
+  StoreSecrets secrets(spec, store, key);
+  postgres::Options options;
+  options.onlyCredential = name;
+  auto r = co_await postgres::reconcile(api, spec, secrets, options);
+  for (const auto& o : r.step.outcomes) printOutcome(o);
+  co_return r.step;
+}
+
+}  // namespace
 
 StepReport rotatePostgresRoles(asio::io_context& io, docker::DockerApi& api,
                                const config::Spec& spec, state::Store* store,
                                const state::UnlockedKey* key, const std::string& name) {
-  if (!postgres::usesCredential(spec, name)) return {};
-  StoreSecrets secrets(spec, store, key);
-  postgres::Options options;
-  options.onlyCredential = name;
-  auto r = runSync(io, postgres::reconcile(api, spec, secrets, options));
-  for (const auto& o : r.step.outcomes) printOutcome(o);
-  return r.step;
+  return runSync(io, rotateRoles(api, spec, store, key, name));
 }
 
-StepReport rotatePostgresRolesOf(asio::io_context& io, docker::DockerApi& api,
-                                 const config::Spec& spec, state::Store* store,
-                                 const state::UnlockedKey* key,
-                                 const std::vector<credentials::Generated>& generated) {
+asio::awaitable<StepReport> rotatePostgresRolesOf(
+    docker::DockerApi& api, const config::Spec& spec, state::Store* store,
+    const state::UnlockedKey* key, const std::vector<credentials::Generated>& generated) {
   StepReport all;
   std::set<std::string> done;
   for (const auto& g : generated) {
     if (!g.rotated || !done.insert(g.credential).second) continue;
-    auto r = rotatePostgresRoles(io, api, spec, store, key, g.credential);
+    const std::string name = g.credential;
+    auto r = co_await rotateRoles(api, spec, store, key, name);
     all.outcomes.insert(all.outcomes.end(), r.outcomes.begin(), r.outcomes.end());
   }
-  return all;
+  co_return all;
 }
 
 }  // namespace foundationd::daemon

@@ -2,7 +2,7 @@
 // step as Daemon::reconcileForgejo. Defined in daemon_forgejo.cpp.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/awaitable.hpp>
 
 #include "config/spec.hpp"
 #include "controllers/docker/docker_api.hpp"
@@ -13,8 +13,9 @@ namespace foundationd::daemon {
 
 // An empty report when the spec has no [forgejo]. `store`/`key` may be null
 // (what needs a secret then reports blocked). Blocking HTTP runs inline.
-StepReport convergeForgejoOnce(boost::asio::io_context& io, docker::DockerApi& api,
-                               const config::Spec& spec, state::Store* store,
-                               const state::UnlockedKey* key);
+boost::asio::awaitable<StepReport> convergeForgejoOnce(docker::DockerApi& api,
+                                                       const config::Spec& spec,
+                                                       state::Store* store,
+                                                       const state::UnlockedKey* key);
 
 }  // namespace foundationd::daemon

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "config/spec.hpp"
@@ -19,9 +20,10 @@ namespace foundationd::daemon {
 // Roles and databases of every [postgres.*]; orphans printed as notes. An
 // empty report when the spec has none. `store`/`key` may be null (roles then
 // report blocked).
-StepReport convergePostgresOnce(boost::asio::io_context& io, docker::DockerApi& api,
-                                const config::Spec& spec, state::Store* store,
-                                const state::UnlockedKey* key);
+boost::asio::awaitable<StepReport> convergePostgresOnce(docker::DockerApi& api,
+                                                        const config::Spec& spec,
+                                                        state::Store* store,
+                                                        const state::UnlockedKey* key);
 
 // Rotation, before any consumer is recreated: ALTER ROLE ... PASSWORD for the
 // roles whose password comes from credential `name` (nothing else). An empty
@@ -32,9 +34,8 @@ StepReport rotatePostgresRoles(boost::asio::io_context& io, docker::DockerApi& a
 
 // For each credential that `generated` says was rotated (rotate_every), the
 // same as rotatePostgresRoles; called before the Docker step.
-StepReport rotatePostgresRolesOf(boost::asio::io_context& io, docker::DockerApi& api,
-                                 const config::Spec& spec, state::Store* store,
-                                 const state::UnlockedKey* key,
-                                 const std::vector<credentials::Generated>& generated);
+boost::asio::awaitable<StepReport> rotatePostgresRolesOf(
+    docker::DockerApi& api, const config::Spec& spec, state::Store* store,
+    const state::UnlockedKey* key, const std::vector<credentials::Generated>& generated);
 
 }  // namespace foundationd::daemon

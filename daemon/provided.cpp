@@ -68,18 +68,6 @@ std::set<ResourceKey> runnerTokenConsumers(const config::Spec& spec) {
   return out;
 }
 
-std::set<ResourceKey> waitingForRunnerToken(const config::Spec& spec,
-                                            const docker::SecretResolver& secrets) {
-  std::set<ResourceKey> out;
-  auto consumers = runnerTokenConsumers(spec);
-  if (consumers.empty() || secrets.digest(config::CredentialRef::forgejoRunnerToken())) return out;
-  const auto graph = config::Graph::build(spec);
-  walkDependents(graph, {consumers.begin(), consumers.end()}, [&](const ResourceKey& k) {
-    if (k.kind == Kind::container) out.insert(k);
-  });
-  return out;
-}
-
 std::set<ResourceKey> containersOf(const std::map<ResourceKey, std::string>& keys) {
   std::set<ResourceKey> out;
   for (const auto& [k, _] : keys) {

@@ -1,9 +1,9 @@
 // What waits, in a converge, for a value that foundationd cannot make by
 // itself: an operator-provided credential field not set yet (`blocked`,
 // until `foundationd secret set NAME.FIELD`), or the forge's runner
-// registration token before the forge step has produced it (`pending`: the
-// containers that use it are applied in a second Docker pass after the forge
-// step). docs/spec.md "Provided values" and "${forgejo.runner_token}".
+// registration token before the forge step has produced it (the containers
+// that use it wait for the forge step in the graph: daemon/pipeline.hpp).
+// docs/spec.md "Provided values" and "${forgejo.runner_token}".
 #pragma once
 
 #include <map>
@@ -25,10 +25,6 @@ namespace foundationd::daemon {
 std::map<config::ResourceKey, std::string> blockedByProvided(const config::Spec& spec,
                                                              state::Store* store);
 
-// The containers that use ${forgejo.runner_token} (and everything that
-// depends on them) while the token has no value in the state.
-std::set<config::ResourceKey> waitingForRunnerToken(const config::Spec& spec,
-                                                    const docker::SecretResolver& secrets);
 // The containers that use ${forgejo.runner_token}, directly or through a file.
 std::set<config::ResourceKey> runnerTokenConsumers(const config::Spec& spec);
 inline constexpr const char* kRunnerTokenPending =

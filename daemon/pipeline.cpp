@@ -1,0 +1,308 @@
+#include "daemon/pipeline.hpp"
+
+#include <chrono>
+
+#include "config/graph.hpp"
+#include "controllers/docker/secret_files.hpp"
+#include "daemon/converge.hpp"
+#include "daemon/files_step.hpp"
+#include "daemon/provided.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+using config::Kind;
+using config::ResourceKey;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void addTiming(PipelineOutcome& out, PipelineExecutor& exec, const std::string& name,
+               Clock::time_point started) {
+  const double secs = since(started);
+  exec.timing(name, secs);
+  for (auto& [n, s] : out.timings) {
+    if (n == name) {
+      s += secs;
+      return;
+    }
+  }
+  out.timings.emplace_back(name, secs);
+}
+
+std::set<std::string> namesOf(const std::set<ResourceKey>& keys) {
+  std::set<std::string> out;
+  for (const auto& k : keys) out.insert(k.name);
+  return out;
+}
+
+// What failed in a Docker pass: its dependents are blocked.
+void noteFailures(config::Phases& phases, const docker::ReconcileResult& r) {
+  for (const auto& o : r.report.outcomes) {
+    if (!o.ok) phases.fail(o.key, o.message);
+  }
+  for (const auto& c : r.remaining.changes) {
+    if (c.action == docker::Action::conflict) phases.fail(c.key, c.reason);
+  }
+}
+
+// The outcomes of a file that could not be rendered, one per consumer.
+void unavailableFiles(const config::Spec& spec, const docker::FilesWritten& files,
+                      const std::set<ResourceKey>& skip, StepReport& out) {
+  for (const auto& u : files.unavailable) {
+    StepOutcome o;
+    o.key = {Kind::container, ""};
+    for (const auto& [cname, c] : spec.containers) {
+      for (const auto& [path, m] : c.files) {
+        if (m.file == u.first) o.key.name = cname;
+      }
+    }
+    o.ok = false;
+    o.blocked = true;
+    o.message = "file " + u.first + " " + u.second;
+    if (skip.count(o.key) || o.key.name.empty()) continue;  // reported as blocked or pending
+    out.outcomes.push_back(std::move(o));
+  }
+}
+
+}  // namespace
+
+std::vector<ResourceKey> failedNodes(const config::Spec& spec, const StepOutcome& o) {
+  switch (o.key.kind) {
+    case Kind::postgres: return {{Kind::postgres, o.key.name.substr(0, o.key.name.find('/'))}};
+    case Kind::s3: {
+      std::vector<ResourceKey> out{o.key};
+      for (const auto& [name, b] : spec.buckets) {
+        if (b.s3 == o.key.name) out.push_back({Kind::bucket, name});
+      }
+      return out;
+    }
+    default: return {o.key};
+  }
+}
+
+asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInput in) {
+  PipelineOutcome out;
+  const config::Spec& spec = *in.spec;
+  const state::UnlockedKey* key = in.key && !in.key->locked() ? in.key : nullptr;
+
+  if (!spec.credentials.empty() && (key != nullptr || in.strict)) {
+    const auto started = Clock::now();
+    if (key == nullptr || in.store == nullptr) {
+      out.error = Error::make(ErrorCode::unavailable,
+                              "this spec declares [credentials]: the state must be unlocked");
+      addTiming(out, exec, "credentials", started);
+      co_return out;
+    }
+    std::optional<Result<std::vector<credentials::Generated>>> generated;
+    state::Store* store = in.store;
+    auto* generatedp = &generated;
+    const std::function<void()> generate = [&spec, store, key, generatedp] {
+      generatedp->emplace(
+          credentials::ensureCredentials(spec, *store, *key, std::chrono::system_clock::now()));
+    };
+    co_await exec.offload(generate);
+    exec.credentialsDone(spec, *generated);
+    if (!*generated) {
+      if (in.strict) {
+        out.error = generated->error();
+        addTiming(out, exec, "credentials", started);
+        co_return out;
+      }
+    } else {
+      out.generated = std::move(*generated).value();
+      // A credential rotated by rotate_every: ALTER ROLE (and Vault) before
+      // its consumers are recreated.
+      auto pre = co_await exec.rotated(spec, out.generated);
+      if (!pre.outcomes.empty()) out.steps.push_back(std::move(pre));
+    }
+    addTiming(out, exec, "credentials", started);
+  }
+
+  auto started = Clock::now();
+  StoreSecrets secrets(spec, in.store, key);
+  // What needs a provided value not set yet is blocked (and left alone).
+  const auto blocks = blockedByProvided(spec, in.store);
+  const auto graph = config::Graph::build(spec);
+  std::set<config::Step> present;
+  for (const auto& k : graph.nodes()) {
+    if (auto s = config::stepOf(k.kind)) present.insert(*s);
+  }
+  std::set<ResourceKey> excluded = in.exclude;
+  for (const auto& k : containersOf(blocks)) excluded.insert(k);
+  config::Phases phases(graph, present, excluded);
+  const std::set<ResourceKey>& deferred = phases.deferred();
+
+  // Files and secret files, before any container that reads them.
+  auto writeFiles = [&](const std::set<std::string>& skip,
+                        docker::FilesWritten* written) -> asio::awaitable<Status> {
+    if (in.writeSecretFiles) {
+      Status st;
+      Status* stp = &st;
+      const std::function<void()> write = [&spec, &secrets, &in, &skip, stp] {
+        *stp = docker::writeSecretFiles(spec, secrets, in.options.secretsDir, skip);
+      };
+      co_await exec.offload(write);
+      if (!st) co_return st;
+    }
+    if (!spec.files.empty()) {
+      std::optional<Result<docker::FilesWritten>> files;
+      auto* filesp = &files;
+      const std::function<void()> write = [&spec, &secrets, &in, filesp] {
+        filesp->emplace(writeFilesStep(spec, secrets, in.store, in.options));
+      };
+      co_await exec.offload(write);
+      if (!*files) co_return files->error();
+      if (written) *written = std::move(*files).value();
+    }
+    co_return Status::success();
+  };
+
+  docker::Scope scope;
+  scope.only = in.only;
+  scope.exclude = excluded;
+  scope.exclude.insert(deferred.begin(), deferred.end());
+  docker::FilesWritten filesWritten;
+  const std::set<std::string> firstSkip = namesOf(scope.exclude);
+  if (auto st = co_await writeFiles(firstSkip, &filesWritten); !st) {
+    if (in.strict) {
+      out.error = st.error();
+      co_return out;
+    }
+    exec.error("files.failed", st.error());
+  }
+  const auto observer = exec.dockerObserver();
+  auto first = co_await docker::reconcile(*in.docker, spec, secrets, in.options, observer, scope);
+  (void)phases.next();  // the first pass, just run
+  if (!first) {
+    if (in.strict) {
+      out.error = first.error();
+      co_return out;
+    }
+    exec.error("reconcile.failed", first.error());
+    // Nothing of Docker is known: what waits for a container waits on.
+    for (const auto& k : graph.nodes()) {
+      if (k.kind == Kind::container && !deferred.count(k)) {
+        phases.fail(k, "the Docker Engine did not answer");
+      }
+    }
+  } else {
+    exec.dockerPass(spec, secrets, first.value(), scope, true, deferred);
+    noteFailures(phases, first.value());
+    if (!spec.files.empty()) {  // consumers that follow a file without being recreated
+      const std::set<std::string> fresh = freshContainers(first->report);
+      auto followed = co_await followFiles(*in.docker, spec, secrets, in.store, in.options,
+                                           fresh, filesWritten);
+      unavailableFiles(spec, filesWritten, scope.exclude, followed);
+      exec.outcomes(followed);
+      if (!followed.outcomes.empty()) out.steps.push_back(std::move(followed));
+    }
+    out.docker = std::move(first).value();
+  }
+  if (auto b = blockedContainers(blocks); !b.outcomes.empty()) {
+    exec.outcomes(b);
+    out.steps.push_back(std::move(b));
+  }
+  addTiming(out, exec, "docker", started);
+
+  // The phases after the first: service steps, and the containers that
+  // waited for them, in the graph's order.
+  std::set<config::Step> ran;  // steps that had something to do in this converge
+  const bool usesToken = !runnerTokenConsumers(spec).empty();
+  while (auto phase = phases.next()) {
+    started = Clock::now();
+    if (phase->step) {
+      const config::Step s = *phase->step;
+      StepReport report = co_await exec.step(s, spec);
+      markBlocked(report, blocks);
+      if (!report.outcomes.empty()) ran.insert(s);
+      for (const auto& o : report.outcomes) {
+        if (o.ok) continue;
+        for (const auto& k : failedNodes(spec, o)) {
+          phases.fail(k, o.message);
+        }
+      }
+      if (s == config::Step::forgejo && usesToken &&
+          !secrets.digest(config::CredentialRef::forgejoRunnerToken())) {
+        std::string why = kRunnerTokenPending;
+        for (const auto& o : report.outcomes) {
+          if (!o.ok) {
+            why = o.key.str() + ": " + o.message;
+            break;
+          }
+        }
+        phases.fail({Kind::forgejo, ""}, "no runner registration token: " + why);
+      }
+      exec.outcomes(report);
+      out.steps.push_back(std::move(report));
+      addTiming(out, exec, config::toString(s), started);
+      continue;
+    }
+    // A Docker pass over the containers whose dependencies are now done; in
+    // a partial converge, those it covers and those a step that ran feeds.
+    docker::Scope pass;
+    pass.only.emplace();
+    for (const auto& k : phase->containers) {
+      bool wanted = !in.only || in.only->count(k);
+      for (const auto& d : graph.dependencies(k)) {
+        auto s = config::stepOf(d.kind);
+        wanted = wanted || (s && ran.count(*s));
+      }
+      if (wanted) pass.only->insert(k);
+    }
+    if (pass.only->empty()) continue;
+    pass.exclude = excluded;
+    std::set<std::string> skip;
+    for (const auto& [name, _] : spec.containers) {
+      if (!pass.only->count({Kind::container, name})) skip.insert(name);
+    }
+    if (auto st = co_await writeFiles(skip, nullptr); !st) {
+      if (in.strict) {
+        out.error = st.error();
+        co_return out;
+      }
+      exec.error("files.failed", st.error());
+    }
+    auto r = co_await docker::reconcile(*in.docker, spec, secrets, in.options, observer, pass);
+    if (!r) {
+      if (in.strict) {
+        out.error = r.error();
+        co_return out;
+      }
+      exec.error("reconcile.failed", r.error());
+      for (const auto& k : *pass.only) phases.fail(k, "the Docker Engine did not answer");
+      continue;
+    }
+    exec.dockerPass(spec, secrets, r.value(), pass, false, deferred);
+    noteFailures(phases, r.value());
+    if (out.docker) {
+      for (const auto& c : r->plan.changes) out.docker->plan.changes.push_back(c);
+      for (const auto& o : r->report.outcomes) out.docker->report.outcomes.push_back(o);
+      out.docker->converged = out.docker->converged && r->converged;
+      for (const auto& c : r->remaining.changes) out.docker->remaining.changes.push_back(c);
+      for (const auto& h : r->held) out.docker->held.push_back(h);
+    }
+    addTiming(out, exec, "docker", started);
+  }
+  StepReport blocked;
+  for (const auto& [k, why] : phases.blocked()) {
+    StepOutcome o;
+    o.key = k;
+    o.ok = false;
+    o.blocked = true;
+    o.message = why;
+    blocked.outcomes.push_back(std::move(o));
+  }
+  if (!blocked.outcomes.empty()) {
+    exec.outcomes(blocked);
+    out.steps.push_back(std::move(blocked));
+  }
+  co_return out;
+}
+
+}  // namespace foundationd::daemon
