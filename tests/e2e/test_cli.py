@@ -180,12 +180,13 @@ def test_each_command_has_its_own_help(fd_bin):
     assert len(set(texts.values())) == len(texts)  # no two commands print the same text
     # The options a command takes are listed for it, and only those.
     assert "--json" in texts["plan"] and "--once" not in texts["plan"]
-    assert "--once" in texts["apply"] and "--json" not in texts["apply"]
+    assert "--once" in texts["apply"] and "--json" in texts["apply"]
+    assert "--passphrase-file" in texts["apply"] and "--passphrase-file" not in texts["plan"]
     assert "--new-passphrase-file" in texts["rekey"] and "--kdf" in texts["init"]
     # A command's own flag given to another is refused, naming the command.
-    r = subprocess.run([fd_bin, "apply", "--once", "--json"], capture_output=True, text=True)
+    r = subprocess.run([fd_bin, "apply", "--once", "--offsite"], capture_output=True, text=True)
     assert r.returncode == 1
-    assert "--json is not an option of `apply`" in r.stderr
+    assert "--offsite is not an option of `apply`" in r.stderr
     r = subprocess.run([fd_bin, "secret"], capture_output=True, text=True)
     assert r.returncode == 2 and "foundationd secret show" in r.stderr
 
