@@ -21,7 +21,7 @@ enum class PlanAction {
   unknown,  // cannot be compared now (locked, the peer does not answer): said, never guessed
 };
 
-inline const char* toString(PlanAction a) noexcept {
+inline const char* planActionName(PlanAction a) noexcept {
   switch (a) {
     case PlanAction::create: return "create";
     case PlanAction::update: return "update";
@@ -62,7 +62,7 @@ inline nlohmann::json planChangesJson(const std::vector<PlanChange>& changes) {
       fields.push_back(std::move(j));
     }
     out.push_back({{"resource", c.key.str()},
-                   {"action", toString(c.action)},
+                   {"action", planActionName(c.action)},
                    {"reason", c.reason},
                    {"fields", std::move(fields)}});
   }

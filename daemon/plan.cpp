@@ -127,7 +127,7 @@ void renderChanges(const char* title, const std::vector<PlanChange>& changes, bo
                      : c.action == PlanAction::update      ? "\033[33m"
                                                            : "\033[2m";
     out += std::string("  ") + on + symbolOf(c.action) + " " + c.key.str() + (color ? "\033[0m" : "") +
-           ": " + toString(c.action) + " (" + c.reason + ")\n";
+           ": " + planActionName(c.action) + " (" + c.reason + ")\n";
     for (const auto& f : c.fields) {
       if (f.unknown) {
         out += "      " + f.field + ": " + f.after + "\n";
@@ -187,8 +187,13 @@ asio::awaitable<Result<SpecPlan>> planWholeSpec(const config::Spec& spec, const 
     const bool absent = hostAbsent(spec, *obs, spec.vault->container);
     vault::Context* ctxp = &ctx;
     vault::PlanObservation* seenp = &vaultSeen;
-    std::function<void()> look = [specp, ctxp, absent, seenp] {
-      *seenp = vault::observeForPlan(*specp, *ctxp, absent);
+    std::vector<std::string> alsoRead;  // the runner token's copy (the forge's plan)
+    if (spec.forgejo && spec.forgejo->runnerTokenVaultPath) {
+      alsoRead.push_back(*spec.forgejo->runnerTokenVaultPath);
+    }
+    const std::vector<std::string>* alsop = &alsoRead;
+    std::function<void()> look = [specp, ctxp, absent, seenp, alsop] {
+      *seenp = vault::observeForPlan(*specp, *ctxp, absent, *alsop);
     };
     co_await offloaded(in, std::move(look));
     out.vault = vault::plan(spec, vaultSeen);

@@ -164,7 +164,8 @@ Result<std::optional<std::string>> storedToken(const Context& ctx) {
 
 }  // namespace
 
-PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, bool hostAbsent) {
+PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, bool hostAbsent,
+                               const std::vector<std::string>& alsoRead) {
   PlanObservation o;
   if (!spec.vault) return o;
   const auto& v = *spec.vault;
@@ -251,13 +252,15 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
     o.policies[name] = *p;
   }
   if (o.mount != PlanObservation::Mount::kv2) return o;
-  for (const auto& [_, cred] : spec.credentials) {
-    auto have = client.kvRead(v.kvMount, cred.vaultPath);
+  std::vector<std::string> paths = alsoRead;
+  for (const auto& [_, cred] : spec.credentials) paths.push_back(cred.vaultPath);
+  for (const auto& path : paths) {
+    auto have = client.kvRead(v.kvMount, path);
     if (!have) {
-      o.unreadable = "cannot read " + v.kvMount + "/" + cred.vaultPath + ": " + have.error().message;
+      o.unreadable = "cannot read " + v.kvMount + "/" + path + ": " + have.error().message;
       return o;
     }
-    ObservedKv& kv = o.kv[cred.vaultPath];
+    ObservedKv& kv = o.kv[path];
     if (!have->has_value()) continue;
     kv.present = !(*have)->deleted;
     kv.version = (*have)->version;

@@ -60,6 +60,9 @@ std::vector<PlanChange> plan(const config::Spec& spec, const PlanObservation& ob
 
 // `hostAbsent`: the [vault] container does not exist (from Docker's
 // observation). ctx.key null or locked: only what needs no token is read.
-PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, bool hostAbsent);
+// `alsoRead`: KV paths another controller keeps in Vault (the forge's runner
+// token), digested into `kv` like the credentials' (not planned here).
+PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, bool hostAbsent,
+                               const std::vector<std::string>& alsoRead = {});
 
 }  // namespace foundationd::vault
