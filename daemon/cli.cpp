@@ -33,6 +33,7 @@ constexpr OptionHelp kOptions[] = {
     {"--kdf", "PROFILE", "Argon2id cost: interactive | moderate (default) | sensitive", false},
     {"--json", "", "machine-readable output", false},
     {"--once", "", "converge once and exit", false},
+    {"--graph", "", "plan: the dependency graph as Graphviz DOT instead of the changes", false},
     {"--rotate-data-key", "", "rekey: also a new data key, every secret re-sealed (old copies of the state no longer open today's secrets)", false},
     {"--section", "NAME", "restore: what to restore (`backup list` names the sections; a prefix such as postgres/main selects all of them)", false},
     {"--backup", "ID", "restore: from this backup (default: the newest complete one)", false},
@@ -68,12 +69,15 @@ const std::vector<Command>& commands() {
        "changed and neither Docker nor the state is needed. With --config and no SPEC,\n"
        "FILE is checked as a daemon config (foundationd.toml, docs/config.md).",
        {"--spec", "--config"}, "foundationd check /srv/foundation/foundation.toml", cmdCheck, false},
-      {"plan", "plan [--spec SPEC] [--json]",
+      {"plan", "plan [--spec SPEC] [--json] [--passphrase-file FILE] [--graph]",
        "show what would change (exit 0 none, 2 changes, 1 error)",
-       "Compares the spec with Docker and the state; changes nothing and needs no\n"
-       "passphrase. Without the state directory, what depends on a credential cannot be\n"
-       "compared: it is listed as such (`?`), never guessed.",
-       {"--config", "--spec", "--state-dir", "--json"}, "foundationd plan --spec foundation.toml",
+       "Compares the spec with Docker, the state, Vault, PostgreSQL, the S3 servers and\n"
+       "the forge; changes nothing. Without the passphrase (--passphrase-file), what needs\n"
+       "a secret to be compared is listed as such (`?`, \"cannot compare while locked\"),\n"
+       "never guessed; without the state directory, what depends on a credential too.\n"
+       "--graph prints the dependency graph as Graphviz DOT instead.",
+       {"--config", "--spec", "--state-dir", "--json", "--passphrase-file", "--graph"},
+       "foundationd plan --spec foundation.toml",
        cmdPlan, false},
       {"apply", "apply --once [--spec SPEC] [--json]",
        "converge once and exit (exit 0 converged, 1 failed)",
@@ -295,6 +299,9 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (a == "--once") {
       args.given.push_back(a);
       args.once = true;
+    } else if (a == "--graph") {
+      args.given.push_back(a);
+      args.graph = true;
     } else if (is("--section")) {
       if (!takeValue(args.section)) return std::nullopt;
     } else if (is("--backup")) {

@@ -22,6 +22,7 @@ struct CliArgs {
   std::optional<std::string> kdf;                // init, rekey: interactive | moderate | sensitive
   bool json = false;
   bool once = false;
+  bool graph = false;  // plan --graph
   bool help = false;               // -h/--help: the command's help, or the usage
   std::vector<std::string> given;  // the options given ("--spec", ...), to check them
   bool rotateDataKey = false;  // rekey --rotate-data-key

@@ -21,6 +21,7 @@
 #include "daemon/daemon.hpp"
 #include "daemon/files_step.hpp"
 #include "daemon/log.hpp"
+#include "daemon/plan.hpp"
 
 namespace foundationd::daemon {
 namespace {
@@ -221,101 +222,45 @@ int cmdCheck(const CliArgs& args) {
 int cmdPlan(const CliArgs& args) {
   auto cfg = loadConfig(args);
   if (!cfg) return 1;
-  auto spec = loadSpec(specPathOf(args, *cfg));
+  auto spec = loadSpec(specPathOf(args, *cfg));  // a cycle: an error with its path
   if (!spec) return 1;
-
-  // plan never needs the passphrase: credentials are compared by digest.
-  std::unique_ptr<state::Store> store;
-  std::vector<credentials::FieldPlan> credPlan;
-  // Without the state, what depends on a credential cannot be compared:
-  // said so, never guessed (resource, why).
-  std::vector<std::pair<std::string, std::string>> unknown;
-  std::string noState;
-  if (!spec->credentials.empty()) {
-    auto opened = openExistingStore(stateDirOf(args, *cfg));
-    if (opened) {
-      store = std::move(opened).value();
-      auto p = credentials::planCredentials(*spec, *store, std::chrono::system_clock::now());
-      if (!p) {
-        std::fprintf(stderr, "foundationd: %s\n", p.error().message.c_str());
-        return 1;
-      }
-      credPlan = std::move(p).value();
-    } else {
-      noState = "no state in " + stateDirOf(args, *cfg);
-      for (const auto& [name, c] : spec->credentials) {
-        unknown.emplace_back("credential." + name, "cannot compare without the state");
-      }
-    }
+  if (args.graph) {
+    std::fputs(graphDot(*spec).c_str(), stdout);
+    return 0;
   }
-
+  // The passphrase is optional: without it, what needs a secret to be
+  // compared is listed as unknown (credentials are compared by digest).
+  std::unique_ptr<state::Store> store;
+  std::optional<state::UnlockedKey> key;
+  if (args.passphraseFile) {
+    auto unlocked = openAndUnlock(args, *cfg);
+    if (!unlocked) {
+      std::fprintf(stderr, "foundationd: %s\n", unlocked.error().message.c_str());
+      return 1;
+    }
+    store = std::move(unlocked->store);
+    key.emplace(std::move(unlocked->key));
+  } else if (auto opened = openExistingStore(stateDirOf(args, *cfg))) {
+    store = std::move(opened).value();
+  }
   asio::io_context io;
   docker::DockerClient client(io.get_executor(), cfg->dockerSocket);
-  StoreSecrets secrets(*spec, store.get(), nullptr);
-  auto observed = runSync(io, docker::observe(client, spec->project));
-  if (!observed) {
-    std::fprintf(stderr, "foundationd: cannot read the Docker Engine: %s\n",
-                 observed.error().message.c_str());
+  PlanInputs in;
+  in.docker = &client;
+  in.store = store.get();
+  in.key = key ? &*key : nullptr;
+  in.stateDir = stateDirOf(args, *cfg);
+  auto plan = runSync(io, planWholeSpec(*spec, in));
+  if (!plan) {
+    std::fprintf(stderr, "foundationd: %s\n", plan.error().message.c_str());
     return 1;
   }
-  docker::Plan plan = docker::plan(*spec, observed.value(), secrets);
-  if (!noState.empty()) {
-    // A recreate whose only differences are credential values is unknown.
-    std::vector<docker::Change> kept;
-    for (auto& c : plan.changes) {
-      if (c.action == docker::Action::recreate && !c.fields.empty()) {
-        std::vector<docker::FieldChange> plain;
-        std::string secret;
-        for (const auto& f : c.fields) {
-          if (!f.sensitive) plain.push_back(f);
-          else secret += (secret.empty() ? "" : ", ") + f.field;
-        }
-        if (plain.empty()) {
-          unknown.emplace_back(c.key.str(), "cannot compare " + secret + " without the state");
-          continue;
-        }
-        if (!secret.empty()) {
-          std::string names;
-          for (const auto& f : plain) names += (names.empty() ? "" : ", ") + f.field;
-          c.reason = names + " changed; " + secret + " not compared without the state";
-        }
-        c.fields = std::move(plain);
-      }
-      kept.push_back(std::move(c));
-    }
-    plan.changes = std::move(kept);
-  }
-  const auto credChanges = credentialChanges(credPlan);
-  const auto filesPlan = planFiles(*spec, secrets, store.get(), stateDirOf(args, *cfg));
-  const bool filesChange = filesPlanHasChanges(filesPlan);
   if (args.json) {
-    auto doc = docker::renderPlanJson(plan, credChanges);
-    nlohmann::json unknownJson = nlohmann::json::array();
-    for (const auto& [resource, why] : unknown) {
-      unknownJson.push_back({{"resource", resource}, {"reason", why}});
-    }
-    doc["unknown"] = unknownJson;  // not compared: no state (never counted as a change)
-    doc["files"] = filesPlan;
-    if (filesChange) doc["has_changes"] = true;
-    std::printf("%s\n", doc.dump(2).c_str());
+    std::printf("%s\n", plan->json().dump(2).c_str());
   } else {
-    std::fputs(renderFilesPlanText(filesPlan).c_str(), stdout);
-    if (!unknown.empty()) {
-      std::printf("Without the state (%s), these cannot be compared; run plan where the state "
-                  "is (--state-dir DIR, or the config's state_dir):\n",
-                  noState.c_str());
-      for (const auto& [resource, why] : unknown) {
-        std::printf("  ? %s: %s\n", resource.c_str(), why.c_str());
-      }
-    }
-    if (!unknown.empty() && !docker::hasChanges(plan, credChanges) && !filesChange &&
-        !plan.hasConflicts()) {
-      std::printf("No known changes; %zu resource(s) not compared (above).\n", unknown.size());
-    } else {
-      std::fputs(docker::renderPlanText(plan, {colorOutput()}, credChanges).c_str(), stdout);
-    }
+    std::fputs(plan->text(colorOutput()).c_str(), stdout);
   }
-  return docker::hasChanges(plan, credChanges) || filesChange || plan.hasConflicts() ? 2 : 0;
+  return plan->hasChanges() ? 2 : 0;
 }
 
 int cmdApply(const CliArgs& args) {

@@ -40,6 +40,7 @@
 #include "controllers/step_report.hpp"
 #include "controllers/source/git_repo.hpp"
 #include "controllers/vault/vault.hpp"
+#include "daemon/plan.hpp"
 #include "daemon/scheduler.hpp"
 #include "state/store.hpp"
 #include "state/unseal_gate.hpp"
@@ -51,18 +52,6 @@ struct ApplyOptions;
 namespace foundationd::daemon {
 
 class StoreSecrets;  // converge.hpp
-// A whole-spec plan against the live host (Daemon::planSpec): what GET
-// /v1/plan serves as JSON and a pull request's comment shows as text.
-struct SpecPlan {
-  docker::Plan docker;
-  std::vector<docker::CredentialChange> credentials;
-  std::optional<nlohmann::json> files;    // the spec has [files]
-  std::optional<nlohmann::json> buckets;  // the spec has [s3.*]
-  nlohmann::json json() const;            // `plan --json`'s document
-  std::string text() const;               // as `plan` prints it (no colour)
-  bool hasChanges() const;
-};
-
 class Daemon final : public api::DaemonControl {
  public:
   // `configPath` is reloaded on SIGHUP ("" = defaults, nothing to reload).

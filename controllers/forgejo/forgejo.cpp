@@ -26,7 +26,7 @@ constexpr const char* kTokenPrefix = "foundationd-bootstrap-";
 // The hook's fixed shape: push events (the tracked branch) and pull request
 // events (plans posted on pull requests, docs/source.md), as JSON.
 constexpr const char* kHookType = "gitea";
-constexpr const char* kHookContentType = "json";
+using detail::kHookContentType;
 
 // Wipes a string that held a secret.
 struct Wipe {
@@ -36,11 +36,12 @@ struct Wipe {
   }
 };
 
+}  // namespace
 
 // Whether a live hook is sent what foundationd needs. The forge lists
 // "pull_request" as its parts (pull_request_sync, ...), in any order, so
 // the check is for the parts that matter, not for equality.
-bool hookEventsCovered(const json& hook) {
+bool detail::hookEventsCovered(const json& hook) {
   if (!hook.contains("events") || !hook["events"].is_array()) return false;
   bool push = false;
   bool pull = false;
@@ -54,6 +55,9 @@ bool hookEventsCovered(const json& hook) {
   }
   return push && pull && sync;
 }
+
+namespace {
+using detail::hookEventsCovered;
 
 std::string trim(std::string s) {
   auto notSpace = [](unsigned char c) { return !std::isspace(c); };

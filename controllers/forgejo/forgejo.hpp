@@ -128,6 +128,12 @@ struct Report {
 inline constexpr const char* kRunnerTokenMemo = "runner-token";
 std::string webhookMemo(const std::string& repo);  // "webhook/<owner/name>"
 
+namespace detail {
+// Whether a live hook (the forge's JSON) gets push and pull request events.
+bool hookEventsCovered(const nlohmann::json& hook);
+inline constexpr const char* kHookContentType = "json";
+}  // namespace detail
+
 boost::asio::awaitable<Report> reconcile(const config::Spec& spec,
                                          const docker::SecretResolver& secrets, const Deps& deps,
                                          const Options& options);

@@ -25,10 +25,6 @@ struct Wipe {
   }
 };
 
-std::vector<std::string> psqlArgv(const std::string& superuser) {
-  return {"psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", superuser, "-d", "postgres"};
-}
-
 config::ResourceKey roleKey(const std::string& instance, const std::string& role) {
   return {Kind::postgres, instance + "/role/" + role};
 }

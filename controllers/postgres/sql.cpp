@@ -142,4 +142,8 @@ std::string psqlErrorText(std::string_view stderrText) {
   return out;
 }
 
+std::vector<std::string> psqlArgv(const std::string& superuser) {
+  return {"psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", superuser, "-d", "postgres"};
+}
+
 }  // namespace foundationd::postgres

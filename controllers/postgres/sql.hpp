@@ -60,4 +60,7 @@ std::string alterDatabaseOwnerSql(std::string_view db, std::string_view owner);
 // with anything that looks like a password or verifier cut out. Bounded.
 std::string psqlErrorText(std::string_view stderrText);
 
+// psql's argv for every exec: -X -q -At -v ON_ERROR_STOP=1 -U <superuser> -d postgres.
+std::vector<std::string> psqlArgv(const std::string& superuser);
+
 }  // namespace foundationd::postgres

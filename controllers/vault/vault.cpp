@@ -158,14 +158,6 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
   return failedOutcome(o.key.name, "Vault's version kept changing (check-and-set)");
 }
 
-std::string normalisePolicy(const std::string& rules) {
-  // Vault stores the text as given; compare without surrounding whitespace.
-  auto b = rules.find_first_not_of(" \t\r\n");
-  auto e = rules.find_last_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return rules.substr(b, e - b + 1);
-}
-
 // Waits (bounded) for seal-status to answer.
 Result<SealStatus> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
@@ -185,6 +177,14 @@ VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {
 }
 
 }  // namespace
+
+std::string normalisePolicy(const std::string& rules) {
+  // Vault stores the text as given; compare without surrounding whitespace.
+  auto b = rules.find_first_not_of(" \t\r\n");
+  auto e = rules.find_last_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return rules.substr(b, e - b + 1);
+}
 
 InitMaterial::~InitMaterial() {
   for (auto& k : keysBase64) wipe(k);

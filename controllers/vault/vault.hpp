@@ -81,6 +81,9 @@ Result<SealStatus> unsealFromState(VaultClient& client, state::Store& store,
 // Seals Vault with the root token from the state.
 Status sealWithRoot(VaultClient& client, state::Store& store, const state::UnlockedKey& key);
 
+// A policy's rules as compared with the live ones (surrounding whitespace off).
+std::string normalisePolicy(const std::string& rules);
+
 // The policy of foundationd's own token, derived from the spec.
 std::string ownPolicy(const config::VaultSpec& vault);
 

@@ -4,6 +4,7 @@
 // Passwords are checked by real logins over TCP (scram-sha-256 in the
 // image's pg_hba.conf), never by reading them back.
 #include "controllers/postgres/postgres.hpp"
+#include "controllers/postgres/postgres_plan.hpp"
 
 #include <chrono>
 #include <cstdlib>
@@ -62,6 +63,13 @@ class MapSecrets final : public foundationd::docker::SecretResolver {
     if (it == values.end()) return std::nullopt;
     return it->second;
   }
+};
+
+// Locked: every credential has a digest, no value can be read.
+class LockedSecrets final : public foundationd::docker::SecretResolver {
+ public:
+  std::optional<std::string> digest(const CredentialRef&) const override { return "digest"; }
+  std::optional<std::string> value(const CredentialRef&) const override { return std::nullopt; }
 };
 
 foundationd::config::Value credential(const std::string& name) {
@@ -265,6 +273,33 @@ TEST_CASE("postgres: roles and databases created, no-op, drift repaired, nothing
     INFO(describe(again));
     CHECK(allConvergedUnchanged(again));
     CHECK(again.execs == 1);
+  }
+
+  SUBCASE("the plan sees a password changed by hand and a new database, and nothing else") {
+    auto converged = pg::plan(spec, runSync(s.io, pg::observe(s.client, spec, secrets)));
+    CHECK(converged.empty());
+    s.sql("ALTER ROLE app PASSWORD 'changed-by-hand'");
+    auto spec2 = spec;
+    foundationd::config::PostgresDatabase extra;
+    extra.name = "extra";
+    extra.owner = "app";
+    spec2.postgres.at("main").databases.emplace("extra", extra);
+    auto changes = pg::plan(spec2, runSync(s.io, pg::observe(s.client, spec2, secrets)));
+    REQUIRE(changes.size() == 2);
+    CHECK(changes[0].key.str() == "postgres.main/role/app");
+    CHECK(changes[0].action == foundationd::PlanAction::update);
+    CHECK(changes[0].reason == "password differs");
+    CHECK(changes[1].key.str() == "postgres.main/database/extra");
+    CHECK(changes[1].action == foundationd::PlanAction::create);
+    // Locked (digests, no values): the password is not compared, never guessed.
+    LockedSecrets locked;
+    auto unknown = pg::plan(spec, runSync(s.io, pg::observe(s.client, spec, locked)));
+    REQUIRE(unknown.size() == 2);  // both roles
+    for (const auto& c : unknown) {
+      CHECK(c.action == foundationd::PlanAction::unknown);
+      CHECK(c.reason == "password: cannot compare while locked");
+    }
+    CHECK(s.login("app", "changed-by-hand", "appdb"));  // planning changed nothing
   }
 
   SUBCASE("a password changed by hand is set back (a real login proves it)") {
