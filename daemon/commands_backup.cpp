@@ -80,6 +80,16 @@ std::optional<Session> open(const CliArgs& args, bool createPassword) {
                  std::move(*repo), std::move(stateDir)};
 }
 
+// The freeze's blocking fallback (controllers/backup/freeze.hpp): its own
+// io_context and Engine connection, for a coroutine destroyed mid-freeze.
+std::function<void(const std::string&)> unpauser(const std::string& socket) {
+  return [socket](const std::string& container) {
+    boost::asio::io_context io;
+    docker::DockerClient c(io.get_executor(), socket);
+    (void)runSync(io, c.pauseContainer(container, false));
+  };
+}
+
 void printLine(const std::string& line) {
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
@@ -187,6 +197,7 @@ int cmdBackup(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
   auto m = runSync(io, backup::takeBackup(ctx, restic, printLine));
   if (!m) {
     (void)s->unlocked.store->appendAudit("backup.failed", "{}");
@@ -230,6 +241,7 @@ int cmdRestore(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
   backup::RestoreRequest req;
   req.section = *args.section;
   req.backupId = args.backupId.value_or("");
