@@ -9,6 +9,7 @@
 
 #include "build_info.hpp"
 #include "controllers/backup/backup.hpp"
+#include "controllers/backup/retention.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -209,7 +210,15 @@ int cmdBackup(const CliArgs& args) {
   for (const auto& n : m->notIncluded) std::printf("not included: %s\n", n.c_str());
   if (args.json) std::printf("%s", backup::toJson(*m).c_str());
   std::printf("backup %s complete in %s\n", m->id.c_str(), s->repo.display.c_str());
+  // Retention of the local repository (whole backups; never the only complete one).
+  auto kept = runSync(io, backup::applyRetention(restic, s->spec.backup->retention, printLine));
+  if (!kept) {
+    (void)s->unlocked.store->appendAudit("backup.retention_failed", "{}");
+    std::fprintf(stderr, "foundationd: retention: %s (the backups are all kept)\n",
+                 kept.error().message.c_str());
+  }
   if (!s->spec.backup->offsite) {
+    if (!kept) return 1;
     std::printf("offsite: none declared ([backup.offsite]): backup %s exists on this host "
                 "alone\n",
                 m->id.c_str());
@@ -227,7 +236,7 @@ int cmdBackup(const CliArgs& args) {
                                        nlohmann::json{{"id", m->id}}.dump());
   std::printf("offsite: backup %s copied to %s (%zu snapshots confirmed there)\n",
               m->id.c_str(), offsite->display.c_str(), offsite->snapshots);
-  return 0;
+  return kept ? 0 : 1;
 }
 
 int cmdRestore(const CliArgs& args) {

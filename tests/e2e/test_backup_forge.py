@@ -59,6 +59,8 @@ password = "${{credentials.forgejo-admin.password}}"
 
 [backup.local]
 path = "{repo_dir}"
+[backup.retention]
+keep_daily = 1
 """
     text = (f'spec_version = 1\nproject = "{project.name}"\nversions = "VERSIONS"\n' + body) \
         .replace("@", project.name + "-").replace("-AT-", "@")
@@ -155,6 +157,7 @@ path = "{repo_dir}"
         assert r.returncode == 0, r.stdout + r.stderr
         assert "was paused (an interrupted backup left it so): unpaused" in r.stdout, r.stdout
         assert "1 repositories, the forge paused" in r.stdout, r.stdout
+        assert "retention: nothing to forget (1 complete backups kept)" in r.stdout, r.stdout
         assert forge_paused(forge) == ["false", "true"]
         assert docker("inspect", helper, check=False).returncode != 0
         r = fd("backup", "list", "--json", *common)
@@ -206,6 +209,16 @@ path = "{repo_dir}"
         # And the forge converges from the restored data.
         r = fd("apply", "--once", *common)
         assert r.returncode == 0, r.stdout + r.stderr
+
+        # Retention (keep_daily = 1): a second backup the same day drops the first
+        # one whole (every section's snapshot), then prunes.
+        r = fd("backup", *common)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"retention: forgot backup {backup_id}" in r.stdout, r.stdout
+        assert "retention: pruned; 1 complete backups kept" in r.stdout, r.stdout
+        listed = json.loads(fd("backup", "list", "--json", *common).stdout)
+        # (an entry per fd-backup tag, incomplete ones too: none of the first is left)
+        assert [e["complete"] for e in listed] == [True] and listed[0]["id"] != backup_id, listed
     finally:
         docker("rm", "-f", helper, check=False)
         if forge_paused(forge) and forge_paused(forge)[0] == "true":

@@ -180,3 +180,59 @@ TEST_CASE("the forge section's manifest fields round-trip") {
   CHECK(f->mounts == s.mounts);
   CHECK(f->freezeMs == 42);
 }
+
+// --- retention ---------------------------------------------------------------
+
+#include "controllers/backup/retention.hpp"
+
+namespace {
+
+BackupEntry entry(const std::string& id, bool complete, std::vector<std::string> sections) {
+  BackupEntry e;
+  e.id = id;
+  e.complete = complete;
+  for (const auto& s : sections) e.snapshotOf[s] = id + ":" + s;
+  if (complete) e.snapshotOf["manifest"] = id + ":manifest";
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("restic's forget dry run: the backups its policy removes") {
+  const std::string out =
+      R"([{"tags":null,"host":"h","paths":null,"keep":[{"tags":["foundationd","fd-backup=B3","fd-section=manifest"],"id":"c"}],)"
+      R"("remove":[{"tags":["foundationd","fd-backup=B2","fd-section=manifest"],"id":"b"},)"
+      R"({"tags":["foundationd","fd-backup=B1","fd-section=manifest"],"id":"a"}],"reasons":[]}])";
+  auto ids = parseForgetDryRun(out);
+  REQUIRE(ids.ok());
+  CHECK(*ids == std::set<std::string>{"B1", "B2"});
+  CHECK(parseForgetDryRun("null")->empty());
+  CHECK(parseForgetDryRun(R"([{"keep":[],"remove":null}])")->empty());
+  CHECK_FALSE(parseForgetDryRun("{").ok());
+}
+
+TEST_CASE("retention drops whole backups, failed ones too, never every complete one") {
+  const std::vector<BackupEntry> backups{
+      entry("B1", true, {"postgres/main/db/a", "forge/data", "state"}),
+      entry("B2", false, {"postgres/main/db/a"}),  // failed before B3
+      entry("B3", true, {"postgres/main/db/a", "state"}),
+      entry("B4", false, {"postgres/main/db/a"}),  // maybe still being written
+  };
+  auto plan = planRetention(backups, {"B1"});
+  REQUIRE(plan.ok());
+  CHECK(plan->drop == std::vector<std::string>{"B1", "B2"});
+  CHECK(plan->keptComplete == 1);
+  std::set<std::string> snaps(plan->snapshots.begin(), plan->snapshots.end());
+  CHECK(snaps == std::set<std::string>{"B1:postgres/main/db/a", "B1:forge/data", "B1:state",
+                                       "B1:manifest", "B2:postgres/main/db/a"});
+  // Nothing removed by the policy: only the failed one older than B3.
+  auto none = planRetention(backups, {});
+  REQUIRE(none.ok());
+  CHECK(none->drop == std::vector<std::string>{"B2"});
+  // Never the only complete backup(s).
+  CHECK_FALSE(planRetention(backups, {"B1", "B3"}).ok());
+  // No complete backup at all: nothing is forgotten.
+  auto nothing = planRetention({entry("B9", false, {"state"})}, {});
+  REQUIRE(nothing.ok());
+  CHECK(nothing->drop.empty());
+}
