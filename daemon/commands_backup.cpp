@@ -97,6 +97,15 @@ void printLine(const std::string& line) {
 }
 
 std::string rowsSummary(const backup::Section& s) {
+  if (s.kind == "forge-data") {
+    std::string out = "  " + std::to_string(s.repoHeads.size()) + " repositories";
+    const char* sep = ": ";
+    for (const auto& [name, head] : s.repoHeads) {
+      out += sep + name + "@" + (head.empty() ? std::string("(empty)") : head.substr(0, 12));
+      sep = ", ";
+    }
+    return out + "; the forge paused " + std::to_string(s.freezeMs) + " ms";
+  }
   if (s.kind != "postgres-database") return "";
   std::string out;
   for (const auto& [table, n] : s.rowCounts) {

@@ -160,6 +160,9 @@ keep_daily = 1
         assert "retention: nothing to forget (1 complete backups kept)" in r.stdout, r.stdout
         assert forge_paused(forge) == ["false", "true"]
         assert docker("inspect", helper, check=False).returncode != 0
+        r = fd("backup", "list", *common)
+        assert r.returncode == 0, r.stderr
+        assert f"1 repositories: olsitec/foundation@{head[:12]}; the forge paused " in r.stdout, r.stdout
         r = fd("backup", "list", "--json", *common)
         assert r.returncode == 0, r.stderr
         listed = json.loads(r.stdout)
