@@ -154,12 +154,12 @@ const std::vector<Command>& commands() {
        cmdPreflight, false},
       {"backup", "backup [--spec SPEC] [--json]",
        "take a backup now into [backup.local] (exit 0 complete, 1 failed)",
-       "Every database of every [postgres.*] (pg_dump inside its container) and this\n"
-       "state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
+       "Every database of every [postgres.*] (pg_dump inside its container), the forge's\n"
+       "volumes (read while the forge is paused) and this state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
        "The repository password is generated in the sealed state on first use; asks the\n"
        "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
        "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
-       "what is not yet done (Vault, the forge's files, bucket objects, retention).",
+       "what is not yet done (Vault, bucket objects, retention).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",
@@ -175,7 +175,9 @@ const std::vector<Command>& commands() {
        "refused before anything is written. A database that has tables is refused\n"
        "without --force; nothing is ever dropped. Sections: postgres/NAME/globals,\n"
        "postgres/NAME/db/DB (or the prefix postgres/NAME), state (written beside the\n"
-       "state as state.db.restored-ID, never in its place). dr/RUNBOOK.md.",
+       "state as state.db.restored-ID, never in its place), forge/data (the forge's\n"
+       "volumes; forge/repo/OWNER/NAME: one repository; refused over live data without\n"
+       "--force). dr/RUNBOOK.md.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--section", "--backup",
         "--force", "--offsite"},
        "foundationd restore --section postgres/main", cmdRestore, false},

@@ -9,6 +9,7 @@
 
 #include "build_info.hpp"
 #include "controllers/backup/backup.hpp"
+#include "controllers/backup/retention.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -80,12 +81,31 @@ std::optional<Session> open(const CliArgs& args, bool createPassword) {
                  std::move(*repo), std::move(stateDir)};
 }
 
+// The freeze's blocking fallback (controllers/backup/freeze.hpp): its own
+// io_context and Engine connection, for a coroutine destroyed mid-freeze.
+std::function<void(const std::string&)> unpauser(const std::string& socket) {
+  return [socket](const std::string& container) {
+    boost::asio::io_context io;
+    docker::DockerClient c(io.get_executor(), socket);
+    (void)runSync(io, c.pauseContainer(container, false));
+  };
+}
+
 void printLine(const std::string& line) {
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
 }
 
 std::string rowsSummary(const backup::Section& s) {
+  if (s.kind == "forge-data") {
+    std::string out = "  " + std::to_string(s.repoHeads.size()) + " repositories";
+    const char* sep = ": ";
+    for (const auto& [name, head] : s.repoHeads) {
+      out += sep + name + "@" + (head.empty() ? std::string("(empty)") : head.substr(0, 12));
+      sep = ", ";
+    }
+    return out + "; the forge paused " + std::to_string(s.freezeMs) + " ms";
+  }
   if (s.kind != "postgres-database") return "";
   std::string out;
   for (const auto& [table, n] : s.rowCounts) {
@@ -187,6 +207,7 @@ int cmdBackup(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
   auto m = runSync(io, backup::takeBackup(ctx, restic, printLine));
   if (!m) {
     (void)s->unlocked.store->appendAudit("backup.failed", "{}");
@@ -198,7 +219,15 @@ int cmdBackup(const CliArgs& args) {
   for (const auto& n : m->notIncluded) std::printf("not included: %s\n", n.c_str());
   if (args.json) std::printf("%s", backup::toJson(*m).c_str());
   std::printf("backup %s complete in %s\n", m->id.c_str(), s->repo.display.c_str());
+  // Retention of the local repository (whole backups; never the only complete one).
+  auto kept = runSync(io, backup::applyRetention(restic, s->spec.backup->retention, printLine));
+  if (!kept) {
+    (void)s->unlocked.store->appendAudit("backup.retention_failed", "{}");
+    std::fprintf(stderr, "foundationd: retention: %s (the backups are all kept)\n",
+                 kept.error().message.c_str());
+  }
   if (!s->spec.backup->offsite) {
+    if (!kept) return 1;
     std::printf("offsite: none declared ([backup.offsite]): backup %s exists on this host "
                 "alone\n",
                 m->id.c_str());
@@ -216,7 +245,7 @@ int cmdBackup(const CliArgs& args) {
                                        nlohmann::json{{"id", m->id}}.dump());
   std::printf("offsite: backup %s copied to %s (%zu snapshots confirmed there)\n",
               m->id.c_str(), offsite->display.c_str(), offsite->snapshots);
-  return 0;
+  return kept ? 0 : 1;
 }
 
 int cmdRestore(const CliArgs& args) {
@@ -230,6 +259,7 @@ int cmdRestore(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
   backup::RestoreRequest req;
   req.section = *args.section;
   req.backupId = args.backupId.value_or("");

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/forge_section.hpp"
 #include "controllers/credentials/generators.hpp"
 #include "controllers/docker/container_config.hpp"
 
@@ -104,6 +105,7 @@ Task<Result<std::map<std::string, std::int64_t>>> rowCounts(BackupContext& ctx,
 std::string sectionPath(const Section& s) {
   if (s.kind == "postgres-globals") return "/postgres/" + s.instance + "/globals.sql";
   if (s.kind == "postgres-database") return "/postgres/" + s.instance + "/db/" + s.database + ".dump";
+  if (s.kind == "forge-data") return "/forge/data.tar";
   return "/state/state.db";
 }
 
@@ -256,13 +258,16 @@ class Taker {
     for (const auto& [name, pg] : ctx_.spec.postgres) {
       if (auto st = co_await postgresInstance(pg); !st) co_return st.error();
     }
+    // The forge's files after its database (dumped with its [postgres.*]
+    // above): every repository the database references is then present.
+    if (ctx_.spec.forgejo) {
+      auto forge = co_await backupForgeData(ctx_, repo_, tags(kForgeSection), host(), report_);
+      if (!forge) co_return std::move(forge).error();
+      m_.sections.push_back(std::move(*forge));
+    }
     if (auto st = co_await stateSection(); !st) co_return st.error();
     if (ctx_.spec.vault) {
       m_.notIncluded.push_back("vault: the Vault data is not backed up by this version (docs/dr.md)");
-    }
-    if (ctx_.spec.forgejo) {
-      m_.notIncluded.push_back("forgejo: the forge's repositories and attachments are not backed "
-                               "up by this version (its database is, with its [postgres.*])");
     }
     if (!ctx_.spec.buckets.empty()) {
       m_.notIncluded.push_back("buckets: bucket objects are not backed up by this version");

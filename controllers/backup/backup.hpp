@@ -65,6 +65,9 @@ struct BackupContext {
   std::string foundationdVersion;
   std::string execUser = "postgres";  // OS user pg_dump runs as in the container
   std::chrono::milliseconds execTimeout{std::chrono::hours(12)};
+  // Unpauses a container without the io_context (blocking): the fallback
+  // of a freeze whose coroutine is destroyed (freeze.hpp). May be empty.
+  std::function<void(const std::string& container)> unpauseNow = nullptr;
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

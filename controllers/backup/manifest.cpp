@@ -30,6 +30,16 @@ std::string toJson(const Manifest& m) {
     if (!s.instance.empty()) j["instance"] = s.instance;
     if (!s.database.empty()) j["database"] = s.database;
     if (s.kind == "postgres-database") j["row_counts"] = s.rowCounts;
+    if (s.kind == "forge-data") {
+      json repos = json::object();
+      for (const auto& [name, head] : s.repoHeads) {
+        const auto p = s.repoPaths.find(name);
+        repos[name] = {{"head", head}, {"path", p == s.repoPaths.end() ? "" : p->second}};
+      }
+      j["repositories"] = std::move(repos);
+      j["mounts"] = s.mounts;
+      j["freeze_ms"] = s.freezeMs;
+    }
     sections.push_back(std::move(j));
   }
   json doc = {{"format", m.format},
@@ -84,6 +94,14 @@ Result<Manifest> parseManifest(std::string_view text) {
       if (j.contains("row_counts")) {
         s.rowCounts = j.at("row_counts").get<std::map<std::string, std::int64_t>>();
       }
+      if (j.contains("repositories")) {
+        for (const auto& [name, r] : j.at("repositories").items()) {
+          s.repoHeads[name] = r.at("head").get<std::string>();
+          s.repoPaths[name] = r.at("path").get<std::string>();
+        }
+      }
+      if (j.contains("mounts")) s.mounts = j.at("mounts").get<std::vector<std::string>>();
+      s.freezeMs = j.value("freeze_ms", std::int64_t{-1});
       if (s.sha256.size() != 64) return bad("section " + s.name + " has no SHA-256");
       m.sections.push_back(std::move(s));
     }

@@ -35,6 +35,12 @@ struct Section {
   std::string instance;  // postgres-*: the [postgres.*] name
   std::string database;  // postgres-database
   std::map<std::string, std::int64_t> rowCounts;  // postgres-database: "schema.table" -> rows
+  // forge-data (forge_section.hpp): a tar of the forge container's writable
+  // volumes, taken frozen.
+  std::vector<std::string> mounts;                  // their mount points, as archived
+  std::map<std::string, std::string> repoHeads;     // "owner/name" -> HEAD commit ("" = empty)
+  std::map<std::string, std::string> repoPaths;     // "owner/name" -> its directory in the tar
+  std::int64_t freezeMs = -1;                       // how long the forge was paused
 };
 
 struct Manifest {

@@ -168,6 +168,10 @@ Task<Result<std::string>> Restic::runRequest(ChildRequest req, const std::string
   co_return std::move(out);
 }
 
+Task<Result<std::string>> Restic::raw(std::vector<std::string> args, const std::string& what) {
+  co_return co_await run(std::move(args), what);
+}
+
 Task<Result<bool>> Restic::exists() {
   std::vector<std::string> args{"cat", "config"};
   auto r = co_await run(std::move(args), "opening the backup repository");

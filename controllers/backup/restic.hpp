@@ -105,6 +105,8 @@ class Restic {
   // values (restic 0.14 has one AWS key pair per process).
   Task<Status> initFrom(const Restic& from);
   Task<Status> copyFrom(const Restic& from, const std::vector<std::string>& tags);
+  // Any other restic command (forget, prune): its stdout, or resticError.
+  Task<Result<std::string>> raw(std::vector<std::string> args, const std::string& what);
 
  private:
   ChildRequest request(std::vector<std::string> args, bool pipeStdin = false) const;

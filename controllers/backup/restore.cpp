@@ -10,6 +10,7 @@
 
 #include "controllers/backup/backup.hpp"
 #include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/forge_section.hpp"
 
 namespace foundationd::backup {
 
@@ -120,7 +121,9 @@ class Restorer {
     std::string names;
     for (const auto& s : m.sections) {
       names += (names.empty() ? "" : ", ") + s.name;
-      if (!sectionSelected(s.name, req_.section)) continue;
+      const auto oneRepo = forgeRepoSelector(req_.section);
+      if (oneRepo && s.kind == kForgeKind) forgeRepo_ = *oneRepo;
+      if (!sectionSelected(s.name, req_.section) && !(oneRepo && s.kind == kForgeKind)) continue;
       const auto here = chosen->snapshotOf.find(s.name);
       if (here == chosen->snapshotOf.end()) {
         co_return Error::make(ErrorCode::not_found,
@@ -148,7 +151,7 @@ class Restorer {
       if (auto st = co_await precheck(*s); !st) co_return nothingRestored(st.error());
     }
     // 3. Globals first, then databases, then the state copy.
-    for (const char* kind : {"postgres-globals", "postgres-database", "state"}) {
+    for (const char* kind : {"postgres-globals", "postgres-database", kForgeKind, "state"}) {
       for (const Section* s : selected) {
         if (s->kind != kind) continue;
         if (auto st = co_await apply(m, *s); !st) co_return st;
@@ -173,6 +176,7 @@ class Restorer {
   }
 
   Task<Status> precheck(const Section& s) {
+    if (s.kind == kForgeKind) co_return co_await precheckForgeData(ctx_, s, forgeRepo_, req_.force);
     if (s.kind == "state") {
       std::error_code ec;
       if (fs::symlink_status(stateOut(), ec).type() != fs::file_type::not_found) {
@@ -202,6 +206,7 @@ class Restorer {
 
   Task<Status> apply(const Manifest& m, const Section& s) {
     if (s.kind == "state") co_return co_await applyState(s);
+    if (s.kind == kForgeKind) co_return co_await restoreForgeData(ctx_, repo_, s, forgeRepo_, report_);
     auto pgr = instance(s);
     if (!pgr) co_return pgr.error();
     const config::PostgresSpec& pg = **pgr;
@@ -295,6 +300,7 @@ class Restorer {
 
  private:
   std::string chosenId_;
+  std::string forgeRepo_;  // "forge/repo/OWNER/NAME" selected one repository
   BackupContext& ctx_;
   Restic& repo_;
   const RestoreRequest& req_;

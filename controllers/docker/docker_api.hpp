@@ -208,6 +208,15 @@ class DockerApi {
     co_return Error::make(ErrorCode::internal, "killContainer is not implemented here");
   }
 
+  // POST /containers/{id}/pause (pause = true) or /unpause: freezes or thaws
+  // every process of the container (the cgroup freezer; backups hold the
+  // forge's writes with it). conflict when it is not running or not paused.
+  // Not pure: fakes need not model it.
+  virtual Task<Status> pauseContainer(const std::string& id, bool pause) {
+    (void)pause;
+    co_return Error::make(ErrorCode::internal, "pauseContainer is not implemented for " + id);
+  }
+
   // GET /containers/{id}/logs?stdout=1&stderr=1&tail=N: the last `lines`
   // lines of the container's output (stdout and stderr interleaved), for a
   // failure report. Not pure: fakes need not model it.

@@ -391,6 +391,19 @@ Task<Status> DockerClient::killContainer(const std::string& id, const std::strin
   co_return engineError(*r, what);
 }
 
+Task<Status> DockerClient::pauseContainer(const std::string& id, bool pause) {
+  const std::string what = std::string(pause ? "pause" : "unpause") + " container " + id;
+  HttpRequest req;
+  req.method = "POST";
+  req.target = path("/containers/" + segment(id) + (pause ? "/pause" : "/unpause"));
+  req.timeout = requestTimeout_;
+  auto r = co_await call(pause ? "POST /containers/{id}/pause" : "POST /containers/{id}/unpause",
+                         std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status == 204 || r->status == 200) co_return Status::success();
+  co_return engineError(*r, what);
+}
+
 Task<Status> DockerClient::removeContainer(const std::string& id, bool force) {
   const std::string what = "remove container " + id;
   HttpRequest req;

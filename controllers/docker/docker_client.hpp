@@ -50,6 +50,7 @@ class DockerClient final : public DockerApi {
   // after the container stopped (or was killed when `timeout` ran out).
   Task<Status> stopContainer(const std::string& id, std::chrono::seconds timeout) override;
   Task<Status> killContainer(const std::string& id, const std::string& signal) override;
+  Task<Status> pauseContainer(const std::string& id, bool pause) override;
   Task<Status> removeContainer(const std::string& id, bool force) override;
 
   Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) override;
