@@ -9,6 +9,7 @@
 
 #include "build_info.hpp"
 #include "controllers/backup/backup.hpp"
+#include "controllers/backup/run.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -23,12 +24,7 @@ int fail(const std::string& message) {
   return 1;
 }
 
-// restic's path: $FOUNDATIOND_RESTIC (tests, a restic outside PATH), else
-// "restic" from PATH.
-std::string resticBinary() {
-  const char* b = std::getenv("FOUNDATIOND_RESTIC");
-  return b && *b ? b : "restic";
-}
+using backup::resticBinary;
 
 // What every backup command needs: the spec with its [backup], the state
 // unlocked, the repository password and the local target's repository.
@@ -94,40 +90,6 @@ std::string rowsSummary(const backup::Section& s) {
   return out.empty() ? "  (no tables)" : "  rows: " + out;
 }
 
-struct OffsiteCopy {
-  std::string display;
-  std::size_t snapshots = 0;
-};
-
-// restic copy of backup `id` from the local repository to [backup.offsite]
-// (initialised with the local one's chunker parameters when new), then
-// confirmed: the offsite repository lists as many of its snapshots.
-Result<OffsiteCopy> copyOffsite(boost::asio::io_context& io, Session& s, backup::Restic& local,
-                                const std::string& id) {
-  StoreSecrets secrets(s.spec, s.unlocked.store.get(), &s.unlocked.key);
-  auto repo = backup::repositoryFor(s.spec, *s.spec.backup->offsite, secrets);
-  if (!repo) return std::move(repo).error();
-  backup::Restic off(io.get_executor(), *repo, s.password.view(), resticBinary());
-  auto exists = runSync(io, off.exists());
-  if (!exists) return std::move(exists).error();
-  if (!*exists) {
-    if (auto st = runSync(io, off.initFrom(local)); !st) return st.error();
-    printLine("created the offsite repository " + repo->display);
-  }
-  const std::vector<std::string> tags{std::string(backup::kBackupTagKey) + "=" + id};
-  if (auto st = runSync(io, off.copyFrom(local, tags)); !st) return st.error();
-  auto here = runSync(io, local.snapshots(tags));
-  if (!here) return std::move(here).error();
-  auto there = runSync(io, off.snapshots(tags));
-  if (!there) return std::move(there).error();
-  if (there->size() != here->size()) {
-    return Error::make(ErrorCode::protocol, "after the copy the offsite repository lists " +
-                                                std::to_string(there->size()) + " of its " +
-                                                std::to_string(here->size()) + " snapshots");
-  }
-  return OffsiteCopy{repo->display, there->size()};
-}
-
 int listBackups(const CliArgs& args) {
   auto s = open(args, false);
   if (!s) return 1;
@@ -183,39 +145,47 @@ int cmdBackup(const CliArgs& args) {
   if (args.offsite) return fail("--offsite is for `backup list` and `restore`");
   auto s = open(args, true);
   if (!s) return 1;
+  backup::RunTargets targets{s->repo, std::nullopt};
+  if (s->spec.backup->offsite) {
+    StoreSecrets secrets(s->spec, s->unlocked.store.get(), &s->unlocked.key);
+    auto off = backup::repositoryFor(s->spec, *s->spec.backup->offsite, secrets);
+    if (!off) return fail("[backup.offsite]: " + off.error().message);
+    targets.offsite = std::move(*off);
+  }
   boost::asio::io_context io;
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
-  backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
-  auto m = runSync(io, backup::takeBackup(ctx, restic, printLine));
-  if (!m) {
+  // With --json, stdout is the run's record alone; the progress goes to stderr.
+  const backup::Report progress = [&args](const std::string& line) {
+    std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
+    std::fflush(args.json ? stderr : stdout);
+  };
+  const auto r = runSync(io, backup::runBackup(ctx, targets, s->password.view(), resticBinary(),
+                                               progress, "cli"));
+  // What status, GET /v1/status and /metrics report (the daemon reads it).
+  if (auto st = backup::recordRun(*s->unlocked.store, r); !st) {
+    std::fprintf(stderr, "foundationd: warning: the backup's record was not written to the "
+                         "state: %s\n", st.error().message.c_str());
+  }
+  if (!r.ok) {
     (void)s->unlocked.store->appendAudit("backup.failed", "{}");
-    return fail("the backup failed: " + m.error().message +
+    return fail("the backup failed: " + r.error +
                 "; it has no manifest and is listed as incomplete");
   }
   (void)s->unlocked.store->appendAudit(
-      "backup.taken", nlohmann::json{{"id", m->id}, {"sections", m->sections.size()}}.dump());
-  for (const auto& n : m->notIncluded) std::printf("not included: %s\n", n.c_str());
-  if (args.json) std::printf("%s", backup::toJson(*m).c_str());
-  std::printf("backup %s complete in %s\n", m->id.c_str(), s->repo.display.c_str());
-  if (!s->spec.backup->offsite) {
-    std::printf("offsite: none declared ([backup.offsite]): backup %s exists on this host "
-                "alone\n",
-                m->id.c_str());
-    return 0;
-  }
-  auto offsite = copyOffsite(io, *s, restic, m->id);
-  if (!offsite) {
-    (void)s->unlocked.store->appendAudit(
-        "backup.offsite_failed", nlohmann::json{{"id", m->id}}.dump());
-    return fail("offsite: backup " + m->id + " was NOT copied to [backup.offsite]: " +
-                offsite.error().message + "; the local copy is kept; run `foundationd backup` "
+      "backup.taken", nlohmann::json{{"id", r.id}, {"sections", r.sections.size()}}.dump());
+  if (args.json) std::printf("%s\n", backup::toJson(r).c_str());
+  if (r.offsite == backup::RunRecord::Offsite::failed) {
+    (void)s->unlocked.store->appendAudit("backup.offsite_failed",
+                                         nlohmann::json{{"id", r.id}}.dump());
+    return fail("offsite: backup " + r.id + " was NOT copied to [backup.offsite]: " +
+                r.offsiteError + "; the local copy is kept; run `foundationd backup` "
                 "again once the offsite target answers");
   }
-  (void)s->unlocked.store->appendAudit("backup.offsite_copied",
-                                       nlohmann::json{{"id", m->id}}.dump());
-  std::printf("offsite: backup %s copied to %s (%zu snapshots confirmed there)\n",
-              m->id.c_str(), offsite->display.c_str(), offsite->snapshots);
+  if (r.offsite == backup::RunRecord::Offsite::confirmed) {
+    (void)s->unlocked.store->appendAudit("backup.offsite_copied",
+                                         nlohmann::json{{"id", r.id}}.dump());
+  }
   return 0;
 }
 

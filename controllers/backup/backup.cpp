@@ -285,6 +285,15 @@ class Taker {
   }
   std::string host() const { return "foundationd-" + ctx_.spec.project; }
 
+  // A finished section into the manifest, with how long it took since the
+  // one before it finished (or since the backup started).
+  void addSection(Section s) {
+    const auto now = std::chrono::steady_clock::now();
+    s.seconds = std::chrono::duration<double>(now - mark_).count();
+    mark_ = now;
+    m_.sections.push_back(std::move(s));
+  }
+
   // `cmd` run in `container`, its stdout streamed into restic as `s.path`.
   Task<Status> execSection(Section& s, const std::string& container,
                            std::vector<std::string> cmd) {
@@ -316,7 +325,7 @@ class Taker {
     s.sha256 = sha.hex();
     s.snapshot = done->snapshotId;
     report_(s.name + ": " + humanBytes(s.bytes) + " (snapshot " + s.snapshot + ")");
-    m_.sections.push_back(s);
+    addSection(s);
     co_return Status::success();
   }
 
@@ -393,7 +402,7 @@ class Taker {
     s.sha256 = sha.hex();
     s.snapshot = done->snapshotId;
     report_("state: " + humanBytes(s.bytes) + " (snapshot " + s.snapshot + ")");
-    m_.sections.push_back(std::move(s));
+    addSection(std::move(s));
     co_return Status::success();
   }
 
@@ -401,6 +410,7 @@ class Taker {
   Restic& repo_;
   const Report& report_;
   Manifest m_;
+  std::chrono::steady_clock::time_point mark_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace

@@ -35,6 +35,7 @@ struct Section {
   std::string instance;  // postgres-*: the [postgres.*] name
   std::string database;  // postgres-database
   std::map<std::string, std::int64_t> rowCounts;  // postgres-database: "schema.table" -> rows
+  double seconds = 0;  // how long taking it took (the dump or copy and restic's storing)
 };
 
 struct Manifest {
