@@ -110,7 +110,8 @@ nlohmann::json runJson(const std::optional<BackupRunState>& r) {
           {"offsite_error", stringOrNull(r->offsiteError)},
           {"bytes", r->bytes},
           {"sections", std::move(sections)},
-          {"by", stringOrNull(r->by)}};
+          {"by", stringOrNull(r->by)},
+          {"reason", stringOrNull(r->reason)}};
 }
 
 nlohmann::json backupJson(const BackupState& b) {

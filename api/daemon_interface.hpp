@@ -122,7 +122,8 @@ struct BackupRunState {
   std::string offsiteError;
   std::uint64_t bytes = 0;
   std::vector<BackupSectionState> sections;
-  std::string by;  // "daemon", "cli"
+  std::string by;      // "daemon", "cli"
+  std::string reason;  // "" = on request or schedule; "before an upgrade: ..."
 };
 struct BackupState {
   bool declared = false;  // the spec has [backup]; nothing else is set otherwise

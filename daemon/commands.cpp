@@ -150,6 +150,8 @@ int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state
   const auto started = std::chrono::steady_clock::now();
   docker::ApplyOptions options;
   options.filesDir = (store ? store->path().parent_path().string() : cfg.stateDir) + "/files";
+  options.beforeStatefulImageChange = backupBeforeUpgradeHook(
+      spec, store, key, client, store ? store->path().parent_path().string() : cfg.stateDir);
   auto out = convergeOnce(io, client, spec, store, key, options, cliHooks());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -189,6 +189,39 @@ int cmdBackup(const CliArgs& args) {
   return 0;
 }
 
+std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
+    const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
+    docker::DockerApi& api, std::string stateDir) {
+  if (!spec.backup || !store || !key || key->locked()) return nullptr;
+  return [&spec, store, key, &api, stateDir](const std::string& what) -> docker::Task<Status> {
+    auto password = backup::resticPassword(*store, *key, true);
+    if (!password) co_return password.error();
+    StoreSecrets secrets(spec, store, key);
+    auto local = backup::repositoryFor(spec, spec.backup->local, secrets);
+    if (!local) co_return Error::make(local.error().code, "[backup.local]: " + local.error().message);
+    backup::RunTargets targets{std::move(*local), std::nullopt};
+    if (spec.backup->offsite) {
+      auto off = backup::repositoryFor(spec, *spec.backup->offsite, secrets);
+      if (!off) co_return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
+      targets.offsite = std::move(*off);
+    }
+    backup::BackupContext ctx{api, spec, *store, stateDir, FOUNDATIOND_VERSION};
+    ctx.reason = "before an upgrade: " + what;
+    printLine("a stateful service's image changes: backing up first (" + what + ")");
+    const auto r = co_await backup::runBackup(ctx, targets, password->view(), resticBinary(),
+                                              printLine, "cli");
+    (void)backup::recordRun(*store, r);
+    (void)store->appendAudit(r.ok ? "backup.taken" : "backup.failed",
+                             nlohmann::json{{"id", r.id}, {"reason", ctx.reason}}.dump());
+    if (!r.ok) co_return Error::make(ErrorCode::unavailable, r.error);
+    if (r.offsite == backup::RunRecord::Offsite::failed) {
+      printLine("offsite: backup " + r.id + " was NOT copied to [backup.offsite]: " +
+                r.offsiteError + " (the local copy is kept; the upgrade goes on)");
+    }
+    co_return Status::success();
+  };
+}
+
 int cmdRestore(const CliArgs& args) {
   if (!args.section) {
     return fail("usage: foundationd restore --section NAME [--backup ID] [--force] (the "

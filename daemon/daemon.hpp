@@ -197,7 +197,11 @@ class Daemon final : public api::DaemonControl {
                                              const std::vector<credentials::Generated>& generated);
   // daemon_backup.cpp: [backup] on schedule, and what status reports of it.
   boost::asio::awaitable<void> backupLoop();
-  boost::asio::awaitable<void> runScheduledBackup(const config::Spec& spec);
+  boost::asio::awaitable<backup::RunRecord> runScheduledBackup(const config::Spec& spec,
+                                                               std::string reason);
+  // ApplyOptions::beforeStatefulImageChange of the daemon's reconcile.
+  boost::asio::awaitable<Status> backupBeforeUpgrade(const config::Spec& spec,
+                                                     const std::string& what);
   void refreshBackupHistory();
   api::BackupState backupState() const;
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.

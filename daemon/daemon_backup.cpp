@@ -47,6 +47,7 @@ std::optional<api::BackupRunState> runState(const std::optional<backup::RunRecor
   s.bytes = r->bytes;
   for (const auto& sec : r->sections) s.sections.push_back({sec.name, sec.bytes, sec.seconds});
   s.by = r->by;
+  s.reason = r->reason;
   return s;
 }
 
@@ -109,18 +110,33 @@ asio::awaitable<void> Daemon::backupLoop() {
     }
     if (!backupWaiting_.empty()) continue;
     const config::Spec spec = *spec_;  // this backup works on one revision
-    co_await runScheduledBackup(spec);
+    (void)co_await runScheduledBackup(spec, "");
     publishStatus();
   }
 }
 
-asio::awaitable<void> Daemon::runScheduledBackup(const config::Spec& spec) {
+asio::awaitable<Status> Daemon::backupBeforeUpgrade(const config::Spec& spec,
+                                                    const std::string& what) {
+  if (!spec.backup) co_return Status::success();
+  if (key_.locked()) {
+    co_return Error::make(ErrorCode::unavailable,
+                          "locked: the backup before it needs the restic password in the state");
+  }
+  const auto r = co_await runScheduledBackup(
+      spec, "before an upgrade: " + what + (specInForce_.empty() ? "" : " (revision " + specInForce_ + ")"));
+  publishStatus();
+  if (!r.ok) co_return Error::make(ErrorCode::unavailable, r.error);
+  co_return Status::success();
+}
+
+asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec& spec,
+                                                              std::string reason) {
   backupRunning_ = true;
   struct Running {
     bool& flag;
     ~Running() { flag = false; }
   } running{backupRunning_};
-  log::info("backup.start", {{"project", spec.project}});
+  log::info("backup.start", {{"project", spec.project}, {"reason", reason}});
   publishStatus();
 
   // The repository password and the targets' keys come from the sealed
@@ -152,8 +168,10 @@ asio::awaitable<void> Daemon::runScheduledBackup(const config::Spec& spec) {
     r.by = "daemon";
     r.startedUnixMs = r.finishedUnixMs = nowUnixMs();
     r.error = prepared.error().message;
+    r.reason = reason;
   } else {
     backup::BackupContext ctx{docker_, spec, *store_, config_.stateDir, FOUNDATIOND_VERSION};
+    ctx.reason = reason;
     const backup::Report report = [](const std::string& line) {
       log::info("backup.progress", {{"message", line}});
     };
@@ -186,6 +204,7 @@ asio::awaitable<void> Daemon::runScheduledBackup(const config::Spec& spec) {
     }
   }
   refreshBackupHistory();
+  co_return r;
 }
 
 }  // namespace foundationd::daemon

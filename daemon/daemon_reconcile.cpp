@@ -128,6 +128,11 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   docker::ApplyOptions options;
   options.restarts = &restarts_;
   options.filesDir = config_.stateDir + "/files";
+  // A stateful service's new image: a backup first ([backup]; stateful_guard.hpp).
+  const config::Spec* specForBackup = &spec;
+  options.beforeStatefulImageChange = [this, specForBackup](const std::string& what) {
+    return backupBeforeUpgrade(*specForBackup, what);
+  };
   docker::FilesWritten filesWritten;
   if (!spec.files.empty()) {  // those without secrets are written while locked too
     const config::Spec* specp = &spec;

@@ -237,6 +237,7 @@ class Taker {
     m_.createdAt = nowRfc3339();
     m_.project = ctx_.spec.project;
     m_.foundationdVersion = ctx_.foundationdVersion;
+    m_.reason = ctx_.reason;
     if (auto revs = ctx_.store.specRevisions(50)) {
       for (const auto& r : *revs) {
         if (r.status == state::SpecRevisionStatus::applied) {

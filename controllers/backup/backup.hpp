@@ -65,6 +65,9 @@ struct BackupContext {
   std::string foundationdVersion;
   std::string execUser = "postgres";  // OS user pg_dump runs as in the container
   std::chrono::milliseconds execTimeout{std::chrono::hours(12)};
+  // Why this backup is taken, for its manifest and record ("" = on request or
+  // schedule; e.g. "before an upgrade: postgres.main (container pg: a -> b), revision R").
+  std::string reason{};
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

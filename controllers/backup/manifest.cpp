@@ -39,6 +39,7 @@ std::string toJson(const Manifest& m) {
               {"project", m.project},
               {"spec_revision", m.specRevision},
               {"foundationd_version", m.foundationdVersion},
+              {"reason", m.reason},
               {"images", m.images},
               {"sections", std::move(sections)},
               {"not_included", m.notIncluded}};
@@ -68,6 +69,7 @@ Result<Manifest> parseManifest(std::string_view text) {
     m.project = doc.value("project", "");
     m.specRevision = doc.value("spec_revision", "");
     m.foundationdVersion = doc.value("foundationd_version", "");
+    m.reason = doc.value("reason", "");
     if (doc.contains("images")) m.images = doc.at("images").get<std::map<std::string, std::string>>();
     if (doc.contains("not_included")) {
       m.notIncluded = doc.at("not_included").get<std::vector<std::string>>();

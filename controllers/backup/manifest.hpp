@@ -45,6 +45,7 @@ struct Manifest {
   std::string project;
   std::string specRevision;  // the last applied revision recorded in the state ("" = none)
   std::string foundationdVersion;
+  std::string reason;  // why it was taken ("" = on request or schedule)
   std::map<std::string, std::string> images;  // container -> "image-ref (sha256:image-id)"
   std::vector<Section> sections;
   // What is protected but not in this backup, and why (e.g. Vault on file

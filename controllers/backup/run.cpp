@@ -78,7 +78,8 @@ std::string toJson(const RunRecord& r) {
                         {"offsite_error", r.offsiteError},
                         {"bytes", r.bytes},
                         {"sections", std::move(sections)},
-                        {"by", r.by}}
+                        {"by", r.by},
+                        {"reason", r.reason}}
       .dump();
 }
 
@@ -101,6 +102,7 @@ Result<RunRecord> parseRunRecord(std::string_view text) {
     r.offsiteError = j.value("offsite_error", "");
     r.bytes = j.value("bytes", std::uint64_t{0});
     r.by = j.value("by", "");
+    r.reason = j.value("reason", "");
     if (j.contains("sections") && j["sections"].is_array()) {
       for (const auto& s : j["sections"]) {
         r.sections.push_back(
@@ -212,6 +214,7 @@ Task<RunRecord> runBackup(BackupContext& ctx, const RunTargets& targets,
                           const Report& report, std::string by) {
   RunRecord r;
   r.by = std::move(by);
+  r.reason = ctx.reason;
   r.startedUnixMs = nowUnixMs();
   auto ex = co_await boost::asio::this_coro::executor;
   Restic local(ex, targets.local, password, resticBinary);

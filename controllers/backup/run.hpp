@@ -42,7 +42,8 @@ struct RunRecord {
   std::string offsiteError;
   std::uint64_t bytes = 0;
   std::vector<SectionFigure> sections;
-  std::string by;  // "daemon" or "cli"
+  std::string by;      // "daemon" or "cli"
+  std::string reason;  // BackupContext::reason ("" = on request or schedule)
 
   bool complete() const { return ok && offsite != Offsite::failed; }
 };
