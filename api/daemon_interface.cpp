@@ -93,6 +93,40 @@ std::string formatTime(TimePoint t) {
   return buf;
 }
 
+namespace {
+
+nlohmann::json runJson(const std::optional<BackupRunState>& r) {
+  if (!r) return nullptr;
+  nlohmann::json sections = nlohmann::json::array();
+  for (const auto& s : r->sections) {
+    sections.push_back({{"name", s.name}, {"bytes", s.bytes}, {"seconds", s.seconds}});
+  }
+  return {{"id", stringOrNull(r->id)},
+          {"started", timeOrNull(r->started)},
+          {"finished", timeOrNull(r->finished)},
+          {"ok", r->ok},
+          {"error", stringOrNull(r->error)},
+          {"offsite", r->offsite},
+          {"offsite_error", stringOrNull(r->offsiteError)},
+          {"bytes", r->bytes},
+          {"sections", std::move(sections)},
+          {"by", stringOrNull(r->by)},
+          {"reason", stringOrNull(r->reason)}};
+}
+
+nlohmann::json backupJson(const BackupState& b) {
+  if (!b.declared) return nullptr;
+  return {{"condition", b.condition},
+          {"message", stringOrNull(b.message)},
+          {"waiting", stringOrNull(b.waiting)},
+          {"running", b.running},
+          {"next_due", timeOrNull(b.nextDue)},
+          {"last_attempt", runJson(b.lastAttempt)},
+          {"last_complete", runJson(b.lastComplete)}};
+}
+
+}  // namespace
+
 nlohmann::json StatusSnapshot::toJson() const {
   nlohmann::json resourcesJson = nlohmann::json::array();
   std::map<std::string, int> counts;
@@ -132,6 +166,7 @@ nlohmann::json StatusSnapshot::toJson() const {
         {"running_since", timeOrNull(lastReconcile.runningSince)}}},
       {"resources", std::move(resourcesJson)},
       {"summary", std::move(summary)},
+      {"backup", backupJson(backup)},
   };
 }
 

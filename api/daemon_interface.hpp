@@ -104,12 +104,47 @@ struct ResourceState {
 // What GET /v1/status shows, /readyz decides on and /metrics derives its
 // state gauges from. A value: the daemon builds it from its in-memory state
 // (cheap, no I/O).
+// [backup] (docs/dr.md "Schedule and reports"): the last attempt, the last
+// complete backup (local manifest + offsite copy confirmed, or no offsite
+// declared), and the condition derived from them.
+struct BackupSectionState {
+  std::string name;  // "postgres/main/db/appdb", "state", ...
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+};
+struct BackupRunState {
+  std::string id;
+  std::optional<TimePoint> started;
+  std::optional<TimePoint> finished;
+  bool ok = false;          // the local backup has its manifest
+  std::string error;        // why not
+  std::string offsite;      // "none" (not declared), "confirmed", "failed"
+  std::string offsiteError;
+  std::uint64_t bytes = 0;
+  std::vector<BackupSectionState> sections;
+  std::string by;      // "daemon", "cli"
+  std::string reason;  // "" = on request or schedule; "before an upgrade: ..."
+};
+struct BackupState {
+  bool declared = false;  // the spec has [backup]; nothing else is set otherwise
+  // "never", "ok", "failed", "offsite_failed", "stale": a failed or stale
+  // backup is a condition, not a log line.
+  std::string condition;
+  std::string message;
+  std::string waiting;  // why the schedule cannot run now ("" = it can): locked, ...
+  bool running = false;
+  std::optional<TimePoint> nextDue;
+  std::optional<BackupRunState> lastAttempt;
+  std::optional<BackupRunState> lastComplete;
+};
+
 struct StatusSnapshot {
   bool locked = true;
   VaultState vault;
   SpecState spec;
   ReconcileState lastReconcile;
   std::vector<ResourceState> resources;
+  BackupState backup;
 
   // The /v1/status document:
   // {"locked":true,"vault":{"present":..,"initialized":..,"sealed":..},
@@ -118,6 +153,10 @@ struct StatusSnapshot {
   //  "last_reconcile":{"start":..,"end":..,"result":..,"converged":..,"running":..,
   //                    "running_since":..},
   //  "resources":[{"kind":..,"name":..,"status":..,"reason":..,"last_transition":..}],
+  //  "backup":null | {"condition":..,"message":..,"waiting":..,"running":..,"next_due":..,
+  //            "last_attempt":RUN|null,"last_complete":RUN|null}, RUN = {"id":..,"started":..,
+  //            "finished":..,"ok":..,"error":..,"offsite":..,"offsite_error":..,"bytes":..,
+  //            "sections":[{"name":..,"bytes":..,"seconds":..}],"by":..},
   //  "summary":{"total":N,"converged":N,...}}
   // Times are RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.000Z"), null when unknown;
   // empty strings are null.

@@ -153,6 +153,24 @@ Metrics::Metrics()
       changes_(registry_.counter("foundationd_changes_total",
                                  "Resources created or updated by a reconcile, by kind.",
                                  {"kind"})),
+      backupLastSuccess_(registry_.gauge(
+          "foundationd_backup_last_success_timestamp_seconds",
+          "Unix time the last complete backup finished (its offsite copy confirmed when one is declared).")),
+      backupLastAttempt_(registry_.gauge("foundationd_backup_last_attempt_timestamp_seconds",
+                                         "Unix time the last backup attempt finished, complete or not.")),
+      backupCondition_(registry_.gauge(
+          "foundationd_backup_condition",
+          "1 for the backup condition in force (never, ok, failed, offsite_failed, stale), 0 for the others.",
+          {"condition"})),
+      backupSectionDuration_(registry_.gauge("foundationd_backup_section_duration_seconds",
+                                             "How long each section of the last complete backup took.",
+                                             {"section"})),
+      backupSectionSize_(registry_.gauge("foundationd_backup_section_size_bytes",
+                                         "The size of each section of the last complete backup.",
+                                         {"section"})),
+      backupFailures_(registry_.counter("foundationd_backup_failures_total",
+                                        "Backups the daemon took that failed, by reason (backup: no manifest; offsite: the copy failed).",
+                                        {"reason"})),
       processResident_(
           registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
       processVirtual_(
@@ -168,6 +186,8 @@ Metrics::Metrics()
   vaultSealed_.unset();  // until a status says the spec declares [vault]
   vaultInitialized_.unset();
   specLastFetch_.unset();  // until a git source has fetched
+  backupLastSuccess_.unset();  // until a spec with [backup] has a complete backup
+  backupLastAttempt_.unset();
   locked_.set(1);
   for (const char* r : {"converged", "blocked", "failed"}) reconcileTotal_.inc({r}, 0);
   for (UnsealOutcome o :
@@ -221,6 +241,47 @@ void Metrics::updateFromStatus(const StatusSnapshot& status) {
   std::map<LabelValues, double> spec;
   if (!status.spec.revision.empty()) spec[{status.spec.revision}] = 1;
   specInfo_.replaceAll(std::move(spec));
+  updateBackup(status.backup);
+}
+
+namespace {
+double unixSeconds(const std::optional<TimePoint>& t) {
+  return std::chrono::duration<double>(t->time_since_epoch()).count();
+}
+}  // namespace
+
+void Metrics::updateBackup(const BackupState& b) {
+  std::map<LabelValues, double> condition;
+  std::map<LabelValues, double> seconds;
+  std::map<LabelValues, double> bytes;
+  if (b.declared) {
+    for (const char* c : {"never", "ok", "failed", "offsite_failed", "stale"}) {
+      condition[{c}] = b.condition == c ? 1 : 0;
+    }
+    if (b.lastComplete) {
+      for (const auto& s : b.lastComplete->sections) {
+        seconds[{s.name}] = s.seconds;
+        bytes[{s.name}] = static_cast<double>(s.bytes);
+      }
+    }
+    if (b.lastAttempt && b.lastAttempt->finished) {
+      backupLastAttempt_.set(unixSeconds(b.lastAttempt->finished));
+    } else {
+      backupLastAttempt_.unset();
+    }
+    if (b.lastComplete && b.lastComplete->finished) {
+      backupLastSuccess_.set(unixSeconds(b.lastComplete->finished));
+    } else {
+      backupLastSuccess_.unset();
+    }
+    for (const char* r : {"backup", "offsite"}) backupFailures_.inc({r}, 0);
+  } else {
+    backupLastAttempt_.unset();
+    backupLastSuccess_.unset();
+  }
+  backupCondition_.replaceAll(std::move(condition));
+  backupSectionDuration_.replaceAll(std::move(seconds));
+  backupSectionSize_.replaceAll(std::move(bytes));
 }
 
 void Metrics::updateProcess() {

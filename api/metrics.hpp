@@ -30,6 +30,12 @@
 //                                     daemon reconcile (credentials, docker, vault, buckets,
 //                                     postgres, forgejo), the names `apply --once` prints
 //     changes().inc({kind})           changes_total{kind}: resources created or updated
+//     backupFailures().inc({reason})  backup_failures_total{reason} (backup, offsite): the
+//                                     daemon's scheduled backups that failed
+// - Derived from status().backup (updateBackup()): backup_last_success_timestamp_seconds,
+//   backup_last_attempt_timestamp_seconds, backup_condition{condition},
+//   backup_section_duration_seconds{section}, backup_section_size_bytes{section} (the
+//   sections of the last complete backup: names the spec gives, bounded by it).
 // Label values are bounded vocabularies (result names, resource kinds, route
 // templates, HTTP codes), never names a client chose or secret values.
 //
@@ -67,6 +73,7 @@ class Metrics {
   Counter& vaultRequests() noexcept { return vaultRequests_; }
   Histogram& reconcileStepDuration() noexcept { return reconcileStepDuration_; }
   Counter& changes() noexcept { return changes_; }
+  Counter& backupFailures() noexcept { return backupFailures_; }
 
   // --- derived from the status snapshot ----------------------------------------
   Gauge& locked() noexcept { return locked_; }
@@ -86,6 +93,8 @@ class Metrics {
   void observeDockerRequest(std::string_view endpoint, int status, std::chrono::nanoseconds took);
   // Sets the state gauges from a snapshot (the /metrics handler does it).
   void updateFromStatus(const StatusSnapshot& status);
+  // The backup_* gauges from status.backup (updateFromStatus calls it).
+  void updateBackup(const BackupState& backup);
   // Reads /proc/self (best effort: a value that cannot be read is left as it was).
   void updateProcess();
 
@@ -115,6 +124,12 @@ class Metrics {
   Counter& vaultRequests_;
   Histogram& reconcileStepDuration_;
   Counter& changes_;
+  Gauge& backupLastSuccess_;
+  Gauge& backupLastAttempt_;
+  Gauge& backupCondition_;
+  Gauge& backupSectionDuration_;
+  Gauge& backupSectionSize_;
+  Counter& backupFailures_;
   Gauge& processResident_;
   Gauge& processVirtual_;
   Counter& processCpu_;

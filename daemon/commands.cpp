@@ -162,6 +162,9 @@ int runConverge(const config::DaemonConfig& cfg, const config::Spec& spec, state
     savedStdout = ::dup(STDOUT_FILENO);
     if (savedStdout >= 0) ::dup2(STDERR_FILENO, STDOUT_FILENO);
   }
+  options.beforeStatefulImageChange = backupBeforeUpgradeHook(
+      spec, store, key, client, store ? store->path().parent_path().string() : cfg.stateDir,
+      cfg.dockerSocket);
   auto out = convergeOnce(io, client, spec, store, key, options, cliHooks());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

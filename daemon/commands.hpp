@@ -1,10 +1,20 @@
 // The CLI's commands. Each returns the process exit code (its --help says which).
 #pragma once
 
+#include <functional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "common/result.hpp"
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "daemon/cli.hpp"
 #include "state/store.hpp"
+
+namespace foundationd::docker {
+class DockerApi;
+}  // namespace foundationd::docker
 
 namespace foundationd::daemon {
 
@@ -31,6 +41,12 @@ int cmdVaultHelper(const CliArgs& args);
 // commands_backup.cpp
 int cmdBackup(const CliArgs& args);
 int cmdRestore(const CliArgs& args);
+// `apply --once`'s ApplyOptions::beforeStatefulImageChange: a backup (local,
+// then offsite) when the spec has [backup] and the state is unlocked, else
+// null. `spec`, `store`, `key` and `api` must outlive the converge.
+std::function<boost::asio::awaitable<Status>(const std::string& what)> backupBeforeUpgradeHook(
+    const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
+    docker::DockerApi& api, std::string stateDir, std::string dockerSocket);
 int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.

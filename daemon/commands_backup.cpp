@@ -10,6 +10,7 @@
 #include "build_info.hpp"
 #include "controllers/backup/backup.hpp"
 #include "controllers/backup/retention.hpp"
+#include "controllers/backup/run.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -24,12 +25,7 @@ int fail(const std::string& message) {
   return 1;
 }
 
-// restic's path: $FOUNDATIOND_RESTIC (tests, a restic outside PATH), else
-// "restic" from PATH.
-std::string resticBinary() {
-  const char* b = std::getenv("FOUNDATIOND_RESTIC");
-  return b && *b ? b : "restic";
-}
+using backup::resticBinary;
 
 // What every backup command needs: the spec with its [backup], the state
 // unlocked, the repository password and the local target's repository.
@@ -81,16 +77,6 @@ std::optional<Session> open(const CliArgs& args, bool createPassword) {
                  std::move(*repo), std::move(stateDir)};
 }
 
-// The freeze's blocking fallback (controllers/backup/freeze.hpp): its own
-// io_context and Engine connection, for a coroutine destroyed mid-freeze.
-std::function<void(const std::string&)> unpauser(const std::string& socket) {
-  return [socket](const std::string& container) {
-    boost::asio::io_context io;
-    docker::DockerClient c(io.get_executor(), socket);
-    (void)runSync(io, c.pauseContainer(container, false));
-  };
-}
-
 void printLine(const std::string& line) {
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
@@ -112,40 +98,6 @@ std::string rowsSummary(const backup::Section& s) {
     out += (out.empty() ? "" : ", ") + table + "=" + std::to_string(n);
   }
   return out.empty() ? "  (no tables)" : "  rows: " + out;
-}
-
-struct OffsiteCopy {
-  std::string display;
-  std::size_t snapshots = 0;
-};
-
-// restic copy of backup `id` from the local repository to [backup.offsite]
-// (initialised with the local one's chunker parameters when new), then
-// confirmed: the offsite repository lists as many of its snapshots.
-Result<OffsiteCopy> copyOffsite(boost::asio::io_context& io, Session& s, backup::Restic& local,
-                                const std::string& id) {
-  StoreSecrets secrets(s.spec, s.unlocked.store.get(), &s.unlocked.key);
-  auto repo = backup::repositoryFor(s.spec, *s.spec.backup->offsite, secrets);
-  if (!repo) return std::move(repo).error();
-  backup::Restic off(io.get_executor(), *repo, s.password.view(), resticBinary());
-  auto exists = runSync(io, off.exists());
-  if (!exists) return std::move(exists).error();
-  if (!*exists) {
-    if (auto st = runSync(io, off.initFrom(local)); !st) return st.error();
-    printLine("created the offsite repository " + repo->display);
-  }
-  const std::vector<std::string> tags{std::string(backup::kBackupTagKey) + "=" + id};
-  if (auto st = runSync(io, off.copyFrom(local, tags)); !st) return st.error();
-  auto here = runSync(io, local.snapshots(tags));
-  if (!here) return std::move(here).error();
-  auto there = runSync(io, off.snapshots(tags));
-  if (!there) return std::move(there).error();
-  if (there->size() != here->size()) {
-    return Error::make(ErrorCode::protocol, "after the copy the offsite repository lists " +
-                                                std::to_string(there->size()) + " of its " +
-                                                std::to_string(here->size()) + " snapshots");
-  }
-  return OffsiteCopy{repo->display, there->size()};
 }
 
 int listBackups(const CliArgs& args) {
@@ -203,49 +155,89 @@ int cmdBackup(const CliArgs& args) {
   if (args.offsite) return fail("--offsite is for `backup list` and `restore`");
   auto s = open(args, true);
   if (!s) return 1;
+  backup::RunTargets targets{s->repo, std::nullopt, s->spec.backup->retention};
+  if (s->spec.backup->offsite) {
+    StoreSecrets secrets(s->spec, s->unlocked.store.get(), &s->unlocked.key);
+    auto off = backup::repositoryFor(s->spec, *s->spec.backup->offsite, secrets);
+    if (!off) return fail("[backup.offsite]: " + off.error().message);
+    targets.offsite = std::move(*off);
+  }
   boost::asio::io_context io;
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
-  backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
-  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
-  auto m = runSync(io, backup::takeBackup(ctx, restic, printLine));
-  if (!m) {
+  ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
+  // With --json, stdout is the run's record alone; the progress goes to stderr.
+  const backup::Report progress = [&args](const std::string& line) {
+    std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
+    std::fflush(args.json ? stderr : stdout);
+  };
+  const auto r = runSync(io, backup::runBackup(ctx, targets, s->password.view(), resticBinary(),
+                                               progress, "cli"));
+  // What status, GET /v1/status and /metrics report (the daemon reads it).
+  if (auto st = backup::recordRun(*s->unlocked.store, r); !st) {
+    std::fprintf(stderr, "foundationd: warning: the backup's record was not written to the "
+                         "state: %s\n", st.error().message.c_str());
+  }
+  if (!r.ok) {
     (void)s->unlocked.store->appendAudit("backup.failed", "{}");
-    return fail("the backup failed: " + m.error().message +
+    return fail("the backup failed: " + r.error +
                 "; it has no manifest and is listed as incomplete");
   }
   (void)s->unlocked.store->appendAudit(
-      "backup.taken", nlohmann::json{{"id", m->id}, {"sections", m->sections.size()}}.dump());
-  for (const auto& n : m->notIncluded) std::printf("not included: %s\n", n.c_str());
-  if (args.json) std::printf("%s", backup::toJson(*m).c_str());
-  std::printf("backup %s complete in %s\n", m->id.c_str(), s->repo.display.c_str());
-  // Retention of the local repository (whole backups; never the only complete one).
-  auto kept = runSync(io, backup::applyRetention(restic, s->spec.backup->retention, printLine));
-  if (!kept) {
+      "backup.taken", nlohmann::json{{"id", r.id}, {"sections", r.sections.size()}}.dump());
+  if (args.json) std::printf("%s\n", backup::toJson(r).c_str());
+  if (!r.retentionError.empty()) {
     (void)s->unlocked.store->appendAudit("backup.retention_failed", "{}");
     std::fprintf(stderr, "foundationd: retention: %s (the backups are all kept)\n",
-                 kept.error().message.c_str());
+                 r.retentionError.c_str());
   }
-  if (!s->spec.backup->offsite) {
-    if (!kept) return 1;
-    std::printf("offsite: none declared ([backup.offsite]): backup %s exists on this host "
-                "alone\n",
-                m->id.c_str());
-    return 0;
-  }
-  auto offsite = copyOffsite(io, *s, restic, m->id);
-  if (!offsite) {
-    (void)s->unlocked.store->appendAudit(
-        "backup.offsite_failed", nlohmann::json{{"id", m->id}}.dump());
-    return fail("offsite: backup " + m->id + " was NOT copied to [backup.offsite]: " +
-                offsite.error().message + "; the local copy is kept; run `foundationd backup` "
+  if (r.offsite == backup::RunRecord::Offsite::failed) {
+    (void)s->unlocked.store->appendAudit("backup.offsite_failed",
+                                         nlohmann::json{{"id", r.id}}.dump());
+    return fail("offsite: backup " + r.id + " was NOT copied to [backup.offsite]: " +
+                r.offsiteError + "; the local copy is kept; run `foundationd backup` "
                 "again once the offsite target answers");
   }
-  (void)s->unlocked.store->appendAudit("backup.offsite_copied",
-                                       nlohmann::json{{"id", m->id}}.dump());
-  std::printf("offsite: backup %s copied to %s (%zu snapshots confirmed there)\n",
-              m->id.c_str(), offsite->display.c_str(), offsite->snapshots);
-  return kept ? 0 : 1;
+  if (r.offsite == backup::RunRecord::Offsite::confirmed) {
+    (void)s->unlocked.store->appendAudit("backup.offsite_copied",
+                                         nlohmann::json{{"id", r.id}}.dump());
+  }
+  return r.retentionError.empty() ? 0 : 1;
+}
+
+std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
+    const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
+    docker::DockerApi& api, std::string stateDir, std::string dockerSocket) {
+  if (!spec.backup || !store || !key || key->locked()) return nullptr;
+  return [&spec, store, key, &api, stateDir,
+          dockerSocket](const std::string& what) -> docker::Task<Status> {
+    auto password = backup::resticPassword(*store, *key, true);
+    if (!password) co_return password.error();
+    StoreSecrets secrets(spec, store, key);
+    auto local = backup::repositoryFor(spec, spec.backup->local, secrets);
+    if (!local) co_return Error::make(local.error().code, "[backup.local]: " + local.error().message);
+    backup::RunTargets targets{std::move(*local), std::nullopt, spec.backup->retention};
+    if (spec.backup->offsite) {
+      auto off = backup::repositoryFor(spec, *spec.backup->offsite, secrets);
+      if (!off) co_return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
+      targets.offsite = std::move(*off);
+    }
+    backup::BackupContext ctx{api, spec, *store, stateDir, FOUNDATIOND_VERSION};
+    ctx.reason = "before an upgrade: " + what;
+    ctx.unpauseNow = backup::blockingUnpauser(dockerSocket);
+    printLine("a stateful service's image changes: backing up first (" + what + ")");
+    const auto r = co_await backup::runBackup(ctx, targets, password->view(), resticBinary(),
+                                              printLine, "cli");
+    (void)backup::recordRun(*store, r);
+    (void)store->appendAudit(r.ok ? "backup.taken" : "backup.failed",
+                             nlohmann::json{{"id", r.id}, {"reason", ctx.reason}}.dump());
+    if (!r.ok) co_return Error::make(ErrorCode::unavailable, r.error);
+    if (r.offsite == backup::RunRecord::Offsite::failed) {
+      printLine("offsite: backup " + r.id + " was NOT copied to [backup.offsite]: " +
+                r.offsiteError + " (the local copy is kept; the upgrade goes on)");
+    }
+    co_return Status::success();
+  };
 }
 
 int cmdRestore(const CliArgs& args) {
@@ -259,7 +251,7 @@ int cmdRestore(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
-  ctx.unpauseNow = unpauser(s->cfg.dockerSocket);
+  ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
   backup::RestoreRequest req;
   req.section = *args.section;
   req.backupId = args.backupId.value_or("");

@@ -211,6 +211,24 @@ int cmdStatus(const CliArgs& args) {
     std::printf("; another running since %s", str(last, "running_since").c_str());
   }
   std::printf("\n");
+  if (doc.contains("backup") && doc["backup"].is_object()) {  // [backup]: a condition, not a log line
+    const auto& b = doc["backup"];
+    std::string condition = str(b, "condition");
+    if (condition != "ok" && condition != "never") {
+      for (auto& c : condition) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    std::printf("backup:     %s: %s\n", condition.c_str(), str(b, "message").c_str());
+    if (b.value("running", false)) std::printf("            a backup is running\n");
+    if (b.contains("waiting") && b["waiting"].is_string()) {
+      std::printf("            %s\n", b["waiting"].get<std::string>().c_str());
+    }
+    if (b.contains("last_complete") && b["last_complete"].is_object()) {
+      const auto& c = b["last_complete"];
+      std::printf("            last complete: %s, finished %s, offsite %s\n", str(c, "id").c_str(),
+                  str(c, "finished").c_str(), str(c, "offsite").c_str());
+    }
+    std::printf("            next due: %s\n", str(b, "next_due").c_str());
+  }
   for (const auto& res : doc["resources"]) {
     std::printf("  %-10s %-28s %-10s %s\n", str(res, "kind").c_str(), str(res, "name").c_str(),
                 str(res, "status").c_str(), str(res, "reason").c_str());

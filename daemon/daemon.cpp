@@ -123,6 +123,10 @@ asio::awaitable<int> Daemon::run() {
   asio::co_spawn(ex, unsealFromCredential(), [](std::exception_ptr e) {
     if (e) log::error("unseal.credential_crashed");
   });
+  refreshBackupHistory();
+  asio::co_spawn(ex, backupLoop(), [](std::exception_ptr e) {
+    if (e) log::error("backup.crashed");
+  });
 
   asio::signal_set signals(ex, SIGTERM, SIGINT, SIGHUP);
   while (!stopping_) {
@@ -282,6 +286,7 @@ api::StatusSnapshot Daemon::status() {
   s.lastReconcile.running = scheduler_ && scheduler_->busy();
   if (s.lastReconcile.running) s.lastReconcile.runningSince = reconcileSince_;
   for (const auto& [_, r] : resources_) s.resources.push_back(r);
+  s.backup = backupState();
   return s;
 }
 

@@ -33,6 +33,7 @@
 #include "common/async.hpp"
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
+#include "controllers/backup/run.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/restart_backoff.hpp"
@@ -177,6 +178,15 @@ class Daemon final : public api::DaemonControl {
   // their consumers (when Vault is already set up).
   boost::asio::awaitable<void> mirrorRotated(const config::Spec& spec,
                                              const std::vector<credentials::Generated>& generated);
+  // daemon_backup.cpp: [backup] on schedule, and what status reports of it.
+  boost::asio::awaitable<void> backupLoop();
+  boost::asio::awaitable<backup::RunRecord> runScheduledBackup(const config::Spec& spec,
+                                                               std::string reason);
+  // ApplyOptions::beforeStatefulImageChange of the daemon's reconcile.
+  boost::asio::awaitable<Status> backupBeforeUpgrade(const config::Spec& spec,
+                                                     const std::string& what);
+  void refreshBackupHistory();
+  api::BackupState backupState() const;
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
   template <typename F>
   // `f` lives in this coroutine's frame until the pool has run it, so the
@@ -234,6 +244,9 @@ class Daemon final : public api::DaemonControl {
   std::vector<std::shared_ptr<RotationRequest>> rotations_;  // daemon_rotate.cpp
   std::optional<api::TimePoint> reconcileSince_;  // the reconcile under way
   bool stopping_ = false;
+  backup::RunHistory backupHistory_;  // daemon_backup.cpp
+  std::string backupWaiting_;
+  bool backupRunning_ = false;
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };
 

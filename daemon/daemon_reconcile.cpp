@@ -259,6 +259,11 @@ asio::awaitable<std::set<Key>> Daemon::reconcile(const Batch& batch) {
   in.key = locked ? nullptr : &key_;
   in.options.restarts = &restarts_;
   in.options.filesDir = config_.stateDir + "/files";
+  // A stateful service's new image: a backup first ([backup]; stateful_guard.hpp).
+  const config::Spec* specForBackup = &spec;
+  in.options.beforeStatefulImageChange = [this, specForBackup](const std::string& what) {
+    return backupBeforeUpgrade(*specForBackup, what);
+  };
   if (!batch.all) in.only = batch.keys;
   in.exclude = blocked;
   in.writeSecretFiles = !locked;  // files without secrets are written while locked too

@@ -239,6 +239,7 @@ class Taker {
     m_.createdAt = nowRfc3339();
     m_.project = ctx_.spec.project;
     m_.foundationdVersion = ctx_.foundationdVersion;
+    m_.reason = ctx_.reason;
     if (auto revs = ctx_.store.specRevisions(50)) {
       for (const auto& r : *revs) {
         if (r.status == state::SpecRevisionStatus::applied) {
@@ -290,6 +291,15 @@ class Taker {
   }
   std::string host() const { return "foundationd-" + ctx_.spec.project; }
 
+  // A finished section into the manifest, with how long it took since the
+  // one before it finished (or since the backup started).
+  void addSection(Section s) {
+    const auto now = std::chrono::steady_clock::now();
+    s.seconds = std::chrono::duration<double>(now - mark_).count();
+    mark_ = now;
+    m_.sections.push_back(std::move(s));
+  }
+
   // `cmd` run in `container`, its stdout streamed into restic as `s.path`.
   Task<Status> execSection(Section& s, const std::string& container,
                            std::vector<std::string> cmd) {
@@ -321,7 +331,7 @@ class Taker {
     s.sha256 = sha.hex();
     s.snapshot = done->snapshotId;
     report_(s.name + ": " + humanBytes(s.bytes) + " (snapshot " + s.snapshot + ")");
-    m_.sections.push_back(s);
+    addSection(s);
     co_return Status::success();
   }
 
@@ -398,7 +408,7 @@ class Taker {
     s.sha256 = sha.hex();
     s.snapshot = done->snapshotId;
     report_("state: " + humanBytes(s.bytes) + " (snapshot " + s.snapshot + ")");
-    m_.sections.push_back(std::move(s));
+    addSection(std::move(s));
     co_return Status::success();
   }
 
@@ -406,6 +416,7 @@ class Taker {
   Restic& repo_;
   const Report& report_;
   Manifest m_;
+  std::chrono::steady_clock::time_point mark_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace

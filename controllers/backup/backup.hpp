@@ -68,6 +68,9 @@ struct BackupContext {
   // Unpauses a container without the io_context (blocking): the fallback
   // of a freeze whose coroutine is destroyed (freeze.hpp). May be empty.
   std::function<void(const std::string& container)> unpauseNow = nullptr;
+  // Why this backup is taken, for its manifest and record ("" = on request or
+  // schedule; e.g. "before an upgrade: postgres.main (container pg: a -> b), revision R").
+  std::string reason{};
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

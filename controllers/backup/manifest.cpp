@@ -40,6 +40,7 @@ std::string toJson(const Manifest& m) {
       j["mounts"] = s.mounts;
       j["freeze_ms"] = s.freezeMs;
     }
+    j["seconds"] = s.seconds;
     sections.push_back(std::move(j));
   }
   json doc = {{"format", m.format},
@@ -48,6 +49,7 @@ std::string toJson(const Manifest& m) {
               {"project", m.project},
               {"spec_revision", m.specRevision},
               {"foundationd_version", m.foundationdVersion},
+              {"reason", m.reason},
               {"images", m.images},
               {"sections", std::move(sections)},
               {"not_included", m.notIncluded}};
@@ -77,6 +79,7 @@ Result<Manifest> parseManifest(std::string_view text) {
     m.project = doc.value("project", "");
     m.specRevision = doc.value("spec_revision", "");
     m.foundationdVersion = doc.value("foundationd_version", "");
+    m.reason = doc.value("reason", "");
     if (doc.contains("images")) m.images = doc.at("images").get<std::map<std::string, std::string>>();
     if (doc.contains("not_included")) {
       m.notIncluded = doc.at("not_included").get<std::vector<std::string>>();
@@ -91,6 +94,7 @@ Result<Manifest> parseManifest(std::string_view text) {
       s.sha256 = j.at("sha256").get<std::string>();
       s.instance = j.value("instance", "");
       s.database = j.value("database", "");
+      s.seconds = j.value("seconds", 0.0);
       if (j.contains("row_counts")) {
         s.rowCounts = j.at("row_counts").get<std::map<std::string, std::int64_t>>();
       }

@@ -41,6 +41,7 @@ struct Section {
   std::map<std::string, std::string> repoHeads;     // "owner/name" -> HEAD commit ("" = empty)
   std::map<std::string, std::string> repoPaths;     // "owner/name" -> its directory in the tar
   std::int64_t freezeMs = -1;                       // how long the forge was paused
+  double seconds = 0;  // how long taking it took (the dump or copy and restic's storing)
 };
 
 struct Manifest {
@@ -50,6 +51,7 @@ struct Manifest {
   std::string project;
   std::string specRevision;  // the last applied revision recorded in the state ("" = none)
   std::string foundationdVersion;
+  std::string reason;  // why it was taken ("" = on request or schedule)
   std::map<std::string, std::string> images;  // container -> "image-ref (sha256:image-id)"
   std::vector<Section> sections;
   // What is protected but not in this backup, and why (e.g. Vault on file

@@ -165,6 +165,11 @@ class DockerApi {
 
   // GET /images/{ref}/json: true if present, false on 404.
   virtual Task<Result<bool>> imagePresent(const std::string& ref) = 0;
+  // GET /images/{ref}/json: the image's Config.Env ("KEY=value"). Not pure:
+  // fakes need not model it (not_found: the caller treats it as unknown).
+  virtual Task<Result<std::vector<std::string>>> imageEnv(const std::string& ref) {
+    co_return Error::make(ErrorCode::not_found, "no environment for image " + ref);
+  }
   // POST /images/create?fromImage=...; reads the progress stream to the end
   // and fails with the stream's error message if one came.
   virtual Task<Status> pullImage(const std::string& ref) = 0;

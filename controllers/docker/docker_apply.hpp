@@ -48,6 +48,11 @@ struct ApplyOptions {
   RestartBackoff* restarts = nullptr;
   // Lines of a container's output quoted when it failed (exit, crash loop).
   int logLines = 5;
+  // Called once before containers of stateful services ([postgres.*],
+  // [vault], [forgejo], [s3.*]) are recreated with a new image, with what
+  // changes in words (stateful_guard.hpp): the caller's backup. A failure
+  // leaves those containers as they are. Null: nothing is run first.
+  std::function<Task<Status>(const std::string& what)> beforeStatefulImageChange{};
 };
 
 struct Outcome {

@@ -538,6 +538,26 @@ Task<Result<bool>> DockerClient::imagePresent(const std::string& ref) {
   co_return engineError(*r, what);
 }
 
+Task<Result<std::vector<std::string>>> DockerClient::imageEnv(const std::string& ref) {
+  const std::string what = "inspect image " + ref;
+  HttpRequest req;
+  req.target = path("/images/" + imagePath(ref) + "/json");
+  req.timeout = requestTimeout_;
+  auto r = co_await call("GET /images/{name}/json", std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status != 200) co_return engineError(*r, what);
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  std::vector<std::string> env;
+  if (doc.is_discarded()) co_return Error::make(ErrorCode::protocol, what + ": not JSON");
+  if (doc.contains("Config") && doc["Config"].is_object() && doc["Config"].contains("Env") &&
+      doc["Config"]["Env"].is_array()) {
+    for (const auto& e : doc["Config"]["Env"]) {
+      if (e.is_string()) env.push_back(e.get<std::string>());
+    }
+  }
+  co_return env;
+}
+
 Task<Status> DockerClient::pullImage(const std::string& ref) {
   const std::string what = "image " + ref + " is not present locally and could not be pulled";
   const auto [repo, tag] = splitReference(ref);

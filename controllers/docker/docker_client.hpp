@@ -63,6 +63,8 @@ class DockerClient final : public DockerApi {
   Task<Status> createVolume(const nlohmann::json& body) override;
 
   Task<Result<bool>> imagePresent(const std::string& ref) override;
+
+  Task<Result<std::vector<std::string>>> imageEnv(const std::string& ref) override;
   // "repo" pulls "repo:latest" (never every tag); "repo@sha256:..." pulls the
   // digest. Any failure says the image is not present locally and could not
   // be pulled, with the Engine's reason.

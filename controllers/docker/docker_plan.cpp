@@ -5,6 +5,8 @@
 #include <set>
 #include <utility>
 
+#include "controllers/docker/stateful_guard.hpp"
+
 namespace foundationd::docker {
 namespace {
 
@@ -117,6 +119,7 @@ void planContainers(const config::Spec& spec, const Observed& observed,
                     Plan& out) {
   std::map<std::string, const ContainerSummary*> byName;
   for (const auto& c : observed.containers) byName.emplace(c.name, &c);
+  const auto stateful = statefulHosts(spec);  // a new image there: backed up first
 
   for (const auto& [name, ctr] : spec.containers) {
     ResourceKey key{Kind::container, name};
@@ -129,6 +132,11 @@ void planContainers(const config::Spec& spec, const Observed& observed,
     const ContainerSummary& live = *it->second;
     if (labelOr(live.labels, kLabelHash) != desired.hash) {
       auto [fields, why] = recordedDiff(live.labels, desired);
+      if (spec.backup && stateful.count(name) &&
+          std::any_of(fields.begin(), fields.end(),
+                      [](const FieldChange& f) { return f.field == "image"; })) {
+        why += "; " + stateful.at(name) + " gets a new image: a backup is taken first";
+      }
       out.changes.push_back({key, Action::recreate, why, fields, live.id, desired.hash, std::nullopt});
       continue;
     }

@@ -12,6 +12,7 @@
 
 #include "controllers/docker/container_config.hpp"
 #include "controllers/docker/docker_apply.hpp"
+#include "controllers/docker/stateful_guard.hpp"
 
 namespace foundationd::docker {
 
@@ -205,6 +206,7 @@ Task<Result<ReconcileResult>> reconcile(DockerApi& api, const config::Spec& spec
     }
   }
   co_await holdCrashLoops(api, options, spec, secrets, result);
+  co_await guardStatefulImages(api, spec, options, result);
   if (!result.plan.hasChanges() && !result.plan.hasConflicts()) {
     result.converged = result.held.empty();
     co_return result;

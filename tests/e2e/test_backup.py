@@ -5,6 +5,7 @@ its volume destroyed and re-converged empty, a tampered repository refused befor
 anything is written, then the restore, and the row counts and contents equal. The
 restic password is watched for in every restic process's argv and environment."""
 import glob
+import http.client
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import docker, peer_image
+from conftest import docker, free_port, peer_image, wait_for
 
 PASS = "correct horse battery staple"
 
@@ -319,3 +320,110 @@ def test_backup_needs_a_backup_table_and_a_restore_needs_a_backup(stack, tmp_pat
                     "--passphrase-file", stack.passfile)
     assert r.returncode == 1
     assert "has no [backup]" in r.stderr
+
+
+def test_daemon_backs_up_on_schedule_and_reports(project, tmp_path):
+    """The daemon takes the first backup once unsealed and reports it (GET /v1/status,
+    /metrics, `status`). Its offsite target cannot be written at first: the backup is
+    local only, reported `offsite_failed` and counted, never complete. Once the target
+    can be written, a backup taken by the CLI is complete and the daemon reports it
+    without a restart."""
+    passfile = tmp_path / "pass"
+    passfile.write_text(PASS + "\n")
+    offsite = tmp_path / "offsite-mount"
+    offsite.write_text("")  # a regular file where the mount's directory should be
+    spec = project.write(f"""
+[backup]
+schedule = "1h"
+[backup.local]
+path = "{tmp_path / 'repo'}"
+[backup.offsite]
+path = "{offsite / 'repo'}"
+""")
+    state = str(tmp_path / "state")
+    api_port = free_port()
+    config = tmp_path / "foundationd.toml"
+    config.write_text(
+        f'state_dir = "{state}"\n'
+        f'[api]\nlisten = ["unix:{tmp_path}/api.sock", "tcp:127.0.0.1:{api_port}"]\n'
+        f'token_file = "{tmp_path}/api-token"\n'
+        f'[source]\nkind = "file"\npath = "{spec}"\n'
+        '[reconcile]\nresync_interval = "1h"\n[unlock]\nkdf = "interactive"\n')
+    r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile),
+                    "--kdf", "interactive")
+    assert r.returncode == 0, r.stderr
+    log = open(tmp_path / "daemon.log", "w+")
+
+    def output():
+        log.flush()
+        log.seek(0)
+        return log.read()
+
+    def get(path):
+        conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=15)
+        conn.request("GET", path)
+        body = conn.getresponse().read().decode()
+        conn.close()
+        return body
+
+    def backup_status():
+        return json.loads(get("/v1/status"))["backup"]
+
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([project.bin, "serve", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: backup_status() is not None, "the daemon answering", output=output)
+        b = backup_status()
+        assert b["condition"] == "never" and b["last_attempt"] is None, b
+        wait_for(lambda: "locked" in (backup_status()["waiting"] or ""),
+                 "the due backup waiting for the unseal", output=output)
+        r = project.run("unseal", "--config", str(config), "--passphrase-file", str(passfile))
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        wait_for(lambda: backup_status()["last_attempt"] is not None,
+                 "the first scheduled backup", timeout=120, output=output)
+        b = backup_status()
+        assert b["condition"] == "offsite_failed", b
+        attempt = b["last_attempt"]
+        assert attempt["ok"] and attempt["offsite"] == "failed" and attempt["by"] == "daemon", b
+        assert b["last_complete"] is None, b
+        assert attempt["id"] in b["message"] and "offsite copy failed" in b["message"], b
+        metrics = get("/metrics")
+        assert 'foundationd_backup_condition{condition="offsite_failed"} 1' in metrics
+        assert 'foundationd_backup_failures_total{reason="offsite"} 1' in metrics
+        assert "foundationd_backup_last_success_timestamp_seconds " not in metrics
+        assert "event=backup.offsite_failed" in output()
+        # The local copy is kept, and listed complete there.
+        args = ["--spec", spec, "--state-dir", state, "--passphrase-file", str(passfile)]
+        r = project.run("backup", "list", *args)
+        assert r.returncode == 0, r.stderr
+        assert f"{attempt['id']}  complete" in r.stdout, r.stdout
+        r = project.run("status", "--config", str(config))
+        assert "backup:" in r.stdout and "OFFSITE_FAILED" in r.stdout, r.stdout
+
+        # The offsite target answers again: a backup taken by the CLI is complete,
+        # and the daemon reports it (no restart).
+        offsite.unlink()
+        offsite.mkdir()
+        r = project.run("backup", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        cli_id = re.search(r"^backup (\S+) to ", r.stdout, re.M).group(1)
+        wait_for(lambda: backup_status()["condition"] == "ok", "the CLI's backup reported",
+                 output=output)
+        b = backup_status()
+        assert b["last_complete"]["id"] == cli_id and b["last_complete"]["by"] == "cli", b
+        assert b["last_complete"]["offsite"] == "confirmed", b
+        assert {s["name"] for s in b["last_complete"]["sections"]} == {"state"}, b
+        assert b["next_due"] > b["last_complete"]["finished"], b
+        metrics = get("/metrics")
+        assert 'foundationd_backup_condition{condition="ok"} 1' in metrics
+        assert "foundationd_backup_last_success_timestamp_seconds " in metrics
+        assert 'foundationd_backup_section_size_bytes{section="state"}' in metrics
+        r = project.run("status", "--config", str(config))
+        assert f"backup:     ok" in r.stdout and cli_id in r.stdout, r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -339,3 +339,42 @@ TEST_CASE("promtool check metrics accepts the full default registry") {
   CHECK(status == 0);
   CHECK(output.empty());
 }
+
+TEST_CASE("backup: timestamps, the condition and the last complete backup's sections") {
+  api::Metrics m;
+  api::StatusSnapshot s;
+  m.updateFromStatus(s);  // no [backup]: no backup series at all
+  CHECK(m.render().find("foundationd_backup_") == std::string::npos);
+
+  s.backup.declared = true;
+  s.backup.condition = "stale";
+  api::BackupRunState last;
+  last.id = "20261203T120000Z-a1b2";
+  last.ok = true;
+  last.offsite = "confirmed";
+  last.finished = api::TimePoint(std::chrono::seconds(1764763200));
+  last.sections = {{"postgres/main/db/appdb", 4096, 1.25}, {"state", 512, 0.5}};
+  s.backup.lastAttempt = last;
+  s.backup.lastComplete = last;
+  m.updateFromStatus(s);
+  const std::string text = m.render();
+  CHECK(text.find("\nfoundationd_backup_last_success_timestamp_seconds 1764763200\n") !=
+        std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_condition{condition=\"stale\"} 1\n") != std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_condition{condition=\"ok\"} 0\n") != std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_section_size_bytes{section=\"postgres/main/db/appdb\"} 4096\n") !=
+        std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_section_duration_seconds{section=\"state\"} 0.5\n") !=
+        std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_failures_total{reason=\"offsite\"} 0\n") !=
+        std::string::npos);
+
+  // No complete backup any more in the status (a fresh state): its series go.
+  s.backup.lastComplete.reset();
+  s.backup.condition = "failed";
+  m.updateFromStatus(s);
+  const std::string after = m.render();
+  CHECK(after.find("foundationd_backup_last_success_timestamp_seconds ") == std::string::npos);
+  CHECK(after.find("foundationd_backup_section_size_bytes{") == std::string::npos);
+  CHECK(after.find("\nfoundationd_backup_condition{condition=\"failed\"} 1\n") != std::string::npos);
+}

@@ -1,0 +1,216 @@
+// The daemon's [backup] schedule (docs/dr.md "Schedule and reports"): a
+// backup is due `schedule` after the last complete one (at once when there
+// has never been one, 10 minutes after a failed attempt); it runs when the
+// state is unlocked (the restic password is sealed in it) and no reconcile
+// is under way. Each run, the daemon's or `foundationd backup`'s, is recorded
+// in the state (backup::recordRun); status, GET /v1/status and /metrics
+// report the last attempt, the last complete backup and the condition
+// (never, ok, failed, offsite_failed, stale).
+#include "build_info.hpp"
+#include "controllers/backup/run.hpp"
+#include "daemon/converge.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/log.hpp"
+
+namespace foundationd::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// How often the schedule looks (a due time, an unseal, a backup taken by
+// the CLI): a look is one read of two small rows of the state.
+constexpr std::chrono::seconds kBackupPoll{5};
+
+std::int64_t nowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::optional<api::TimePoint> timeOf(std::int64_t unixMs) {
+  if (unixMs <= 0) return std::nullopt;
+  return api::TimePoint(std::chrono::duration_cast<api::Clock::duration>(
+      std::chrono::milliseconds(unixMs)));
+}
+
+std::optional<api::BackupRunState> runState(const std::optional<backup::RunRecord>& r) {
+  if (!r) return std::nullopt;
+  api::BackupRunState s;
+  s.id = r->id;
+  s.started = timeOf(r->startedUnixMs);
+  s.finished = timeOf(r->finishedUnixMs);
+  s.ok = r->ok;
+  s.error = r->error;
+  s.offsite = backup::toString(r->offsite);
+  s.offsiteError = r->offsiteError;
+  s.bytes = r->bytes;
+  for (const auto& sec : r->sections) s.sections.push_back({sec.name, sec.bytes, sec.seconds});
+  s.by = r->by;
+  s.reason = r->reason;
+  return s;
+}
+
+}  // namespace
+
+// The backup history as the state has it now (a backup the CLI took shows
+// up at the next look).
+void Daemon::refreshBackupHistory() {
+  if (!store_) return;
+  auto history = backup::readHistory(*store_);
+  if (!history) {
+    log::warn("backup.history_unreadable", {{"error", history.error().message}});
+    return;
+  }
+  backupHistory_ = std::move(history).value();
+}
+
+api::BackupState Daemon::backupState() const {
+  api::BackupState b;
+  if (!spec_ || !spec_->backup) return b;
+  b.declared = true;
+  const auto a = backup::assess(backupHistory_, spec_->backup->schedule, nowUnixMs());
+  b.condition = backup::toString(a.condition);
+  b.message = a.message;
+  b.waiting = backupWaiting_;
+  b.running = backupRunning_;
+  b.nextDue = timeOf(a.nextDueUnixMs);
+  b.lastAttempt = runState(backupHistory_.lastAttempt);
+  b.lastComplete = runState(backupHistory_.lastComplete);
+  return b;
+}
+
+asio::awaitable<void> Daemon::backupLoop() {
+  std::string lastWaiting;
+  while (!stopping_) {
+    co_await sleepFor(kBackupPoll);
+    if (stopping_) break;
+    if (!spec_ || !spec_->backup) {
+      backupWaiting_.clear();
+      continue;
+    }
+    refreshBackupHistory();
+    const auto a = backup::assess(backupHistory_, spec_->backup->schedule, nowUnixMs());
+    if (a.nextDueUnixMs > nowUnixMs()) {
+      backupWaiting_.clear();
+      continue;
+    }
+    if (key_.locked()) {
+      backupWaiting_ = initialized_ ? "locked: a backup is due and waits for the unseal (the "
+                                      "restic password is in the sealed state)"
+                                    : "the state is not initialised (foundationd init)";
+    } else if (!lastReconcile_.end || reconcileSince_ || (scheduler_ && scheduler_->busy())) {
+      backupWaiting_ = "a backup is due and waits for the reconcile under way";
+    } else {
+      backupWaiting_.clear();
+    }
+    if (backupWaiting_ != lastWaiting) {
+      if (!backupWaiting_.empty()) log::info("backup.waiting", {{"message", backupWaiting_}});
+      lastWaiting = backupWaiting_;
+    }
+    if (!backupWaiting_.empty()) continue;
+    const config::Spec spec = *spec_;  // this backup works on one revision
+    (void)co_await runScheduledBackup(spec, "");
+    publishStatus();
+  }
+}
+
+asio::awaitable<Status> Daemon::backupBeforeUpgrade(const config::Spec& spec,
+                                                    const std::string& what) {
+  if (!spec.backup) co_return Status::success();
+  if (key_.locked()) {
+    co_return Error::make(ErrorCode::unavailable,
+                          "locked: the backup before it needs the restic password in the state");
+  }
+  const auto r = co_await runScheduledBackup(
+      spec, "before an upgrade: " + what + (specInForce_.empty() ? "" : " (revision " + specInForce_ + ")"));
+  publishStatus();
+  if (!r.ok) co_return Error::make(ErrorCode::unavailable, r.error);
+  co_return Status::success();
+}
+
+asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec& spec,
+                                                              std::string reason) {
+  backupRunning_ = true;
+  struct Running {
+    bool& flag;
+    ~Running() { flag = false; }
+  } running{backupRunning_};
+  log::info("backup.start", {{"project", spec.project}, {"reason", reason}});
+  publishStatus();
+
+  // The repository password and the targets' keys come from the sealed
+  // state: read on the pool, as everything that uses the key.
+  struct Prepared {
+    state::SecretBytes password;
+    backup::RunTargets targets;
+  };
+  state::Store* store = store_.get();
+  const state::UnlockedKey* key = &key_;
+  const config::Spec* specp = &spec;
+  auto prepare = [store, key, specp]() -> Result<Prepared> {
+    auto password = backup::resticPassword(*store, *key, true);
+    if (!password) return std::move(password).error();
+    StoreSecrets secrets(*specp, store, key);
+    auto local = backup::repositoryFor(*specp, specp->backup->local, secrets);
+    if (!local) return Error::make(local.error().code, "[backup.local]: " + local.error().message);
+    Prepared p{std::move(password).value(),
+               backup::RunTargets{std::move(local).value(), {}, specp->backup->retention}};
+    if (specp->backup->offsite) {
+      auto off = backup::repositoryFor(*specp, *specp->backup->offsite, secrets);
+      if (!off) return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
+      p.targets.offsite = std::move(off).value();
+    }
+    return p;
+  };
+  auto prepared = co_await onPool(prepare);
+  backup::RunRecord r;
+  if (!prepared) {
+    r.by = "daemon";
+    r.startedUnixMs = r.finishedUnixMs = nowUnixMs();
+    r.error = prepared.error().message;
+    r.reason = reason;
+  } else {
+    backup::BackupContext ctx{docker_, spec, *store_, config_.stateDir, FOUNDATIOND_VERSION};
+    ctx.reason = reason;
+    ctx.unpauseNow = backup::blockingUnpauser(config_.dockerSocket);
+    const backup::Report report = [](const std::string& line) {
+      log::info("backup.progress", {{"message", line}});
+    };
+    r = co_await backup::runBackup(ctx, prepared->targets, prepared->password.view(),
+                                   backup::resticBinary(), report, "daemon");
+  }
+  const backup::RunRecord* rp = &r;
+  auto record = [store, rp] { return backup::recordRun(*store, *rp); };
+  if (auto st = co_await onPool(record); !st) {
+    log::error("backup.record_failed", {{"error", st.error().message}});
+  }
+  if (!r.ok) {
+    metrics_.backupFailures().inc({"backup"});
+    log::error("backup.failed", {{"error", r.error}});
+    (void)store_->appendAudit("backup.failed", nlohmann::json{{"by", "daemon"}}.dump());
+  } else if (r.offsite == backup::RunRecord::Offsite::failed) {
+    metrics_.backupFailures().inc({"offsite"});
+    log::error("backup.offsite_failed", {{"id", r.id}, {"error", r.offsiteError}});
+    (void)store_->appendAudit("backup.taken",
+                              nlohmann::json{{"id", r.id}, {"by", "daemon"}}.dump());
+    (void)store_->appendAudit("backup.offsite_failed", nlohmann::json{{"id", r.id}}.dump());
+  } else {
+    log::info("backup.complete", {{"id", r.id},
+                                  {"offsite", backup::toString(r.offsite)},
+                                  {"bytes", std::to_string(r.bytes)}});
+    (void)store_->appendAudit("backup.taken",
+                              nlohmann::json{{"id", r.id}, {"by", "daemon"}}.dump());
+    if (r.offsite == backup::RunRecord::Offsite::confirmed) {
+      (void)store_->appendAudit("backup.offsite_copied", nlohmann::json{{"id", r.id}}.dump());
+    }
+  }
+  if (!r.retentionError.empty()) {
+    log::warn("backup.retention_failed", {{"error", r.retentionError}});
+    (void)store_->appendAudit("backup.retention_failed", "{}");
+  }
+  refreshBackupHistory();
+  co_return r;
+}
+
+}  // namespace foundationd::daemon
