@@ -38,6 +38,8 @@ constexpr OptionHelp kOptions[] = {
     {"--backup", "ID", "restore: from this backup (default: the newest complete one)", false},
     {"--force", "", "restore: into a database that already has data (never drops it)", false},
     {"--offsite", "", "backup list, restore: the [backup.offsite] repository instead of [backup.local]", false},
+    {"--out", "FILE", "backup export-recovery: where the bundle goes (default: [backup] recovery, relative to the spec)", false},
+    {"--from-recovery", "BUNDLE", "restore: this fresh host's state from the newest complete backup, with the bundle's keys", false},
 };
 
 // One CLI command: its usage, what it does, the options valid for it and an
@@ -161,6 +163,15 @@ const std::vector<Command>& commands() {
        "never restored from.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--offsite", "--json"},
        "foundationd backup list", cmdBackup, false},
+      {"backup export-recovery", "backup export-recovery [--out FILE] [--kdf PROFILE]",
+       "write the recovery bundle into the spec repository, sealed (commit it)",
+       "What a fresh host needs beyond the spec repository and the master passphrase: the\n"
+       "restic repository password and the [backup.local]/[backup.offsite] locations and\n"
+       "keys, sealed under the master passphrase (Argon2id, XChaCha20-Poly1305), written\n"
+       "atomically to [backup] recovery (relative to the spec) or --out. Asks the\n"
+       "passphrase. Export it again after `rekey` or a new offsite key. docs/dr.md.",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--out", "--kdf"},
+       "foundationd backup export-recovery --spec /srv/spec/foundation.toml", cmdBackup, false},
       {"restore", "restore --section NAME [--backup ID] [--force] [--offsite]",
        "restore sections of a backup (exit 0 restored, 1 refused or failed)",
        "First the repository is checked and every selected section read back and compared\n"
@@ -168,9 +179,12 @@ const std::vector<Command>& commands() {
        "refused before anything is written. A database that has tables is refused\n"
        "without --force; nothing is ever dropped. Sections: postgres/NAME/globals,\n"
        "postgres/NAME/db/DB (or the prefix postgres/NAME), state (written beside the\n"
-       "state as state.db.restored-ID, never in its place). dr/RUNBOOK.md.",
+       "state as state.db.restored-ID, never in its place). On a fresh host,\n"
+       "--from-recovery BUNDLE (no --section) puts the state of the newest complete backup\n"
+       "in place from the bundle's offsite (else local) repository, once it opens with the\n"
+       "passphrase; it refuses a state directory that has a state. dr/RUNBOOK.md.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--section", "--backup",
-        "--force", "--offsite"},
+        "--force", "--offsite", "--from-recovery"},
        "foundationd restore --section postgres/main", cmdRestore, false},
       {"version", "version", "print the version", "", {}, "foundationd version", cmdVersion, false},
       {"help", "help [COMMAND]", "this text, or a command's usage, options and example", "", {},
@@ -299,6 +313,10 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (a == "--force") {
       args.given.push_back(a);
       args.force = true;
+    } else if (is("--out")) {
+      if (!takeValue(args.out)) return std::nullopt;
+    } else if (is("--from-recovery")) {
+      if (!takeValue(args.fromRecovery)) return std::nullopt;
     } else if (a == "--offsite") {
       args.given.push_back(a);
       args.offsite = true;

@@ -31,6 +31,9 @@ int cmdVaultHelper(const CliArgs& args);
 // commands_backup.cpp
 int cmdBackup(const CliArgs& args);
 int cmdRestore(const CliArgs& args);
+// commands_dr.cpp
+int cmdExportRecovery(const CliArgs& args);
+int cmdRestoreFromRecovery(const CliArgs& args);
 int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.

@@ -178,7 +178,11 @@ int listBackups(const CliArgs& args) {
 int cmdBackup(const CliArgs& args) {
   if (!args.positional.empty()) {
     if (args.positional.front() == "list" && args.positional.size() == 1) return listBackups(args);
-    return fail("usage: foundationd backup | foundationd backup list [--offsite]");
+    if (args.positional.front() == "export-recovery" && args.positional.size() == 1) {
+      return cmdExportRecovery(args);
+    }
+    return fail("usage: foundationd backup | foundationd backup list [--offsite] | foundationd "
+                "backup export-recovery [--out FILE]");
   }
   if (args.offsite) return fail("--offsite is for `backup list` and `restore`");
   auto s = open(args, true);
@@ -187,6 +191,7 @@ int cmdBackup(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.key = &s->unlocked.key;
   auto m = runSync(io, backup::takeBackup(ctx, restic, printLine));
   if (!m) {
     (void)s->unlocked.store->appendAudit("backup.failed", "{}");
@@ -220,6 +225,7 @@ int cmdBackup(const CliArgs& args) {
 }
 
 int cmdRestore(const CliArgs& args) {
+  if (args.fromRecovery) return cmdRestoreFromRecovery(args);
   if (!args.section) {
     return fail("usage: foundationd restore --section NAME [--backup ID] [--force] (the "
                 "sections: `foundationd backup list`)");
@@ -230,6 +236,8 @@ int cmdRestore(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.key = &s->unlocked.key;
+  ctx.forceVault = args.force;
   backup::RestoreRequest req;
   req.section = *args.section;
   req.backupId = args.backupId.value_or("");

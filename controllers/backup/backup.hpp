@@ -65,6 +65,10 @@ struct BackupContext {
   std::string foundationdVersion;
   std::string execUser = "postgres";  // OS user pg_dump runs as in the container
   std::chrono::milliseconds execTimeout{std::chrono::hours(12)};
+  // The unlocked key, for the Vault section (its root token and keys are in
+  // the state); null: Vault is listed as not included.
+  const state::UnlockedKey* key = nullptr;
+  bool forceVault = false;  // restore: over an initialised Vault
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

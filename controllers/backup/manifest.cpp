@@ -30,6 +30,7 @@ std::string toJson(const Manifest& m) {
     if (!s.instance.empty()) j["instance"] = s.instance;
     if (!s.database.empty()) j["database"] = s.database;
     if (s.kind == "postgres-database") j["row_counts"] = s.rowCounts;
+    if (!s.counts.empty()) j["counts"] = s.counts;
     sections.push_back(std::move(j));
   }
   json doc = {{"format", m.format},
@@ -81,6 +82,9 @@ Result<Manifest> parseManifest(std::string_view text) {
       s.sha256 = j.at("sha256").get<std::string>();
       s.instance = j.value("instance", "");
       s.database = j.value("database", "");
+      if (j.contains("counts")) {
+        s.counts = j.at("counts").get<std::map<std::string, std::int64_t>>();
+      }
       if (j.contains("row_counts")) {
         s.rowCounts = j.at("row_counts").get<std::map<std::string, std::int64_t>>();
       }

@@ -35,6 +35,7 @@ struct Section {
   std::string instance;  // postgres-*: the [postgres.*] name
   std::string database;  // postgres-database
   std::map<std::string, std::int64_t> rowCounts;  // postgres-database: "schema.table" -> rows
+  std::map<std::string, std::int64_t> counts;  // vault-snapshot: "secrets" -> under the KV mount
 };
 
 struct Manifest {
