@@ -149,12 +149,13 @@ const std::vector<Command>& commands() {
        cmdPreflight, false},
       {"backup", "backup [--spec SPEC] [--json]",
        "take a backup now into [backup.local] (exit 0 complete, 1 failed)",
-       "Every database of every [postgres.*] (pg_dump inside its container) and this\n"
-       "state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
+       "Every database of every [postgres.*] (pg_dump inside its container), Vault (its\n"
+       "raft snapshot API) and this state, into restic, with a manifest (sizes, SHA-256,\n"
+       "row counts, Vault's secret count, spec revision).\n"
        "The repository password is generated in the sealed state on first use; asks the\n"
        "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
        "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
-       "what is not yet done (Vault, the forge's files, bucket objects, retention).",
+       "what is not yet done (the forge's files, bucket objects, retention).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",
