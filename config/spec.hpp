@@ -352,6 +352,11 @@ struct BackupSpec {
   Duration schedule = std::chrono::hours(24);
   BackupRetention retention;
   std::map<std::string, SourceLoc> disposable;  // container or volume name -> where
+  // `recovery`: where `backup export-recovery` writes the recovery bundle,
+  // relative to the spec file's directory (the spec repository's checkout);
+  // "" = not named.
+  std::string recovery;
+  SourceLoc recoveryLoc;
 };
 
 struct Spec {

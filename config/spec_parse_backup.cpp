@@ -149,13 +149,47 @@ void parseDisposable(SpecReader& r, const toml::table& backup, const Where& bw,
   }
 }
 
+// `recovery`: a file inside the spec repository, named relative to the spec.
+void parseRecovery(SpecReader& r, const toml::table& backup, const Where& w, BackupSpec& b) {
+  auto path = r.text(backup, "recovery", w);
+  if (!path) return;
+  b.recoveryLoc = r.loc(*backup.get("recovery"));
+  std::string problem;
+  if (path->empty()) {
+    problem = "it is empty";
+  } else if (path->front() == '/') {
+    problem = "it is absolute; name it relative to the spec file, inside the spec repository";
+  } else if (path->back() == '/') {
+    problem = "it names a directory, not a file";
+  } else {
+    std::size_t start = 0;
+    while (start <= path->size()) {
+      std::size_t slash = path->find('/', start);
+      if (slash == std::string::npos) slash = path->size();
+      const std::string part = path->substr(start, slash - start);
+      if (part.empty() || part == "." || part == "..") {
+        problem = "it has an empty, \".\" or \"..\" part: the bundle stays inside the spec "
+                  "repository";
+        break;
+      }
+      start = slash + 1;
+    }
+  }
+  if (!problem.empty()) {
+    r.error(b.recoveryLoc, "invalid \"recovery\" " + quote(*path) + " " + w.in() + ": " +
+                               problem + " (e.g. \"dr/recovery.sealed\")");
+    return;
+  }
+  b.recovery = *path;
+}
+
 }  // namespace
 
 void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
   const toml::table* t = r.table(root, "backup", Where{});
   if (!t) return;
   const Where w{"backup"};
-  r.checkKeys(*t, {"local", "offsite", "schedule", "retention", "disposable"}, w);
+  r.checkKeys(*t, {"local", "offsite", "schedule", "retention", "disposable", "recovery"}, w);
   BackupSpec b;
   b.loc = r.loc(*t);
   const auto buckets = keysOf(root, "buckets");
@@ -171,6 +205,7 @@ void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
   }
   parseRetention(r, *t, w, b);
   parseDisposable(r, *t, w, spec, b);
+  parseRecovery(r, *t, w, b);
   if (b.offsite && b.offsite->kind == BackupTarget::Kind::bucket) {
     r.warning(b.offsite->loc, "[backup.offsite] is a bucket of this spec's own S3 server: it "
                               "does not survive the loss of this host");

@@ -39,6 +39,8 @@ constexpr OptionHelp kOptions[] = {
     {"--backup", "ID", "restore: from this backup (default: the newest complete one)", false},
     {"--force", "", "restore: into a database that already has data (never drops it)", false},
     {"--offsite", "", "backup list, restore: the [backup.offsite] repository instead of [backup.local]", false},
+    {"--out", "FILE", "backup export-recovery: where the bundle goes (default: [backup] recovery, relative to the spec)", false},
+    {"--from-recovery", "BUNDLE", "restore: this fresh host's state from the newest complete backup, with the bundle's keys", false},
 };
 
 // One CLI command: its usage, what it does, the options valid for it and an
@@ -154,12 +156,14 @@ const std::vector<Command>& commands() {
        cmdPreflight, false},
       {"backup", "backup [--spec SPEC] [--json]",
        "take a backup now into [backup.local] (exit 0 complete, 1 failed)",
-       "Every database of every [postgres.*] (pg_dump inside its container), the forge's\n"
-       "volumes (read while the forge is paused) and this state, into restic, with a manifest (sizes, SHA-256, row counts, spec revision).\n"
+       "Every database of every [postgres.*] (pg_dump inside its container), Vault (its\n"
+       "raft snapshot API), the forge's volumes (read while the forge is paused) and this\n"
+       "state, into restic, with a manifest (sizes, SHA-256, row counts, Vault's secret\n"
+       "count, the forge's repositories and HEADs, spec revision). Then the retention.\n"
        "The repository password is generated in the sealed state on first use; asks the\n"
        "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
        "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
-       "what is not yet done (Vault, bucket objects, retention).",
+       "what is not yet done (bucket objects, backup verify).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",
@@ -168,6 +172,15 @@ const std::vector<Command>& commands() {
        "never restored from.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--offsite", "--json"},
        "foundationd backup list", cmdBackup, false},
+      {"backup export-recovery", "backup export-recovery [--out FILE] [--kdf PROFILE]",
+       "write the recovery bundle into the spec repository, sealed (commit it)",
+       "What a fresh host needs beyond the spec repository and the master passphrase: the\n"
+       "restic repository password and the [backup.local]/[backup.offsite] locations and\n"
+       "keys, sealed under the master passphrase (Argon2id, XChaCha20-Poly1305), written\n"
+       "atomically to [backup] recovery (relative to the spec) or --out. Asks the\n"
+       "passphrase. Export it again after `rekey` or a new offsite key. docs/dr.md.",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--out", "--kdf"},
+       "foundationd backup export-recovery --spec /srv/spec/foundation.toml", cmdBackup, false},
       {"restore", "restore --section NAME [--backup ID] [--force] [--offsite]",
        "restore sections of a backup (exit 0 restored, 1 refused or failed)",
        "First the repository is checked and every selected section read back and compared\n"
@@ -177,9 +190,12 @@ const std::vector<Command>& commands() {
        "postgres/NAME/db/DB (or the prefix postgres/NAME), state (written beside the\n"
        "state as state.db.restored-ID, never in its place), forge/data (the forge's\n"
        "volumes; forge/repo/OWNER/NAME: one repository; refused over live data without\n"
-       "--force). dr/RUNBOOK.md.",
+       "--force). On a fresh host, --from-recovery BUNDLE (no --section) puts the state\n"
+       "of the newest complete backup in place from the bundle's offsite (else local)\n"
+       "repository, once it opens with the passphrase; it refuses a state directory that\n"
+       "has a state. dr/RUNBOOK.md.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--section", "--backup",
-        "--force", "--offsite"},
+        "--force", "--offsite", "--from-recovery"},
        "foundationd restore --section postgres/main", cmdRestore, false},
       {"version", "version", "print the version", "", {}, "foundationd version", cmdVersion, false},
       {"help", "help [COMMAND]", "this text, or a command's usage, options and example", "", {},
@@ -311,6 +327,10 @@ std::optional<CliArgs> parseArgs(const std::vector<std::string>& argv, std::stri
     } else if (a == "--force") {
       args.given.push_back(a);
       args.force = true;
+    } else if (is("--out")) {
+      if (!takeValue(args.out)) return std::nullopt;
+    } else if (is("--from-recovery")) {
+      if (!takeValue(args.fromRecovery)) return std::nullopt;
     } else if (a == "--offsite") {
       args.given.push_back(a);
       args.offsite = true;

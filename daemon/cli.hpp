@@ -30,6 +30,8 @@ struct CliArgs {
   std::optional<std::string> backupId;  // restore --backup
   bool force = false;                   // restore --force
   bool offsite = false;                 // backup list, restore: [backup.offsite]
+  std::optional<std::string> out;           // backup export-recovery --out
+  std::optional<std::string> fromRecovery;  // restore --from-recovery BUNDLE
 };
 
 // Parses argv; on a usage error returns nullopt and sets `error`.

@@ -47,6 +47,9 @@ int cmdRestore(const CliArgs& args);
 std::function<boost::asio::awaitable<Status>(const std::string& what)> backupBeforeUpgradeHook(
     const config::Spec& spec, state::Store* store, const state::UnlockedKey* key,
     docker::DockerApi& api, std::string stateDir, std::string dockerSocket);
+// commands_dr.cpp
+int cmdExportRecovery(const CliArgs& args);
+int cmdRestoreFromRecovery(const CliArgs& args);
 int cmdPreflight(const CliArgs& args);  // preflight.cpp  // internal: controllers/vault/init_helper.hpp
 
 // Converges `spec` once with the CLI's progress output; returns the exit code.

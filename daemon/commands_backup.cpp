@@ -150,7 +150,11 @@ int listBackups(const CliArgs& args) {
 int cmdBackup(const CliArgs& args) {
   if (!args.positional.empty()) {
     if (args.positional.front() == "list" && args.positional.size() == 1) return listBackups(args);
-    return fail("usage: foundationd backup | foundationd backup list [--offsite]");
+    if (args.positional.front() == "export-recovery" && args.positional.size() == 1) {
+      return cmdExportRecovery(args);
+    }
+    return fail("usage: foundationd backup | foundationd backup list [--offsite] | foundationd "
+                "backup export-recovery [--out FILE]");
   }
   if (args.offsite) return fail("--offsite is for `backup list` and `restore`");
   auto s = open(args, true);
@@ -165,6 +169,7 @@ int cmdBackup(const CliArgs& args) {
   boost::asio::io_context io;
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.key = &s->unlocked.key;
   ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
   // With --json, stdout is the run's record alone; the progress goes to stderr.
   const backup::Report progress = [&args](const std::string& line) {
@@ -224,6 +229,7 @@ std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
     }
     backup::BackupContext ctx{api, spec, *store, stateDir, FOUNDATIOND_VERSION};
     ctx.reason = "before an upgrade: " + what;
+    ctx.key = key;
     ctx.unpauseNow = backup::blockingUnpauser(dockerSocket);
     printLine("a stateful service's image changes: backing up first (" + what + ")");
     const auto r = co_await backup::runBackup(ctx, targets, password->view(), resticBinary(),
@@ -241,6 +247,7 @@ std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
 }
 
 int cmdRestore(const CliArgs& args) {
+  if (args.fromRecovery) return cmdRestoreFromRecovery(args);
   if (!args.section) {
     return fail("usage: foundationd restore --section NAME [--backup ID] [--force] (the "
                 "sections: `foundationd backup list`)");
@@ -252,6 +259,8 @@ int cmdRestore(const CliArgs& args) {
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
   ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
+  ctx.key = &s->unlocked.key;
+  ctx.forceVault = args.force;
   backup::RestoreRequest req;
   req.section = *args.section;
   req.backupId = args.backupId.value_or("");

@@ -177,8 +177,27 @@ asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec
     const backup::Report report = [](const std::string& line) {
       log::info("backup.progress", {{"message", line}});
     };
-    r = co_await backup::runBackup(ctx, prepared->targets, prepared->password.view(),
-                                   backup::resticBinary(), report, "daemon");
+    // The Vault section reads the key (its root token and keys are sealed in
+    // the state) on this thread: like pool work, the backup is in flight for
+    // quiescePool(), so a seal, a re-key or the shutdown waits for it to end.
+    // No pool work may be awaited while it holds the count (a quiesce would
+    // wait for it and it for the quiesce).
+    while (keyWriters_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
+    if (key_.locked()) {
+      r.by = "daemon";
+      r.startedUnixMs = r.finishedUnixMs = nowUnixMs();
+      r.error = "the state was sealed before the backup started";
+      r.reason = reason;
+    } else {
+      ++poolInFlight_;
+      struct InFlight {
+        int& n;
+        ~InFlight() { --n; }
+      } inFlight{poolInFlight_};
+      ctx.key = &key_;
+      r = co_await backup::runBackup(ctx, prepared->targets, prepared->password.view(),
+                                     backup::resticBinary(), report, "daemon");
+    }
   }
   const backup::RunRecord* rp = &r;
   auto record = [store, rp] { return backup::recordRun(*store, *rp); };

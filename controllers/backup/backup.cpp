@@ -13,6 +13,7 @@
 
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/forge_section.hpp"
+#include "controllers/backup/vault_section.hpp"
 #include "controllers/credentials/generators.hpp"
 #include "controllers/docker/container_config.hpp"
 
@@ -106,6 +107,7 @@ std::string sectionPath(const Section& s) {
   if (s.kind == "postgres-globals") return "/postgres/" + s.instance + "/globals.sql";
   if (s.kind == "postgres-database") return "/postgres/" + s.instance + "/db/" + s.database + ".dump";
   if (s.kind == "forge-data") return "/forge/data.tar";
+  if (s.kind == "vault-snapshot") return "/vault/raft.snap";
   return "/state/state.db";
 }
 
@@ -267,8 +269,10 @@ class Taker {
       m_.sections.push_back(std::move(*forge));
     }
     if (auto st = co_await stateSection(); !st) co_return st.error();
-    if (ctx_.spec.vault) {
-      m_.notIncluded.push_back("vault: the Vault data is not backed up by this version (docs/dr.md)");
+    if (ctx_.spec.vault && ctx_.key) {
+      if (auto st = co_await vaultSection(); !st) co_return st.error();
+    } else if (ctx_.spec.vault) {
+      m_.notIncluded.push_back("vault: not backed up without the unlocked state (docs/dr.md)");
     }
     if (!ctx_.spec.buckets.empty()) {
       m_.notIncluded.push_back("buckets: bucket objects are not backed up by this version");
@@ -361,6 +365,30 @@ class Taker {
       std::vector<std::string> dump{"pg_dump", "-Fc", "-U", pg.superuser, "-d", db};
       if (auto st = co_await execSection(s, pg.container, std::move(dump)); !st) co_return st;
     }
+    co_return Status::success();
+  }
+
+  // Vault's raft snapshot (vault_section.hpp), held in memory, into restic.
+  Task<Status> vaultSection() {
+    auto snap = takeVaultSnapshot(*ctx_.spec.vault, ctx_.store, *ctx_.key);
+    if (!snap) co_return snap.error();
+    Section s;
+    s.name = "vault";
+    s.kind = "vault-snapshot";
+    s.path = sectionPath(s);
+    s.counts["secrets"] = snap->keys;
+    Sha256 sha;
+    sha.update(snap->bytes);
+    auto done = co_await repo_.backupStdin(
+        s.path, tags(s.name), host(),
+        [&](ChildProcess& child) -> Task<Status> { co_return co_await child.write(snap->bytes); });
+    if (!done) co_return Error::make(done.error().code, "vault: " + done.error().message);
+    s.bytes = sha.bytes();
+    s.sha256 = sha.hex();
+    s.snapshot = done->snapshotId;
+    report_("vault: " + humanBytes(s.bytes) + ", " + std::to_string(snap->keys) +
+            " secrets under " + ctx_.spec.vault->kvMount + "/ (snapshot " + s.snapshot + ")");
+    m_.sections.push_back(std::move(s));
     co_return Status::success();
   }
 

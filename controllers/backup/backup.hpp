@@ -71,6 +71,10 @@ struct BackupContext {
   // Why this backup is taken, for its manifest and record ("" = on request or
   // schedule; e.g. "before an upgrade: postgres.main (container pg: a -> b), revision R").
   std::string reason{};
+  // The unlocked key, for the Vault section (its root token and keys are in
+  // the state); null: Vault is listed as not included.
+  const state::UnlockedKey* key = nullptr;
+  bool forceVault = false;  // restore: over an initialised Vault
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

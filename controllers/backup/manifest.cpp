@@ -41,6 +41,7 @@ std::string toJson(const Manifest& m) {
       j["freeze_ms"] = s.freezeMs;
     }
     j["seconds"] = s.seconds;
+    if (!s.counts.empty()) j["counts"] = s.counts;
     sections.push_back(std::move(j));
   }
   json doc = {{"format", m.format},
@@ -95,6 +96,9 @@ Result<Manifest> parseManifest(std::string_view text) {
       s.instance = j.value("instance", "");
       s.database = j.value("database", "");
       s.seconds = j.value("seconds", 0.0);
+      if (j.contains("counts")) {
+        s.counts = j.at("counts").get<std::map<std::string, std::int64_t>>();
+      }
       if (j.contains("row_counts")) {
         s.rowCounts = j.at("row_counts").get<std::map<std::string, std::int64_t>>();
       }

@@ -42,6 +42,7 @@ struct Section {
   std::map<std::string, std::string> repoPaths;     // "owner/name" -> its directory in the tar
   std::int64_t freezeMs = -1;                       // how long the forge was paused
   double seconds = 0;  // how long taking it took (the dump or copy and restic's storing)
+  std::map<std::string, std::int64_t> counts;  // vault-snapshot: "secrets" -> under the KV mount
 };
 
 struct Manifest {

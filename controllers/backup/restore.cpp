@@ -11,6 +11,7 @@
 #include "controllers/backup/backup.hpp"
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/forge_section.hpp"
+#include "controllers/backup/vault_section.hpp"
 
 namespace foundationd::backup {
 
@@ -150,8 +151,8 @@ class Restorer {
     for (const Section* s : selected) {
       if (auto st = co_await precheck(*s); !st) co_return nothingRestored(st.error());
     }
-    // 3. Globals first, then databases, then the state copy.
-    for (const char* kind : {"postgres-globals", "postgres-database", kForgeKind, "state"}) {
+    // 3. Vault first, then globals, then databases, then the forge's data, then the state copy.
+    for (const char* kind : {"vault-snapshot", "postgres-globals", "postgres-database", kForgeKind, "state"}) {
       for (const Section* s : selected) {
         if (s->kind != kind) continue;
         if (auto st = co_await apply(m, *s); !st) co_return st;
@@ -177,6 +178,14 @@ class Restorer {
 
   Task<Status> precheck(const Section& s) {
     if (s.kind == kForgeKind) co_return co_await precheckForgeData(ctx_, s, forgeRepo_, req_.force);
+    if (s.kind == "vault-snapshot") {
+      if (!ctx_.spec.vault) {
+        co_return Error::make(ErrorCode::invalid_argument,
+                              "vault: the spec has no [vault] to restore into");
+      }
+      if (!ctx_.key) co_return Error::make(ErrorCode::internal, "vault: no unlocked state");
+      co_return Status::success();
+    }
     if (s.kind == "state") {
       std::error_code ec;
       if (fs::symlink_status(stateOut(), ec).type() != fs::file_type::not_found) {
@@ -207,6 +216,7 @@ class Restorer {
   Task<Status> apply(const Manifest& m, const Section& s) {
     if (s.kind == "state") co_return co_await applyState(s);
     if (s.kind == kForgeKind) co_return co_await restoreForgeData(ctx_, repo_, s, forgeRepo_, report_);
+    if (s.kind == "vault-snapshot") co_return co_await applyVault(s);
     auto pgr = instance(s);
     if (!pgr) co_return pgr.error();
     const config::PostgresSpec& pg = **pgr;
@@ -267,6 +277,28 @@ class Restorer {
     report_(s.name + ": restored into " + pg.container + " (" + std::to_string(s.rowCounts.size()) +
             " tables, row counts equal to the manifest)");
     co_return Status::success();
+  }
+
+  // The snapshot read into memory (verified against the manifest), then
+  // handed to Vault (vault_section.hpp).
+  Task<Status> applyVault(const Section& s) {
+    std::string bytes;
+    Sha256 sha;
+    auto st = co_await repo_.dump(s.snapshot, s.path, [&](std::string_view piece) -> Task<Status> {
+      sha.update(piece);
+      bytes += piece;
+      co_return Status::success();
+    });
+    if (!st) co_return Error::make(st.error().code, "vault: " + st.error().message + kNothing);
+    if (sha.hex() != s.sha256) {
+      co_return Error::make(ErrorCode::protocol, "vault: the snapshot read back is not the "
+                                                 "manifest's" + std::string(kNothing));
+    }
+    VaultRestoreOptions o;
+    o.force = ctx_.forceVault;
+    const auto n = s.counts.find("secrets");
+    if (n != s.counts.end()) o.expectedKeys = n->second;
+    co_return restoreVaultSnapshot(*ctx_.spec.vault, ctx_.store, *ctx_.key, bytes, o, report_);
   }
 
   Task<Status> applyState(const Section& s) {

@@ -273,6 +273,21 @@ Result<SealStatus> unsealFromState(VaultClient& client, state::Store& store,
       "Vault is still sealed after the state's keys were submitted (are they Vault's?)");
 }
 
+Status waitUntilActive(VaultClient& client, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  std::string last = "no answer";
+  for (;;) {
+    auto h = client.call("GET", "sys/health", nullptr, false);
+    if (h && h->status == 200) return Status::success();
+    last = h ? "sys/health answered HTTP " + std::to_string(h->status) : h.error().message;
+    if (std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return Error::make(ErrorCode::timeout, "Vault is not active after " +
+                                             std::to_string(limit.count() / 1000) + " s (" +
+                                             last + ")");
+}
+
 Status sealWithRoot(VaultClient& client, state::Store& store, const state::UnlockedKey& key) {
   auto m = loadInitMaterial(store, key);
   if (!m) return std::move(m).error();
@@ -490,6 +505,11 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     obs.sealed = s->sealed;
     vaultOutcome.changed = true;
     if (vaultOutcome.message.empty()) vaultOutcome.message = "unsealed";
+  }
+  if (auto st = waitUntilActive(client, ctx.waitForVault); !st) {
+    obs.problem = st.error().message;
+    report.outcomes.push_back(failedOutcome("", obs.problem));
+    return report;
   }
 
   // The routine token: valid, with our policy, renewed past half its period.

@@ -78,6 +78,10 @@ bool initInProgress(const std::filesystem::path& lockFile);
 // Submits the state's keys until Vault is unsealed (at most the threshold).
 Result<SealStatus> unsealFromState(VaultClient& client, state::Store& store,
                                    const state::UnlockedKey& key);
+// Waits (bounded) until Vault answers sys/health 200: unsealed and active.
+// Integrated storage (raft) elects its leader a moment after the unseal;
+// until then writes answer "local node not active". timeout after `limit`.
+Status waitUntilActive(VaultClient& client, std::chrono::milliseconds limit);
 // Seals Vault with the root token from the state.
 Status sealWithRoot(VaultClient& client, state::Store& store, const state::UnlockedKey& key);
 

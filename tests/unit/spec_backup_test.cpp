@@ -130,6 +130,18 @@ TEST_CASE("[backup] bad input: located errors") {
   fails("[backup]\ncopies = 2\n[backup.local]\npath = \"/a\"\n", "copies", h + 2);
 }
 
+TEST_CASE("[backup] recovery: a file inside the spec repository") {
+  const int h = headLines();
+  CHECK(ok("[backup.local]\npath = \"/a\"\n").recovery.empty());
+  const auto b = ok("[backup]\nrecovery = \"dr/recovery.sealed\"\n[backup.local]\npath = \"/a\"\n");
+  CHECK(b.recovery == "dr/recovery.sealed");
+  CHECK(static_cast<int>(b.recoveryLoc.line) == h + 2);
+  for (const char* bad : {"/etc/recovery.sealed", "../outside", "dr/../../x", "dr/", "", "a//b"}) {
+    fails("[backup]\nrecovery = \"" + std::string(bad) + "\"\n[backup.local]\npath = \"/a\"\n",
+          "invalid \"recovery\"", h + 2);
+  }
+}
+
 TEST_CASE("[backup.offsite] on this spec's own S3 server: a warning") {
   const auto r = load("[backup.local]\npath = \"/a\"\n[backup.offsite]\nbucket = \"backups\"\n");
   REQUIRE(r.spec.has_value());

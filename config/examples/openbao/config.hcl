@@ -1,7 +1,10 @@
 # OpenBao's server configuration ([files.openbao-config] in ../foundation.toml).
 # foundationd initialises and unseals it; the data lives in the vault-data volume.
-storage "file" {
-  path = "/openbao/file"
+# Integrated storage (raft), one node: the backup takes Vault's data through its
+# snapshot API (docs/dr.md "Vault"), which "file" storage does not have.
+storage "raft" {
+  path    = "/openbao/file"
+  node_id = "foundation"
 }
 
 listener "tcp" {
@@ -10,5 +13,6 @@ listener "tcp" {
 }
 
 api_addr      = "http://127.0.0.1:8200"
+cluster_addr  = "http://127.0.0.1:8201"
 disable_mlock = false
 ui            = false
