@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sodium.h>
 
+#include "api/secret_json.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -49,30 +50,48 @@ std::string errorText(const transport::HttpResponse& r) {
   return r.body;
 }
 
-// The bearer token (api.token_file), for the endpoints that need it.
-Result<std::string> readToken(const config::DaemonConfig& cfg) {
+void wipe(std::string& s) noexcept {
+  sodium_memzero(s.data(), s.capacity());
+}
+
+// The bearer token (api.token_file), for the endpoints that need it, as the
+// Authorization header of a sensitive request (the client zeroes it after).
+// The token's own copy is zeroed here.
+Status authorize(const config::DaemonConfig& cfg, transport::HttpRequest& req) {
   std::ifstream in(cfg.apiTokenFile);
   std::string token;
   if (!in || !std::getline(in, token)) {
+    wipe(token);
     return Error::make(ErrorCode::io, "cannot read the API token " + cfg.apiTokenFile +
                                           " (run as the daemon's user, or with sudo)");
   }
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  return token;
+  std::string& header = req.headers["Authorization"];
+  header.reserve(7 + token.size());
+  header.append("Bearer ").append(token);
+  wipe(token);
+  req.sensitive = true;
+  return Status::success();
+}
+
+// A JSON body that carries a secret: built in memory zeroed when freed
+// (api::SecretJson), copied once into the request, which the client zeroes.
+void setSecretBody(transport::HttpRequest& req, const api::SecretJson& body) {
+  const api::SecretJson::string_t text = body.dump();
+  req.body.assign(text.data(), text.size());
+  req.sensitive = true;
 }
 
 }  // namespace
 
 int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential) {
-  auto token = readToken(cfg);
-  if (!token) {
+  transport::HttpRequest req;
+  if (auto token = authorize(cfg, req); !token) {
     std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
     return 1;
   }
-  transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/rotate";
-  req.headers["Authorization"] = "Bearer " + token.value();
   req.body = nlohmann::json{{"credential", credential}}.dump();
   std::printf("Rotating %s through the running daemon...\n", credential.c_str());
   std::fflush(stdout);
@@ -104,8 +123,8 @@ int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& cred
 
 int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential,
                            const std::string& field, const std::string& by) {
-  auto token = readToken(cfg);
-  if (!token) {
+  transport::HttpRequest req;
+  if (auto token = authorize(cfg, req); !token) {
     std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
     return 1;
   }
@@ -114,16 +133,15 @@ int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& c
     std::fprintf(stderr, "foundationd: %s\n", value.error().message.c_str());
     return 1;
   }
-  transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/secrets";
-  req.headers["Authorization"] = "Bearer " + token.value();
   {
-    nlohmann::json body{{"credential", credential}, {"field", field},
-                        {"value", std::string(value->view())}, {"by", by}};
-    req.body = body.dump();
-    std::string& v = body["value"].get_ref<std::string&>();
-    sodium_memzero(v.data(), v.size());
+    api::SecretJson body = api::SecretJson::object();
+    body["credential"] = credential;
+    body["field"] = field;
+    body["value"] = api::SecretJson::string_t(value->view());
+    body["by"] = by;
+    setSecretBody(req, body);
   }
   std::printf("Storing %s.%s through the running daemon...\n", credential.c_str(), field.c_str());
   std::fflush(stdout);
@@ -229,7 +247,11 @@ int cmdUnseal(const CliArgs& args) {
   transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/unseal";
-  req.body = nlohmann::json{{"passphrase", std::string(pass->view())}}.dump();
+  {
+    api::SecretJson body = api::SecretJson::object();
+    body["passphrase"] = api::SecretJson::string_t(pass->view());
+    setSecretBody(req, body);
+  }
   auto r = call(*cfg, std::move(req));
   if (!r) {
     std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());
