@@ -1,8 +1,10 @@
 // `foundationd status` and `foundationd unseal`: clients of the running
 // daemon's API over its Unix socket (the first unix: entry of api.listen).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdio>
-#include <fstream>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -56,20 +58,27 @@ void wipe(std::string& s) noexcept {
 
 // The bearer token (api.token_file), for the endpoints that need it, as the
 // Authorization header of a sensitive request (the client zeroes it after).
-// The token's own copy is zeroed here.
+// Read with read(2) into a buffer on the stack that is zeroed here (an
+// ifstream would leave it in its own freed buffer).
 Status authorize(const config::DaemonConfig& cfg, transport::HttpRequest& req) {
-  std::ifstream in(cfg.apiTokenFile);
-  std::string token;
-  if (!in || !std::getline(in, token)) {
-    wipe(token);
+  const int fd = ::open(cfg.apiTokenFile.c_str(), O_RDONLY | O_CLOEXEC);
+  char buf[512];
+  ssize_t n = fd < 0 ? -1 : ::read(fd, buf, sizeof buf);
+  if (fd >= 0) ::close(fd);
+  std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
+  for (std::size_t i = 0; i < len; ++i) {
+    if (buf[i] == '\n') len = i;  // the first line
+  }
+  while (len > 0 && std::isspace(static_cast<unsigned char>(buf[len - 1]))) --len;
+  if (len == 0) {
+    sodium_memzero(buf, sizeof buf);
     return Error::make(ErrorCode::io, "cannot read the API token " + cfg.apiTokenFile +
                                           " (run as the daemon's user, or with sudo)");
   }
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   std::string& header = req.headers["Authorization"];
-  header.reserve(7 + token.size());
-  header.append("Bearer ").append(token);
-  wipe(token);
+  header.reserve(7 + len);
+  header.append("Bearer ").append(buf, len);
+  sodium_memzero(buf, sizeof buf);
   req.sensitive = true;
   return Status::success();
 }
@@ -130,6 +139,7 @@ int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& c
   }
   auto value = readSecretValue("Value for " + credential + "." + field + " (not echoed): ");
   if (!value) {
+    wipe(req.headers["Authorization"]);
     std::fprintf(stderr, "foundationd: %s\n", value.error().message.c_str());
     return 1;
   }
