@@ -300,7 +300,8 @@ class DaemonControl {
 
   // POST /v1/secrets: `foundationd secret set NAME.FIELD` through the running
   // daemon. Stores `value` as the new version of a provided field (durable
-  // first, audit-logged with `by`, never the value), then carries it to
+  // first, audit-logged with `by`: who sent it, from the Unix socket's peer
+  // credentials, never the value), then carries it to
   // every consumer like a rotation (PostgreSQL, Vault, containers) and waits
   // for that reconcile. Errors: unavailable while locked, not_found /
   // invalid_argument for a field that is not a provided one of the spec in

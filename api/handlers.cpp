@@ -251,8 +251,15 @@ Task<Response> setSecret(RouteContext& ctx, const Request& request) {
   }
   state::SecretBytes value = state::SecretBytes::copyOf(doc["value"].get_ref<std::string&>());
   wipeStringField(doc, "value");
-  std::string by;
-  if (doc.contains("by") && doc["by"].is_string()) by = doc["by"].get<std::string>();
+  // Who, for the audit log: on the Unix socket the kernel's word (SO_PEERCRED),
+  // never what the body claims; elsewhere the peer kind (a bearer-token
+  // holder). The claim ("by") is kept beside it, marked as such.
+  std::string by = request.credentials
+                       ? describeCredentials(*request.credentials) + " on the Unix socket"
+                       : std::string("a token holder on ") + peerName(request.peer) + " TCP";
+  if (doc.contains("by") && doc["by"].is_string() && !doc["by"].get_ref<std::string&>().empty()) {
+    by += ", claiming to be \"" + doc["by"].get<std::string>() + "\"";
+  }
   std::string credential = doc["credential"].get<std::string>();
   std::string field = doc["field"].get<std::string>();
   // Named arguments: GCC 12 mishandles temporaries inside a co_await expression.

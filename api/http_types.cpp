@@ -1,6 +1,9 @@
 #include "api/http_types.hpp"
 
 #include <cctype>
+#include <vector>
+
+#include <pwd.h>
 
 namespace foundationd::api {
 namespace {
@@ -52,6 +55,19 @@ const char* peerName(PeerKind peer) noexcept {
       return "remote";
   }
   return "remote";
+}
+
+std::string describeCredentials(const PeerCredentials& who) {
+  std::string out = "uid " + std::to_string(who.uid);
+  passwd entry{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(who.uid, &entry, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+      found->pw_name != nullptr) {
+    out += " (" + std::string(found->pw_name) + ")";
+  }
+  out += ", pid " + std::to_string(who.pid);
+  return out;
 }
 
 std::string_view findHeader(const Headers& headers, std::string_view name) noexcept {

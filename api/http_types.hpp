@@ -21,6 +21,17 @@ inline bool isLocal(PeerKind peer) noexcept {
   return peer != PeerKind::remote;
 }
 
+// Who is at the other end of a Unix socket connection, as the kernel says
+// (SO_PEERCRED, read when the connection was accepted): not what the client
+// claims.
+struct PeerCredentials {
+  unsigned uid = 0;
+  unsigned gid = 0;
+  int pid = 0;
+};
+// "uid 1000 (alice), pid 4242": the user's name when the system knows it.
+std::string describeCredentials(const PeerCredentials& who);
+
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // Case-insensitive header lookup; the first match, "" when absent.
@@ -34,6 +45,8 @@ struct Request {
   // the handler returns; handlers must not log or echo it.
   std::string body;
   PeerKind peer = PeerKind::remote;
+  // The Unix socket's peer (SO_PEERCRED); none on TCP.
+  std::optional<PeerCredentials> credentials;
   // Arrived on an api.webhook_listen address: only the webhook routes
   // answer there (Router::handle), everything else is 404.
   bool webhookListener = false;

@@ -10,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,10 +168,18 @@ asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& a
       continue;
     }
     PeerKind peer = PeerKind::unix_socket;
+    std::optional<PeerCredentials> credentials;
     if constexpr (!std::is_same_v<Acceptor, local::acceptor>) {
       boost::system::error_code rec;
       const auto remote = sock.remote_endpoint(rec);
       peer = rec ? PeerKind::remote : classify(remote.address());
+    } else {
+      // The kernel's word on who connected (for the audit log's "who").
+      ucred cred{};
+      socklen_t len = sizeof(cred);
+      if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        credentials = PeerCredentials{cred.uid, cred.gid, cred.pid};
+      }
     }
     boost::system::error_code lec;
     const auto protocol = sock.local_endpoint(lec).protocol();
@@ -205,6 +214,7 @@ asio::awaitable<void> acceptLoop(std::shared_ptr<Server::Impl> impl, Acceptor& a
     }
     impl->capReported = false;
     auto conn = std::make_shared<Connection>(std::move(generic), peer);
+    conn->credentials = credentials;
     conn->webhookOnly = webhookOnly;
     conn->serial = ++impl->nextSerial;
     Registration reg(impl, conn.get());

@@ -37,6 +37,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   GenericSocket socket;
   boost::asio::steady_timer timer;
   PeerKind peer;
+  std::optional<PeerCredentials> credentials;  // the Unix socket's peer (SO_PEERCRED)
   bool webhookOnly = false;  // accepted on a ServerOptions::webhookListen address
   std::uint64_t serial = 0;  // accept order: the lowest is the oldest
   bool idle = false;      // waiting for the first byte of a request

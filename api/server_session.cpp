@@ -165,6 +165,7 @@ asio::awaitable<void> serveConnection(std::shared_ptr<Server::Impl> impl,
     const bool clientKeepAlive = msg.keep_alive();
     Request req = toRequest(msg, c.peer);
     req.webhookListener = c.webhookOnly;
+    req.credentials = c.credentials;
     const Route* route = Router::find(req.method, req.path());
     const bool secret = route != nullptr && route->secretBody;
     const auto started = SteadyClock::now();

@@ -1,13 +1,16 @@
 // `foundationd status` and `foundationd unseal`: clients of the running
 // daemon's API over its Unix socket (the first unix: entry of api.listen).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdio>
-#include <fstream>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <sodium.h>
 
+#include "api/secret_json.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -49,30 +52,55 @@ std::string errorText(const transport::HttpResponse& r) {
   return r.body;
 }
 
-// The bearer token (api.token_file), for the endpoints that need it.
-Result<std::string> readToken(const config::DaemonConfig& cfg) {
-  std::ifstream in(cfg.apiTokenFile);
-  std::string token;
-  if (!in || !std::getline(in, token)) {
+void wipe(std::string& s) noexcept {
+  sodium_memzero(s.data(), s.capacity());
+}
+
+// The bearer token (api.token_file), for the endpoints that need it, as the
+// Authorization header of a sensitive request (the client zeroes it after).
+// Read with read(2) into a buffer on the stack that is zeroed here (an
+// ifstream would leave it in its own freed buffer).
+Status authorize(const config::DaemonConfig& cfg, transport::HttpRequest& req) {
+  const int fd = ::open(cfg.apiTokenFile.c_str(), O_RDONLY | O_CLOEXEC);
+  char buf[512];
+  ssize_t n = fd < 0 ? -1 : ::read(fd, buf, sizeof buf);
+  if (fd >= 0) ::close(fd);
+  std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
+  for (std::size_t i = 0; i < len; ++i) {
+    if (buf[i] == '\n') len = i;  // the first line
+  }
+  while (len > 0 && std::isspace(static_cast<unsigned char>(buf[len - 1]))) --len;
+  if (len == 0) {
+    sodium_memzero(buf, sizeof buf);
     return Error::make(ErrorCode::io, "cannot read the API token " + cfg.apiTokenFile +
                                           " (run as the daemon's user, or with sudo)");
   }
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  return token;
+  std::string& header = req.headers["Authorization"];
+  header.reserve(7 + len);
+  header.append("Bearer ").append(buf, len);
+  sodium_memzero(buf, sizeof buf);
+  req.sensitive = true;
+  return Status::success();
+}
+
+// A JSON body that carries a secret: built in memory zeroed when freed
+// (api::SecretJson), copied once into the request, which the client zeroes.
+void setSecretBody(transport::HttpRequest& req, const api::SecretJson& body) {
+  const api::SecretJson::string_t text = body.dump();
+  req.body.assign(text.data(), text.size());
+  req.sensitive = true;
 }
 
 }  // namespace
 
 int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential) {
-  auto token = readToken(cfg);
-  if (!token) {
+  transport::HttpRequest req;
+  if (auto token = authorize(cfg, req); !token) {
     std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
     return 1;
   }
-  transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/rotate";
-  req.headers["Authorization"] = "Bearer " + token.value();
   req.body = nlohmann::json{{"credential", credential}}.dump();
   std::printf("Rotating %s through the running daemon...\n", credential.c_str());
   std::fflush(stdout);
@@ -104,26 +132,26 @@ int rotateThroughDaemon(const config::DaemonConfig& cfg, const std::string& cred
 
 int setSecretThroughDaemon(const config::DaemonConfig& cfg, const std::string& credential,
                            const std::string& field, const std::string& by) {
-  auto token = readToken(cfg);
-  if (!token) {
+  transport::HttpRequest req;
+  if (auto token = authorize(cfg, req); !token) {
     std::fprintf(stderr, "foundationd: %s\n", token.error().message.c_str());
     return 1;
   }
   auto value = readSecretValue("Value for " + credential + "." + field + " (not echoed): ");
   if (!value) {
+    wipe(req.headers["Authorization"]);
     std::fprintf(stderr, "foundationd: %s\n", value.error().message.c_str());
     return 1;
   }
-  transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/secrets";
-  req.headers["Authorization"] = "Bearer " + token.value();
   {
-    nlohmann::json body{{"credential", credential}, {"field", field},
-                        {"value", std::string(value->view())}, {"by", by}};
-    req.body = body.dump();
-    std::string& v = body["value"].get_ref<std::string&>();
-    sodium_memzero(v.data(), v.size());
+    api::SecretJson body = api::SecretJson::object();
+    body["credential"] = credential;
+    body["field"] = field;
+    body["value"] = api::SecretJson::string_t(value->view());
+    body["by"] = by;
+    setSecretBody(req, body);
   }
   std::printf("Storing %s.%s through the running daemon...\n", credential.c_str(), field.c_str());
   std::fflush(stdout);
@@ -247,7 +275,11 @@ int cmdUnseal(const CliArgs& args) {
   transport::HttpRequest req;
   req.method = "POST";
   req.target = "/v1/unseal";
-  req.body = nlohmann::json{{"passphrase", std::string(pass->view())}}.dump();
+  {
+    api::SecretJson body = api::SecretJson::object();
+    body["passphrase"] = api::SecretJson::string_t(pass->view());
+    setSecretBody(req, body);
+  }
   auto r = call(*cfg, std::move(req));
   if (!r) {
     std::fprintf(stderr, "foundationd: %s\n", r.error().message.c_str());

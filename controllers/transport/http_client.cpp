@@ -2,13 +2,21 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
 
+#include <atomic>
+
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <malloc.h>
+#include <sodium.h>
+
+#include "state/wiping_allocator.hpp"
 
 namespace foundationd::transport {
 
@@ -22,7 +30,9 @@ namespace {
 // unseal) never make such a request. The library is the one the build
 // compiled against, by its soname (the package depends on libcurl4).
 struct Curl {
-  CURLcode (*global_init)(long);
+  CURLcode (*global_init_mem)(long, curl_malloc_callback, curl_free_callback,
+                              curl_realloc_callback, curl_strdup_callback,
+                              curl_calloc_callback);
   CURL* (*easy_init)();
   CURLcode (*easy_setopt)(CURL*, CURLoption, ...);
   CURLcode (*easy_perform)(CURL*);
@@ -32,6 +42,49 @@ struct Curl {
   curl_slist* (*slist_append)(curl_slist*, const char*);
   void (*slist_free_all)(curl_slist*);
 };
+
+// libcurl's own memory is zeroed before it is freed: its copies of the
+// request headers (an X-Vault-Token, a password), of the request it writes
+// and of the answer it reads (Vault's init answer, a token) would otherwise
+// linger in freed heap. glibc's malloc_usable_size gives each block's size.
+std::atomic<std::size_t> curlWiped{0};
+
+void wipeBlock(void* p) noexcept {
+  if (p == nullptr) return;
+  const std::size_t n = malloc_usable_size(p);
+  sodium_memzero(p, n);
+  curlWiped.fetch_add(n, std::memory_order_relaxed);
+}
+
+void* curlMalloc(size_t n) {
+  return std::malloc(n);
+}
+void curlFree(void* p) {
+  wipeBlock(p);
+  std::free(p);
+}
+void* curlRealloc(void* p, size_t n) {
+  if (p == nullptr) return std::malloc(n);
+  if (n == 0) {
+    curlFree(p);
+    return nullptr;
+  }
+  // Never realloc in place of libcurl: the old block would be freed unzeroed.
+  void* fresh = std::malloc(n);
+  if (fresh == nullptr) return nullptr;
+  std::memcpy(fresh, p, std::min(n, malloc_usable_size(p)));
+  curlFree(p);
+  return fresh;
+}
+char* curlStrdup(const char* s) {
+  const std::size_t n = std::strlen(s) + 1;
+  auto* out = static_cast<char*>(std::malloc(n));
+  if (out != nullptr) std::memcpy(out, s, n);
+  return out;
+}
+void* curlCalloc(size_t n, size_t size) {
+  return std::calloc(n, size);
+}
 
 // The loaded library, or an error that says why it could not be loaded.
 Result<const Curl*> curl() {
@@ -51,7 +104,7 @@ Result<const Curl*> curl() {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(handle, name));
       if (fn == nullptr && missing == nullptr) missing = name;
     };
-    bind(lib.global_init, "curl_global_init");
+    bind(lib.global_init_mem, "curl_global_init_mem");
     bind(lib.easy_init, "curl_easy_init");
     bind(lib.easy_setopt, "curl_easy_setopt");
     bind(lib.easy_perform, "curl_easy_perform");
@@ -64,7 +117,10 @@ Result<const Curl*> curl() {
       failure = std::string("libcurl.so.4 has no ") + missing;
       return;
     }
-    if (lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) failure = "curl_global_init failed";
+    if (lib.global_init_mem(CURL_GLOBAL_DEFAULT, curlMalloc, curlFree, curlRealloc, curlStrdup,
+                            curlCalloc) != CURLE_OK) {
+      failure = "curl_global_init_mem failed";
+    }
   });
   if (!failure.empty()) return Error::make(ErrorCode::internal, "libcurl: " + failure);
   return &lib;
@@ -79,8 +135,10 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const noexcept { lib->slist_free_all(l); }
 };
 
+// The answer grows in a string whose old buffers are zeroed when freed (it
+// may be Vault's init answer); the caller gets one exact copy.
 size_t onBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  static_cast<state::WipingString*>(user)->append(data, size * n);
   return size * n;
 }
 
@@ -138,6 +196,7 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   CURL* c = easy.get();
 
   PeerResponse response;
+  state::WipingString body;
   char errbuf[CURL_ERROR_SIZE] = {0};
   lib.easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   lib.easy_setopt(c, CURLOPT_URL, request.url.c_str());
@@ -147,7 +206,7 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   lib.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(request.connectTimeout.count()));
   lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, onBody);
-  lib.easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  lib.easy_setopt(c, CURLOPT_WRITEDATA, &body);
   lib.easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
   lib.easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
 
@@ -167,6 +226,7 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   for (const auto& [name, value] : request.headers) {
     std::string line = value.empty() ? name + ";" : name + ": " + value;
     raw = lib.slist_append(raw, line.c_str());
+    sodium_memzero(line.data(), line.size());  // it may carry a token
   }
   // libcurl would add "Expect: 100-continue" to larger bodies; our peers
   // answer at once, and the extra round trip only slows things down.
@@ -195,7 +255,12 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   long status = 0;
   lib.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   response.status = static_cast<int>(status);
+  response.body.assign(body.data(), body.size());
   return response;
+}
+
+std::size_t curlWipedBytes() noexcept {
+  return curlWiped.load(std::memory_order_relaxed);
 }
 
 std::string urlEncode(const std::string& text) {

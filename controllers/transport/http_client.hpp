@@ -7,6 +7,11 @@
 // here hand-writes a signature.
 //
 // Secrets: header values and bodies are never copied into an Error message.
+// Every block libcurl frees is zeroed first (curl_global_init_mem): its
+// copies of the headers, of the request and of the answer. The answer's body
+// grows in memory zeroed when freed; the caller gets one copy, and wipes it
+// and its request's body and header values when they hold a secret (the
+// Vault client does).
 // An error says which method and URL failed and why (curl's reason or the
 // status), nothing else.
 #pragma once
@@ -61,6 +66,9 @@ struct PeerResponse {
 // unreachable, reset), ErrorCode::timeout, ErrorCode::invalid_argument (a
 // malformed URL), ErrorCode::internal (libcurl itself failed).
 Result<PeerResponse> peerRequest(const PeerRequest& request);
+
+// Bytes of libcurl's memory zeroed before being freed so far (tests).
+std::size_t curlWipedBytes() noexcept;
 
 // Percent-encodes one URL path segment or query value (RFC 3986 unreserved
 // characters stay as they are).

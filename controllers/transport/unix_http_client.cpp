@@ -17,6 +17,9 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <sodium.h>
+
+#include "state/wiping_allocator.hpp"
 
 namespace foundationd::transport {
 
@@ -96,8 +99,21 @@ void arm(Stream& stream, Clock::time_point deadline) {
   }
 }
 
-http::request<http::string_body> makeMessage(const HttpRequest& req) {
-  http::request<http::string_body> msg;
+// Zeroes a string's whole buffer (also what lies past its size).
+void wipe(std::string& s) noexcept {
+  sodium_memzero(s.data(), s.capacity());
+}
+
+// For HttpRequest::sensitive: Beast's body, header fields and read buffer
+// in memory that is zeroed when freed.
+using WipingAlloc = state::WipingAllocator<char>;
+using WipingBody = http::basic_string_body<char, std::char_traits<char>, WipingAlloc>;
+using WipingFields = http::basic_fields<WipingAlloc>;
+using WipingRequest = http::request<WipingBody, WipingFields>;
+using WipingBuffer = beast::basic_flat_buffer<WipingAlloc>;
+
+template <class Message>
+void fillMessage(Message& msg, const HttpRequest& req) {
   if (auto verb = http::string_to_verb(req.method); verb != http::verb::unknown) {
     msg.method(verb);
   } else {
@@ -110,9 +126,14 @@ http::request<http::string_body> makeMessage(const HttpRequest& req) {
   for (const auto& [name, value] : req.headers) msg.set(name, value);
   if (!req.body.empty()) {
     msg.set(http::field::content_type, req.contentType);
-    msg.body() = req.body;
+    msg.body().assign(req.body.data(), req.body.size());
   }
   msg.prepare_payload();
+}
+
+http::request<http::string_body> makeMessage(const HttpRequest& req) {
+  http::request<http::string_body> msg;
+  fillMessage(msg, req);
   return msg;
 }
 
@@ -193,7 +214,52 @@ struct UnixHttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<Result<HijackedResponse>> hijack(HttpRequest req);
+  // request() for HttpRequest::sensitive (see the header).
+  asio::awaitable<Result<HttpResponse>> runSensitive(HttpRequest req);
 };
+
+asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::runSensitive(HttpRequest req) {
+  auto self = shared_from_this();
+  // The caller's copies in `req` are zeroed however this ends.
+  struct WipeRequest {
+    HttpRequest& r;
+    ~WipeRequest() {
+      wipe(r.body);
+      for (auto& [name, value] : r.headers) wipe(value);
+    }
+  } wipeRequest{req};
+  const auto deadline = deadlineAfter(req.timeout);
+  Connection conn(executor);
+  arm(conn.stream, deadline);
+  if (auto failed = co_await connect(conn, req)) co_return std::move(*failed);
+  auto closeConn = [&conn] {
+    boost::system::error_code ignored;
+    conn.stream.socket().shutdown(local::socket::shutdown_both, ignored);
+    conn.stream.close();
+  };
+  {
+    WipingRequest msg;
+    fillMessage(msg, req);
+    auto [wec, written] = co_await http::async_write(conn.stream, msg, kTuple);
+    if (wec) {
+      closeConn();
+      co_return fail(wec, req, "sending request");
+    }
+  }
+  WipingBuffer buffer;
+  http::response_parser<WipingBody, WipingAlloc> parser;
+  parser.header_limit(kHeaderLimitBytes);
+  parser.body_limit(kMaxBodyBytes);
+  if (req.method == "HEAD") parser.skip(true);
+  auto [rec, rn] = co_await http::async_read(conn.stream, buffer, parser, kTuple);
+  closeConn();
+  if (rec) co_return fail(rec, req, "reading response");
+  HttpResponse out;
+  copyHeaders(parser, out);
+  const auto& body = parser.get().body();
+  out.body.assign(body.data(), body.size());
+  co_return out;
+}
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::Impl::run(HttpRequest req,
                                                                 const HeadFn* onHead,
@@ -414,6 +480,7 @@ UnixHttpClient::~UnixHttpClient() {
 
 asio::awaitable<Result<HttpResponse>> UnixHttpClient::request(HttpRequest req) {
   auto impl = impl_;
+  if (req.sensitive) co_return co_await impl->runSensitive(std::move(req));
   co_return co_await impl->run(std::move(req), nullptr, nullptr);
 }
 

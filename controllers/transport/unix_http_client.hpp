@@ -63,6 +63,15 @@ struct HttpRequest {
   std::string contentType = "application/json";  // sent only with a body
   std::map<std::string, std::string> headers;    // extra request headers
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  // The body or a header carries a secret (a passphrase, a secret value, the
+  // API token). request() then serializes the message from, and reads the
+  // answer into, buffers that are zeroed when freed (state::WipingAllocator:
+  // Beast's header fields, body, read buffer and parser), on a fresh
+  // connection that is closed afterwards (never pooled, never retried), and
+  // zeroes this request's own body and header values (sodium_memzero) when it
+  // completes, also on failure. The answer's body is handed back as usual
+  // (a copy the caller owns). stream() and hijack() ignore it.
+  bool sensitive = false;
 
   // As `timeout`: no deadline (see the file comment).
   static constexpr std::chrono::milliseconds kNoTimeout = std::chrono::milliseconds::max();

@@ -83,6 +83,7 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
   auto resp = transport::peerRequest(req);
   // The request body may hold a key or a secret: gone as soon as it is sent.
   sodium_memzero(req.body.data(), req.body.size());
+  for (auto& [name, value] : req.headers) sodium_memzero(value.data(), value.size());
   if (!resp) {
     if (observer_) observer_(0);
     return std::move(resp).error();

@@ -324,6 +324,12 @@ class TestInstalledUnderSystemd:
         assert score, out
         print(f"systemd-analyze security (running): {score.group(1)}")
         assert float(score.group(1)) <= 2.0, out
+        # No core file of the key-holding process (the unit's LimitCORE=0,
+        # beside the daemon's own PR_SET_DUMPABLE 0).
+        pid = m.show("MainPID")
+        assert m.show("LimitCORE") == "0"
+        limits = m.sh(f"cat /proc/{pid}/limits").stdout
+        assert re.search(r"^Max core file size\s+0\s+0\s", limits, re.M), limits
 
     def test_journal_has_structured_fields(self, machine):
         m = machine

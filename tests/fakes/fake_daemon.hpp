@@ -98,6 +98,23 @@ class FakeDaemon final : public api::DaemonControl {
     co_return eventsResult;
   }
 
+  // POST /v1/secrets: who the API said sent it (`by`), and the value's size.
+  int setSecretCalls = 0;
+  std::string lastSetSecretBy;
+  api::Task<Result<api::RotateResult>> setSecret(std::string credential, std::string field,
+                                                 state::SecretBytes value,
+                                                 std::string by) override {
+    ++setSecretCalls;
+    lastSetSecretBy = by;
+    co_await pause();
+    api::RotateResult r;
+    r.credential = credential;
+    r.fields.emplace_back(field, static_cast<int>(value.size()));
+    r.result = "converged";
+    r.converged = true;
+    co_return r;
+  }
+
  private:
   api::Task<void> pause() {
     if (delay.count() <= 0) co_return;

@@ -626,3 +626,42 @@ TEST_CASE("through the server, no response or log line carries the passphrase") 
   CHECK(!f.logs.empty());
   for (const std::string& line : f.logs) CHECK(line.find("s3cr3t") == std::string::npos);
 }
+
+TEST_CASE("POST /v1/secrets: the audit's who is the Unix socket peer's uid and pid, not the claim") {
+  Fixture f;
+  f.start();
+  f.run([&]() -> asio::awaitable<void> {
+    const std::string body =
+        R"j({"credential":"forge","field":"token","value":"s3cret","by":"root (uid 0)"})j";
+    // The Unix socket: the kernel's SO_PEERCRED names this process.
+    UnixHttpClient client(co_await asio::this_coro::executor, f.socketPath);
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/v1/secrets";
+    req.body = body;
+    req.headers["Authorization"] = "Bearer " + kToken;
+    req.sensitive = true;
+    auto r = co_await client.request(req);
+    REQUIRE(r.ok());
+    CHECK(r->status == 200);
+    REQUIRE(f.daemon.setSecretCalls == 1);
+    const std::string who = f.daemon.lastSetSecretBy;
+    const std::string expected = "uid " + std::to_string(::getuid());
+    CHECK(who.rfind(expected + " ", 0) == 0);  // starts with the real uid
+    CHECK(who.find(", pid " + std::to_string(::getpid()) + " on the Unix socket") !=
+          std::string::npos);
+    // The claim is kept, marked as one, after the kernel's word.
+    CHECK(who.find(R"j(claiming to be "root (uid 0)")j") > who.find("on the Unix socket"));
+
+    // Loopback TCP: no peer credentials, so no uid is named at all.
+    auto sock = co_await connectTcp(f.tcpEndpoint());
+    beast::flat_buffer buf;
+    Response res =
+        co_await roundTrip(sock, buf, makeRequest(http::verb::post, "/v1/secrets", body, true));
+    CHECK(res.result_int() == 200);
+    REQUIRE(f.daemon.setSecretCalls == 2);
+    CHECK(f.daemon.lastSetSecretBy.rfind("a token holder on loopback TCP", 0) == 0);
+    CHECK(f.daemon.lastSetSecretBy.find("uid " + std::to_string(::getuid()) + " ") ==
+          std::string::npos);
+  });
+}
