@@ -181,7 +181,8 @@ def test_each_command_has_its_own_help(fd_bin):
     # The options a command takes are listed for it, and only those.
     assert "--json" in texts["plan"] and "--once" not in texts["plan"]
     assert "--once" in texts["apply"] and "--json" in texts["apply"]
-    assert "--passphrase-file" in texts["apply"] and "--passphrase-file" not in texts["plan"]
+    assert "--passphrase-file" in texts["apply"] and "--passphrase-file" in texts["plan"]
+    assert "--graph" in texts["plan"] and "--graph" not in texts["apply"]
     assert "--new-passphrase-file" in texts["rekey"] and "--kdf" in texts["init"]
     # A command's own flag given to another is refused, naming the command.
     r = subprocess.run([fd_bin, "apply", "--once", "--offsite"], capture_output=True, text=True)
