@@ -189,7 +189,15 @@ void Daemon::startSource() {
 
   startPullRequests();
   asio::co_spawn(io_, sourceLoop(), [](std::exception_ptr e) {
-    if (e) log::error("source.crashed");
+    if (!e) return;
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      what = ex.what();
+    } catch (...) {
+    }
+    log::error("source.crashed", {{"error", what}});
   });
   asio::co_spawn(io_, settleLoop(), [](std::exception_ptr e) {
     if (e) log::error("settle.crashed");

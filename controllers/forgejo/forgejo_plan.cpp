@@ -405,12 +405,17 @@ PlanObservation observeForPlan(const config::Spec& spec, const docker::SecretRes
       o.adminUnknown = "cannot observe: " + Reader::why("listing the hooks of " + repo, r);
       return o;
     }
-    auto hooks = json::parse(r->body, nullptr, false);
+    const auto hooks = json::parse(r->body, nullptr, false);
+    // `found` points into `list`: both branches lvalues, so no temporary copy
+    // (`hooks.is_array() ? hooks : json::array()` copied it, and `found`
+    // dangled once the loop ended).
+    const json none = json::array();
+    const json& list = hooks.is_array() ? hooks : none;
     const json* found = nullptr;
-    for (const auto& x : hooks.is_array() ? hooks : json::array()) {
+    for (const auto& x : list) {
       if (x.is_object() && knownId != 0 && x.value("id", std::int64_t{0}) == knownId) found = &x;
     }
-    for (const auto& x : hooks.is_array() ? hooks : json::array()) {
+    for (const auto& x : list) {
       if (found) break;
       if (x.is_object() && x.contains("config") && x["config"].is_object() &&
           x["config"].value("url", "") == h.url) {

@@ -135,7 +135,7 @@ stop_timeout = "1s"
 """
 
 
-def setup(project, tmp_path, body):
+def start_stack(project, tmp_path, body):
     images = {
         "busybox": project.image,
         "postgres": peer_image("FOUNDATIOND_POSTGRES_IMAGE", "tests/peers/postgres-image"),
@@ -161,7 +161,7 @@ def env_of(project, short, var):
 
 
 def test_one_apply_creates_each_consumer_after_what_it_uses(project, tmp_path):
-    offline = setup(project, tmp_path, FULL)
+    offline = start_stack(project, tmp_path, FULL)
     r = project.run("apply", "--once", *offline)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
@@ -197,7 +197,7 @@ def test_one_apply_creates_each_consumer_after_what_it_uses(project, tmp_path):
 
 
 def test_a_failed_step_blocks_exactly_its_dependents(project, tmp_path):
-    offline = setup(project, tmp_path, BROKEN)
+    offline = start_stack(project, tmp_path, BROKEN)
     r = project.run("apply", "--once", "--json", *offline)
     out = r.stderr  # --json: the progress lines on stderr, the document on stdout
     assert r.returncode == 1, r.stdout + out
