@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -53,15 +52,6 @@ std::string resticBinary() {
 void printLine(const std::string& line) {
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
-}
-
-std::string nowRfc3339() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // --out, else [backup] recovery relative to the spec file's directory.
@@ -185,7 +175,7 @@ int cmdExportRecovery(const CliArgs& args) {
   if (!password) return fail(password.error().message);
   backup::RecoveryContents contents;
   contents.project = spec->project;
-  contents.createdAt = nowRfc3339();
+  contents.createdAt = backup::nowRfc3339();
   contents.resticPassword = std::move(*password);
   StoreSecrets secrets(*spec, store.value().get(), &*key);
   auto local = backup::repositoryFor(*spec, spec->backup->local, secrets);

@@ -210,8 +210,6 @@ Result<state::SecretBytes> resticPassword(state::Store& store, const state::Unlo
 
 // --- taking a backup --------------------------------------------------------
 
-namespace {
-
 std::string nowRfc3339() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -220,6 +218,8 @@ std::string nowRfc3339() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+namespace {
 
 std::string humanBytes(std::uint64_t n) {
   char buf[32];

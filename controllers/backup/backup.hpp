@@ -54,6 +54,10 @@ Result<Repository> repositoryFor(const config::Spec& spec, const config::BackupT
 Result<state::SecretBytes> resticPassword(state::Store& store, const state::UnlockedKey& key,
                                           bool create);
 
+// The current UTC time as a manifest (and a recovery bundle) records it:
+// "2026-12-03T12:00:00Z".
+std::string nowRfc3339();
+
 // Progress lines for the operator ("postgres/main/db/appdb: 1.2 MiB").
 using Report = std::function<void(const std::string& line)>;
 
