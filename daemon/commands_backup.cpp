@@ -216,23 +216,16 @@ std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
   if (!spec.backup || !store || !key || key->locked()) return nullptr;
   return [&spec, store, key, &api, stateDir,
           dockerSocket](const std::string& what) -> docker::Task<Status> {
-    auto password = backup::resticPassword(*store, *key, true);
-    if (!password) co_return password.error();
     StoreSecrets secrets(spec, store, key);
-    auto local = backup::repositoryFor(spec, spec.backup->local, secrets);
-    if (!local) co_return Error::make(local.error().code, "[backup.local]: " + local.error().message);
-    backup::RunTargets targets{std::move(*local), std::nullopt, spec.backup->retention};
-    if (spec.backup->offsite) {
-      auto off = backup::repositoryFor(spec, *spec.backup->offsite, secrets);
-      if (!off) co_return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
-      targets.offsite = std::move(*off);
-    }
+    auto setup = backup::prepareRun(spec, *store, *key, secrets);
+    if (!setup) co_return setup.error();
     backup::BackupContext ctx{api, spec, *store, stateDir, FOUNDATIOND_VERSION};
     ctx.reason = "before an upgrade: " + what;
     ctx.key = key;
     ctx.unpauseNow = backup::blockingUnpauser(dockerSocket);
     printLine("a stateful service's image changes: backing up first (" + what + ")");
-    const auto r = co_await backup::runBackup(ctx, targets, password->view(), resticBinary(),
+    const auto r = co_await backup::runBackup(ctx, setup->targets, setup->password.view(),
+                                              resticBinary(),
                                               printLine, "cli");
     (void)backup::recordRun(*store, r);
     (void)store->appendAudit(r.ok ? "backup.taken" : "backup.failed",

@@ -141,27 +141,12 @@ asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec
 
   // The repository password and the targets' keys come from the sealed
   // state: read on the pool, as everything that uses the key.
-  struct Prepared {
-    state::SecretBytes password;
-    backup::RunTargets targets;
-  };
   state::Store* store = store_.get();
   const state::UnlockedKey* key = &key_;
   const config::Spec* specp = &spec;
-  auto prepare = [store, key, specp]() -> Result<Prepared> {
-    auto password = backup::resticPassword(*store, *key, true);
-    if (!password) return std::move(password).error();
+  auto prepare = [store, key, specp] {
     StoreSecrets secrets(*specp, store, key);
-    auto local = backup::repositoryFor(*specp, specp->backup->local, secrets);
-    if (!local) return Error::make(local.error().code, "[backup.local]: " + local.error().message);
-    Prepared p{std::move(password).value(),
-               backup::RunTargets{std::move(local).value(), {}, specp->backup->retention}};
-    if (specp->backup->offsite) {
-      auto off = backup::repositoryFor(*specp, *specp->backup->offsite, secrets);
-      if (!off) return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
-      p.targets.offsite = std::move(off).value();
-    }
-    return p;
+    return backup::prepareRun(*specp, *store, *key, secrets);
   };
   auto prepared = co_await onPool(prepare);
   backup::RunRecord r;

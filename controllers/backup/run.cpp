@@ -54,6 +54,22 @@ std::function<void(const std::string&)> blockingUnpauser(std::string socket) {
   };
 }
 
+Result<RunSetup> prepareRun(const config::Spec& spec, state::Store& store,
+                            const state::UnlockedKey& key, const docker::SecretResolver& secrets) {
+  auto password = resticPassword(store, key, true);
+  if (!password) return std::move(password).error();
+  auto local = repositoryFor(spec, spec.backup->local, secrets);
+  if (!local) return Error::make(local.error().code, "[backup.local]: " + local.error().message);
+  RunSetup setup{std::move(password).value(),
+                 RunTargets{std::move(local).value(), std::nullopt, spec.backup->retention}};
+  if (spec.backup->offsite) {
+    auto off = repositoryFor(spec, *spec.backup->offsite, secrets);
+    if (!off) return Error::make(off.error().code, "[backup.offsite]: " + off.error().message);
+    setup.targets.offsite = std::move(off).value();
+  }
+  return setup;
+}
+
 std::string resticBinary() {
   const char* b = std::getenv("FOUNDATIOND_RESTIC");
   return b && *b ? b : "restic";

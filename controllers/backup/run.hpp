@@ -99,6 +99,16 @@ struct RunTargets {
   std::optional<config::BackupRetention> retention;
 };
 
+// What a run needs from the unlocked state: the repository password (made
+// durable first when there is none) and [backup]'s targets with their keys
+// resolved by `secrets`. Errors name the target.
+struct RunSetup {
+  state::SecretBytes password;
+  RunTargets targets;
+};
+Result<RunSetup> prepareRun(const config::Spec& spec, state::Store& store,
+                            const state::UnlockedKey& key, const docker::SecretResolver& secrets);
+
 // BackupContext::unpauseNow for a process with no Engine client of its own
 // at hand: a blocking unpause through its own connection to `socket`.
 std::function<void(const std::string& container)> blockingUnpauser(std::string socket);
