@@ -26,6 +26,7 @@
 #include "daemon/passphrase.hpp"
 #include "state/atomic_file.hpp"
 #include "state/sealing.hpp"
+#include "state/wrapped_key_json.hpp"
 
 namespace foundationd::daemon {
 namespace {
@@ -36,18 +37,6 @@ constexpr const char* kFormat = "foundationd-vault-keys";
 int fail(const std::string& message) {
   std::fprintf(stderr, "foundationd: %s\n", message.c_str());
   return 1;
-}
-
-std::optional<std::string> unb64(const std::string& text) {
-  state::ensureSodium();
-  std::string out(text.size(), '\0');
-  std::size_t len = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0) {
-    return std::nullopt;
-  }
-  out.resize(len);
-  return out;
 }
 
 }  // namespace
@@ -94,31 +83,23 @@ int cmdImportVaultKeys(const CliArgs& args) {
   if (!j.is_object() || j.value("format", "") != kFormat || j.value("format_version", 0) != 1) {
     return fail(file + " is not a foundationd Vault keys file (format " + kFormat + " 1)");
   }
-  state::WrappedKey w;
-  std::optional<std::string> salt, wrappedCt, sealed;
+  auto wrapped = state::wrappedKeyFromJson(j.contains("wrapped_key") ? j["wrapped_key"] : json());
+  if (!wrapped) return fail(file + " is malformed: " + wrapped.error().message);
+  const state::WrappedKey& w = *wrapped;
+  std::optional<std::string> sealed;
   int version = 0;
   try {
-    const json& wk = j.at("wrapped_key");
-    w.version = static_cast<std::uint8_t>(wk.at("version").get<int>());
-    w.kdf.alg = wk.at("kdf").at("alg").get<int>();
-    w.kdf.opsLimit = wk.at("kdf").at("ops_limit").get<std::uint64_t>();
-    w.kdf.memLimit = wk.at("kdf").at("mem_limit").get<std::uint64_t>();
-    salt = unb64(wk.at("salt").get<std::string>());
-    wrappedCt = unb64(wk.at("ciphertext").get<std::string>());
     const json& s = j.at("secret");
     if (s.at("kind") != vault::kKind || s.at("name") != vault::kInitName ||
         s.at("field") != vault::kInitField) {
       return fail(file + " holds another kind of secret");
     }
     version = s.at("version").get<int>();
-    sealed = unb64(s.at("sealed").get<std::string>());
+    sealed = state::fromBase64(s.at("sealed").get<std::string>());
   } catch (const json::exception&) {
     return fail(file + " is malformed");
   }
-  if (!salt || !wrappedCt || !sealed || version < 1) return fail(file + " is malformed");
-  w.salt = *salt;
-  w.ciphertext = *wrappedCt;
-  if (auto st = w.kdf.validate(); !st) return fail(file + ": " + st.error().message);
+  if (!sealed || version < 1) return fail(file + " is malformed");
 
   auto cfg = loadConfig(args);
   if (!cfg) return 1;

@@ -6,31 +6,13 @@
 #include <nlohmann/json.hpp>
 #include <sodium.h>
 
+#include "state/wrapped_key_json.hpp"
+
 namespace foundationd::backup {
 
 namespace {
 
 using json = nlohmann::json;
-
-std::string b64(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-std::optional<std::string> unb64(const std::string& text) {
-  std::string out(text.size(), '\0');
-  std::size_t len = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, nullptr,
-                        sodium_base64_VARIANT_ORIGINAL) != 0) {
-    return std::nullopt;
-  }
-  out.resize(len);
-  return out;
-}
 
 void wipe(std::string& s) {
   if (!s.empty()) sodium_memzero(s.data(), s.size());
@@ -43,7 +25,7 @@ std::string sealId(const std::string& project, const std::string& createdAt,
                    const state::WrappedKey& w) {
   return std::string(kRecoveryFormat) + "/1/" + project + "/" + createdAt + "/" +
          std::to_string(w.kdf.alg) + ":" + std::to_string(w.kdf.opsLimit) + ":" +
-         std::to_string(w.kdf.memLimit) + "/" + b64(w.salt);
+         std::to_string(w.kdf.memLimit) + "/" + state::toBase64(w.salt);
 }
 
 }  // namespace
@@ -86,15 +68,8 @@ Result<std::string> sealRecoveryBundle(const RecoveryContents& contents,
            {"note", "Sealed under the master passphrase (Argon2id, XChaCha20-Poly1305): the "
                     "restic repository password and the backup targets' keys. Commit it; "
                     "dr/RUNBOOK.md."},
-           {"wrapped_key",
-            {{"version", wrapped->version},
-             {"kdf",
-              {{"alg", wrapped->kdf.alg},
-               {"ops_limit", wrapped->kdf.opsLimit},
-               {"mem_limit", wrapped->kdf.memLimit}}},
-             {"salt", b64(wrapped->salt)},
-             {"ciphertext", b64(wrapped->ciphertext)}}},
-           {"sealed", b64(*sealed)}};
+           {"wrapped_key", state::wrappedKeyToJson(*wrapped)},
+           {"sealed", state::toBase64(*sealed)}};
   return out.dump(2) + "\n";
 }
 
@@ -112,32 +87,24 @@ Result<RecoveryContents> openRecoveryBundle(std::string_view text, std::string_v
                            " (this foundationd reads version 1)");
   }
   RecoveryContents c;
-  state::WrappedKey w;
-  std::optional<std::string> salt, ciphertext, sealed;
+  std::optional<std::string> sealed;
   try {
     c.project = j.at("project").get<std::string>();
     c.createdAt = j.at("created_at").get<std::string>();
-    const json& wk = j.at("wrapped_key");
-    w.version = static_cast<std::uint8_t>(wk.at("version").get<int>());
-    w.kdf.alg = wk.at("kdf").at("alg").get<int>();
-    w.kdf.opsLimit = wk.at("kdf").at("ops_limit").get<std::uint64_t>();
-    w.kdf.memLimit = wk.at("kdf").at("mem_limit").get<std::uint64_t>();
-    salt = unb64(wk.at("salt").get<std::string>());
-    ciphertext = unb64(wk.at("ciphertext").get<std::string>());
-    sealed = unb64(j.at("sealed").get<std::string>());
+    sealed = state::fromBase64(j.at("sealed").get<std::string>());
   } catch (const json::exception&) {
     return Error::make(ErrorCode::invalid_argument, "a malformed recovery bundle (a field is "
                                                     "missing or of the wrong type)");
   }
-  if (!salt || !ciphertext || !sealed) {
+  if (!sealed) {
     return Error::make(ErrorCode::invalid_argument, "a malformed recovery bundle (bad base64)");
   }
-  w.salt = std::move(*salt);
-  w.ciphertext = std::move(*ciphertext);
-  if (auto st = w.kdf.validate(); !st) {
+  auto wrapped = state::wrappedKeyFromJson(j.contains("wrapped_key") ? j["wrapped_key"] : json());
+  if (!wrapped) {
     return Error::make(ErrorCode::invalid_argument,
-                       "a malformed recovery bundle: " + st.error().message);
+                       "a malformed recovery bundle: " + wrapped.error().message);
   }
+  const state::WrappedKey& w = *wrapped;
   auto dataKey = state::unwrapKey(w, passphrase);
   if (!dataKey) {
     if (dataKey.error().code == ErrorCode::wrong_passphrase) {

@@ -11,6 +11,7 @@
 #include "controllers/vault/vault.hpp"
 #include "state/atomic_file.hpp"
 #include "state/sealing.hpp"
+#include "state/wrapped_key_json.hpp"
 
 namespace foundationd::vault {
 
@@ -20,16 +21,6 @@ using nlohmann::json;
 
 void wipe(std::string& s) {
   sodium_memzero(s.data(), s.size());
-}
-
-std::string b64(const std::string& bin) {
-  state::ensureSodium();
-  const auto variant = sodium_base64_VARIANT_ORIGINAL;
-  std::string out(sodium_base64_ENCODED_LEN(bin.size(), variant), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()),
-                    bin.size(), variant);
-  out.resize(std::strlen(out.c_str()));
-  return out;
 }
 
 // The material as one JSON text (the caller wipes it).
@@ -76,21 +67,14 @@ std::string keysFileText(const state::WrappedKey& wrapped, int version,
                          const std::string& paramsJson, const std::string& sealed) {
   json j{{"format", "foundationd-vault-keys"},
          {"format_version", 1},
-         {"wrapped_key",
-          {{"version", wrapped.version},
-           {"kdf",
-            {{"alg", wrapped.kdf.alg},
-             {"ops_limit", wrapped.kdf.opsLimit},
-             {"mem_limit", wrapped.kdf.memLimit}}},
-           {"salt", b64(wrapped.salt)},
-           {"ciphertext", b64(wrapped.ciphertext)}}},
+         {"wrapped_key", state::wrappedKeyToJson(wrapped)},
          {"secret",
           {{"kind", kKind},
            {"name", kInitName},
            {"field", kInitField},
            {"version", version},
            {"params", json::parse(paramsJson, nullptr, false)},
-           {"sealed", b64(sealed)}}}};
+           {"sealed", state::toBase64(sealed)}}}};
   return j.dump(2) + "\n";
 }
 

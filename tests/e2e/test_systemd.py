@@ -160,6 +160,33 @@ def running(name):
     return bool(c and c["State"]["Running"])
 
 
+def test_packaged_binary_has_debian_hardening(tmp_path):
+    """The binary in the .deb carries Debian's hardening (hardening=+all):
+    fortified libc calls, the stack protector, PIE, full RELRO (BIND_NOW)."""
+    deb = os.environ.get("FOUNDATIOND_DEB")
+    if not deb or not os.path.exists(deb):
+        if _skip_allowed():
+            pytest.skip("FOUNDATIOND_DEB not set")
+        pytest.fail("FOUNDATIOND_DEB must name the .deb scripts/package builds (scripts/test sets it)")
+    subprocess.run(["dpkg-deb", "-x", deb, str(tmp_path)], check=True)
+    binary = str(tmp_path / "usr" / "bin" / "foundationd")
+
+    def readelf(*args):
+        return subprocess.run(["readelf", "-W", *args, binary], check=True,
+                              capture_output=True, text=True).stdout
+
+    header = readelf("-h")
+    assert re.search(r"Type:\s+DYN", header), header  # PIE
+    assert "GNU_RELRO" in readelf("-l")
+    dynamic = readelf("-d")
+    assert re.search(r"\(FLAGS\)\s+.*BIND_NOW", dynamic) or \
+        re.search(r"\(FLAGS_1\)\s+.*NOW", dynamic), dynamic
+    symbols = readelf("--dyn-syms")
+    assert "__stack_chk_fail" in symbols
+    fortified = sorted(set(re.findall(r"(__\w+_chk)@", symbols)) - {"__stack_chk_fail"})
+    assert fortified, "no fortified libc call (_FORTIFY_SOURCE) in the packaged binary"
+
+
 class TestInstalledUnderSystemd:
     def test_install_creates_user_and_dirs_and_starts_nothing(self, machine):
         m = machine

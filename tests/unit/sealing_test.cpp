@@ -258,3 +258,56 @@ TEST_CASE("UnlockedKey seals, opens and forgets on lock") {
   CHECK(none.locked());
   CHECK_THROWS_AS(UnlockedKey(SecretBytes::random(16)), std::invalid_argument);
 }
+
+// state/wrapped_key_json: the one JSON form of a WrappedKey (the Vault keys
+// file, the recovery bundle).
+#include "state/wrapped_key_json.hpp"
+
+TEST_CASE("a WrappedKey round-trips through its JSON form and still unwraps") {
+  auto key = newDataKey();
+  auto wrapped = wrapKey(key, "correct horse", kFast);
+  REQUIRE(wrapped);
+  const nlohmann::json j = wrappedKeyToJson(*wrapped);
+  CHECK(j.at("salt").get<std::string>() == toBase64(wrapped->salt));
+  auto back = wrappedKeyFromJson(j);
+  REQUIRE(back);
+  CHECK(*back == *wrapped);
+  auto opened = unwrapKey(*back, "correct horse");
+  REQUIRE(opened);
+  CHECK(opened->view() == key.view());
+}
+
+TEST_CASE("a malformed WrappedKey JSON is refused and names what is wrong") {
+  auto wrapped = wrapKey(newDataKey(), "p", kFast);
+  REQUIRE(wrapped);
+  const nlohmann::json good = wrappedKeyToJson(*wrapped);
+  auto refused = [](const nlohmann::json& j) {
+    auto r = wrappedKeyFromJson(j);
+    REQUIRE_FALSE(r);
+    CHECK(codeOf(r) == "invalid_argument");
+    return r.error().message;
+  };
+  nlohmann::json j = good;
+  j.erase("salt");
+  CHECK(refused(j).find("salt") != std::string::npos);
+  j = good;
+  j["ciphertext"] = "not base64!";
+  CHECK(refused(j).find("ciphertext is not base64") != std::string::npos);
+  j = good;
+  j["version"] = 2;
+  CHECK(refused(j).find("version 2") != std::string::npos);
+  j = good;
+  j["kdf"]["mem_limit"] = 1;  // below Argon2id's minimum
+  refused(j);
+  CHECK_FALSE(wrappedKeyFromJson(nlohmann::json()));
+  CHECK_FALSE(wrappedKeyFromJson(nlohmann::json::array()));
+}
+
+TEST_CASE("base64 is the standard padded alphabet and rejects anything else") {
+  CHECK(toBase64("") == "");
+  CHECK(toBase64("f") == "Zg==");
+  CHECK(toBase64(std::string("\xff\xfe", 2)) == "//4=");
+  CHECK(fromBase64("//4=") == std::string("\xff\xfe", 2));
+  CHECK_FALSE(fromBase64("__4=").has_value());  // base64url is another variant
+  CHECK_FALSE(fromBase64("Zg=").has_value());
+}
