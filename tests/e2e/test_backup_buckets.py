@@ -11,6 +11,7 @@ import hashlib
 import html
 import json
 import os
+import shutil
 import subprocess
 import urllib.parse
 
@@ -222,6 +223,27 @@ def test_bucket_objects_backed_up_and_restored(stack, project):
     assert "already holds objects" in r.stderr and "nothing was restored" in r.stderr, r.stderr
     assert stack.get(stack.data, "top.txt")[1] == b"overwritten\n"
     assert stack.get(stack.data, "photos/2026/a cat image.jpg")[0] == 404
+
+    # A tampered repository (the first byte of every pack flipped: each pack's first blob
+    # no longer authenticates) is refused before anything is written; then the repository
+    # is put back.
+    pristine = str(stack.tmp / "repo.pristine")
+    shutil.copytree(stack.repo, pristine)
+    for root, _, files in os.walk(os.path.join(stack.repo, "data")):
+        for name in files:
+            path = os.path.join(root, name)
+            os.chmod(path, 0o600)
+            with open(path, "r+b") as f:
+                b = f.read(1)
+                f.seek(0)
+                f.write(bytes([b[0] ^ 0xFF]))
+    before = stack.keys_in(stack.data)
+    r = stack.fd("restore", "--section", f"buckets/{stack.data}", "--force")
+    assert r.returncode != 0 and "nothing was restored" in r.stderr, r.stdout + r.stderr
+    assert stack.keys_in(stack.data) == before
+    assert stack.get(stack.data, "top.txt")[1] == b"overwritten\n"
+    shutil.rmtree(stack.repo)
+    shutil.copytree(pristine, stack.repo)
 
     # Emptied (by hand: foundationd never deletes an object), then restored.
     for key in stack.keys_in(stack.data):
