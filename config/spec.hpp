@@ -344,14 +344,14 @@ struct BackupRetention {
 
 // [backup] (docs/dr.md). What is protected is not listed: every database of
 // every [postgres.*] instance, the [vault] data and foundationd's own state.
-// `disposable` names containers and volumes never backed up.
+// `disposable` names containers, volumes and buckets never backed up.
 struct BackupSpec {
   SourceLoc loc;
   BackupTarget local;                   // [backup.local]: required
   std::optional<BackupTarget> offsite;  // [backup.offsite]
   Duration schedule = std::chrono::hours(24);
   BackupRetention retention;
-  std::map<std::string, SourceLoc> disposable;  // container or volume name -> where
+  std::map<std::string, SourceLoc> disposable;  // container, volume or bucket name -> where
   // `recovery`: where `backup export-recovery` writes the recovery bundle,
   // relative to the spec file's directory (the spec repository's checkout);
   // "" = not named.

@@ -126,6 +126,7 @@ void parseDisposable(SpecReader& r, const toml::table& backup, const Where& bw,
   if (!a) return;
   std::set<std::string> known = r.declared.containers;
   known.insert(r.declared.volumes.begin(), r.declared.volumes.end());
+  for (const auto& [name, _] : spec.buckets) known.insert(name);  // [buckets.*]: their objects
   // Containers holding protected data cannot be disposable.
   std::map<std::string, std::string> holders;
   for (const auto& [name, p] : spec.postgres) holders[p.container] = "[postgres." + name + "]";
@@ -135,7 +136,7 @@ void parseDisposable(SpecReader& r, const toml::table& backup, const Where& bw,
     auto name = r.textOf(node, "\"disposable[" + std::to_string(i) + "]\"", bw);
     if (!name) continue;
     const SourceLoc at = r.loc(node);
-    if (!r.checkRef(known, *name, "container or volume", at, "in \"disposable\" " + bw.of())) {
+    if (!r.checkRef(known, *name, "container, volume or bucket", at, "in \"disposable\" " + bw.of())) {
       continue;
     }
     if (auto h = holders.find(*name); h != holders.end()) {

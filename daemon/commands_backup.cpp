@@ -92,6 +92,10 @@ std::string rowsSummary(const backup::Section& s) {
     }
     return out + "; the forge paused " + std::to_string(s.freezeMs) + " ms";
   }
+  if (s.kind == "bucket-objects") {
+    return "  " + std::to_string(s.objects.size()) + " objects of bucket " + s.bucket +
+           " on [s3." + s.s3 + "]";
+  }
   if (s.kind != "postgres-database") return "";
   std::string out;
   for (const auto& [table, n] : s.rowCounts) {
@@ -170,6 +174,8 @@ int cmdBackup(const CliArgs& args) {
   docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
   ctx.key = &s->unlocked.key;
+  StoreSecrets bucketKeys(s->spec, s->unlocked.store.get(), &s->unlocked.key);
+  ctx.secrets = &bucketKeys;
   ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
   // With --json, stdout is the run's record alone; the progress goes to stderr.
   const backup::Report progress = [&args](const std::string& line) {
@@ -222,6 +228,7 @@ std::function<docker::Task<Status>(const std::string&)> backupBeforeUpgradeHook(
     backup::BackupContext ctx{api, spec, *store, stateDir, FOUNDATIOND_VERSION};
     ctx.reason = "before an upgrade: " + what;
     ctx.key = key;
+    ctx.secrets = &secrets;
     ctx.unpauseNow = backup::blockingUnpauser(dockerSocket);
     printLine("a stateful service's image changes: backing up first (" + what + ")");
     const auto r = co_await backup::runBackup(ctx, setup->targets, setup->password.view(),
@@ -253,6 +260,8 @@ int cmdRestore(const CliArgs& args) {
   backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
   ctx.unpauseNow = backup::blockingUnpauser(s->cfg.dockerSocket);
   ctx.key = &s->unlocked.key;
+  StoreSecrets bucketKeys(s->spec, s->unlocked.store.get(), &s->unlocked.key);
+  ctx.secrets = &bucketKeys;
   ctx.forceVault = args.force;
   backup::RestoreRequest req;
   req.section = *args.section;

@@ -77,6 +77,9 @@ config::Spec dataServicesOnly(const config::Spec& spec) {
   std::vector<std::string> todo;
   for (const auto& [name, pg] : spec.postgres) todo.push_back(pg.container);
   if (spec.vault) todo.push_back(spec.vault->container);
+  // The S3 servers too: their buckets (created empty by this converge) get
+  // their objects back before any consumer runs.
+  for (const auto& [name, s3] : spec.s3) todo.push_back(s3.container);
   while (!todo.empty()) {
     const std::string c = todo.back();
     todo.pop_back();
@@ -88,7 +91,6 @@ config::Spec dataServicesOnly(const config::Spec& spec) {
   std::erase_if(out.containers, [&](const auto& kv) { return keep.count(kv.first) == 0; });
   out.vault.reset();
   out.forgejo.reset();
-  out.buckets.clear();
   out.prune = false;
   return out;
 }
@@ -125,9 +127,16 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
     if (s.kind == "vault-snapshot" && spec->vault) selectors.push_back("vault");
   }
   for (const auto& [name, pg] : spec->postgres) selectors.push_back("postgres/" + name);
+  // Then the buckets' objects (after PostgreSQL, before the forge, which is
+  // restored by hand after the converge).
+  for (const auto& s : m.sections) {
+    if (s.kind == "bucket-objects" && spec->buckets.count(s.bucket)) selectors.push_back(s.name);
+  }
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   backup::BackupContext ctx{client, *spec, *store.value(), stateDir, FOUNDATIOND_VERSION};
   ctx.key = &*key;
+  StoreSecrets bucketKeys(*spec, store.value().get(), &*key);
+  ctx.secrets = &bucketKeys;
   for (const auto& sel : selectors) {
     backup::RestoreRequest req;
     req.backupId = m.id;

@@ -180,6 +180,8 @@ asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec
         ~InFlight() { --n; }
       } inFlight{poolInFlight_};
       ctx.key = &key_;
+      StoreSecrets bucketKeys(spec, store_.get(), &key_);  // [s3.*] keys, read on this thread too
+      ctx.secrets = &bucketKeys;
       r = co_await backup::runBackup(ctx, prepared->targets, prepared->password.view(),
                                      backup::resticBinary(), report, "daemon");
     }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/bucket_section.hpp"
 #include "controllers/backup/forge_section.hpp"
 #include "controllers/backup/vault_section.hpp"
 #include "controllers/credentials/generators.hpp"
@@ -108,6 +109,7 @@ std::string sectionPath(const Section& s) {
   if (s.kind == "postgres-database") return "/postgres/" + s.instance + "/db/" + s.database + ".dump";
   if (s.kind == "forge-data") return "/forge/data.tar";
   if (s.kind == "vault-snapshot") return "/vault/raft.snap";
+  if (s.kind == "bucket-objects") return "/inventory.json";
   return "/state/state.db";
 }
 
@@ -268,14 +270,22 @@ class Taker {
       if (!forge) co_return std::move(forge).error();
       m_.sections.push_back(std::move(*forge));
     }
+    // The buckets' objects (bucket_section.hpp), each its own section.
+    const auto buckets = protectedBuckets(ctx_.spec);
+    if (!buckets.empty() && !ctx_.secrets) {
+      m_.notIncluded.push_back("buckets: not backed up without the unlocked state (docs/dr.md)");
+    } else {
+      for (const auto& b : buckets) {
+        auto section = co_await backupBucket(ctx_, repo_, b, tags(bucketSection(b)), host(), report_);
+        if (!section) co_return std::move(section).error();
+        addSection(std::move(*section));
+      }
+    }
     if (auto st = co_await stateSection(); !st) co_return st.error();
     if (ctx_.spec.vault && ctx_.key) {
       if (auto st = co_await vaultSection(); !st) co_return st.error();
     } else if (ctx_.spec.vault) {
       m_.notIncluded.push_back("vault: not backed up without the unlocked state (docs/dr.md)");
-    }
-    if (!ctx_.spec.buckets.empty()) {
-      m_.notIncluded.push_back("buckets: bucket objects are not backed up by this version");
     }
     // The manifest, last: its presence is what makes the backup complete.
     const std::string text = toJson(m_);
@@ -480,8 +490,9 @@ Task<Result<std::vector<BackupEntry>>> listBackups(Restic& repo) {
     if (section != kManifestSection) continue;
     std::string text;
     auto st = co_await repo.dump(s.id, kManifestPath, [&](std::string_view piece) -> Task<Status> {
-      if (text.size() + piece.size() > (8u << 20)) {
-        co_return Error::make(ErrorCode::protocol, "the manifest is larger than 8 MiB");
+      // Bucket inventories make it grow with the objects (~100 bytes each).
+      if (text.size() + piece.size() > (64u << 20)) {
+        co_return Error::make(ErrorCode::protocol, "the manifest is larger than 64 MiB");
       }
       text += piece;
       co_return Status::success();

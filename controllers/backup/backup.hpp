@@ -14,9 +14,9 @@
 // - state: foundationd's own database (Store::copyTo: VACUUM INTO a private
 //   temporary directory, then into restic), with the spec revision and the
 //   images in force in the manifest.
+// - forge/data (forge_section.hpp), buckets/NAME (bucket_section.hpp), vault
+//   (vault_section.hpp).
 // - manifest: manifest.hpp, written last.
-// Vault, the forge's data and bucket objects are protected by the issue's
-// later slices; a spec that has them gets them listed as not included.
 //
 // Thread: the io_context's (DockerApi, Restic). Store calls block briefly
 // (one VACUUM INTO); fine for the CLI, which is the only caller today.
@@ -79,6 +79,9 @@ struct BackupContext {
   // the state); null: Vault is listed as not included.
   const state::UnlockedKey* key = nullptr;
   bool forceVault = false;  // restore: over an initialised Vault
+  // Resolves the [s3.*] keys of the bucket sections (bucket_section.hpp);
+  // null: the buckets are listed as not included.
+  const docker::SecretResolver* secrets = nullptr;
 };
 
 // Takes one backup into `repo` (initialised first when there is none) and

@@ -85,6 +85,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(boost::asio::any_io_ex
     posix_spawn_file_actions_adddup2(&fa, high + 1 + static_cast<int>(i), static_cast<int>(3 + i));
   }
   posix_spawn_file_actions_addclosefrom_np(&fa, static_cast<int>(3 + request.secretFds.size()));
+  if (!request.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, request.cwd.c_str());
   auto spawned = source::spawnChild(request.argv, request.env, fa);
   posix_spawn_file_actions_destroy(&fa);
   if (!spawned) return spawned.error();

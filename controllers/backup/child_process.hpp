@@ -43,6 +43,7 @@ struct ChildRequest {
   std::vector<std::pair<std::string, std::string>> env;  // the child's whole environment
   std::vector<std::string_view> secretFds;               // /dev/fd/3, /dev/fd/4, ...
   bool pipeStdin = false;
+  std::string cwd{};  // its working directory ("" = ours)
 };
 
 class ChildProcess {

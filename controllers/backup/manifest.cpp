@@ -40,6 +40,15 @@ std::string toJson(const Manifest& m) {
       j["mounts"] = s.mounts;
       j["freeze_ms"] = s.freezeMs;
     }
+    if (s.kind == "bucket-objects") {
+      j["bucket"] = s.bucket;
+      j["s3"] = s.s3;
+      json objects = json::array();
+      for (const auto& o : s.objects) {
+        objects.push_back({{"key", o.key}, {"size", o.size}, {"etag", o.etag}});
+      }
+      j["objects"] = std::move(objects);
+    }
     j["seconds"] = s.seconds;
     if (!s.counts.empty()) j["counts"] = s.counts;
     sections.push_back(std::move(j));
@@ -110,6 +119,17 @@ Result<Manifest> parseManifest(std::string_view text) {
       }
       if (j.contains("mounts")) s.mounts = j.at("mounts").get<std::vector<std::string>>();
       s.freezeMs = j.value("freeze_ms", std::int64_t{-1});
+      s.bucket = j.value("bucket", "");
+      s.s3 = j.value("s3", "");
+      if (j.contains("objects")) {
+        for (const auto& o : j.at("objects")) {
+          BucketObject b;
+          b.key = o.at("key").get<std::string>();
+          b.size = o.at("size").get<std::uint64_t>();
+          b.etag = o.value("etag", "");
+          s.objects.push_back(std::move(b));
+        }
+      }
       if (s.sha256.size() != 64) return bad("section " + s.name + " has no SHA-256");
       m.sections.push_back(std::move(s));
     }

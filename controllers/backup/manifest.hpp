@@ -25,6 +25,13 @@ inline constexpr const char* kSectionTagKey = "fd-section";  // fd-section=NAME
 inline constexpr const char* kManifestSection = "manifest";
 inline constexpr const char* kManifestPath = "/manifest.json";
 
+// One object of a bucket's inventory (bucket-objects sections).
+struct BucketObject {
+  std::string key;
+  std::uint64_t size = 0;
+  std::string etag;  // as the server gave it, unquoted ("...-N" for a multipart upload)
+};
+
 struct Section {
   std::string name;      // "postgres/main/globals", "postgres/main/db/appdb", "state"
   std::string kind;      // "postgres-globals" | "postgres-database" | "state"
@@ -42,7 +49,14 @@ struct Section {
   std::map<std::string, std::string> repoPaths;     // "owner/name" -> its directory in the tar
   std::int64_t freezeMs = -1;                       // how long the forge was paused
   double seconds = 0;  // how long taking it took (the dump or copy and restic's storing)
-  std::map<std::string, std::int64_t> counts;  // vault-snapshot: "secrets" -> under the KV mount
+  std::map<std::string, std::int64_t> counts;  // vault-snapshot: "secrets" -> under the KV mount;
+                                               // bucket-objects: "objects" -> how many
+  // bucket-objects (bucket_section.hpp): the bucket and its [s3.*] server,
+  // and its inventory in key order; `bytes` is the objects' total size and
+  // `sha256` that of the snapshot's /inventory.json.
+  std::string bucket;
+  std::string s3;
+  std::vector<BucketObject> objects;
 };
 
 struct Manifest {

@@ -226,6 +226,31 @@ Task<Result<BackupSummary>> Restic::backupStdin(const std::string& path,
   co_return parseBackupSummary(out);
 }
 
+Task<Result<BackupSummary>> Restic::backupDirectory(const std::string& cwd,
+                                                    const std::vector<std::string>& paths,
+                                                    const std::vector<std::string>& tags,
+                                                    const std::string& host) {
+  std::vector<std::string> args{"backup", "--json", "--quiet", "--host", host};
+  for (const auto& t : tags) {
+    args.push_back("--tag");
+    args.push_back(t);
+  }
+  args.push_back("--");
+  args.insert(args.end(), paths.begin(), paths.end());
+  ChildRequest req = request(std::move(args));
+  req.cwd = cwd;
+  auto out = co_await runRequest(std::move(req), "backing up " + cwd);
+  if (!out) co_return std::move(out).error();
+  co_return parseBackupSummary(*out);
+}
+
+Task<Status> Restic::restoreTo(const std::string& snapshot, const std::string& target) {
+  std::vector<std::string> args{"restore", snapshot, "--target", target};
+  auto r = co_await run(std::move(args), "restoring snapshot " + snapshot + " into " + target);
+  if (!r) co_return std::move(r).error();
+  co_return Status::success();
+}
+
 Task<Result<std::vector<Snapshot>>> Restic::snapshots(const std::vector<std::string>& tags) {
   std::vector<std::string> args{"snapshots", "--json"};
   if (!tags.empty()) {

@@ -86,6 +86,15 @@ class Restic {
   Task<Result<BackupSummary>> backupStdin(const std::string& path,
                                           const std::vector<std::string>& tags,
                                           const std::string& host, const Producer& produce);
+  // `restic backup PATHS...` run in the directory `cwd`, so the snapshot
+  // holds each path at its root ("/inventory.json", "/objects/...") whatever
+  // the directory was called.
+  Task<Result<BackupSummary>> backupDirectory(const std::string& cwd,
+                                              const std::vector<std::string>& paths,
+                                              const std::vector<std::string>& tags,
+                                              const std::string& host);
+  // `restic restore SNAPSHOT --target DIR`: the snapshot's files under DIR.
+  Task<Status> restoreTo(const std::string& snapshot, const std::string& target);
   // Snapshots carrying every one of `tags`, oldest first.
   Task<Result<std::vector<Snapshot>>> snapshots(const std::vector<std::string>& tags);
   // `restic dump SNAPSHOT PATH`, stdout piece by piece to `sink`.

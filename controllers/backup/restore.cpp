@@ -10,6 +10,7 @@
 
 #include "controllers/backup/backup.hpp"
 #include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/bucket_section.hpp"
 #include "controllers/backup/forge_section.hpp"
 #include "controllers/backup/vault_section.hpp"
 
@@ -143,6 +144,17 @@ class Restorer {
     }
     // 1. Every selected section read back and compared with the manifest.
     for (const Section* s : selected) {
+      if (s->kind == kBucketKind) {
+        // Read back into a private directory, every object checked; kept
+        // there until it is written to the bucket.
+        auto stage = co_await stageBucket(ctx_, repo_, *s);
+        if (!stage) co_return nothingRestored(stage.error());
+        report_(s->name + ": verified (" + std::to_string(s->objects.size()) + " objects, " +
+                std::to_string(s->bytes) + " bytes; every object's sha256 matches the backup's "
+                "inventory, whose sha256 matches the manifest)");
+        stages_[s->name] = std::move(*stage);
+        continue;
+      }
       if (auto st = co_await verifySection(repo_, *s); !st) co_return nothingRestored(st.error());
       report_(s->name + ": verified (" + std::to_string(s->bytes) + " bytes, sha256 matches the "
               "manifest)");
@@ -151,8 +163,10 @@ class Restorer {
     for (const Section* s : selected) {
       if (auto st = co_await precheck(*s); !st) co_return nothingRestored(st.error());
     }
-    // 3. Vault first, then globals, then databases, then the forge's data, then the state copy.
-    for (const char* kind : {"vault-snapshot", "postgres-globals", "postgres-database", kForgeKind, "state"}) {
+    // 3. Vault first, then globals, then databases, then the buckets, then the forge's data,
+    //    then the state copy.
+    for (const char* kind : {"vault-snapshot", "postgres-globals", "postgres-database",
+                             kBucketKind, kForgeKind, "state"}) {
       for (const Section* s : selected) {
         if (s->kind != kind) continue;
         if (auto st = co_await apply(m, *s); !st) co_return st;
@@ -177,6 +191,7 @@ class Restorer {
   }
 
   Task<Status> precheck(const Section& s) {
+    if (s.kind == kBucketKind) co_return co_await precheckBucket(ctx_, s, req_.force);
     if (s.kind == kForgeKind) co_return co_await precheckForgeData(ctx_, s, forgeRepo_, req_.force);
     if (s.kind == "vault-snapshot") {
       if (!ctx_.spec.vault) {
@@ -215,6 +230,11 @@ class Restorer {
 
   Task<Status> apply(const Manifest& m, const Section& s) {
     if (s.kind == "state") co_return co_await applyState(s);
+    if (s.kind == kBucketKind) {
+      auto st = co_await restoreBucket(ctx_, s, *stages_.at(s.name), report_);
+      stages_.erase(s.name);  // its directory goes at once
+      co_return st;
+    }
     if (s.kind == kForgeKind) co_return co_await restoreForgeData(ctx_, repo_, s, forgeRepo_, report_);
     if (s.kind == "vault-snapshot") co_return co_await applyVault(s);
     auto pgr = instance(s);
@@ -338,6 +358,7 @@ class Restorer {
   const RestoreRequest& req_;
   const Report& report_;
   std::map<std::string, DbTarget> targets_;
+  std::map<std::string, std::unique_ptr<BucketStage>> stages_;  // bucket sections, verified
 };
 
 }  // namespace

@@ -1,6 +1,11 @@
 #include "controllers/buckets/s3_client.hpp"
 
 #include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace foundationd::buckets {
 
@@ -47,6 +52,40 @@ transport::PeerRequest buildRequest(const S3Endpoint& endpoint, const std::strin
   return req;
 }
 
+std::string encodeKey(std::string_view key) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(key.size());
+  for (unsigned char ch : key) {
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += hex[ch >> 4];
+      out += hex[ch & 0xF];
+    }
+  }
+  return out;
+}
+
+transport::PeerRequest buildObjectRequest(const S3Endpoint& endpoint, const std::string& method,
+                                          const std::string& bucket, const std::string& key,
+                                          const std::string& query,
+                                          const std::string& payloadSha256) {
+  transport::PeerRequest req;
+  req.method = method;
+  req.url = trimSlash(endpoint.url) + "/" + transport::urlEncode(bucket);
+  if (!key.empty()) req.url += "/" + encodeKey(key);
+  if (!query.empty()) req.url += "?" + query;
+  req.pathAsIs = true;
+  req.headers.emplace_back("x-amz-content-sha256", payloadSha256);
+  std::string region = endpoint.region.empty() ? "us-east-1" : endpoint.region;
+  req.sigv4 =
+      transport::AwsSigV4{"aws:amz:" + region + ":s3", endpoint.accessKey, endpoint.secretKey};
+  return req;
+}
+
 Error s3Error(const std::string& what, const transport::PeerResponse& response) {
   auto body = parseError(response.body);
   std::string code = body ? body->code : std::string{};
@@ -54,7 +93,7 @@ Error s3Error(const std::string& what, const transport::PeerResponse& response) 
   if (!code.empty()) msg += " " + code;
   if (body && !body->message.empty()) msg += " (" + body->message + ")";
   ErrorCode ec = ErrorCode::peer;
-  if (code == "NoSuchBucket" || (code.empty() && response.status == 404)) {
+  if (code == "NoSuchBucket" || code == "NoSuchKey" || (code.empty() && response.status == 404)) {
     ec = ErrorCode::not_found;
   } else if (code == "BucketAlreadyExists") {
     ec = ErrorCode::conflict;
@@ -141,6 +180,118 @@ Status S3Client::deleteLifecycle(const std::string& bucket) {
   auto body = parseError(r->body);
   if (body && body->code == "NoSuchLifecycleConfiguration") return {};
   return s3Error(callName("DELETE", bucket, "lifecycle"), *r);
+}
+
+// ---- objects -----------------------------------------------------------
+
+namespace {
+// SHA-256 of nothing: the payload hash of a GET.
+const std::string kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+}  // namespace
+
+Result<std::vector<ObjectInfo>> S3Client::listObjects(const std::string& bucket, int pageSize) {
+  std::vector<ObjectInfo> all;
+  std::string token;
+  for (int page = 0;; ++page) {
+    // Canonical order: continuation-token < list-type < max-keys.
+    std::string query;
+    if (!token.empty()) query += "continuation-token=" + transport::urlEncode(token) + "&";
+    query += "list-type=2&max-keys=" + std::to_string(pageSize);
+    auto req = buildObjectRequest(endpoint_, "GET", bucket, "", query, kEmptySha256);
+    req.timeout = std::max(timeout_, std::chrono::milliseconds(60'000));
+    ++requests_;
+    auto r = transport_(req);
+    if (!r) return std::move(r).error();
+    if (!r->ok()) return s3Error("ListObjectsV2 " + bucket, *r);
+    auto p = parseListObjectsV2(r->body);
+    if (!p) return Error::make(p.error().code, "ListObjectsV2 " + bucket + ": " + p.error().message);
+    for (auto& o : p->objects) all.push_back(std::move(o));
+    if (!p->truncated) break;
+    if (p->continuationToken == token || p->objects.empty()) {
+      return Error::make(ErrorCode::protocol, "ListObjectsV2 " + bucket +
+                                                  ": the server's continuation does not advance");
+    }
+    token = std::move(p->continuationToken);
+  }
+  return all;
+}
+
+Result<bool> S3Client::hasObjects(const std::string& bucket) {
+  auto req = buildObjectRequest(endpoint_, "GET", bucket, "", "list-type=2&max-keys=1", kEmptySha256);
+  req.timeout = timeout_;
+  ++requests_;
+  auto r = transport_(req);
+  if (!r) return std::move(r).error();
+  if (!r->ok()) return s3Error("ListObjectsV2 " + bucket, *r);
+  auto p = parseListObjectsV2(r->body);
+  if (!p) return Error::make(p.error().code, "ListObjectsV2 " + bucket + ": " + p.error().message);
+  return !p->objects.empty();
+}
+
+Result<ObjectInfo> S3Client::getObject(const std::string& bucket, const std::string& key,
+                                       const Sink& sink) {
+  auto req = buildObjectRequest(endpoint_, "GET", bucket, key, "", kEmptySha256);
+  req.timeout = std::chrono::hours(24);
+  req.stallTimeout = stall_;
+  ObjectInfo info;
+  info.key = key;
+  std::optional<Error> sinkError;
+  req.responseSink = [&](std::string_view piece) {
+    auto st = sink(piece);
+    if (!st) {
+      sinkError = st.error();
+      return false;
+    }
+    info.size += piece.size();
+    return true;
+  };
+  ++requests_;
+  auto r = transport_(req);
+  if (sinkError) return *sinkError;
+  const std::string what = "GetObject " + bucket + "/" + key;
+  if (!r) return Error::make(r.error().code, what + ": " + r.error().message);
+  if (!r->ok()) return s3Error(what, *r);
+  info.etag = unquoteEtag(r->header("etag"));
+  const std::string length = r->header("content-length");
+  if (!length.empty() && length != std::to_string(info.size)) {
+    return Error::make(ErrorCode::protocol, what + ": received " + std::to_string(info.size) +
+                                                " bytes of " + length);
+  }
+  return info;
+}
+
+Result<std::string> S3Client::putObject(const std::string& bucket, const std::string& key, int fd,
+                                        std::uint64_t size, const std::string& sha256Hex) {
+  auto req = buildObjectRequest(endpoint_, "PUT", bucket, key, "", sha256Hex);
+  req.headers.emplace_back("Content-Type", "application/octet-stream");
+  req.timeout = std::chrono::hours(24);
+  req.stallTimeout = stall_;
+  req.bodySize = size;
+  std::uint64_t left = size;
+  std::optional<Error> readError;
+  req.bodySource = [&](char* buf, std::size_t max) -> std::int64_t {
+    if (left == 0) return 0;
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(max, left));
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, want);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        readError = Error::make(ErrorCode::io, n < 0 ? std::string(std::strerror(errno))
+                                                     : std::string("the file is shorter than " +
+                                                                   std::to_string(size) + " bytes"));
+        return -1;
+      }
+      left -= static_cast<std::uint64_t>(n);
+      return n;
+    }
+  };
+  ++requests_;
+  auto r = transport_(req);
+  const std::string what = "PutObject " + bucket + "/" + key;
+  if (readError) return Error::make(readError->code, what + ": reading its content: " + readError->message);
+  if (!r) return Error::make(r.error().code, what + ": " + r.error().message);
+  if (!r->ok()) return s3Error(what, *r);
+  return unquoteEtag(r->header("etag"));
 }
 
 }  // namespace foundationd::buckets

@@ -65,6 +65,22 @@ transport::PeerRequest buildRequest(const S3Endpoint& endpoint, const std::strin
 // Lower-case hex SHA-256 (libsodium).
 std::string sha256Hex(std::string_view data);
 
+// An object key as a SigV4 canonical URI path: every byte but the RFC 3986
+// unreserved characters and '/' percent-encoded ("a b/é" -> "a%20b/%C3%A9").
+// libcurl 7.88 signs the path exactly as written in the URL, and S3 servers
+// encode the decoded key the same way, so both sides agree.
+std::string encodeKey(std::string_view key);
+
+// The request for one object call (exposed for unit tests): path-style
+// "/BUCKET/KEY", sent as written (no dot-segment removal), signed with
+// `payloadSha256` as x-amz-content-sha256. `query` must already be in
+// SigV4's canonical form (names sorted, values encoded): libcurl 7.88 signs
+// the query string as written.
+transport::PeerRequest buildObjectRequest(const S3Endpoint& endpoint, const std::string& method,
+                                          const std::string& bucket, const std::string& key,
+                                          const std::string& query,
+                                          const std::string& payloadSha256);
+
 class S3Client final : public S3Api {
  public:
   // `transport` defaults to transport::peerRequest.
@@ -82,6 +98,27 @@ class S3Client final : public S3Api {
 
   void setTimeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
+  // ---- objects (backups, docs/dr.md "Buckets") --------------------------
+  // Every object of `bucket` (ListObjectsV2, `pageSize` keys per request,
+  // following continuation tokens), in the server's (key) order.
+  Result<std::vector<ObjectInfo>> listObjects(const std::string& bucket, int pageSize = 1000);
+  // Whether `bucket` holds at least one object (one ListObjectsV2 of 1 key).
+  Result<bool> hasObjects(const std::string& bucket);
+  // GetObject, the body handed to `sink` piece by piece as it arrives (never
+  // held whole); a sink error aborts the transfer and is returned. The
+  // object's ETag (unquoted) and size on success.
+  using Sink = std::function<Status(std::string_view piece)>;
+  Result<ObjectInfo> getObject(const std::string& bucket, const std::string& key,
+                               const Sink& sink);
+  // PutObject of `size` bytes read from `fd` (from its current offset),
+  // whose SHA-256 is `sha256Hex` (signed as the payload hash: the server
+  // refuses a body that does not match). Single part: the ETag returned
+  // (unquoted) is the MD5 of the content on S3-compatible servers.
+  Result<std::string> putObject(const std::string& bucket, const std::string& key, int fd,
+                                std::uint64_t size, const std::string& sha256Hex);
+  // Object transfers end when they stall this long (no byte for it).
+  void setStallTimeout(std::chrono::seconds t) { stall_ = t; }
+
  private:
   Result<transport::PeerResponse> send(const std::string& method, const std::string& bucket,
                                        const std::string& subresource, std::string body = {});
@@ -89,6 +126,7 @@ class S3Client final : public S3Api {
   S3Endpoint endpoint_;
   Transport transport_;
   std::chrono::milliseconds timeout_{10'000};
+  std::chrono::seconds stall_{120};
   std::uint64_t requests_ = 0;
 };
 

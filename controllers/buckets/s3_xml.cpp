@@ -207,7 +207,7 @@ std::optional<XmlElement> xmlFirst(std::string_view doc, std::string_view name) 
   return std::nullopt;
 }
 
-std::string xmlText(std::string_view inner) {
+std::string xmlText(std::string_view inner, bool trimmed) {
   std::string out;
   std::size_t i = 0;
   while (i < inner.size()) {
@@ -240,13 +240,15 @@ std::string xmlText(std::string_view inner) {
     out += c;
     ++i;
   }
+  if (!trimmed) return out;
   return std::string(trim(out));
 }
 
-std::optional<std::string> xmlFirstText(std::string_view doc, std::string_view name) {
+std::optional<std::string> xmlFirstText(std::string_view doc, std::string_view name,
+                                        bool trimmed) {
   auto e = xmlFirst(doc, name);
   if (!e) return std::nullopt;
-  return xmlText(e->inner);
+  return xmlText(e->inner, trimmed);
 }
 
 std::string xmlEscape(std::string_view text) {
@@ -344,6 +346,55 @@ Result<std::vector<LifecycleRule>> parseLifecycle(std::string_view body) {
     rules.push_back(std::move(rule));
   }
   return rules;
+}
+
+std::string unquoteEtag(std::string_view etag) {
+  etag = trim(etag);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+    etag = etag.substr(1, etag.size() - 2);
+  }
+  return std::string(etag);
+}
+
+Result<ObjectPage> parseListObjectsV2(std::string_view body) {
+  auto root = xmlFirst(body, "ListBucketResult");
+  if (!root) return notA("ListBucketResult");
+  ObjectPage page;
+  // Contents elements are direct children; CommonPrefixes (with a
+  // delimiter, which foundationd never sends) would hold no Contents.
+  const auto contents = xmlFind(root->inner, "Contents");
+  for (const auto& c : contents) {
+    ObjectInfo o;
+    auto key = xmlFirst(c.inner, "Key");
+    if (!key) return Error::make(ErrorCode::protocol, "S3 listed an object without a key");
+    o.key = xmlText(key->inner, false);
+    if (o.key.empty()) return Error::make(ErrorCode::protocol, "S3 listed an object with an empty key");
+    const std::string size = xmlFirstText(c.inner, "Size").value_or("");
+    auto [ptr, ec] = std::from_chars(size.data(), size.data() + size.size(), o.size);
+    if (size.empty() || ec != std::errc{} || ptr != size.data() + size.size()) {
+      return Error::make(ErrorCode::protocol, "S3 listed an object without a readable size");
+    }
+    o.etag = unquoteEtag(xmlFirstText(c.inner, "ETag").value_or(""));
+    page.objects.push_back(std::move(o));
+  }
+  // Direct children only: a key could be named "IsTruncated", but a Key's
+  // text is inside <Contents>, which is cut out first.
+  std::string rest;
+  const char* at = root->inner.data();
+  for (const auto& c : contents) {  // in document order, inside root->inner
+    rest.append(at, c.outer.data());
+    at = c.outer.data() + c.outer.size();
+  }
+  rest.append(at, root->inner.data() + root->inner.size());
+  page.truncated = xmlFirstText(rest, "IsTruncated").value_or("false") == "true";
+  if (page.truncated) {
+    page.continuationToken = xmlFirstText(rest, "NextContinuationToken", false).value_or("");
+    if (page.continuationToken.empty()) {
+      return Error::make(ErrorCode::protocol,
+                         "S3 answered a truncated listing without a NextContinuationToken");
+    }
+  }
+  return page;
 }
 
 std::optional<S3ErrorBody> parseError(std::string_view body) {

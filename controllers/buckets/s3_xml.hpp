@@ -9,6 +9,7 @@
 // (fuzz_s3_xml exercises it).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,11 +32,13 @@ std::vector<XmlElement> xmlFind(std::string_view doc, std::string_view name);
 std::optional<XmlElement> xmlFirst(std::string_view doc, std::string_view name);
 
 // The character data of an element's content: entities decoded, CDATA
-// unwrapped, comments dropped, surrounding whitespace trimmed.
-std::string xmlText(std::string_view inner);
+// unwrapped, comments dropped, surrounding whitespace trimmed (unless `trim`
+// is false: an object key may begin or end with a space).
+std::string xmlText(std::string_view inner, bool trimmed = true);
 
 // xmlText of the first `name` element, or nullopt.
-std::optional<std::string> xmlFirstText(std::string_view doc, std::string_view name);
+std::optional<std::string> xmlFirstText(std::string_view doc, std::string_view name,
+                                        bool trimmed = true);
 
 // Escapes text for element content.
 std::string xmlEscape(std::string_view text);
@@ -59,6 +62,25 @@ struct LifecycleRule {
 
 // LifecycleConfiguration -> its rules.
 Result<std::vector<LifecycleRule>> parseLifecycle(std::string_view body);
+
+// One object of a ListObjectsV2 answer.
+struct ObjectInfo {
+  std::string key;         // exactly as stored (not trimmed)
+  std::uint64_t size = 0;
+  std::string etag;        // without its quotes: "9a0364b9e99bb480dd25e1f0284c8555", "...-3"
+};
+struct ObjectPage {
+  std::vector<ObjectInfo> objects;
+  bool truncated = false;         // IsTruncated
+  std::string continuationToken;  // NextContinuationToken, when truncated
+};
+// ListBucketResult (ListObjectsV2) -> one page. protocol for an entry
+// without a key or with an unreadable size, or a truncated page without a
+// continuation token.
+Result<ObjectPage> parseListObjectsV2(std::string_view body);
+
+// An ETag header or element value without its surrounding quotes.
+std::string unquoteEtag(std::string_view etag);
 
 struct S3ErrorBody {
   std::string code;     // "NoSuchBucket", ...

@@ -142,6 +142,33 @@ size_t onBody(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+// Streaming answers: a 2xx body goes to the sink, any other is kept
+// (bounded) for its error document.
+struct SinkState {
+  const Curl* lib = nullptr;
+  CURL* easy = nullptr;
+  const std::function<bool(std::string_view)>* sink = nullptr;
+  state::WipingString* kept = nullptr;
+};
+
+size_t onSinkBody(char* data, size_t size, size_t n, void* user) {
+  auto* s = static_cast<SinkState*>(user);
+  long status = 0;
+  s->lib->easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status >= 200 && status < 300) {
+    return (*s->sink)(std::string_view(data, size * n)) ? size * n : 0;
+  }
+  if (s->kept->size() < 64 * 1024) s->kept->append(data, std::min<size_t>(size * n, 64 * 1024));
+  return size * n;
+}
+
+size_t onReadBody(char* buf, size_t size, size_t n, void* user) {
+  const auto* source = static_cast<const std::function<std::int64_t(char*, std::size_t)>*>(user);
+  const std::int64_t got = (*source)(buf, size * n);
+  if (got < 0) return CURL_READFUNC_ABORT;
+  return static_cast<size_t>(got);
+}
+
 size_t onHeader(char* data, size_t size, size_t n, void* user) {
   auto* headers = static_cast<std::map<std::string, std::string>*>(user);
   std::string line(data, size * n);
@@ -205,15 +232,33 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   lib.easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
   lib.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(request.connectTimeout.count()));
-  lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, onBody);
-  lib.easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  SinkState sinkState{&lib, c, &request.responseSink, &body};
+  if (request.responseSink) {
+    lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, onSinkBody);
+    lib.easy_setopt(c, CURLOPT_WRITEDATA, &sinkState);
+  } else {
+    lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, onBody);
+    lib.easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  }
+  if (request.pathAsIs) lib.easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+  if (request.stallTimeout.count() > 0) {
+    lib.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    lib.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(request.stallTimeout.count()));
+  }
   lib.easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
   lib.easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
 
   // The method and body. POSTFIELDS with an explicit size also covers
   // binary bodies; CUSTOMREQUEST names any other verb.
   const std::string& method = request.method;
-  if (method == "HEAD") {
+  if (request.bodySource) {
+    // An upload: PUT with a known length, read piece by piece.
+    lib.easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    lib.easy_setopt(c, CURLOPT_READFUNCTION, onReadBody);
+    lib.easy_setopt(c, CURLOPT_READDATA, &request.bodySource);
+    lib.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(request.bodySize));
+    if (method != "PUT") lib.easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  } else if (method == "HEAD") {
     lib.easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (method != "GET" || !request.body.empty()) {
     lib.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,

@@ -17,9 +17,12 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,6 +52,22 @@ struct PeerRequest {
   std::chrono::milliseconds connectTimeout{3'000};
   std::optional<AwsSigV4> sigv4;
   std::optional<BasicAuth> basicAuth;
+  // Streaming (S3 objects; all optional):
+  // - `bodySource`: the body is read piece by piece instead of from `body`
+  //   (an upload, sent as PUT with Content-Length `bodySize`); it returns the
+  //   bytes written into `buf` (0 at the end) or -1 to abort the exchange;
+  // - `responseSink`: a 2xx answer's body is handed over piece by piece and
+  //   not kept (false aborts the exchange); any other answer's body is kept
+  //   in `body` (up to 64 KiB) so its error can be read;
+  // - `pathAsIs`: the path is sent exactly as written (no "." or ".."
+  //   segment removal: an S3 key is not a file path);
+  // - `stallTimeout`: > 0 ends an exchange that moved less than one byte a
+  //   second for that long (for long transfers with a large `timeout`).
+  std::function<std::int64_t(char* buf, std::size_t max)> bodySource;
+  std::uint64_t bodySize = 0;
+  std::function<bool(std::string_view piece)> responseSink;
+  bool pathAsIs = false;
+  std::chrono::seconds stallTimeout{0};
 };
 
 struct PeerResponse {

@@ -23,7 +23,7 @@ void inside(std::string_view doc, std::string_view part) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view doc(reinterpret_cast<const char*>(data), size);
-  for (std::string_view name : {"Name", "Rule", "Error", "Buckets", "Status"}) {
+  for (std::string_view name : {"Name", "Rule", "Error", "Buckets", "Status", "Contents", "Key"}) {
     for (const auto& e : xmlFind(doc, name)) {
       inside(doc, e.outer);
       inside(doc, e.inner);
@@ -37,5 +37,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)parseVersioning(doc);
   (void)parseLifecycle(doc);
   (void)parseError(doc);
+  if (auto page = parseListObjectsV2(doc)) {
+    for (const auto& o : page->objects) {
+      if (o.key.empty()) std::abort();  // an empty key is refused, never listed
+    }
+    if (page->truncated && page->continuationToken.empty()) std::abort();
+  }
+  (void)xmlText(doc, false);
   return 0;
 }

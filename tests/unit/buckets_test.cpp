@@ -114,6 +114,46 @@ TEST_CASE("buildRequest: path style, sub-resource with '=', payload hash, signin
   CHECK(sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST_CASE("object requests: keys encoded as SigV4 paths, sorted query, payload hash") {
+  CHECK(encodeKey("a b/\xC3\xA9t\xC3\xA9/x+y=z~_.-") == "a%20b/%C3%A9t%C3%A9/x%2By%3Dz~_.-");
+  CHECK(encodeKey("100%") == "100%25");
+  S3Endpoint ep{"http://127.0.0.1:9000/", "", "AK", "SK"};
+  auto get = buildObjectRequest(ep, "GET", "data", "dir/a b", "", kEmptySha);
+  CHECK(get.url == "http://127.0.0.1:9000/data/dir/a%20b");
+  CHECK(get.pathAsIs);
+  CHECK(header(get, "x-amz-content-sha256") == kEmptySha);
+  REQUIRE(get.sigv4);
+  CHECK(get.sigv4->provider == "aws:amz:us-east-1:s3");
+  auto list = buildObjectRequest(ep, "GET", "data", "", "list-type=2&max-keys=5", kEmptySha);
+  CHECK(list.url == "http://127.0.0.1:9000/data?list-type=2&max-keys=5");
+}
+
+TEST_CASE("S3Client::listObjects follows continuation tokens in canonical query order") {
+  std::vector<PeerRequest> sent;
+  std::vector<std::string> bodies{
+      "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a</Key><Size>1</Size>"
+      "<ETag>\"e1\"</ETag></Contents><NextContinuationToken>t 1/=</NextContinuationToken>"
+      "</ListBucketResult>",
+      "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>b</Key><Size>2</Size>"
+      "<ETag>\"e2\"</ETag></Contents></ListBucketResult>"};
+  auto transport = [&](const PeerRequest& r) -> Result<PeerResponse> {
+    sent.push_back(r);
+    PeerResponse a;
+    a.status = 200;
+    a.body = bodies.at(sent.size() - 1);
+    return a;
+  };
+  S3Client s3(S3Endpoint{"http://h:1", "us-east-1", "a", "b"}, transport);
+  auto all = s3.listObjects("bkt", 1);
+  REQUIRE(all);
+  REQUIRE(all->size() == 2);
+  CHECK((*all)[0].key == "a");
+  CHECK((*all)[1].etag == "e2");
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].url == "http://h:1/bkt?list-type=2&max-keys=1");
+  CHECK(sent[1].url == "http://h:1/bkt?continuation-token=t%201%2F%3D&list-type=2&max-keys=1");
+}
+
 TEST_CASE("S3Client reads answers: lists, already-owned, conflicts, no lifecycle, errors") {
   std::vector<PeerRequest> sent;
   std::vector<Result<PeerResponse>> answers;

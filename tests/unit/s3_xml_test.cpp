@@ -159,3 +159,59 @@ TEST_CASE("documents we write read back as what they say") {
   CHECK(createBucketXml("").empty());
   CHECK(xmlFirstText(createBucketXml("eu-<x>"), "LocationConstraint") == "eu-<x>");
 }
+
+TEST_CASE("parseListObjectsV2: SeaweedFS/AWS shapes, quoted ETags, keys kept as stored") {
+  const std::string page1 =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+      "<Name>fd-data</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
+      "<IsTruncated>true</IsTruncated>"
+      "<Contents><Key>a/b/c.bin</Key><LastModified>2026-12-03T12:00:00.000Z</LastModified>"
+      "<ETag>&quot;9a0364b9e99bb480dd25e1f0284c8555&quot;</ETag><Size>7</Size>"
+      "<StorageClass>STANDARD</StorageClass></Contents>"
+      "<Contents><Key> spaced key &amp; é </Key><ETag>\"0123456789abcdef0123456789abcdef-2\"</ETag>"
+      "<Size>10485760</Size><Owner><ID>x</ID></Owner></Contents>"
+      "<Contents><Key>IsTruncated</Key><ETag>\"e\"</ETag><Size>0</Size></Contents>"
+      "<NextContinuationToken>tok/+=en</NextContinuationToken></ListBucketResult>";
+  auto p = parseListObjectsV2(page1);
+  REQUIRE(p);
+  REQUIRE(p->objects.size() == 3);
+  CHECK(p->objects[0].key == "a/b/c.bin");
+  CHECK(p->objects[0].size == 7);
+  CHECK(p->objects[0].etag == "9a0364b9e99bb480dd25e1f0284c8555");
+  CHECK(p->objects[1].key == " spaced key & \xC3\xA9 ");  // not trimmed
+  CHECK(p->objects[1].size == 10485760);
+  CHECK(p->objects[1].etag == "0123456789abcdef0123456789abcdef-2");
+  CHECK(p->objects[2].key == "IsTruncated");
+  CHECK(p->truncated);
+  CHECK(p->continuationToken == "tok/+=en");
+
+  auto last = parseListObjectsV2(
+      "<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated>"
+      "</ListBucketResult>");
+  REQUIRE(last);
+  CHECK(last->objects.empty());
+  CHECK(!last->truncated);
+  // A key named like the truncation flag does not make a page truncated.
+  auto keyNamed = parseListObjectsV2(
+      "<ListBucketResult><Contents><Key>x</Key><Size>1</Size><IsTruncated>true</IsTruncated>"
+      "</Contents><IsTruncated>false</IsTruncated></ListBucketResult>");
+  REQUIRE(keyNamed);
+  CHECK(!keyNamed->truncated);
+}
+
+TEST_CASE("parseListObjectsV2: what it refuses") {
+  CHECK(!parseListObjectsV2("<ListAllMyBucketsResult/>"));
+  CHECK(!parseListObjectsV2("<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>"));
+  CHECK(!parseListObjectsV2(
+      "<ListBucketResult><Contents><Key>k</Key><Size>-1</Size></Contents></ListBucketResult>"));
+  CHECK(!parseListObjectsV2(
+      "<ListBucketResult><Contents><Key>k</Key></Contents></ListBucketResult>"));
+  CHECK(!parseListObjectsV2(
+      "<ListBucketResult><Contents><Key>k</Key><Size>12x</Size></Contents></ListBucketResult>"));
+  // Truncated, but with no way to go on.
+  CHECK(!parseListObjectsV2("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>"));
+  CHECK(unquoteEtag(" \"abc\" ") == "abc");
+  CHECK(unquoteEtag("abc") == "abc");
+  CHECK(unquoteEtag("\"") == "\"");
+}

@@ -122,7 +122,7 @@ TEST_CASE("[backup] bad input: located errors") {
   fails("[backup.local]\npath = \"/a\"\n[backup.retention]\nkeep_yearly = 1\n",
         "keep_yearly", h + 4);
   fails("[backup]\ndisposable = [\"runer\"]\n[backup.local]\npath = \"/a\"\n",
-        "unknown container or volume \"runer\"", h + 2);
+        "unknown container, volume or bucket \"runer\"", h + 2);
   fails("[backup]\ndisposable = [\"pg\"]\n[backup.local]\npath = \"/a\"\n",
         "holds the data of [postgres.main]", h + 2);
   fails("[backup]\ndisposable = [\"cache\", \"cache\"]\n[backup.local]\npath = \"/a\"\n",
