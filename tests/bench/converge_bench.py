@@ -112,6 +112,19 @@ def process_floor(cmd, runs):
 
 
 def main():
+    try:
+        run()
+    finally:
+        # A failed run (an apply that did not converge, an Engine that went
+        # away) leaves nothing behind either.
+        try:
+            clean_fd()
+        except Exception as e:  # noqa: BLE001 - best effort, say so
+            sys.stderr.write(f"bench: cleanup failed ({e}); remove the containers labelled "
+                             f"foundationd.project={FD_PROJECT} and the network fdb-net\n")
+
+
+def run():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/daemon/foundationd")
     ap.add_argument("--sizes", default="10,30,150")
