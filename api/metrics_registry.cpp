@@ -1,13 +1,15 @@
 #include "api/metrics_registry.hpp"
+#include "api/metrics_text.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
 
 #include <prometheus/check_names.h>
 #include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
 
 namespace foundationd::api {
 namespace {
@@ -20,6 +22,161 @@ const std::string& checkedHelp(const std::string& name, const std::string& help)
     throw std::invalid_argument("metric " + name + ": HELP must not hold a backslash or newline");
   }
   return help;
+}
+
+// The text exposition format, as prometheus-cpp 1.0's TextSerializer writes
+// it (the same bytes: tests/unit/metrics_test.cpp compares the two), into one
+// string: its ostream, a locale imbued and a printf per value, were most of
+// a scrape's time.
+void putDouble(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "Nan";
+  } else if (std::isinf(v)) {
+    out += v < 0 ? "-Inf" : "+Inf";
+  } else {
+    // An ostream's default format with precision digits10 + 1: %.16g.
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general,
+                           std::numeric_limits<double>::digits10 + 1);
+    out.append(buf, r.ptr);
+  }
+}
+
+template <typename Int>
+void putInt(std::string& out, Int v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void putLabelValue(std::string& out, const std::string& v) {
+  for (char c : v) {
+    if (c == '\n') {
+      out += "\\n";
+    } else {
+      if (c == '\\' || c == '"') out += '\\';
+      out += c;
+    }
+  }
+}
+
+// name + suffix + {labels[,extra="value"]} + ' '
+void putHead(std::string& out, const prometheus::MetricFamily& family,
+             const prometheus::ClientMetric& metric, std::string_view suffix = {},
+             std::string_view extraName = {}, const std::string* extraText = nullptr,
+             const double* extraValue = nullptr) {
+  out += family.name;
+  out += suffix;
+  if (!metric.label.empty() || !extraName.empty()) {
+    out += '{';
+    const char* prefix = "";
+    for (const auto& lp : metric.label) {
+      out += prefix;
+      out += lp.name;
+      out += "=\"";
+      putLabelValue(out, lp.value);
+      out += '"';
+      prefix = ",";
+    }
+    if (!extraName.empty()) {
+      out += prefix;
+      out += extraName;
+      out += "=\"";
+      if (extraText != nullptr) putLabelValue(out, *extraText);
+      if (extraValue != nullptr) putDouble(out, *extraValue);
+      out += '"';
+    }
+    out += '}';
+  }
+  out += ' ';
+}
+
+void putTail(std::string& out, const prometheus::ClientMetric& metric) {
+  if (metric.timestamp_ms != 0) {
+    out += ' ';
+    putInt(out, metric.timestamp_ms);
+  }
+  out += '\n';
+}
+
+void putFamily(std::string& out, const prometheus::MetricFamily& family) {
+  using prometheus::MetricType;
+  if (!family.help.empty()) {
+    out += "# HELP ";
+    out += family.name;
+    out += ' ';
+    out += family.help;
+    out += '\n';
+  }
+  const char* type = "untyped";
+  switch (family.type) {
+    case MetricType::Counter: type = "counter"; break;
+    case MetricType::Gauge: type = "gauge"; break;
+    case MetricType::Summary: type = "summary"; break;
+    case MetricType::Histogram: type = "histogram"; break;
+    default: break;
+  }
+  out += "# TYPE ";
+  out += family.name;
+  out += ' ';
+  out += type;
+  out += '\n';
+  for (const auto& m : family.metric) {
+    switch (family.type) {
+      case MetricType::Counter:
+        putHead(out, family, m);
+        putDouble(out, m.counter.value);
+        putTail(out, m);
+        break;
+      case MetricType::Gauge:
+        putHead(out, family, m);
+        putDouble(out, m.gauge.value);
+        putTail(out, m);
+        break;
+      case MetricType::Summary: {
+        putHead(out, family, m, "_count");
+        putInt(out, m.summary.sample_count);
+        putTail(out, m);
+        putHead(out, family, m, "_sum");
+        putDouble(out, m.summary.sample_sum);
+        putTail(out, m);
+        for (const auto& q : m.summary.quantile) {
+          putHead(out, family, m, "", "quantile", nullptr, &q.quantile);
+          putDouble(out, q.value);
+          putTail(out, m);
+        }
+        break;
+      }
+      case MetricType::Histogram: {
+        const auto& h = m.histogram;
+        putHead(out, family, m, "_count");
+        putInt(out, h.sample_count);
+        putTail(out, m);
+        putHead(out, family, m, "_sum");
+        putDouble(out, h.sample_sum);
+        putTail(out, m);
+        double last = -std::numeric_limits<double>::infinity();
+        for (const auto& b : h.bucket) {
+          putHead(out, family, m, "_bucket", "le", nullptr, &b.upper_bound);
+          last = b.upper_bound;
+          putInt(out, b.cumulative_count);
+          putTail(out, m);
+        }
+        if (last != std::numeric_limits<double>::infinity()) {
+          const std::string inf = "+Inf";
+          putHead(out, family, m, "_bucket", "le", &inf);
+          putInt(out, h.sample_count);
+          putTail(out, m);
+        }
+        break;
+      }
+      default:
+        putHead(out, family, m);
+        putDouble(out, m.untyped.value);
+        putTail(out, m);
+        break;
+    }
+  }
 }
 
 template <typename T>
@@ -238,7 +395,14 @@ std::string MetricsRegistry::render() const {
     std::sort(f.metric.begin(), f.metric.end(),
               [](const auto& a, const auto& b) { return a.label < b.label; });
   }
-  return prometheus::TextSerializer().Serialize(families);
+  return serializeText(families);
+}
+
+std::string serializeText(const std::vector<prometheus::MetricFamily>& families) {
+  std::string out;
+  out.reserve(16384);
+  for (const auto& f : families) putFamily(out, f);
+  return out;
 }
 
 }  // namespace foundationd::api

@@ -15,11 +15,15 @@ namespace asio = boost::asio;
 namespace {
 
 // Container actions that can mean drift. Our own create/start also arrive;
-// they coalesce into cheap no-op reconciles.
+// they coalesce into cheap no-op reconciles. Not `kill`: it is sent before
+// the container stops (its `die` follows when the signal ends it; a signal
+// it handles changes nothing), and a reconcile started on it would see the
+// container still running and hold the `die` or `destroy` that matters for
+// the key's minimum interval (a second, in `docker rm -f`'s repair).
 bool isDrift(const std::string& action) {
   static const char* kActions[] = {"die",    "destroy", "stop",
-                                   "kill",   "oom",     "pause",
-                                   "rename", "update",  "health_status: unhealthy"};
+                                   "oom",    "pause",   "rename",
+                                   "update", "health_status: unhealthy"};
   for (const char* a : kActions) {
     if (action == a) return true;
   }

@@ -10,11 +10,18 @@
 
 #include <sodium.h>
 
+#include "common/async.hpp"
 #include "controllers/docker/container_config.hpp"
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/stateful_guard.hpp"
 
 namespace foundationd::docker {
+
+namespace {
+// How long refresh waits for a container's removal to end: up to 2 s.
+constexpr auto kRemovalPoll = std::chrono::milliseconds(10);
+constexpr int kRemovalPolls = 200;
+}  // namespace
 
 Task<Status> refresh(DockerApi& api, const std::string& project,
                      const std::set<config::ResourceKey>& keys, Observed& observed) {
@@ -23,6 +30,15 @@ Task<Status> refresh(DockerApi& api, const std::string& project,
     auto it = std::find_if(observed.containers.begin(), observed.containers.end(),
                            [&](const ContainerSummary& c) { return c.name == key.name; });
     auto inspected = co_await api.inspectContainer(key.name);
+    // Being removed (`docker rm -f`: the Engine marks it first, then kills
+    // it; the `die` event comes before the removal ends): wait for the
+    // removal, a few milliseconds, so that this pass creates it again. Seen
+    // as "removing" it would be left alone, and its `destroy` event would
+    // wait for the key's next turn (the scheduler's minKeyInterval).
+    for (int i = 0; i < kRemovalPolls && inspected && inspected->state == "removing"; ++i) {
+      co_await sleepFor(kRemovalPoll);
+      inspected = co_await api.inspectContainer(key.name);
+    }
     if (!inspected) {
       if (inspected.error().code != ErrorCode::not_found) co_return inspected.error();
       if (it != observed.containers.end()) observed.containers.erase(it);

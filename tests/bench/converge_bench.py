@@ -8,12 +8,20 @@ run, on the same engine:
 and prints medians, the ratios, and the number of Docker API calls of
 foundationd's no-op converge (which must not grow with N).
 
+The no-op's floor, measured in the same run: a process start (`/bin/true`,
+and `foundationd --version`: the binary's own start) plus the three list
+calls a no-op makes, timed in this process over the Engine's socket. The
+no-op's ratio to that floor says what foundationd adds (reading the spec,
+planning); it should not grow with N.
+
   tests/bench/converge_bench.py --bin build/daemon/foundationd [--sizes 10,30,100] [--runs 5]
 Needs a running Docker engine, docker-compose (Debian's), and the busybox
 test image (tests/peers/busybox-image).
 """
 import argparse
+import http.client
 import os
+import socket
 import re
 import statistics
 import subprocess
@@ -79,10 +87,47 @@ def median(xs):
     return statistics.median(xs)
 
 
+def engine_get(path):
+    conn = http.client.HTTPConnection("localhost", timeout=60)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect("/var/run/docker.sock")
+    conn.request("GET", "/v1.41" + path)
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+
+
+def list_calls():
+    """The three list calls of a no-op converge, bare, timed in this process."""
+    t0 = time.perf_counter()
+    engine_get('/containers/json?all=1&filters={"label":["foundationd.managed=true",'
+               f'"foundationd.project={FD_PROJECT}"]}}'.replace('"', "%22").replace(" ", ""))
+    engine_get("/networks")
+    engine_get("/volumes")
+    return time.perf_counter() - t0
+
+
+def process_floor(cmd, runs):
+    return median([timed(cmd)[0] for _ in range(runs)])
+
+
 def main():
+    try:
+        run()
+    finally:
+        # A failed run (an apply that did not converge, an Engine that went
+        # away) leaves nothing behind either.
+        try:
+            clean_fd()
+        except Exception as e:  # noqa: BLE001 - best effort, say so
+            sys.stderr.write(f"bench: cleanup failed ({e}); remove the containers labelled "
+                             f"foundationd.project={FD_PROJECT} and the network fdb-net\n")
+
+
+def run():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/daemon/foundationd")
-    ap.add_argument("--sizes", default="10,30,100")
+    ap.add_argument("--sizes", default="10,30,150")
     ap.add_argument("--runs", type=int, default=5, help="no-op runs per tool and size")
     ap.add_argument("--empty-runs", type=int, default=3, help="from-empty runs per tool and size")
     ap.add_argument("--image", default=os.environ.get("FOUNDATIOND_TEST_IMAGE"))
@@ -106,7 +151,11 @@ def main():
                 clean_compose(d)
                 fd_empty.append(timed(fd_apply)[0])
                 cp_empty.append(nan if args.no_compose else timed(compose + ["up", "-d"])[0])
+            lists, trues, versions = [], [], []
             for _ in range(args.runs):
+                trues.append(timed(["/bin/true"])[0])
+                versions.append(timed([fd, "--version"])[0])
+                lists.append(list_calls())
                 dt, out = timed(fd_apply)
                 fd_noop.append(dt)
                 m = re.search(r"(\d+) Docker API call", out)
@@ -115,11 +164,16 @@ def main():
             clean_fd()
             clean_compose(d)
         row = dict(n=n, fd_empty=median(fd_empty), cp_empty=median(cp_empty),
-                   fd_noop=median(fd_noop), cp_noop=median(cp_noop), calls=sorted(calls))
+                   fd_noop=median(fd_noop), cp_noop=median(cp_noop), calls=sorted(calls),
+                   true=median(trues), version=median(versions), lists=median(lists))
+        row["floor"] = row["version"] + row["lists"]
         rows.append(row)
         print(f"N={n:>3}: from empty fd {row['fd_empty']:.2f}s compose {row['cp_empty']:.2f}s | "
               f"no-op fd {row['fd_noop']*1000:.1f}ms compose {row['cp_noop']*1000:.0f}ms | "
-              f"fd no-op API calls {row['calls']}", flush=True)
+              f"fd no-op API calls {row['calls']} | floor: /bin/true {row['true']*1000:.1f}ms, "
+              f"foundationd --version {row['version']*1000:.1f}ms, the 3 list calls "
+              f"{row['lists']*1000:.1f}ms; no-op / (--version + lists) "
+              f"{row['fd_noop']/row['floor']:.2f}x; load {os.getloadavg()[0]:.1f}", flush=True)
 
     print()
     print(f"foundationd vs docker-compose {sh(['docker-compose', 'version', '--short']).stdout.strip()}"
@@ -133,6 +187,14 @@ def main():
               f"{r['cp_noop']*1000:>5.0f}ms | {r['cp_noop']/r['fd_noop']:>4.0f}x | "
               f"{','.join(map(str, r['calls'])):>15} |")
     print("(ratio = compose time / foundationd time; higher is better for foundationd)")
+    print()
+    print("no-op against its floor (same run, medians): process start + the 3 bare list calls")
+    print("|   N | no-op | /bin/true | foundationd --version | 3 list calls | no-op / (--version + lists) |")
+    print("|----:|------:|----------:|----------------------:|-------------:|----------------------------:|")
+    for r in rows:
+        print(f"| {r['n']:>3} | {r['fd_noop']*1000:.1f} ms | {r['true']*1000:.1f} ms | "
+              f"{r['version']*1000:.1f} ms | {r['lists']*1000:.1f} ms | {r['fd_noop']/r['floor']:.2f}x |")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ class FakeDocker final : public docker::DockerApi {
     int inspectionsSinceStart = 0;
     std::vector<std::string> networks;
     int exitCode = 0;  // of the last exit
+    // State "removing" (`docker rm -f` under way): gone after this many
+    // more inspections; < 0: stays.
+    int removedAfterInspections = -1;
   };
 
   std::map<std::string, Container> containers;  // by name
@@ -105,6 +108,11 @@ class FakeDocker final : public docker::DockerApi {
     ++calls;
     if (auto e = fail("inspectContainer")) co_return *e;
     Container* c = find(idOrName);
+    if (c && c->state == "removing" && c->removedAfterInspections >= 0 &&
+        c->removedAfterInspections-- == 0) {
+      containers.erase(c->name);
+      c = nullptr;
+    }
     if (!c) co_return Error::make(ErrorCode::not_found, "No such container: " + idOrName, 404);
     if (c->state == "running") ++c->inspectionsSinceStart;
     ContainerInspect i;

@@ -171,6 +171,31 @@ TEST_CASE("drift is repaired: removed restored, stopped started, changed recreat
   CHECK(fake.containers.at("db").id != oldDb);
 }
 
+TEST_CASE("a scoped reconcile waits for a removal under way, then creates the container again") {
+  // `docker rm -f`: the Engine marks the container as being removed, kills
+  // it (the `die` event), then removes it (`destroy`). The reconcile that
+  // the `die` starts sees it "removing": it waits for the removal to end
+  // and creates it again in the same pass.
+  FakeDocker fake;
+  fake.images = {"img/db:1", "img/app:1"};
+  auto spec = specFrom(kSpec);
+  REQUIRE(reconcile(fake, spec)->converged);
+  const auto oldSolo = fake.containers["solo"].id;
+  fake.containers["solo"].state = "removing";
+  fake.containers["solo"].removedAfterInspections = 2;
+  docker::NoSecrets none;
+  docker::Scope scope;
+  scope.only = std::set<config::ResourceKey>{{config::Kind::container, "solo"}};
+  auto r = run(docker::reconcile(fake, spec, none, fast(), {}, scope));
+  REQUIRE(r.ok());
+  CHECK(r->converged);
+  REQUIRE(fake.containers.count("solo") == 1);
+  CHECK(fake.containers.at("solo").state == "running");
+  CHECK(fake.containers.at("solo").id != oldSolo);
+  REQUIRE(outcome(*r, "container.solo") != nullptr);
+  CHECK(std::string(docker::toString(outcome(*r, "container.solo")->action)) == "create");
+}
+
 TEST_CASE("prune removes owned orphan containers and networks, never volumes") {
   FakeDocker fake;
   fake.images = {"img/db:1", "img/app:1"};

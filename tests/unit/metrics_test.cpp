@@ -13,6 +13,12 @@
 #include <unistd.h>
 
 #include "api/metrics_registry.hpp"
+#include "api/metrics_text.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <prometheus/text_serializer.h>
 
 namespace api = foundationd::api;
 
@@ -78,6 +84,63 @@ TEST_CASE("the text format, exactly: help, type, labels, escaping, histograms, o
   CHECK(lat.snapshot({"read", "zzz"}).count == 0);
   CHECK(requests.value({"200"}) == 2);
   CHECK(temp.value({"nowhere"}) == 0);
+}
+
+TEST_CASE("serializeText writes what prometheus-cpp's TextSerializer writes, byte for byte") {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  using prometheus::MetricType;
+  const double values[] = {0, -0.0, 1, -1.5, 0.1, 0.1 + 0.2, 1e-5, 1.0 / 3, 42, 1e15, 1e16,
+                           12345678901234567.0, 1700000000.5, 1796334490.373679, 0.122548573,
+                           std::numeric_limits<double>::max(), std::numeric_limits<double>::min(),
+                           std::numeric_limits<double>::denorm_min(),
+                           std::numeric_limits<double>::infinity(),
+                           -std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()};
+  std::vector<MetricFamily> families;
+  MetricFamily g{"g", "Gauges.", MetricType::Gauge, {}};
+  MetricFamily c{"c_total", "", MetricType::Counter, {}};
+  int i = 0;
+  for (double v : values) {
+    ClientMetric m;
+    m.label = {{"k", std::to_string(i++)}, {"q", "a\"b\\c\nd"}};
+    m.gauge.value = v;
+    m.counter.value = v;
+    g.metric.push_back(m);
+    m.label.clear();
+    c.metric.push_back(m);
+  }
+  families.push_back(g);
+  families.push_back(c);
+  MetricFamily h{"h_seconds", "Histograms.", MetricType::Histogram, {}};
+  for (bool withInf : {false, true}) {
+    ClientMetric m;
+    m.label = {{"step", withInf ? "inf" : "plain"}};
+    m.histogram.sample_count = 18446744073709551615ull;
+    m.histogram.sample_sum = 0.30000000000000004;
+    for (double b : {0.001, 0.0025, 0.1, 1.0, 2.5, 300.0}) {
+      m.histogram.bucket.push_back({static_cast<std::uint64_t>(b * 1000), b});
+    }
+    if (withInf) {
+      m.histogram.bucket.push_back({7, std::numeric_limits<double>::infinity()});
+    }
+    h.metric.push_back(m);
+  }
+  families.push_back(h);
+  MetricFamily s{"s", "Summaries.", MetricType::Summary, {}};
+  ClientMetric sm;
+  sm.summary.sample_count = 3;
+  sm.summary.sample_sum = 1.5;
+  sm.summary.quantile = {{0.5, 0.25}, {0.99, 1.0 / 7}};
+  sm.timestamp_ms = 1700000000123;
+  s.metric.push_back(sm);
+  families.push_back(s);
+  MetricFamily u{"u", "Untyped.", MetricType::Untyped, {}};
+  ClientMetric um;
+  um.untyped.value = 2.5;
+  u.metric.push_back(um);
+  families.push_back(u);
+  CHECK(api::serializeText(families) == prometheus::TextSerializer().Serialize(families));
 }
 
 TEST_CASE("values: integers plainly, fractions and large values round-trip, +Inf by name") {
