@@ -1,6 +1,8 @@
 // The metrics registry: counters, gauges and histograms with labels, kept in
-// prometheus-cpp's core registry and rendered by its text serializer
-// (exposition format 0.0.4). This file is the thin shape the daemon uses:
+// prometheus-cpp's core registry, rendered in the text exposition format
+// 0.0.4 by serializeText() (the same bytes as prometheus-cpp's own text
+// serializer, which a unit test compares, written into one string; that
+// serializer was most of a scrape's cost). This file is the thin shape the daemon uses:
 // label values by position (the family declares its label names once),
 // mirrored totals, a gauge replaced in one step, and "no sample" for a value
 // that does not apply.
