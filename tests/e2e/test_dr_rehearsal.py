@@ -11,6 +11,7 @@ only a fresh clone of the spec repository, the passphrase and the offsite direct
 state directory and a new HOME; rows, Vault's secrets and the rotated credential are back,
 the consumer logs in with its current password, and a second `apply --once` changes
 nothing. Then the bundle's refusals: a flipped byte, a wrong passphrase."""
+import json
 import os
 import subprocess
 
@@ -258,3 +259,61 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
                     "--passphrase-file", str(wrong))
     assert r.returncode == 1 and "passphrase does not open" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(empty_state, "state.db"))
+
+
+FILE_STORAGE_SPEC = """
+[credentials.app]
+vault_path = "app/db"
+[credentials.app.fields]
+password = { generate = "password", length = 24 }
+
+[volumes.@bao-data]
+
+[containers.@bao]
+image = "${versions.openbao}"
+volumes = ["@bao-data:/openbao/data"]
+ports = ["127.0.0.1:BAOPORT:8200"]
+stop_timeout = "2s"
+
+[vault]
+container = "@bao"
+address = "http://127.0.0.1:BAOPORT"
+key_shares = 1
+key_threshold = 1
+kv_mount = "foundation"
+
+[backup.local]
+path = "LOCAL"
+"""
+
+
+def test_a_vault_on_file_storage_is_refused_by_name_and_no_backup_is_complete(project,
+                                                                             tmp_path, images):
+    """The test image's own configuration is `file` storage, which has no snapshot API:
+    the backup fails naming the requirement (raft), and nothing is listed complete."""
+    _, bao_image = images
+    name = project.name
+    (tmp_path / "VERSIONS").write_text(f'[images]\nopenbao = "{bao_image}"\n')
+    body = (FILE_STORAGE_SPEC.replace("BAOPORT", str(free_port()))
+            .replace("LOCAL", str(tmp_path / "repo")).replace("@", name + "-"))
+    spec = tmp_path / "foundation.toml"
+    spec.write_text(f'spec_version = 1\nproject = "{name}"\nversions = "VERSIONS"\n' + body)
+    passfile = tmp_path / "pass"
+    passfile.write_text(PASS + "\n")
+    state = str(tmp_path / "state")
+
+    def fd(*args):
+        return project.run(*args, "--spec", str(spec), "--state-dir", state,
+                           "--passphrase-file", str(passfile))
+
+    r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile),
+                    "--kdf", "interactive")
+    assert r.returncode == 0, r.stderr
+    r = fd("apply", "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = fd("backup")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "needs integrated storage" in r.stderr and 'storage "raft"' in r.stderr, r.stderr
+    r = fd("backup", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert all(not b["complete"] for b in json.loads(r.stdout)), r.stdout

@@ -72,11 +72,11 @@ TEST_CASE("picking the backup to verify: newest complete, a named one, an incomp
   CHECK((*named)->id == "a");
   auto incomplete = internal::pickBackup(list, "c", "/repo");
   REQUIRE_FALSE(incomplete.ok());
-  CHECK(incomplete.error().code == ErrorCode::conflict);
+  CHECK(std::string(toString(incomplete.error().code)) == "conflict");
   CHECK(incomplete.error().message.find("incomplete") != std::string::npos);
   auto unknown = internal::pickBackup(list, "zz", "/repo");
   REQUIRE_FALSE(unknown.ok());
-  CHECK(unknown.error().code == ErrorCode::not_found);
+  CHECK(std::string(toString(unknown.error().code)) == "not_found");
   auto none = internal::pickBackup({}, "", "/repo");
   REQUIRE_FALSE(none.ok());
   CHECK(none.error().message == "no complete backup in /repo");
