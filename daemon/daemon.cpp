@@ -44,9 +44,13 @@ std::chrono::seconds Daemon::unsealBackoff(std::int64_t failures) {
 }
 
 asio::awaitable<void> Daemon::quiescePool() {
+  co_await beginKeyChange();
+  endKeyChange();
+}
+
+asio::awaitable<void> Daemon::beginKeyChange() {
   ++keyWriters_;
   while (poolInFlight_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
-  --keyWriters_;
 }
 
 Status Daemon::start() {
@@ -443,10 +447,13 @@ asio::awaitable<void> Daemon::unsealFromCredential() {
 }
 
 api::Task<Status> Daemon::seal() {
+  // Work in flight ends first: a reconcile's Vault step that is unsealing
+  // Vault now would otherwise unseal it again right after it was sealed.
+  co_await beginKeyChange();
   co_await sealVault();  // with the root token from the state, before the key goes
-  co_await quiescePool();
   key_.lock();
   ++keyGeneration_;
+  endKeyChange();
   (void)store_->appendAudit("sealed", "{}");
   log::info("sealed");
   publishStatus();

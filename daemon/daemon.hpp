@@ -105,6 +105,12 @@ class Daemon final : public api::DaemonControl {
   // work (credentials, git token, webhook secret, the Vault step) reads the
   // key through a pointer and never sees it change or freed under it.
   boost::asio::awaitable<void> quiescePool();
+  // A key change that itself needs the pool (the seal seals Vault with the
+  // root token from the state): no other pool work starts between
+  // beginKeyChange() and endKeyChange(), and none is in flight when
+  // beginKeyChange() returns; only PoolGate::keyChange work runs meanwhile.
+  boost::asio::awaitable<void> beginKeyChange();
+  void endKeyChange() { --keyWriters_; }
   // keep_key_in_memory = false: once the converge that the unseal started
   // has finished, the key is wiped (unless it changed meanwhile).
   boost::asio::awaitable<void> dropKeyAfterConverge(std::uint64_t generation,
@@ -173,6 +179,7 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<StepReport> reconcileVault(const config::Spec& spec);
   boost::asio::awaitable<void> watchVault();
   boost::asio::awaitable<bool> unsealVault();
+  // Only inside seal()'s beginKeyChange()/endKeyChange().
   boost::asio::awaitable<void> sealVault();
   // Rotated credentials written to Vault before the Docker step updates
   // their consumers (when Vault is already set up).
@@ -188,15 +195,18 @@ class Daemon final : public api::DaemonControl {
   void refreshBackupHistory();
   api::BackupState backupState() const;
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
+  // PoolGate::keyChange: the caller is inside beginKeyChange()/endKeyChange().
+  enum class PoolGate { normal, keyChange };
   template <typename F>
   // `f` lives in this coroutine's frame until the pool has run it, so the
   // spawned lambda holds only a pointer to it: GCC 12 destroys a lambda
   // temporary inside a co_await expression twice, which corrupted the heap
   // when the lambda owned `f` (e.g. a std::function).
-  auto onPool(F f) -> boost::asio::awaitable<decltype(f())> {
+  auto onPool(F f, PoolGate gate = PoolGate::normal) -> boost::asio::awaitable<decltype(f())> {
     using T = decltype(f());
     // quiescePool(): a change of the key in progress goes first.
-    while (keyWriters_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
+    while (gate == PoolGate::normal && keyWriters_ > 0)
+      co_await sleepFor(std::chrono::milliseconds(2));
     ++poolInFlight_;
     struct InFlight {
       int& n;

@@ -110,7 +110,7 @@ asio::awaitable<void> Daemon::sealVault() {
     client.setObserver(ctxp->observer);
     return vault::sealWithRoot(client, *ctxp->store, *ctxp->key);
   };
-  auto st = co_await onPool(run);
+  auto st = co_await onPool(run, PoolGate::keyChange);  // inside seal()'s key change
   if (st) noteVault(vault_.initialized, true);
   log::info("vault.seal", {{"result", st ? "sealed" : st.error().message}});
 }
