@@ -114,6 +114,16 @@ nlohmann::json runJson(const std::optional<BackupRunState>& r) {
           {"reason", stringOrNull(r->reason)}};
 }
 
+nlohmann::json verifyJson(const std::optional<BackupVerifyState>& v) {
+  if (!v) return nullptr;
+  return {{"id", stringOrNull(v->id)},
+          {"ok", v->ok},
+          {"reason", stringOrNull(v->reason)},
+          {"error", stringOrNull(v->error)},
+          {"finished", timeOrNull(v->finished)},
+          {"by", stringOrNull(v->by)}};
+}
+
 nlohmann::json backupJson(const BackupState& b) {
   if (!b.declared) return nullptr;
   return {{"condition", b.condition},
@@ -122,7 +132,11 @@ nlohmann::json backupJson(const BackupState& b) {
           {"running", b.running},
           {"next_due", timeOrNull(b.nextDue)},
           {"last_attempt", runJson(b.lastAttempt)},
-          {"last_complete", runJson(b.lastComplete)}};
+          {"last_complete", runJson(b.lastComplete)},
+          {"verification",
+           {{"last_complete", b.latestVerified},
+            {"last", verifyJson(b.lastVerify)},
+            {"last_verified", timeOrNull(b.lastVerifiedOk)}}}};
 }
 
 }  // namespace

@@ -125,6 +125,15 @@ struct BackupRunState {
   std::string by;      // "daemon", "cli"
   std::string reason;  // "" = on request or schedule; "before an upgrade: ..."
 };
+// The last `backup verify` (docs/dr.md "Verify").
+struct BackupVerifyState {
+  std::string id;  // the backup verified
+  bool ok = false;
+  std::string reason;  // "setup", "integrity", "restore", "mismatch", "cleanup"; "" when ok
+  std::string error;
+  std::optional<TimePoint> finished;
+  std::string by;  // "cli", "daemon"
+};
 struct BackupState {
   bool declared = false;  // the spec has [backup]; nothing else is set otherwise
   // "never", "ok", "failed", "offsite_failed", "stale": a failed or stale
@@ -136,6 +145,11 @@ struct BackupState {
   std::optional<TimePoint> nextDue;
   std::optional<BackupRunState> lastAttempt;
   std::optional<BackupRunState> lastComplete;
+  // The last complete backup's verification: "verified", "failed: REASON",
+  // "never" (a backup never verified is reported as such).
+  std::string latestVerified = "never";
+  std::optional<BackupVerifyState> lastVerify;     // of any backup
+  std::optional<TimePoint> lastVerifiedOk;         // when the last successful verify finished
 };
 
 struct StatusSnapshot {

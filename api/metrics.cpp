@@ -171,6 +171,13 @@ Metrics::Metrics()
       backupFailures_(registry_.counter("foundationd_backup_failures_total",
                                         "Backups the daemon took that failed, by reason (backup: no manifest; offsite: the copy failed).",
                                         {"reason"})),
+      backupLastVerified_(registry_.gauge(
+          "foundationd_backup_last_verified_timestamp_seconds",
+          "Unix time the last successful backup verify finished (a backup restored into scratch containers and equal to its manifest).")),
+      backupVerifyFailures_(registry_.counter(
+          "foundationd_backup_verify_failures_total",
+          "Backup verifies that failed, by reason (setup, integrity, restore, mismatch, cleanup).",
+          {"reason"})),
       processResident_(
           registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
       processVirtual_(
@@ -275,9 +282,18 @@ void Metrics::updateBackup(const BackupState& b) {
       backupLastSuccess_.unset();
     }
     for (const char* r : {"backup", "offsite"}) backupFailures_.inc({r}, 0);
+    for (const char* r : {"setup", "integrity", "restore", "mismatch", "cleanup"}) {
+      backupVerifyFailures_.inc({r}, 0);
+    }
+    if (b.lastVerifiedOk) {
+      backupLastVerified_.set(unixSeconds(b.lastVerifiedOk));
+    } else {
+      backupLastVerified_.unset();
+    }
   } else {
     backupLastAttempt_.unset();
     backupLastSuccess_.unset();
+    backupLastVerified_.unset();
   }
   backupCondition_.replaceAll(std::move(condition));
   backupSectionDuration_.replaceAll(std::move(seconds));

@@ -32,8 +32,12 @@
 //     changes().inc({kind})           changes_total{kind}: resources created or updated
 //     backupFailures().inc({reason})  backup_failures_total{reason} (backup, offsite): the
 //                                     daemon's scheduled backups that failed
+//     backupVerifyFailures().inc({reason}) backup_verify_failures_total{reason} (setup,
+//                                     integrity, restore, mismatch, cleanup): each failed
+//                                     `backup verify` the daemon saw recorded in the state
 // - Derived from status().backup (updateBackup()): backup_last_success_timestamp_seconds,
-//   backup_last_attempt_timestamp_seconds, backup_condition{condition},
+//   backup_last_attempt_timestamp_seconds, backup_last_verified_timestamp_seconds,
+//   backup_condition{condition},
 //   backup_section_duration_seconds{section}, backup_section_size_bytes{section} (the
 //   sections of the last complete backup: names the spec gives, bounded by it).
 // Label values are bounded vocabularies (result names, resource kinds, route
@@ -74,6 +78,7 @@ class Metrics {
   Histogram& reconcileStepDuration() noexcept { return reconcileStepDuration_; }
   Counter& changes() noexcept { return changes_; }
   Counter& backupFailures() noexcept { return backupFailures_; }
+  Counter& backupVerifyFailures() noexcept { return backupVerifyFailures_; }
 
   // --- derived from the status snapshot ----------------------------------------
   Gauge& locked() noexcept { return locked_; }
@@ -130,6 +135,8 @@ class Metrics {
   Gauge& backupSectionDuration_;
   Gauge& backupSectionSize_;
   Counter& backupFailures_;
+  Gauge& backupLastVerified_;
+  Counter& backupVerifyFailures_;
   Gauge& processResident_;
   Gauge& processVirtual_;
   Counter& processCpu_;

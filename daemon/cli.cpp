@@ -163,15 +163,29 @@ const std::vector<Command>& commands() {
        "The repository password is generated in the sealed state on first use; asks the\n"
        "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
        "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
-       "what is not yet done (bucket objects, backup verify).",
+       "what is not yet done (bucket objects). `backup verify` restores it to check it.",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",
        "the backups in [backup.local], each with its manifest",
        "A backup without a manifest (failed, interrupted) is listed as INCOMPLETE and is\n"
-       "never restored from.",
+       "never restored from. VERIFIED: verified, failed: REASON, or never (backup verify).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--offsite", "--json"},
        "foundationd backup list", cmdBackup, false},
+      {"backup verify", "backup verify [ID] [--offsite] [--json]",
+       "restore a backup into scratch containers and compare it with its manifest (exit 0 "
+       "verified, 1 not)",
+       "Default: the newest complete backup (an INCOMPLETE one is refused). restic check,\n"
+       "every section read back (size, SHA-256), then one internal scratch network\n"
+       "(fd-verify-ID-...: no route out, no published port): each [postgres.*] restored\n"
+       "into a scratch PostgreSQL of the same image and every table's row count compared;\n"
+       "the forge's data extracted into a scratch container, each repository's HEAD\n"
+       "compared and `git fsck` run. Every scratch container, its anonymous volumes and\n"
+       "the network are removed afterwards, on failure too. The result is kept in the\n"
+       "state: `backup list` (VERIFIED), status, /metrics. Vault's snapshot is compared,\n"
+       "not restored, by this version. docs/dr.md \"Verify\".",
+       {"--config", "--spec", "--state-dir", "--passphrase-file", "--offsite", "--json"},
+       "foundationd backup verify", cmdBackup, false},
       {"backup export-recovery", "backup export-recovery [--out FILE] [--kdf PROFILE]",
        "write the recovery bundle into the spec repository, sealed (commit it)",
        "What a fresh host needs beyond the spec repository and the master passphrase: the\n"

@@ -11,6 +11,7 @@
 #include "controllers/backup/backup.hpp"
 #include "controllers/backup/retention.hpp"
 #include "controllers/backup/run.hpp"
+#include "controllers/backup/verify.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
@@ -111,11 +112,19 @@ int listBackups(const CliArgs& args) {
   backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
   auto list = runSync(io, backup::listBackups(restic));
   if (!list) return fail(list.error().message);
+  // Each backup's last verification, from the state ("never" when none).
+  std::map<std::string, std::optional<backup::VerifyRecord>> verified;
+  for (const auto& e : *list) {
+    auto v = backup::readVerify(*s->unlocked.store, e.id);
+    verified[e.id] = v ? std::move(v).value() : std::nullopt;
+  }
   if (args.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& e : *list) {
       nlohmann::json j = {{"id", e.id}, {"time", e.time}, {"complete", e.complete},
-                          {"sections", e.sections}};
+                          {"sections", e.sections},
+                          {"verified", backup::verifiedColumn(verified[e.id])}};
+      if (verified[e.id]) j["verification"] = nlohmann::json::parse(backup::toJson(*verified[e.id]));
       if (e.manifest) j["manifest"] = nlohmann::json::parse(backup::toJson(*e.manifest));
       out.push_back(std::move(j));
     }
@@ -135,10 +144,14 @@ int listBackups(const CliArgs& args) {
       continue;
     }
     const auto& m = *e.manifest;
-    std::printf("%s  complete  %s  %zu sections, %llu bytes  spec revision %s\n", e.id.c_str(),
-                m.createdAt.c_str(), m.sections.size(),
+    std::printf("%s  complete  %s  %zu sections, %llu bytes  spec revision %s  VERIFIED: %s\n",
+                e.id.c_str(), m.createdAt.c_str(), m.sections.size(),
                 static_cast<unsigned long long>(m.totalBytes()),
-                m.specRevision.empty() ? "(none applied)" : m.specRevision.c_str());
+                m.specRevision.empty() ? "(none applied)" : m.specRevision.c_str(),
+                backup::verifiedColumn(verified[e.id]).c_str());
+    if (verified[e.id] && !verified[e.id]->ok) {
+      std::printf("  verify failed: %s\n", verified[e.id]->error.c_str());
+    }
     for (const auto& sec : m.sections) {
       std::printf("  %-36s %12llu bytes  sha256 %.16s  snapshot %s%s\n", sec.name.c_str(),
                   static_cast<unsigned long long>(sec.bytes), sec.sha256.c_str(),
@@ -149,16 +162,62 @@ int listBackups(const CliArgs& args) {
   return 0;
 }
 
+// backup verify [ID]: exit 0 when every check passed, 1 otherwise (the
+// per-section report on stdout, or the record with --json).
+int verifyBackup(const CliArgs& args, const std::string& id) {
+  auto s = open(args, false);
+  if (!s) return 1;
+  boost::asio::io_context io;
+  docker::DockerClient client(io.get_executor(), s->cfg.dockerSocket);
+  backup::Restic restic(io.get_executor(), s->repo, s->password.view(), resticBinary());
+  backup::BackupContext ctx{client, s->spec, *s->unlocked.store, s->stateDir, FOUNDATIOND_VERSION};
+  ctx.key = &s->unlocked.key;
+  const backup::Report progress = [&args](const std::string& line) {
+    std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
+    std::fflush(args.json ? stderr : stdout);
+  };
+  backup::VerifyRequest req;
+  req.backupId = id;
+  const auto r = runSync(io, backup::verifyBackup(ctx, restic, req, progress, "cli"));
+  // An incomplete or unknown backup was not verified: nothing to record.
+  const bool chosen = !r.id.empty() && !(r.checks.size() == 1 && r.checks[0].section == "backup");
+  if (chosen) {
+    if (auto st = backup::recordVerify(*s->unlocked.store, r); !st) {
+      std::fprintf(stderr, "foundationd: warning: the verification was not recorded in the "
+                           "state: %s\n", st.error().message.c_str());
+    }
+    (void)s->unlocked.store->appendAudit(
+        r.ok ? "backup.verified" : "backup.verify_failed",
+        nlohmann::json{{"id", r.id}, {"reason", r.reason}}.dump());
+  }
+  if (args.json) {
+    std::printf("%s\n", backup::toJson(r).c_str());
+    return r.ok ? 0 : 1;
+  }
+  std::printf("backup %s:\n", r.id.empty() ? "(none)" : r.id.c_str());
+  for (const auto& c : r.checks) {
+    std::printf("  %-14s %s%s\n", c.section.c_str(),
+                c.ok ? "ok     " : ("FAILED (" + c.reason + ") ").c_str(), c.detail.c_str());
+  }
+  for (const auto& n : r.notChecked) std::printf("  not checked: %s\n", n.c_str());
+  if (!r.ok) return fail("backup verify: " + r.error);
+  std::printf("backup %s verified\n", r.id.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cmdBackup(const CliArgs& args) {
   if (!args.positional.empty()) {
     if (args.positional.front() == "list" && args.positional.size() == 1) return listBackups(args);
+    if (args.positional.front() == "verify" && args.positional.size() <= 2) {
+      return verifyBackup(args, args.positional.size() == 2 ? args.positional[1] : "");
+    }
     if (args.positional.front() == "export-recovery" && args.positional.size() == 1) {
       return cmdExportRecovery(args);
     }
     return fail("usage: foundationd backup | foundationd backup list [--offsite] | foundationd "
-                "backup export-recovery [--out FILE]");
+                "backup verify [ID] | foundationd backup export-recovery [--out FILE]");
   }
   if (args.offsite) return fail("--offsite is for `backup list` and `restore`");
   auto s = open(args, true);

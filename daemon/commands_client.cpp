@@ -255,6 +255,18 @@ int cmdStatus(const CliArgs& args) {
       std::printf("            last complete: %s, finished %s, offsite %s\n", str(c, "id").c_str(),
                   str(c, "finished").c_str(), str(c, "offsite").c_str());
     }
+    if (b.contains("verification") && b["verification"].is_object()) {
+      const auto& v = b["verification"];
+      std::printf("            verified: %s", str(v, "last_complete").c_str());
+      if (v.contains("last") && v["last"].is_object()) {
+        const auto& l = v["last"];
+        std::printf(" (last verify: %s of %s, finished %s%s)",
+                    l.value("ok", false) ? "passed" : "FAILED", str(l, "id").c_str(),
+                    str(l, "finished").c_str(),
+                    l.value("ok", false) ? "" : (": " + str(l, "error")).c_str());
+      }
+      std::printf("\n");
+    }
     std::printf("            next due: %s\n", str(b, "next_due").c_str());
   }
   for (const auto& res : doc["resources"]) {

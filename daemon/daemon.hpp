@@ -34,6 +34,7 @@
 #include "config/daemon_config.hpp"
 #include "config/spec.hpp"
 #include "controllers/backup/run.hpp"
+#include "controllers/backup/verify.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "controllers/docker/plan_render.hpp"
 #include "controllers/docker/restart_backoff.hpp"
@@ -255,6 +256,9 @@ class Daemon final : public api::DaemonControl {
   std::optional<api::TimePoint> reconcileSince_;  // the reconcile under way
   bool stopping_ = false;
   backup::RunHistory backupHistory_;  // daemon_backup.cpp
+  backup::VerifyHistory verifyHistory_;
+  std::string latestVerified_ = "never";  // the last complete backup's verification
+  std::int64_t verifyCountedMs_ = -1;     // the last failed verify counted in /metrics
   std::string backupWaiting_;
   bool backupRunning_ = false;
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it

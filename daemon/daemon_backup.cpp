@@ -63,6 +63,26 @@ void Daemon::refreshBackupHistory() {
     return;
   }
   backupHistory_ = std::move(history).value();
+  // `backup verify` records (docs/dr.md "Verify"): a failed one seen for the
+  // first time counts in /metrics (the CLI's too: it writes the state).
+  auto verified = backup::readVerifyHistory(*store_);
+  if (!verified) {
+    log::warn("backup.verify_history_unreadable", {{"error", verified.error().message}});
+    return;
+  }
+  verifyHistory_ = std::move(verified).value();
+  const auto& last = verifyHistory_.last;
+  const std::int64_t seen = last ? last->finishedUnixMs : 0;
+  if (verifyCountedMs_ >= 0 && seen > verifyCountedMs_ && last && !last->ok) {
+    metrics_.backupVerifyFailures().inc({last->reason.empty() ? "setup" : last->reason});
+    log::error("backup.verify_failed", {{"id", last->id}, {"error", last->error}});
+  }
+  verifyCountedMs_ = seen;
+  latestVerified_ = "never";
+  if (backupHistory_.lastComplete) {
+    auto v = backup::readVerify(*store_, backupHistory_.lastComplete->id);
+    if (v) latestVerified_ = backup::verifiedColumn(*v);
+  }
 }
 
 api::BackupState Daemon::backupState() const {
@@ -77,6 +97,12 @@ api::BackupState Daemon::backupState() const {
   b.nextDue = timeOf(a.nextDueUnixMs);
   b.lastAttempt = runState(backupHistory_.lastAttempt);
   b.lastComplete = runState(backupHistory_.lastComplete);
+  b.latestVerified = latestVerified_;
+  if (const auto& v = verifyHistory_.last) {
+    b.lastVerify = api::BackupVerifyState{v->id, v->ok, v->reason, v->error,
+                                          timeOf(v->finishedUnixMs), v->by};
+  }
+  if (verifyHistory_.lastOk) b.lastVerifiedOk = timeOf(verifyHistory_.lastOk->finishedUnixMs);
   return b;
 }
 

@@ -175,6 +175,33 @@ Task<Status> cut(BackupContext& ctx, Restic& repo, const std::vector<std::string
 
 }  // namespace
 
+Task<Result<std::string>> forgeExec(BackupContext& ctx, const std::string& container,
+                                    std::vector<std::string> cmd) {
+  co_return co_await helperExec(ctx, container, std::move(cmd));
+}
+
+Task<Status> listForgeRepos(BackupContext& ctx, const std::string& container,
+                            const std::vector<std::string>& mounts, Section& into) {
+  co_return co_await listRepos(ctx, container, mounts, into);
+}
+
+std::string headDiff(const std::map<std::string, std::string>& manifest,
+                     const std::map<std::string, std::string>& observed,
+                     const std::vector<std::string>& names) {
+  std::string diff;
+  for (const auto& name : names) {
+    const auto it = observed.find(name);
+    const std::string have = it == observed.end() ? "(missing)" : it->second;
+    const auto want = manifest.find(name);
+    const std::string expected = want == manifest.end() ? "(none)" : want->second;
+    if (have != expected) {
+      diff += (diff.empty() ? "" : ", ") + name + " HEAD " + (have.empty() ? "(empty)" : have) +
+              ", " + (expected.empty() ? "(empty)" : expected) + " in the manifest";
+    }
+  }
+  return diff;
+}
+
 std::optional<std::string> forgeRepoSelector(std::string_view selector) {
   constexpr std::string_view prefix = "forge/repo/";
   if (selector.substr(0, prefix.size()) != prefix) return std::nullopt;
@@ -396,16 +423,8 @@ Task<Status> restoreForgeData(BackupContext& ctx, Restic& repo, const Section& s
     }
   }
   if (!result) co_return result;
-  std::string diff;
   const auto names = wanted(s, onlyRepo);
-  for (const auto& name : names) {
-    const auto it = after.repoHeads.find(name);
-    const std::string have = it == after.repoHeads.end() ? "(missing)" : it->second;
-    if (have != s.repoHeads.at(name)) {
-      diff += (diff.empty() ? "" : ", ") + name + " HEAD " + have + ", " +
-              s.repoHeads.at(name) + " in the manifest";
-    }
-  }
+  const std::string diff = headDiff(s.repoHeads, after.repoHeads, names);
   if (!diff.empty()) {
     co_return Error::make(ErrorCode::protocol,
                           s.name + ": restored, but the repositories differ from the manifest: " +

@@ -25,6 +25,7 @@
 //   not in the backup stay; no volume is ever removed.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +50,19 @@ Status parseRepoListing(std::string_view out, Section& s);
 Task<Result<Section>> backupForgeData(BackupContext& ctx, Restic& repo,
                                       const std::vector<std::string>& tags,
                                       const std::string& host, const Report& report);
+
+// Shared with verify.cpp: `cmd` as root in `container` (its stdout, or peer
+// with its message); the bare repositories under `mounts` in `container`
+// with their HEAD commits, into into.repoHeads/repoPaths.
+Task<Result<std::string>> forgeExec(BackupContext& ctx, const std::string& container,
+                                    std::vector<std::string> cmd);
+Task<Status> listForgeRepos(BackupContext& ctx, const std::string& container,
+                            const std::vector<std::string>& mounts, Section& into);
+// "" when each of `names` has the same HEAD in `observed` as in `manifest`;
+// else what differs ("o/r HEAD (missing), abc... in the manifest").
+std::string headDiff(const std::map<std::string, std::string>& manifest,
+                     const std::map<std::string, std::string>& observed,
+                     const std::vector<std::string>& names);
 
 // Before anything is written. `onlyRepo` "" = the whole section.
 Task<Status> precheckForgeData(BackupContext& ctx, const Section& s, const std::string& onlyRepo,

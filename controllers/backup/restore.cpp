@@ -19,12 +19,7 @@ namespace foundationd::backup {
 using namespace internal;
 namespace fs = std::filesystem;
 
-namespace {
-
-const char* kNothing = "; nothing was restored";
-
-Error nothingRestored(const Error& e) { return Error::make(e.code, e.message + kNothing); }
-
+namespace internal {
 // Reads a section back in full through restic (which authenticates every
 // blob) and compares it with the manifest.
 Task<Status> verifySection(Restic& repo, const Section& s) {
@@ -45,11 +40,6 @@ Task<Status> verifySection(Restic& repo, const Section& s) {
   co_return Status::success();
 }
 
-struct DbTarget {
-  bool exists = false;
-  std::int64_t tables = 0;
-};
-
 Task<Result<DbTarget>> inspectDatabase(BackupContext& ctx, const config::PostgresSpec& pg,
                                        const std::string& db) {
   auto names = co_await databases(ctx, pg);
@@ -67,12 +57,12 @@ Task<Result<DbTarget>> inspectDatabase(BackupContext& ctx, const config::Postgre
 // in the repository. Returns the exec's result.
 Task<Result<docker::ExecResult>> execFromSection(BackupContext& ctx, Restic& repo,
                                                  const Section& s, const std::string& container,
-                                                 std::vector<std::string> cmd) {
+                                                 std::vector<std::string> cmd, std::string user) {
   auto child = co_await repo.startDump(s.snapshot, s.path);
   if (!child) co_return std::move(child).error();
   auto& c = **child;
   docker::ExecOptions eo;
-  eo.user = ctx.execUser;
+  eo.user = user.empty() ? ctx.execUser : user;
   eo.timeout = ctx.execTimeout;
   eo.maxOutput = 4 << 20;
   eo.stdinSource = [&]() -> Task<Result<std::string>> { co_return co_await c.readSome(); };
@@ -89,6 +79,98 @@ Task<Result<docker::ExecResult>> execFromSection(BackupContext& ctx, Restic& rep
   co_return r;
 }
 
+
+Task<Result<int>> restoreGlobals(BackupContext& ctx, Restic& repo, const config::PostgresSpec& pg,
+                                 const Section& s) {
+  // Roles that exist already are reported by psql and skipped; the next
+  // converge sets the spec's passwords again.
+  std::vector<std::string> cmd{"psql", "-X", "-q", "-U", pg.superuser, "-d", "postgres"};
+  auto r = co_await execFromSection(ctx, repo, s, pg.container, std::move(cmd));
+  if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
+  if (r->exitCode != 0) {
+    co_return Error::make(ErrorCode::peer, s.name + ": psql failed (exit " +
+                                               std::to_string(r->exitCode) + "): " +
+                                               firstLines(r->stderrText));
+  }
+  int errors = 0;
+  for (std::size_t p = r->stderrText.find("ERROR:"); p != std::string::npos;
+       p = r->stderrText.find("ERROR:", p + 1)) {
+    ++errors;
+  }
+  co_return errors;
+}
+
+Task<Status> restoreDatabase(BackupContext& ctx, Restic& repo, const config::PostgresSpec& pg,
+                             const Section& s, const DbTarget& t) {
+  std::vector<std::string> cmd{"pg_restore", "-U", pg.superuser, "--exit-on-error"};
+  if (t.exists) {
+    cmd.insert(cmd.end(), {"-d", s.database, "--single-transaction"});
+    if (t.tables > 0) cmd.insert(cmd.end(), {"--clean", "--if-exists"});
+  } else {
+    cmd.insert(cmd.end(), {"-d", "postgres", "--create"});
+  }
+  auto r = co_await execFromSection(ctx, repo, s, pg.container, cmd);
+  if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
+  if (r->exitCode != 0) {
+    co_return Error::make(ErrorCode::peer,
+                          s.name + ": pg_restore failed (exit " + std::to_string(r->exitCode) +
+                              ")" + (t.exists ? ", rolled back" : "") + ": " +
+                              firstLines(r->stderrText));
+  }
+  co_return Status::success();
+}
+
+std::string rowCountDiff(const std::map<std::string, std::int64_t>& manifest,
+                         const std::map<std::string, std::int64_t>& observed, bool extraTables) {
+  std::string diff;
+  for (const auto& [table, n] : manifest) {
+    const auto it = observed.find(table);
+    const std::int64_t have = it == observed.end() ? -1 : it->second;
+    if (have != n) {
+      diff += (diff.empty() ? "" : ", ") + table + " " +
+              (have < 0 ? std::string("missing") : std::to_string(have) + " rows") + ", " +
+              std::to_string(n) + " in the manifest";
+    }
+  }
+  if (extraTables) {
+    for (const auto& [table, n] : observed) {
+      if (!manifest.count(table)) {
+        diff += (diff.empty() ? "" : ", ") + table + " " + std::to_string(n) +
+                " rows, not in the manifest";
+      }
+    }
+  }
+  return diff;
+}
+
+Result<const BackupEntry*> pickBackup(const std::vector<BackupEntry>& list,
+                                      const std::string& id, const std::string& where) {
+  const BackupEntry* chosen = nullptr;
+  for (const auto& e : list) {
+    if (id.empty() ? e.complete : e.id == id) chosen = &e;
+  }
+  if (!chosen) {
+    return Error::make(ErrorCode::not_found,
+                       id.empty() ? "no complete backup in " + where
+                                  : "no backup " + id + " in " + where +
+                                        " (`foundationd backup list`)");
+  }
+  if (!chosen->complete) {
+    return Error::make(ErrorCode::conflict, "backup " + chosen->id +
+                                                " is incomplete (it has no manifest: it failed "
+                                                "or was interrupted)");
+  }
+  return chosen;
+}
+
+}  // namespace internal
+
+namespace {
+
+const char* kNothing = "; nothing was restored";
+
+Error nothingRestored(const Error& e) { return Error::make(e.code, e.message + kNothing); }
+
 class Restorer {
  public:
   Restorer(BackupContext& ctx, Restic& repo, const RestoreRequest& req, const Report& report)
@@ -99,22 +181,12 @@ class Restorer {
     report_("the backup repository " + repo_.repository().display + " passed restic check");
     auto list = co_await listBackups(repo_);
     if (!list) co_return nothingRestored(list.error());
-    const BackupEntry* chosen = nullptr;
-    for (const auto& e : *list) {
-      if (req_.backupId.empty() ? e.complete : e.id == req_.backupId) chosen = &e;
+    auto picked = pickBackup(*list, req_.backupId, repo_.repository().display);
+    if (!picked) {
+      co_return picked.error().code == ErrorCode::conflict ? nothingRestored(picked.error())
+                                                           : picked.error();
     }
-    if (!chosen) {
-      co_return Error::make(ErrorCode::not_found,
-                            req_.backupId.empty()
-                                ? std::string("no complete backup in ") + repo_.repository().display
-                                : "no backup " + req_.backupId + " in " +
-                                      repo_.repository().display + " (`foundationd backup list`)");
-    }
-    if (!chosen->complete) {
-      co_return Error::make(ErrorCode::conflict, "backup " + chosen->id +
-                                                     " is incomplete (it has no manifest: it "
-                                                     "failed or was interrupted)" + kNothing);
-    }
+    const BackupEntry* chosen = *picked;
     const Manifest& m = *chosen->manifest;
     chosenId_ = chosen->id;
     // Copies of the selected sections, each with its snapshot in THIS
@@ -241,54 +313,18 @@ class Restorer {
     if (!pgr) co_return pgr.error();
     const config::PostgresSpec& pg = **pgr;
     if (s.kind == "postgres-globals") {
-      // Roles that exist already are reported by psql and skipped; the next
-      // converge sets the spec's passwords again.
-      std::vector<std::string> cmd{"psql", "-X", "-q", "-U", pg.superuser, "-d", "postgres"};
-      auto r = co_await execFromSection(ctx_, repo_, s, pg.container, std::move(cmd));
-      if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
-      if (r->exitCode != 0) {
-        co_return Error::make(ErrorCode::peer, s.name + ": psql failed (exit " +
-                                                   std::to_string(r->exitCode) + "): " +
-                                                   firstLines(r->stderrText));
-      }
-      int errors = 0;
-      for (std::size_t p = r->stderrText.find("ERROR:"); p != std::string::npos;
-           p = r->stderrText.find("ERROR:", p + 1)) {
-        ++errors;
-      }
+      auto errors = co_await restoreGlobals(ctx_, repo_, pg, s);
+      if (!errors) co_return errors.error();
       report_(s.name + ": restored" +
-              (errors ? " (" + std::to_string(errors) +
-                            " statements refused, e.g. roles that already exist)"
-                      : std::string()));
+              (*errors ? " (" + std::to_string(*errors) +
+                             " statements refused, e.g. roles that already exist)"
+                       : std::string()));
       co_return Status::success();
     }
-    const DbTarget t = targets_[s.name];
-    std::vector<std::string> cmd{"pg_restore", "-U", pg.superuser, "--exit-on-error"};
-    if (t.exists) {
-      cmd.insert(cmd.end(), {"-d", s.database, "--single-transaction"});
-      if (t.tables > 0) cmd.insert(cmd.end(), {"--clean", "--if-exists"});
-    } else {
-      cmd.insert(cmd.end(), {"-d", "postgres", "--create"});
-    }
-    auto r = co_await execFromSection(ctx_, repo_, s, pg.container, cmd);
-    if (!r) co_return Error::make(r.error().code, s.name + ": " + r.error().message);
-    if (r->exitCode != 0) {
-      co_return Error::make(ErrorCode::peer,
-                            s.name + ": pg_restore failed (exit " + std::to_string(r->exitCode) +
-                                ")" + (t.exists ? ", rolled back" : "") + ": " +
-                                firstLines(r->stderrText));
-    }
+    if (auto st = co_await restoreDatabase(ctx_, repo_, pg, s, targets_[s.name]); !st) co_return st;
     auto counts = co_await rowCounts(ctx_, pg, s.database);
     if (!counts) co_return Error::make(counts.error().code, s.name + ": " + counts.error().message);
-    std::string diff;
-    for (const auto& [table, n] : s.rowCounts) {
-      const auto it = counts->find(table);
-      const std::int64_t have = it == counts->end() ? -1 : it->second;
-      if (have != n) {
-        diff += (diff.empty() ? "" : ", ") + table + " " + std::to_string(have) + " rows, " +
-                std::to_string(n) + " in the manifest";
-      }
-    }
+    const std::string diff = rowCountDiff(s.rowCounts, *counts, false);
     if (!diff.empty()) {
       co_return Error::make(ErrorCode::protocol, s.name + ": restored, but the row counts differ "
                                                  "from the manifest: " + diff);

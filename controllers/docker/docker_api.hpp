@@ -148,6 +148,14 @@ class DockerApi {
   virtual Task<Status> stopContainer(const std::string& id, std::chrono::seconds timeout) = 0;
   // force kills a running container; volumes are never removed (v=false).
   virtual Task<Status> removeContainer(const std::string& id, bool force) = 0;
+  // DELETE /containers/{id}?force=true&v=true: a scratch container of `backup
+  // verify` (docs/dr.md "Verify"), killed, with its ANONYMOUS volumes (those
+  // the image's VOLUME lines made for it alone: the Engine never removes a
+  // named volume this way). Nothing else uses it. Not pure: fakes need not
+  // model it.
+  virtual Task<Status> removeScratchContainer(const std::string& id) {
+    co_return Error::make(ErrorCode::internal, "removeScratchContainer is not implemented for " + id);
+  }
 
   // Empty filter = every network / volume.
   virtual Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) = 0;

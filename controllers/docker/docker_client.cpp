@@ -417,6 +417,18 @@ Task<Status> DockerClient::removeContainer(const std::string& id, bool force) {
   co_return engineError(*r, what);
 }
 
+Task<Status> DockerClient::removeScratchContainer(const std::string& id) {
+  const std::string what = "remove scratch container " + id;
+  HttpRequest req;
+  req.method = "DELETE";
+  req.target = path("/containers/" + segment(id) + "?force=true&v=true");
+  req.timeout = requestTimeout_;
+  auto r = co_await call("DELETE /containers/{id}", std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status == 204 || r->status == 200) co_return Status::success();
+  co_return engineError(*r, what);
+}
+
 Task<Result<std::vector<NetworkSummary>>> DockerClient::listNetworks(const LabelFilter& f) {
   const std::string what = "list networks";
   HttpRequest req;

@@ -4,11 +4,13 @@ volume) and Debian's restic: commits pushed, a backup with the repositories and 
 commits in its manifest and the forge's freeze measured; the faults (restic failing in
 the middle of the section, foundationd killed with SIGKILL while the forge is frozen):
 the forge is never left paused once a backup has run again, no half backup is listed as
-complete; then restores of one repository and of the whole data into a re-created
+complete; `backup verify` (the HEAD and `git fsck` in a scratch container); then restores
+of one repository and of the whole data into a re-created
 forge, refused over live data without --force, HEADs equal and `git fsck` clean."""
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -175,6 +177,17 @@ keep_daily = 1
         assert f["mounts"] == ["/data"] and f["freeze_ms"] >= 0 and f["bytes"] > 256 * 1024
         assert not [n for n in complete[0]["manifest"]["not_included"] if n.startswith("forgejo")]
         backup_id = complete[0]["id"]
+
+        # backup verify: the tar extracted into a scratch container of the forge's image
+        # (no network at all), the HEAD equal to the manifest's, `git fsck` clean, and
+        # nothing of it left afterwards.
+        r = fd("backup", "verify", *common)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(r"^  forge/data +ok +1 repositories, HEAD commits equal to the manifest, "
+                         r"git fsck clean", r.stdout, re.M), r.stdout
+        label = f"label=foundationd.verify-project={project.name}"
+        assert docker("ps", "-aq", "--filter", label).stdout.split() == []
+        assert docker("network", "ls", "-q", "--filter", label).stdout.split() == []
 
         # One repository: a newer commit, refused without --force, restored with it.
         newer = commit("later", b"after the backup\n")

@@ -431,6 +431,14 @@ TEST_CASE("backup: timestamps, the condition and the last complete backup's sect
         std::string::npos);
   CHECK(text.find("\nfoundationd_backup_failures_total{reason=\"offsite\"} 0\n") !=
         std::string::npos);
+  // Never verified: no timestamp, the failure counters at 0 for every reason.
+  CHECK(text.find("foundationd_backup_last_verified_timestamp_seconds ") == std::string::npos);
+  CHECK(text.find("\nfoundationd_backup_verify_failures_total{reason=\"mismatch\"} 0\n") !=
+        std::string::npos);
+  s.backup.lastVerifiedOk = api::TimePoint(std::chrono::seconds(1764766800));
+  m.updateFromStatus(s);
+  CHECK(m.render().find("\nfoundationd_backup_last_verified_timestamp_seconds 1764766800\n") !=
+        std::string::npos);
 
   // No complete backup any more in the status (a fresh state): its series go.
   s.backup.lastComplete.reset();

@@ -1,0 +1,568 @@
+// backup verify. Contract in verify.hpp.
+#include "controllers/backup/verify.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+#include <sodium.h>
+
+#include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/forge_section.hpp"
+
+namespace foundationd::backup {
+
+using namespace internal;
+
+namespace {
+
+constexpr const char* kRecordKind = "backup-verify";
+constexpr const char* kLast = "last";
+constexpr const char* kLastOk = "last-ok";
+constexpr const char* kLabelVerify = "foundationd.verify";
+constexpr const char* kLabelVerifyProject = "foundationd.verify-project";
+
+std::int64_t nowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::optional<VerifyRecord>> readOne(state::Store& store, std::string_view name) {
+  auto text = store.appliedHash(kRecordKind, name);
+  if (!text) return std::move(text).error();
+  if (!text.value()) return std::optional<VerifyRecord>{};
+  auto r = parseVerifyRecord(**text);
+  if (!r) return std::move(r).error();
+  return std::optional<VerifyRecord>(std::move(r).value());
+}
+
+Task<void> sleepMs(int ms) {
+  boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+  t.expires_after(std::chrono::milliseconds(ms));
+  co_await t.async_wait(boost::asio::use_awaitable);
+}
+
+}  // namespace
+
+// --- the record ----------------------------------------------------------------
+
+std::string toJson(const VerifyRecord& r) {
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : r.checks) {
+    checks.push_back(
+        {{"section", c.section}, {"ok", c.ok}, {"reason", c.reason}, {"detail", c.detail}});
+  }
+  return nlohmann::json{{"id", r.id},
+                        {"started_ms", r.startedUnixMs},
+                        {"finished_ms", r.finishedUnixMs},
+                        {"ok", r.ok},
+                        {"reason", r.reason},
+                        {"error", r.error},
+                        {"checks", std::move(checks)},
+                        {"not_checked", r.notChecked},
+                        {"by", r.by}}
+      .dump();
+}
+
+Result<VerifyRecord> parseVerifyRecord(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error::make(ErrorCode::invalid_argument, "a backup verify record that is not JSON");
+  }
+  try {
+    VerifyRecord r;
+    r.id = j.value("id", "");
+    r.startedUnixMs = j.value("started_ms", std::int64_t{0});
+    r.finishedUnixMs = j.value("finished_ms", std::int64_t{0});
+    r.ok = j.value("ok", false);
+    r.reason = j.value("reason", "");
+    r.error = j.value("error", "");
+    r.by = j.value("by", "");
+    if (j.contains("checks") && j["checks"].is_array()) {
+      for (const auto& c : j["checks"]) {
+        r.checks.push_back({c.value("section", ""), c.value("ok", false), c.value("reason", ""),
+                            c.value("detail", "")});
+      }
+    }
+    if (j.contains("not_checked") && j["not_checked"].is_array()) {
+      r.notChecked = j["not_checked"].get<std::vector<std::string>>();
+    }
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return Error::make(ErrorCode::invalid_argument,
+                       std::string("a backup verify record with a field of the wrong type: ") +
+                           e.what());
+  }
+}
+
+Status recordVerify(state::Store& store, const VerifyRecord& r) {
+  const std::string text = toJson(r);
+  if (!r.id.empty()) {
+    if (auto st = store.setAppliedHash(kRecordKind, r.id, text); !st) return st;
+  }
+  if (auto st = store.setAppliedHash(kRecordKind, kLast, text); !st) return st;
+  if (r.ok) return store.setAppliedHash(kRecordKind, kLastOk, text);
+  return Status::success();
+}
+
+Result<std::optional<VerifyRecord>> readVerify(state::Store& store, std::string_view id) {
+  if (id.empty() || id == kLast || id == kLastOk) return std::optional<VerifyRecord>{};
+  return readOne(store, id);
+}
+
+Result<VerifyHistory> readVerifyHistory(state::Store& store) {
+  VerifyHistory h;
+  auto last = readOne(store, kLast);
+  if (!last) return std::move(last).error();
+  h.last = std::move(last).value();
+  auto ok = readOne(store, kLastOk);
+  if (!ok) return std::move(ok).error();
+  h.lastOk = std::move(ok).value();
+  return h;
+}
+
+std::string verifiedColumn(const std::optional<VerifyRecord>& r) {
+  if (!r) return "never";
+  if (r->ok) return "verified";
+  return "failed: " + (r->reason.empty() ? std::string("error") : r->reason);
+}
+
+std::string scratchPrefix(std::string_view backupId, std::uint16_t random) {
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "%04x", static_cast<unsigned>(random));
+  return "fd-verify-" + std::string(backupId) + "-" + hex;
+}
+
+std::optional<std::string> manifestImage(const Manifest& m, const std::string& container) {
+  const auto it = m.images.find(container);
+  if (it == m.images.end() || it->second.empty()) return std::nullopt;
+  const std::string& v = it->second;
+  const auto open = v.rfind(" (");
+  if (open != std::string::npos && v.back() == ')') {
+    const std::string id = v.substr(open + 2, v.size() - open - 3);
+    if (id.rfind("sha256:", 0) == 0 && id.size() > 7) return id;
+    return v.substr(0, open);
+  }
+  return v;
+}
+
+// --- the verify --------------------------------------------------------------------
+
+namespace {
+
+class Verifier {
+ public:
+  Verifier(BackupContext& ctx, Restic& repo, const VerifyRequest& req, const Report& report,
+           VerifyRecord& r)
+      : ctx_(ctx), repo_(repo), req_(req), report_(report), r_(r) {}
+
+  Task<void> run() {
+    if (auto st = co_await repo_.check(false); !st) {
+      fail("repository", "integrity", st.error().message);
+      co_return;
+    }
+    report_("the backup repository " + repo_.repository().display + " passed restic check");
+    auto list = co_await listBackups(repo_);
+    if (!list) {
+      fail("repository", "integrity", list.error().message);
+      co_return;
+    }
+    auto picked = pickBackup(*list, req_.backupId, repo_.repository().display);
+    if (!picked) {
+      r_.id = req_.backupId;
+      fail("backup", "setup",
+           picked.error().message +
+               (picked.error().code == ErrorCode::conflict ? "; only a complete backup is verified"
+                                                           : ""));
+      co_return;
+    }
+    const BackupEntry& chosen = **picked;
+    r_.id = chosen.id;
+    m_ = *chosen.manifest;
+    report_("verifying backup " + m_.id + " (" + m_.createdAt + ")");
+    // The sections with their snapshots in THIS repository (an offsite
+    // copy's ids differ from the manifest's).
+    for (const auto& s : m_.sections) {
+      const auto here = chosen.snapshotOf.find(s.name);
+      if (here == chosen.snapshotOf.end()) {
+        fail(s.name, "integrity", "the manifest has it but " + repo_.repository().display +
+                                      " has no snapshot of it");
+        co_return;
+      }
+      sections_.push_back(s);
+      sections_.back().snapshot = here->second;
+    }
+    // 1. Every section read back and compared with the manifest.
+    std::uint64_t bytes = 0;
+    for (const auto& s : sections_) {
+      if (auto st = co_await verifySection(repo_, s); !st) {
+        fail(s.name, "integrity", st.error().message);
+        co_return;
+      }
+      bytes += s.bytes;
+    }
+    pass("sections", std::to_string(sections_.size()) + " sections read back (" +
+                         std::to_string(bytes) + " bytes), sizes and SHA-256 equal to the "
+                         "manifest");
+    // 2. The scratch network, then each section restored into its container.
+    std::uint16_t rnd = 0;
+    randombytes_buf(&rnd, sizeof rnd);
+    prefix_ = scratchPrefix(m_.id, rnd);
+    std::optional<Error> exception;
+    try {
+      co_await removeLeftovers();
+      co_await restoreAll();
+    } catch (const std::exception& e) {
+      exception = Error::make(ErrorCode::internal, e.what());
+    }
+    co_await cleanup();
+    if (exception) fail("verify", "setup", exception->message);
+  }
+
+ private:
+  void pass(const std::string& section, const std::string& detail) {
+    r_.checks.push_back({section, true, "", detail});
+    report_(section + ": ok: " + detail);
+  }
+  void fail(const std::string& section, const std::string& reason, const std::string& detail) {
+    r_.checks.push_back({section, false, reason, detail});
+    if (r_.error.empty()) {
+      r_.error = section + ": " + detail;
+      r_.reason = reason;
+    }
+    report_(section + ": FAILED (" + reason + "): " + detail);
+  }
+
+  docker::Labels labels() const {
+    docker::Labels l;
+    l[kLabelVerify] = m_.id;
+    l[kLabelVerifyProject] = ctx_.spec.project;
+    return l;
+  }
+
+  // A scratch container of a verify killed before its cleanup.
+  Task<void> removeLeftovers() {
+    docker::LabelFilter f;
+    f[kLabelVerifyProject] = ctx_.spec.project;
+    auto cs = co_await ctx_.docker.listContainers(f);
+    if (cs) {
+      for (const auto& c : *cs) {
+        if (c.name.rfind("fd-verify-", 0) != 0) continue;
+        (void)co_await ctx_.docker.removeScratchContainer(c.name);
+        report_("removed " + c.name + ", left by an interrupted verify");
+      }
+    }
+    auto ns = co_await ctx_.docker.listNetworks(f);
+    if (ns) {
+      for (const auto& n : *ns) {
+        if (n.name.rfind("fd-verify-", 0) != 0) continue;
+        (void)co_await ctx_.docker.removeNetwork(n.name);
+        report_("removed the network " + n.name + ", left by an interrupted verify");
+      }
+    }
+  }
+
+  Task<void> restoreAll() {
+    const std::string net = prefix_;
+    nlohmann::json body = {{"Name", net},
+                           {"Driver", "bridge"},
+                           {"Internal", true},
+                           {"CheckDuplicate", true},
+                           {"Labels", labels()}};
+    auto created = co_await ctx_.docker.createNetwork(body);
+    if (!created) {
+      fail("verify", "setup", "creating the scratch network " + net + ": " +
+                                  created.error().message);
+      co_return;
+    }
+    network_ = net;
+    report_("scratch network " + net + " (internal: no route out, nothing published)");
+    std::vector<std::string> instances;
+    for (const auto& s : sections_) {
+      if (s.kind == "postgres-globals" || s.kind == "postgres-database") {
+        if (std::find(instances.begin(), instances.end(), s.instance) == instances.end()) {
+          instances.push_back(s.instance);
+        }
+      }
+    }
+    for (const auto& inst : instances) co_await postgres(inst);
+    for (const auto& s : sections_) {
+      if (s.kind == kForgeKind) co_await forge(s);
+    }
+    for (const auto& s : sections_) {
+      if (s.kind == "vault-snapshot") {
+        r_.notChecked.push_back("vault: its snapshot is read back and its SHA-256 compared, but "
+                                "it is not restored into a scratch OpenBao by this version");
+      }
+    }
+    r_.notChecked.push_back("state: read back and its SHA-256 compared; not opened");
+    for (const auto& n : m_.notIncluded) r_.notChecked.push_back("not in the backup: " + n);
+  }
+
+  // An image the verify can run: the manifest's (by id), else `fallbackRef`.
+  Task<Result<std::string>> imageFor(const std::string& container) {
+    const auto recorded = manifestImage(m_, container);
+    if (recorded) {
+      auto present = co_await ctx_.docker.imagePresent(*recorded);
+      if (present && *present) co_return *recorded;
+    }
+    // The image the container runs now (the manifest's may be gone).
+    auto live = co_await ctx_.docker.inspectContainer(container);
+    if (live) {
+      const std::string id = live->raw.value("Image", "");
+      if (!id.empty()) co_return id;
+    }
+    co_return Error::make(ErrorCode::not_found,
+                          "no image to run: the manifest records " +
+                              (recorded ? *recorded : std::string("none")) + " for " + container +
+                              " and it is not on this host");
+  }
+
+  Task<Result<std::string>> startScratch(const std::string& role, nlohmann::json body) {
+    const std::string name = prefix_ + "-" + role;
+    body["Labels"] = labels();
+    auto id = co_await ctx_.docker.createContainer(name, body);
+    if (!id) {
+      co_return Error::make(id.error().code, "creating the scratch container " + name + ": " +
+                                                 id.error().message);
+    }
+    containers_.push_back(name);
+    if (auto st = co_await ctx_.docker.startContainer(name); !st) {
+      co_return Error::make(st.error().code, "starting the scratch container " + name + ": " +
+                                                 st.error().message);
+    }
+    co_return name;
+  }
+
+  Task<Status> waitPostgres(const std::string& name, const std::string& superuser) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+    // Ready once the server is the container's main process (an image's
+    // entrypoint may run a temporary server while it initialises) and
+    // answers.
+    const std::vector<std::string> probe{
+        "sh", "-c",
+        "pg_isready -q -U \"$1\" -d postgres && [ \"$(head -c 8 /proc/1/cmdline)\" = postgres ]",
+        "sh", superuser};
+    for (;;) {
+      auto c = co_await ctx_.docker.inspectContainer(name);
+      if (!c) co_return c.error();
+      if (!c->running) {
+        auto logs = co_await ctx_.docker.containerLogs(name, 20);
+        co_return Error::make(ErrorCode::unavailable,
+                              "the scratch PostgreSQL " + name + " stopped (" + c->state +
+                                  ", exit " + std::to_string(c->exitCode) + "): " +
+                                  firstLines(logs ? *logs : std::string()));
+      }
+      docker::ExecOptions eo;
+      eo.user = ctx_.execUser;
+      eo.timeout = std::chrono::seconds(20);
+      auto r = co_await ctx_.docker.exec(name, probe, eo);
+      if (r && r->exitCode == 0) co_return Status::success();
+      if (std::chrono::steady_clock::now() > until) {
+        co_return Error::make(ErrorCode::timeout,
+                              "the scratch PostgreSQL " + name + " is not ready after 3 minutes");
+      }
+      co_await sleepMs(500);
+    }
+  }
+
+  Task<void> postgres(const std::string& instance) {
+    const std::string section = "postgres/" + instance;
+    config::PostgresSpec pg;
+    const auto spec = ctx_.spec.postgres.find(instance);
+    if (spec == ctx_.spec.postgres.end()) {
+      fail(section, "setup", "the spec has no [postgres." + instance +
+                                 "]: its container (and so its image) is not known");
+      co_return;
+    }
+    pg = spec->second;
+    auto image = co_await imageFor(pg.container);
+    if (!image) {
+      fail(section, "setup", image.error().message);
+      co_return;
+    }
+    // A throwaway superuser password: the scratch server needs one to
+    // initialise; nothing connects with it (psql runs inside, by peer).
+    unsigned char raw[16];
+    randombytes_buf(raw, sizeof raw);
+    char hex[sizeof raw * 2 + 1];
+    sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+    nlohmann::json body = {
+        {"Image", *image},
+        {"Env", {"POSTGRES_USER=" + pg.superuser, std::string("POSTGRES_PASSWORD=") + hex}},
+        {"HostConfig", {{"NetworkMode", network_}}}};
+    sodium_memzero(hex, sizeof hex);
+    auto name = co_await startScratch("pg-" + instance, body);
+    if (!name) {
+      fail(section, "setup", name.error().message);
+      co_return;
+    }
+    if (auto st = co_await waitPostgres(*name, pg.superuser); !st) {
+      fail(section, "setup", st.error().message);
+      co_return;
+    }
+    report_(section + ": scratch PostgreSQL " + *name + " (" + *image + ") is up");
+    pg.container = *name;
+    std::size_t tables = 0;
+    std::int64_t rows = 0;
+    std::size_t dbs = 0;
+    for (const auto& s : sections_) {
+      if (s.instance != instance || s.kind != "postgres-globals") continue;
+      auto errors = co_await restoreGlobals(ctx_, repo_, pg, s);
+      if (!errors) {
+        fail(section, "restore", errors.error().message);
+        co_return;
+      }
+    }
+    for (const auto& s : sections_) {
+      if (s.instance != instance || s.kind != "postgres-database") continue;
+      auto t = co_await inspectDatabase(ctx_, pg, s.database);
+      if (!t) {
+        fail(section, "restore", s.name + ": " + t.error().message);
+        co_return;
+      }
+      if (auto st = co_await restoreDatabase(ctx_, repo_, pg, s, *t); !st) {
+        fail(section, "restore", st.error().message);
+        co_return;
+      }
+      auto counts = co_await rowCounts(ctx_, pg, s.database);
+      if (!counts) {
+        fail(section, "restore", s.name + ": " + counts.error().message);
+        co_return;
+      }
+      const std::string diff = rowCountDiff(s.rowCounts, *counts, true);
+      if (!diff.empty()) {
+        fail(section, "mismatch", s.name + ": the row counts differ from the manifest: " + diff);
+        co_return;
+      }
+      ++dbs;
+      tables += s.rowCounts.size();
+      for (const auto& [table, n] : s.rowCounts) rows += n;
+    }
+    pass(section, "globals and " + std::to_string(dbs) + " databases restored; " +
+                      std::to_string(tables) + " tables, " + std::to_string(rows) +
+                      " rows, every row count equal to the manifest");
+  }
+
+  Task<void> forge(const Section& s) {
+    const std::string section = s.name;
+    if (!ctx_.spec.forgejo) {
+      fail(section, "setup", "the spec has no [forgejo]: the forge's image is not known");
+      co_return;
+    }
+    auto image = co_await imageFor(ctx_.spec.forgejo->container);
+    if (!image) {
+      fail(section, "setup", image.error().message);
+      co_return;
+    }
+    // Only git and tar run in it: no network at all.
+    nlohmann::json body = {{"Image", *image},
+                           {"Entrypoint", {"sleep"}},
+                           {"Cmd", {"86400"}},
+                           {"User", "0:0"},
+                           {"NetworkDisabled", true},
+                           {"HostConfig", {{"NetworkMode", "none"}}}};
+    auto name = co_await startScratch("forge", body);
+    if (!name) {
+      fail(section, "setup", name.error().message);
+      co_return;
+    }
+    std::vector<std::string> tar{"tar", "-x", "-f", "-", "-C", "/"};
+    auto r = co_await execFromSection(ctx_, repo_, s, *name, tar, "0");
+    if (!r) {
+      fail(section, "restore", r.error().message);
+      co_return;
+    }
+    if (r->exitCode != 0) {
+      fail(section, "restore", "tar failed (exit " + std::to_string(r->exitCode) + "): " +
+                                   firstLines(r->stderrText));
+      co_return;
+    }
+    Section observed;
+    if (auto st = co_await listForgeRepos(ctx_, *name, s.mounts, observed); !st) {
+      fail(section, "restore", st.error().message);
+      co_return;
+    }
+    std::vector<std::string> names;
+    for (const auto& [repo, head] : s.repoHeads) names.push_back(repo);
+    const std::string diff = headDiff(s.repoHeads, observed.repoHeads, names);
+    if (!diff.empty()) {
+      fail(section, "mismatch", "the repositories differ from the manifest: " + diff);
+      co_return;
+    }
+    for (const auto& repo : names) {
+      const auto path = s.repoPaths.find(repo);
+      if (path == s.repoPaths.end()) continue;
+      std::vector<std::string> fsck{"git", "-c", "safe.directory=*", "--git-dir=/" + path->second,
+                                    "fsck", "--no-progress", "--no-dangling"};
+      auto out = co_await forgeExec(ctx_, *name, fsck);
+      if (!out) {
+        fail(section, "integrity", repo + ": git fsck: " + out.error().message);
+        co_return;
+      }
+    }
+    pass(section, std::to_string(names.size()) + " repositories, HEAD commits equal to the "
+                                                 "manifest, git fsck clean");
+  }
+
+  // Everything this verify created, whatever happened; a failure to remove
+  // is a failed verify (something of ours is left behind).
+  Task<void> cleanup() {
+    std::string left;
+    for (const auto& c : containers_) {
+      auto st = co_await ctx_.docker.removeScratchContainer(c);
+      if (!st && st.error().code != ErrorCode::not_found) {
+        left += (left.empty() ? "" : ", ") + c + " (" + st.error().message + ")";
+      }
+    }
+    if (!network_.empty()) {
+      auto st = co_await ctx_.docker.removeNetwork(network_);
+      if (!st && st.error().code != ErrorCode::not_found) {
+        left += (left.empty() ? "" : ", ") + network_ + " (" + st.error().message + ")";
+      }
+    }
+    if (!left.empty()) {
+      fail("cleanup", "cleanup", "not removed: " + left);
+    } else if (!containers_.empty() || !network_.empty()) {
+      report_("removed the scratch containers (with their anonymous volumes) and network " +
+              prefix_ + "-*");
+    }
+  }
+
+  BackupContext& ctx_;
+  Restic& repo_;
+  const VerifyRequest& req_;
+  const Report& report_;
+  VerifyRecord& r_;
+  Manifest m_;
+  std::vector<Section> sections_;
+  std::string prefix_;
+  std::string network_;
+  std::vector<std::string> containers_;
+};
+
+}  // namespace
+
+Task<VerifyRecord> verifyBackup(BackupContext& ctx, Restic& repo, const VerifyRequest& request,
+                                const Report& report, std::string by) {
+  VerifyRecord r;
+  r.by = std::move(by);
+  r.startedUnixMs = nowUnixMs();
+  Verifier v(ctx, repo, request, report, r);
+  co_await v.run();
+  r.ok = r.error.empty();
+  if (r.ok && r.checks.empty()) {
+    r.ok = false;
+    r.reason = "setup";
+    r.error = "nothing was checked";
+  }
+  r.finishedUnixMs = nowUnixMs();
+  co_return r;
+}
+
+}  // namespace foundationd::backup

@@ -1,0 +1,145 @@
+// `backup verify`'s pure parts (controllers/backup/verify.hpp and the helpers
+// it shares with restore): the comparison of a manifest with what a scratch
+// restore holds (row counts, HEAD commits), the scratch names, the image a
+// manifest records, and the verification records kept in the state.
+#include <doctest/doctest.h>
+
+#include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/forge_section.hpp"
+#include "controllers/backup/verify.hpp"
+#include "temp_dir.hpp"
+
+using namespace foundationd;
+using namespace foundationd::backup;
+
+TEST_CASE("row counts: equal, different, missing, and tables beyond the manifest") {
+  const std::map<std::string, std::int64_t> manifest{{"public.items", 500}, {"public.notes", 7}};
+  CHECK(internal::rowCountDiff(manifest, manifest, true).empty());
+  auto fewer = manifest;
+  fewer["public.items"] = 499;
+  CHECK(internal::rowCountDiff(manifest, fewer, true) ==
+        "public.items 499 rows, 500 in the manifest");
+  auto missing = manifest;
+  missing.erase("public.notes");
+  CHECK(internal::rowCountDiff(manifest, missing, true) ==
+        "public.notes missing, 7 in the manifest");
+  auto extra = manifest;
+  extra["public.more"] = 3;
+  // The restore into a live database keeps the tables it does not know: not a difference there.
+  CHECK(internal::rowCountDiff(manifest, extra, false).empty());
+  CHECK(internal::rowCountDiff(manifest, extra, true) == "public.more 3 rows, not in the manifest");
+}
+
+TEST_CASE("HEAD commits: equal, moved, missing") {
+  const std::string a(40, 'a'), b(40, 'b');
+  const std::map<std::string, std::string> manifest{{"o/one", a}, {"o/empty", ""}};
+  const std::vector<std::string> names{"o/empty", "o/one"};
+  CHECK(headDiff(manifest, manifest, names).empty());
+  std::map<std::string, std::string> moved{{"o/one", b}, {"o/empty", ""}};
+  CHECK(headDiff(manifest, moved, names) == "o/one HEAD " + b + ", " + a + " in the manifest");
+  std::map<std::string, std::string> gone{{"o/one", a}};
+  CHECK(headDiff(manifest, gone, names) == "o/empty HEAD (missing), (empty) in the manifest");
+}
+
+TEST_CASE("scratch names carry the backup id and 16 random bits") {
+  CHECK(scratchPrefix("20261203T120000Z-a1b2", 0x00ff) == "fd-verify-20261203T120000Z-a1b2-00ff");
+  CHECK(scratchPrefix("x", 0xbeef) == "fd-verify-x-beef");
+}
+
+TEST_CASE("the image a manifest records for a container") {
+  Manifest m;
+  m.images["p-pg"] = "postgres:15 (sha256:0123abcd)";
+  m.images["p-odd"] = "busybox:1";
+  m.images["p-noid"] = "forge:1 (unknown)";
+  CHECK(manifestImage(m, "p-pg") == std::optional<std::string>("sha256:0123abcd"));
+  CHECK(manifestImage(m, "p-odd") == std::optional<std::string>("busybox:1"));
+  CHECK(manifestImage(m, "p-noid") == std::optional<std::string>("forge:1"));
+  CHECK_FALSE(manifestImage(m, "p-none"));
+}
+
+TEST_CASE("picking the backup to verify: newest complete, a named one, an incomplete one refused") {
+  std::vector<BackupEntry> list(3);
+  list[0].id = "a";
+  list[0].complete = true;
+  list[1].id = "b";
+  list[1].complete = true;
+  list[2].id = "c";  // interrupted: no manifest
+  auto newest = internal::pickBackup(list, "", "/repo");
+  REQUIRE(newest.ok());
+  CHECK((*newest)->id == "b");
+  auto named = internal::pickBackup(list, "a", "/repo");
+  REQUIRE(named.ok());
+  CHECK((*named)->id == "a");
+  auto incomplete = internal::pickBackup(list, "c", "/repo");
+  REQUIRE_FALSE(incomplete.ok());
+  CHECK(std::string(toString(incomplete.error().code)) == "conflict");
+  CHECK(incomplete.error().message.find("incomplete") != std::string::npos);
+  auto unknown = internal::pickBackup(list, "zz", "/repo");
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(std::string(toString(unknown.error().code)) == "not_found");
+  auto none = internal::pickBackup({}, "", "/repo");
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().message == "no complete backup in /repo");
+}
+
+TEST_CASE("verification records: round trip, per backup, last and last successful") {
+  VerifyRecord r;
+  r.id = "20261203T120000Z-a1b2";
+  r.startedUnixMs = 1000;
+  r.finishedUnixMs = 2000;
+  r.ok = false;
+  r.reason = "mismatch";
+  r.error = "postgres/main: public.items 499 rows, 500 in the manifest";
+  r.checks = {{"sections", true, "", "5 sections"}, {"postgres/main", false, "mismatch", "x"}};
+  r.notChecked = {"vault: not restored"};
+  r.by = "cli";
+  auto back = parseVerifyRecord(toJson(r));
+  REQUIRE(back.ok());
+  CHECK(back->id == r.id);
+  CHECK(back->finishedUnixMs == 2000);
+  CHECK_FALSE(back->ok);
+  CHECK(back->reason == "mismatch");
+  REQUIRE(back->checks.size() == 2);
+  CHECK(back->checks[1].section == "postgres/main");
+  CHECK_FALSE(back->checks[1].ok);
+  CHECK(back->notChecked == r.notChecked);
+  CHECK_FALSE(parseVerifyRecord("[]").ok());
+
+  CHECK(verifiedColumn(std::nullopt) == "never");
+  CHECK(verifiedColumn(r) == "failed: mismatch");
+
+  test::TempDir dir("backup-verify");
+  auto store = state::Store::openDir(dir.path);
+  REQUIRE(store.ok());
+  auto none = readVerify(**store, r.id);
+  REQUIRE(none.ok());
+  CHECK_FALSE(*none);
+  REQUIRE(recordVerify(**store, r).ok());
+  VerifyRecord good = r;
+  good.id = "20261204T120000Z-c3d4";
+  good.ok = true;
+  good.reason.clear();
+  good.error.clear();
+  good.finishedUnixMs = 3000;
+  REQUIRE(recordVerify(**store, good).ok());
+  auto first = readVerify(**store, r.id);
+  REQUIRE(first.ok());
+  REQUIRE(*first);
+  CHECK(verifiedColumn(*first) == "failed: mismatch");
+  auto second = readVerify(**store, good.id);
+  REQUIRE(second.ok());
+  CHECK(verifiedColumn(*second) == "verified");
+  auto h = readVerifyHistory(**store);
+  REQUIRE(h.ok());
+  REQUIRE(h->last);
+  REQUIRE(h->lastOk);
+  CHECK(h->last->id == good.id);
+  CHECK(h->lastOk->finishedUnixMs == 3000);
+  // A later failure is the last one; the last success stays.
+  r.finishedUnixMs = 4000;
+  REQUIRE(recordVerify(**store, r).ok());
+  h = readVerifyHistory(**store);
+  REQUIRE(h.ok());
+  CHECK(h->last->id == r.id);
+  CHECK(h->lastOk->id == good.id);
+}
