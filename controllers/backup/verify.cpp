@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "controllers/backup/backup_internal.hpp"
+#include "controllers/backup/bucket_section.hpp"
 #include "controllers/backup/forge_section.hpp"
 
 namespace foundationd::backup {
@@ -200,6 +201,21 @@ class Verifier {
     // 1. Every section read back and compared with the manifest.
     std::uint64_t bytes = 0;
     for (const auto& s : sections_) {
+      if (s.kind == kBucketKind) {
+        // The section's sha256 is its inventory's and its size the objects':
+        // read back into a private directory (removed with `stage`), every
+        // object's size and SHA-256 compared with the inventory.
+        auto stage = co_await stageBucket(ctx_, repo_, s);
+        if (!stage) {
+          fail(s.name, "integrity", stage.error().message);
+          co_return;
+        }
+        bytes += s.bytes;
+        pass(s.name, std::to_string(s.objects.size()) + " objects read back, each one's size "
+                     "and SHA-256 equal to the backup's inventory (not put into a scratch S3 "
+                     "server by this version)");
+        continue;
+      }
       if (auto st = co_await verifySection(repo_, s); !st) {
         fail(s.name, "integrity", st.error().message);
         co_return;

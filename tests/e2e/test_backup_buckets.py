@@ -212,6 +212,15 @@ def test_bucket_objects_backed_up_and_restored(stack, project):
         assert inventory[key]["etag"] == hashlib.md5(content).hexdigest(), key
     assert not any("bucket" in n for n in m["not_included"]), m["not_included"]
 
+    # `backup verify` reads every object back and compares it with the inventory.
+    r = stack.fd("backup", "verify", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert checks[f"buckets/{stack.data}"]["ok"] is True, rec
+    assert "6 objects read back" in checks[f"buckets/{stack.data}"]["detail"], rec
+    assert sorted(n for n in os.listdir(stack.state) if n.startswith(("bucket-", "restore-"))) == []
+
     # Damage: one deleted, one overwritten, one added.
     stack.delete(stack.data, "photos/2026/a cat image.jpg")
     stack.put(stack.data, "top.txt", b"overwritten\n")
