@@ -136,7 +136,9 @@ nlohmann::json backupJson(const BackupState& b) {
           {"verification",
            {{"last_complete", b.latestVerified},
             {"last", verifyJson(b.lastVerify)},
-            {"last_verified", timeOrNull(b.lastVerifiedOk)}}}};
+            {"last_verified", timeOrNull(b.lastVerifiedOk)},
+            {"next_due", timeOrNull(b.nextVerifyDue)},
+            {"running", b.verifyRunning}}}};
 }
 
 }  // namespace

@@ -150,6 +150,10 @@ struct BackupState {
   std::string latestVerified = "never";
   std::optional<BackupVerifyState> lastVerify;     // of any backup
   std::optional<TimePoint> lastVerifiedOk;         // when the last successful verify finished
+  // The daemon's next verify ([backup] verify_schedule); nullopt: "off", or
+  // no complete backup yet.
+  std::optional<TimePoint> nextVerifyDue;
+  bool verifyRunning = false;
 };
 
 struct StatusSnapshot {

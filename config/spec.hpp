@@ -350,6 +350,10 @@ struct BackupSpec {
   BackupTarget local;                   // [backup.local]: required
   std::optional<BackupTarget> offsite;  // [backup.offsite]
   Duration schedule = std::chrono::hours(24);
+  // `verify_schedule`: the daemon restores the newest complete backup into
+  // scratch containers this long after the last verify (docs/dr.md
+  // "Verify"); nullopt = "off" (verify from a timer or by hand instead).
+  std::optional<Duration> verifySchedule = std::chrono::hours(24 * 7);
   BackupRetention retention;
   std::map<std::string, SourceLoc> disposable;  // container, volume or bucket name -> where
   // `recovery`: where `backup export-recovery` writes the recovery bundle,

@@ -190,7 +190,9 @@ void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
   const toml::table* t = r.table(root, "backup", Where{});
   if (!t) return;
   const Where w{"backup"};
-  r.checkKeys(*t, {"local", "offsite", "schedule", "retention", "disposable", "recovery"}, w);
+  r.checkKeys(*t, {"local", "offsite", "schedule", "verify_schedule", "retention", "disposable",
+                   "recovery"},
+              w);
   BackupSpec b;
   b.loc = r.loc(*t);
   const auto buckets = keysOf(root, "buckets");
@@ -203,6 +205,18 @@ void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
                                          "two backups)");
     }
     b.schedule = *d;
+  }
+  if (const toml::node* v = t->get("verify_schedule")) {
+    if (v->is_string() && v->value<std::string>() == "off") {
+      b.verifySchedule = std::nullopt;
+    } else if (auto d = r.duration(*t, "verify_schedule", w)) {
+      if (*d < std::chrono::minutes(1)) {
+        r.error(r.loc(*v), "\"verify_schedule\" " + w.in() +
+                               " must be at least \"1m\" or \"off\" (it is the interval "
+                               "between two verifies of the newest backup)");
+      }
+      b.verifySchedule = *d;
+    }
   }
   parseRetention(r, *t, w, b);
   parseDisposable(r, *t, w, spec, b);

@@ -180,8 +180,7 @@ int verifyBackup(const CliArgs& args, const std::string& id) {
   req.backupId = id;
   const auto r = runSync(io, backup::verifyBackup(ctx, restic, req, progress, "cli"));
   // An incomplete or unknown backup was not verified: nothing to record.
-  const bool chosen = !r.id.empty() && !(r.checks.size() == 1 && r.checks[0].section == "backup");
-  if (chosen) {
+  if (backup::wasChosen(r)) {
     if (auto st = backup::recordVerify(*s->unlocked.store, r); !st) {
       std::fprintf(stderr, "foundationd: warning: the verification was not recorded in the "
                            "state: %s\n", st.error().message.c_str());

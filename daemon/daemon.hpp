@@ -191,6 +191,9 @@ class Daemon final : public api::DaemonControl {
   boost::asio::awaitable<backup::RunRecord> runScheduledBackup(const config::Spec& spec,
                                                                std::string reason);
   // ApplyOptions::beforeStatefulImageChange of the daemon's reconcile.
+  // [backup] verify_schedule: `backup verify` of the newest complete backup,
+  // recorded in the state as the CLI's is.
+  boost::asio::awaitable<void> runScheduledVerify(const config::Spec& spec);
   boost::asio::awaitable<Status> backupBeforeUpgrade(const config::Spec& spec,
                                                      const std::string& what);
   void refreshBackupHistory();
@@ -261,6 +264,10 @@ class Daemon final : public api::DaemonControl {
   std::int64_t verifyCountedMs_ = -1;     // the last failed verify counted in /metrics
   std::string backupWaiting_;
   bool backupRunning_ = false;
+  bool verifyRunning_ = false;
+  // A scheduled verify that could not start (nothing recorded): not again
+  // before this time.
+  std::int64_t verifyNotBeforeMs_ = 0;
   boost::asio::cancellation_signal eventsStop_;  // run() ends watchDockerEvents() with it
 };
 

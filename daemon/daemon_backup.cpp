@@ -103,6 +103,11 @@ api::BackupState Daemon::backupState() const {
                                           timeOf(v->finishedUnixMs), v->by};
   }
   if (verifyHistory_.lastOk) b.lastVerifiedOk = timeOf(verifyHistory_.lastOk->finishedUnixMs);
+  b.verifyRunning = verifyRunning_;
+  if (const auto at = backup::verifyDueUnixMs(backupHistory_, verifyHistory_,
+                                              spec_->backup->verifySchedule)) {
+    b.nextVerifyDue = timeOf(std::max(*at, verifyNotBeforeMs_));
+  }
   return b;
 }
 
@@ -116,17 +121,26 @@ asio::awaitable<void> Daemon::backupLoop() {
       continue;
     }
     refreshBackupHistory();
-    const auto a = backup::assess(backupHistory_, spec_->backup->schedule, nowUnixMs());
-    if (a.nextDueUnixMs > nowUnixMs()) {
+    const std::int64_t now = nowUnixMs();
+    const auto a = backup::assess(backupHistory_, spec_->backup->schedule, now);
+    const bool backupDue = a.nextDueUnixMs <= now;
+    // A verify (verify_schedule) when no backup is due: never both at once.
+    const auto verifyAt = backup::verifyDueUnixMs(backupHistory_, verifyHistory_,
+                                                  spec_->backup->verifySchedule);
+    const bool verifyDue =
+        !backupDue && verifyAt && *verifyAt <= now && verifyNotBeforeMs_ <= now;
+    if (!backupDue && !verifyDue) {
       backupWaiting_.clear();
       continue;
     }
+    const char* what = backupDue ? "a backup" : "a backup verify";
     if (key_.locked()) {
-      backupWaiting_ = initialized_ ? "locked: a backup is due and waits for the unseal (the "
-                                      "restic password is in the sealed state)"
+      backupWaiting_ = initialized_ ? std::string("locked: ") + what +
+                                          " is due and waits for the unseal (the restic "
+                                          "password is in the sealed state)"
                                     : "the state is not initialised (foundationd init)";
     } else if (!lastReconcile_.end || reconcileSince_ || (scheduler_ && scheduler_->busy())) {
-      backupWaiting_ = "a backup is due and waits for the reconcile under way";
+      backupWaiting_ = std::string(what) + " is due and waits for the reconcile under way";
     } else {
       backupWaiting_.clear();
     }
@@ -136,9 +150,84 @@ asio::awaitable<void> Daemon::backupLoop() {
     }
     if (!backupWaiting_.empty()) continue;
     const config::Spec spec = *spec_;  // this backup works on one revision
-    (void)co_await runScheduledBackup(spec, "");
+    if (backupDue) {
+      (void)co_await runScheduledBackup(spec, "");
+    } else {
+      co_await runScheduledVerify(spec);
+    }
     publishStatus();
   }
+}
+
+asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
+  verifyRunning_ = true;
+  struct Running {
+    bool& flag;
+    ~Running() { flag = false; }
+  } running{verifyRunning_};
+  log::info("backup.verify_start", {{"project", spec.project}, {"by", "daemon"}});
+  state::Store* store = store_.get();
+  const state::UnlockedKey* key = &key_;
+  const config::Spec* specp = &spec;
+  auto prepare = [store, key, specp] {
+    StoreSecrets secrets(*specp, store, key);
+    return backup::prepareRun(*specp, *store, *key, secrets);
+  };
+  auto prepared = co_await onPool(prepare);
+  // Not started (no record to hold the retry): tried again after the
+  // failure delay, and counted in /metrics as a setup failure.
+  auto notStarted = [this](const std::string& why) {
+    verifyNotBeforeMs_ = nowUnixMs() + std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           backup::kVerifyRetryAfterFailure)
+                                           .count();
+    metrics_.backupVerifyFailures().inc({"setup"});
+    log::error("backup.verify_failed", {{"error", why}});
+  };
+  if (!prepared) {
+    notStarted(prepared.error().message);
+    co_return;
+  }
+  // As the scheduled backup: in flight for quiescePool() while it runs (the
+  // Vault check reads the key), so a seal, a re-key or the shutdown waits.
+  while (keyWriters_ > 0) co_await sleepFor(std::chrono::milliseconds(2));
+  if (key_.locked()) {
+    notStarted("the state was sealed before the verify started");
+    co_return;
+  }
+  backup::VerifyRecord r;
+  {
+    ++poolInFlight_;
+    struct InFlight {
+      int& n;
+      ~InFlight() { --n; }
+    } inFlight{poolInFlight_};
+    backup::BackupContext ctx{docker_, spec, *store_, config_.stateDir, FOUNDATIOND_VERSION};
+    ctx.key = &key_;
+    StoreSecrets bucketKeys(spec, store_.get(), &key_);
+    ctx.secrets = &bucketKeys;
+    backup::Restic restic(io_.get_executor(), prepared->targets.local, prepared->password.view(),
+                          backup::resticBinary());
+    const backup::Report report = [](const std::string& line) {
+      log::info("backup.verify_progress", {{"message", line}});
+    };
+    backup::VerifyRequest req;
+    r = co_await backup::verifyBackup(ctx, restic, req, report, "daemon");
+  }
+  if (!backup::wasChosen(r)) {  // no complete backup could be chosen: nothing verified
+    notStarted(r.error);
+    co_return;
+  }
+  const backup::VerifyRecord* rp = &r;
+  auto record = [store, rp] { return backup::recordVerify(*store, *rp); };
+  if (auto st = co_await onPool(record); !st) {
+    log::error("backup.verify_record_failed", {{"error", st.error().message}});
+    notStarted("the verification was not recorded: " + st.error().message);
+  }
+  (void)store_->appendAudit(r.ok ? "backup.verified" : "backup.verify_failed",
+                            nlohmann::json{{"id", r.id}, {"reason", r.reason}, {"by", "daemon"}}
+                                .dump());
+  if (r.ok) log::info("backup.verified", {{"id", r.id}});
+  refreshBackupHistory();  // counts and logs a failed one
 }
 
 asio::awaitable<Status> Daemon::backupBeforeUpgrade(const config::Spec& spec,

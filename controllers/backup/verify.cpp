@@ -127,10 +127,25 @@ Result<VerifyHistory> readVerifyHistory(state::Store& store) {
   return h;
 }
 
+bool wasChosen(const VerifyRecord& r) {
+  return !r.id.empty() && !(r.checks.size() == 1 && r.checks[0].section == "backup");
+}
+
 std::string verifiedColumn(const std::optional<VerifyRecord>& r) {
   if (!r) return "never";
   if (r->ok) return "verified";
   return "failed: " + (r->reason.empty() ? std::string("error") : r->reason);
+}
+
+std::optional<std::int64_t> verifyDueUnixMs(const RunHistory& backups,
+                                            const VerifyHistory& verifies,
+                                            std::optional<std::chrono::milliseconds> every,
+                                            std::chrono::milliseconds retry) {
+  if (!every || !backups.lastComplete) return std::nullopt;
+  const auto& last = verifies.last;
+  if (!last) return backups.lastComplete->finishedUnixMs;
+  const auto wait = last->ok ? *every : std::min(*every, retry);
+  return last->finishedUnixMs + static_cast<std::int64_t>(wait.count());
 }
 
 std::string scratchPrefix(std::string_view backupId, std::uint16_t random) {

@@ -37,6 +37,7 @@
 // or a short Store call.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -46,6 +47,7 @@
 
 #include "common/result.hpp"
 #include "controllers/backup/backup.hpp"
+#include "controllers/backup/run.hpp"
 #include "state/store.hpp"
 
 namespace foundationd::backup {
@@ -88,11 +90,29 @@ struct VerifyHistory {
 };
 Result<VerifyHistory> readVerifyHistory(state::Store& store);
 
+// Whether a backup was chosen and checked (false: an incomplete or unknown
+// backup was asked for, or none is complete: nothing to record).
+bool wasChosen(const VerifyRecord& r);
+
 // What `backup list` and `status` print for a backup: "verified",
 // "failed: REASON" or "never".
 std::string verifiedColumn(const std::optional<VerifyRecord>& r);
 
 // --- pure helpers -------------------------------------------------------------
+
+// How long after a failed verify the daemon tries again (at most `every`).
+inline constexpr std::chrono::hours kVerifyRetryAfterFailure{1};
+
+// When the daemon's next verify is due ([backup] verify_schedule = `every`):
+// nullopt when there is nothing to verify (no complete backup) or `every` is
+// nullopt ("off"). Never verified: as soon as a backup is complete. After a
+// successful verify, `every` after it finished; after a failed one, `retry`
+// after it (at most `every`). A verify by the CLI counts like the daemon's.
+std::optional<std::int64_t> verifyDueUnixMs(const RunHistory& backups,
+                                            const VerifyHistory& verifies,
+                                            std::optional<std::chrono::milliseconds> every,
+                                            std::chrono::milliseconds retry =
+                                                kVerifyRetryAfterFailure);
 
 // The prefix of every scratch resource: "fd-verify-ID-RRRR" (RRRR: 4 hex).
 std::string scratchPrefix(std::string_view backupId, std::uint16_t random);

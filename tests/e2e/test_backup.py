@@ -7,6 +7,7 @@ restic password is watched for in every restic process's argv and environment.""
 import glob
 import http.client
 import json
+from datetime import datetime
 import os
 import re
 import shutil
@@ -327,7 +328,8 @@ def test_daemon_backs_up_on_schedule_and_reports(project, tmp_path):
     /metrics, `status`). Its offsite target cannot be written at first: the backup is
     local only, reported `offsite_failed` and counted, never complete. Once the target
     can be written, a backup taken by the CLI is complete and the daemon reports it
-    without a restart."""
+    without a restart, then verifies it on its own (`verify_schedule`: at once for a
+    complete backup never verified) and reports that too."""
     passfile = tmp_path / "pass"
     passfile.write_text(PASS + "\n")
     offsite = tmp_path / "offsite-mount"
@@ -335,6 +337,7 @@ def test_daemon_backs_up_on_schedule_and_reports(project, tmp_path):
     spec = project.write(f"""
 [backup]
 schedule = "1h"
+verify_schedule = "2h"
 [backup.local]
 path = "{tmp_path / 'repo'}"
 [backup.offsite]
@@ -423,6 +426,22 @@ path = "{offsite / 'repo'}"
         assert 'foundationd_backup_section_size_bytes{section="state"}' in metrics
         r = project.run("status", "--config", str(config))
         assert f"backup:     ok" in r.stdout and cli_id in r.stdout, r.stdout
+
+        # The daemon verifies the complete backup (never verified) on its own.
+        assert b["verification"]["last_complete"] in ("never", "verified"), b
+        wait_for(lambda: backup_status()["verification"]["last_complete"] == "verified",
+                 "the daemon's scheduled verify", timeout=120, output=output)
+        v = backup_status()["verification"]
+        assert v["last"]["id"] == cli_id and v["last"]["ok"] and v["last"]["by"] == "daemon", v
+        assert v["running"] is False and v["last_verified"] is not None, v
+        # The next one in verify_schedule (2 h) after it, not sooner.
+        gap = (datetime.fromisoformat(v["next_due"]) -
+               datetime.fromisoformat(v["last"]["finished"])).total_seconds()
+        assert 7199 <= gap <= 7201, v
+        assert "event=backup.verified" in output()
+        assert "foundationd_backup_last_verified_timestamp_seconds " in get("/metrics")
+        r = project.run("backup", "list", *args)
+        assert re.search(rf"^{re.escape(cli_id)}\s.*verified", r.stdout, re.M), r.stdout
     finally:
         proc.terminate()
         proc.wait(timeout=30)

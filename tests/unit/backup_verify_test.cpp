@@ -143,3 +143,49 @@ TEST_CASE("verification records: round trip, per backup, last and last successfu
   CHECK(h->last->id == r.id);
   CHECK(h->lastOk->id == good.id);
 }
+
+TEST_CASE("the daemon's verify schedule: after a complete backup, every period, sooner after a failure") {
+  using std::chrono::hours;
+  using std::chrono::milliseconds;
+  const auto h = [](int n) { return static_cast<std::int64_t>(n) * 3600 * 1000; };
+  RunHistory backups;
+  VerifyHistory verifies;
+  const std::optional<milliseconds> week = hours(24 * 7);
+  // Nothing complete yet: nothing to verify; "off": never.
+  CHECK_FALSE(verifyDueUnixMs(backups, verifies, week).has_value());
+  RunRecord done;
+  done.id = "b1";
+  done.ok = true;
+  done.finishedUnixMs = h(10);
+  backups.lastComplete = done;
+  CHECK_FALSE(verifyDueUnixMs(backups, verifies, std::nullopt).has_value());
+  // Never verified: due as soon as the backup is complete.
+  CHECK(verifyDueUnixMs(backups, verifies, week) == std::optional<std::int64_t>(h(10)));
+  // Verified: a week after that verify finished (a newer backup does not
+  // make it due sooner).
+  VerifyRecord v;
+  v.id = "b1";
+  v.ok = true;
+  v.finishedUnixMs = h(11);
+  verifies.last = v;
+  verifies.lastOk = v;
+  backups.lastComplete->finishedUnixMs = h(20);
+  CHECK(verifyDueUnixMs(backups, verifies, week) == std::optional<std::int64_t>(h(11 + 24 * 7)));
+  // Failed: an hour after it (or the period, when shorter).
+  v.ok = false;
+  v.reason = "mismatch";
+  verifies.last = v;
+  CHECK(verifyDueUnixMs(backups, verifies, week) == std::optional<std::int64_t>(h(12)));
+  CHECK(verifyDueUnixMs(backups, verifies, milliseconds(60000)) ==
+        std::optional<std::int64_t>(h(11) + 60000));
+}
+
+TEST_CASE("a verify that chose no backup is not recorded") {
+  VerifyRecord r;
+  CHECK_FALSE(wasChosen(r));
+  r.id = "b1";
+  r.checks = {{"backup", false, "setup", "b1 is incomplete"}};
+  CHECK_FALSE(wasChosen(r));
+  r.checks.push_back({"sections", true, "", "3 sections"});
+  CHECK(wasChosen(r));
+}

@@ -65,6 +65,7 @@ TEST_CASE("[backup] with a local directory: the defaults") {
   CHECK(b.local.path == "/var/backups/foundation");
   CHECK_FALSE(b.offsite.has_value());
   CHECK(b.schedule == std::chrono::hours(24));
+  CHECK(b.verifySchedule == std::optional<Duration>(std::chrono::hours(24 * 7)));
   CHECK(b.retention.keepDaily == 7);
   CHECK(b.retention.keepWeekly == 4);
   CHECK(b.retention.keepMonthly == 6);
@@ -87,6 +88,10 @@ TEST_CASE("[backup] every kind of target, schedule, retention, disposable") {
   REQUIRE(b.offsite->secretKey.has_value());
   CHECK(b.offsite->secretKey->sensitive());
   CHECK(b.schedule == std::chrono::hours(6));
+  CHECK(ok("[backup]\nverify_schedule = \"24h\"\n[backup.local]\npath = \"/b\"\n").verifySchedule ==
+        std::optional<Duration>(std::chrono::hours(24)));
+  CHECK_FALSE(ok("[backup]\nverify_schedule = \"off\"\n[backup.local]\npath = \"/b\"\n")
+                  .verifySchedule.has_value());
   CHECK(b.retention.keepDaily == 3);
   CHECK(b.retention.keepWeekly == 0);
   CHECK(b.retention.keepMonthly == 12);
@@ -114,6 +119,12 @@ TEST_CASE("[backup] bad input: located errors") {
   fails("[backup.local]\npath = \"/a\"\naccess_key = \"k\"\n", "goes with an \"s3:\" repository",
         h + 3);
   fails("[backup]\nschedule = \"30s\"\n[backup.local]\npath = \"/a\"\n", "at least \"1m\"", h + 2);
+  fails("[backup]\nverify_schedule = \"10s\"\n[backup.local]\npath = \"/a\"\n",
+        "\"verify_schedule\" in [backup] must be at least \"1m\" or \"off\"", h + 2);
+  fails("[backup]\nverify_schedule = \"weekly\"\n[backup.local]\npath = \"/a\"\n",
+        "invalid duration \"weekly\"", h + 2);
+  fails("[backup]\nverify_schedule = false\n[backup.local]\npath = \"/a\"\n",
+        "verify_schedule", h + 2);
   fails("[backup]\nschedule = \"daily\"\n[backup.local]\npath = \"/a\"\n", "invalid duration",
         h + 2);
   fails("[backup.local]\npath = \"/a\"\n[backup.retention]\nkeep_daily = 0\nkeep_weekly = 0\n"
