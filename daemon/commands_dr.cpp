@@ -4,8 +4,9 @@
 // - `restore --from-recovery BUNDLE`: on a fresh host (no state), opens the
 //   bundle, finds the newest complete backup in the offsite (else local)
 //   repository, verifies its state section against the manifest and puts it
-//   in place as this host's state. The databases are then restored with
-//   `restore --section` (dr/RUNBOOK.md).
+//   in place as this host's state; then starts the data services alone and
+//   restores Vault, every PostgreSQL instance, the buckets and the forge's
+//   data before any consumer runs (docs/dr.md "Restore to a fresh host").
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -67,10 +68,12 @@ std::optional<fs::path> bundlePath(const CliArgs& args, const config::Spec& spec
   return fs::absolute(fs::path(specPath).parent_path() / spec.backup->recovery);
 }
 
-// The spec reduced to its data services: the containers of [postgres.*]
-// and [vault] (with what they depend on), every network, volume and file;
-// no consumer, no forge, no bucket, and no Vault step (it would refuse an
-// uninitialised Vault whose keys the state holds: the restore initialises it).
+// The spec reduced to its data services: the containers of [postgres.*],
+// [vault], the [s3.*] servers and the forge's (with what they depend on),
+// every network, volume and file; no consumer, no Vault step (it would
+// refuse an uninitialised Vault whose keys the state holds: the restore
+// initialises it) and no forge bootstrap (the forge's data is restored into
+// its empty volumes, then `apply --once` converges the forge on it).
 config::Spec dataServicesOnly(const config::Spec& spec) {
   config::Spec out = spec;
   std::set<std::string> keep;
@@ -80,6 +83,9 @@ config::Spec dataServicesOnly(const config::Spec& spec) {
   // The S3 servers too: their buckets (created empty by this converge) get
   // their objects back before any consumer runs.
   for (const auto& [name, s3] : spec.s3) todo.push_back(s3.container);
+  // The forge's container, so that its data can be restored into it (the
+  // restore needs the container and its volumes).
+  if (spec.forgejo) todo.push_back(spec.forgejo->container);
   while (!todo.empty()) {
     const std::string c = todo.back();
     todo.pop_back();
@@ -127,10 +133,13 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
     if (s.kind == "vault-snapshot" && spec->vault) selectors.push_back("vault");
   }
   for (const auto& [name, pg] : spec->postgres) selectors.push_back("postgres/" + name);
-  // Then the buckets' objects (after PostgreSQL, before the forge, which is
-  // restored by hand after the converge).
+  // Then the buckets' objects (after PostgreSQL), then the forge's data
+  // (after its database, when that is in PostgreSQL).
   for (const auto& s : m.sections) {
     if (s.kind == "bucket-objects" && spec->buckets.count(s.bucket)) selectors.push_back(s.name);
+  }
+  for (const auto& s : m.sections) {
+    if (s.kind == "forge-data" && spec->forgejo) selectors.push_back(s.name);
   }
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   backup::BackupContext ctx{client, *spec, *store.value(), stateDir, FOUNDATIOND_VERSION};
