@@ -259,6 +259,13 @@ def images():
             peer_image("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image"))
 
 
+def project_secret_dirs(name):
+    """The host's secret-file directories of the project's containers."""
+    root = "/run/foundationd/secrets"
+    return [os.path.join(root, d) for d in (os.listdir(root) if os.path.isdir(root) else [])
+            if d.startswith(name + "-")]
+
+
 @pytest.fixture
 def offsite_peer(project, tmp_path):
     """The offsite host: versitygw in a container of its own, outside the project (no
@@ -285,6 +292,9 @@ def offsite_peer(project, tmp_path):
         yield port, keys
     finally:
         docker("rm", "-f", "-v", name, check=False)
+        # The restored host's secret files too (the project's cleanup removes its
+        # containers and volumes).
+        subprocess.run(["rm", "-rf", *project_secret_dirs(project.name)], check=False)
 
 
 def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project, tmp_path,
@@ -427,9 +437,8 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert not docker("ps", "-aq", "--filter", f"label=foundationd.project={name}").stdout.strip()
     assert not docker("volume", "ls", "-q", "--filter",
                       f"label=foundationd.project={name}").stdout.strip()
-    secret_dirs = [f"/run/foundationd/secrets/{d}" for d in os.listdir("/run/foundationd/secrets")
-                   if d.startswith(name + "-")] if os.path.isdir("/run/foundationd/secrets") else []
-    subprocess.run(["rm", "-rf", state, str(local), str(work), *secret_dirs], check=True)
+    subprocess.run(["rm", "-rf", state, str(local), str(work), *project_secret_dirs(name)],
+                   check=True)
 
     # 5. The fresh host: a new clone, a new HOME, a new state directory.
     home = tmp_path / "fresh-home"
@@ -449,7 +458,8 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert "vault: unsealed with the keys of the state" in r.stdout
     assert "as in the manifest" in r.stdout
     assert "postgres/main/db/appdb: restored" in r.stdout, r.stdout
-    assert f"buckets/{bucket}: restored into bucket {bucket}" in r.stdout, r.stdout
+    assert f"buckets/{bucket}: restored into bucket {bucket} on [s3.main] (5 objects, " in r.stdout, \
+        r.stdout
     assert "forge/data: restored into the forge's volumes (2 repositories" in r.stdout, r.stdout
     assert not (home / ".cache" / "restic").exists()  # --no-cache: nothing cached
 
