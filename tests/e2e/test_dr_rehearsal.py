@@ -461,6 +461,11 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert f"buckets/{bucket}: restored into bucket {bucket} on [s3.main] (5 objects, " in r.stdout, \
         r.stdout
     assert "forge/data: restored into the forge's volumes (2 repositories" in r.stdout, r.stdout
+    # The forge starts only once its database and the buckets are restored (a forge on
+    # PostgreSQL would otherwise write its schema into the empty database first).
+    out = r.stdout
+    assert (out.index("postgres/main/db/appdb: restored") < out.index(f"buckets/{bucket}: restored")
+            < out.index("starting the forge's container") < out.index("forge/data: restored")), out
     assert not (home / ".cache" / "restic").exists()  # --no-cache: nothing cached
 
     # 6. Everything is back.
