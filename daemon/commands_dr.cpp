@@ -171,10 +171,12 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
                 spec->forgejo->container.c_str());
     std::fflush(stdout);
     if (int rc = runConverge(cfg, withForge, store.value().get(), &*key); rc != 0) {
-      return fail("the forge's container did not start; the state and the other data are in "
-                  "place: fix the cause, then `foundationd restore --section " + forgeSection +
-                  "` (with --offsite when the backup is read from there), then `foundationd "
-                  "apply --once`");
+      return fail(
+          "the forge's container did not start; the state and the other data are in "
+          "place: fix the cause, then `foundationd restore --section " +
+          forgeSection +
+          "` (with --offsite when the backup is read from there), then `foundationd "
+          "apply --once`");
     }
     if (int rc = restoreOne(forgeSection); rc != 0) return rc;
     selectors.push_back(forgeSection);

@@ -458,8 +458,8 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert "vault: unsealed with the keys of the state" in r.stdout
     assert "as in the manifest" in r.stdout
     assert "postgres/main/db/appdb: restored" in r.stdout, r.stdout
-    assert f"buckets/{bucket}: restored into bucket {bucket} on [s3.main] (5 objects, " in r.stdout, \
-        r.stdout
+    restored = f"buckets/{bucket}: restored into bucket {bucket} on [s3.main] (5 objects, "
+    assert restored in r.stdout, r.stdout
     assert "forge/data: restored into the forge's volumes (2 repositories" in r.stdout, r.stdout
     # The forge starts only once its database and the buckets are restored (a forge on
     # PostgreSQL would otherwise write its schema into the empty database first).
