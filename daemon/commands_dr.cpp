@@ -4,8 +4,9 @@
 // - `restore --from-recovery BUNDLE`: on a fresh host (no state), opens the
 //   bundle, finds the newest complete backup in the offsite (else local)
 //   repository, verifies its state section against the manifest and puts it
-//   in place as this host's state. The databases are then restored with
-//   `restore --section` (dr/RUNBOOK.md).
+//   in place as this host's state; then starts the data services alone and
+//   restores Vault, every PostgreSQL instance, the buckets and the forge's
+//   data before any consumer runs (docs/dr.md "Restore to a fresh host").
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -67,11 +68,14 @@ std::optional<fs::path> bundlePath(const CliArgs& args, const config::Spec& spec
   return fs::absolute(fs::path(specPath).parent_path() / spec.backup->recovery);
 }
 
-// The spec reduced to its data services: the containers of [postgres.*]
-// and [vault] (with what they depend on), every network, volume and file;
-// no consumer, no forge, no bucket, and no Vault step (it would refuse an
-// uninitialised Vault whose keys the state holds: the restore initialises it).
-config::Spec dataServicesOnly(const config::Spec& spec) {
+// The spec reduced to its data services: the containers of [postgres.*],
+// [vault] and the [s3.*] servers (with what they depend on), and with
+// `withForge` the forge's; every network, volume and file; no consumer, no
+// Vault step (it would refuse an uninitialised Vault whose keys the state
+// holds: the restore initialises it) and no forge bootstrap (the forge's data
+// is restored into its empty volumes, then `apply --once` converges the forge
+// on it).
+config::Spec dataServicesOnly(const config::Spec& spec, bool withForge) {
   config::Spec out = spec;
   std::set<std::string> keep;
   std::vector<std::string> todo;
@@ -80,6 +84,10 @@ config::Spec dataServicesOnly(const config::Spec& spec) {
   // The S3 servers too: their buckets (created empty by this converge) get
   // their objects back before any consumer runs.
   for (const auto& [name, s3] : spec.s3) todo.push_back(s3.container);
+  // The forge's container only once its database and buckets are restored: a
+  // forge started on an empty PostgreSQL database writes its schema there,
+  // and that database's restore would then be refused (it has tables).
+  if (withForge && spec.forgejo) todo.push_back(spec.forgejo->container);
   while (!todo.empty()) {
     const std::string c = todo.back();
     todo.pop_back();
@@ -95,9 +103,11 @@ config::Spec dataServicesOnly(const config::Spec& spec) {
   return out;
 }
 
-// After the state: the data services started alone, then Vault's snapshot
-// and every PostgreSQL instance restored from backup `m`, before any
-// consumer runs. The caller then converges the whole spec.
+// After the state: the data services started alone, then Vault's snapshot,
+// every PostgreSQL instance and every bucket restored from backup `m`; then
+// the forge's container started on its restored database and its data
+// restored into its volumes; all before any consumer runs. The caller then
+// converges the whole spec.
 int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
                         const std::string& stateDir, const state::SecretBytes& pass,
                         boost::asio::io_context& io, backup::Restic& restic,
@@ -114,7 +124,7 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
   if (!store) return fail(store.error().message);
   auto key = store.value()->unlock(pass.view());
   if (!key) return fail(key.error().message);
-  const config::Spec data = dataServicesOnly(*spec);
+  const config::Spec data = dataServicesOnly(*spec, false);
   std::printf("starting the data services alone (%zu containers), no consumer yet\n",
               data.containers.size());
   std::fflush(stdout);
@@ -127,17 +137,21 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
     if (s.kind == "vault-snapshot" && spec->vault) selectors.push_back("vault");
   }
   for (const auto& [name, pg] : spec->postgres) selectors.push_back("postgres/" + name);
-  // Then the buckets' objects (after PostgreSQL, before the forge, which is
-  // restored by hand after the converge).
+  // Then the buckets' objects (after PostgreSQL).
   for (const auto& s : m.sections) {
     if (s.kind == "bucket-objects" && spec->buckets.count(s.bucket)) selectors.push_back(s.name);
+  }
+  // Last the forge's data, once its container runs (after its database).
+  std::string forgeSection;
+  for (const auto& s : m.sections) {
+    if (s.kind == "forge-data" && spec->forgejo) forgeSection = s.name;
   }
   docker::DockerClient client(io.get_executor(), cfg.dockerSocket);
   backup::BackupContext ctx{client, *spec, *store.value(), stateDir, FOUNDATIOND_VERSION};
   ctx.key = &*key;
   StoreSecrets bucketKeys(*spec, store.value().get(), &*key);
   ctx.secrets = &bucketKeys;
-  for (const auto& sel : selectors) {
+  const auto restoreOne = [&](const std::string& sel) {
     backup::RestoreRequest req;
     req.backupId = m.id;
     req.section = sel;
@@ -146,6 +160,26 @@ int restoreDataServices(const CliArgs& args, const config::DaemonConfig& cfg,
         st ? "backup.restored" : "backup.restore_failed",
         nlohmann::json{{"section", sel}, {"backup", m.id}, {"from_recovery", true}}.dump());
     if (!st) return fail(sel + ": " + st.error().message);
+    return 0;
+  };
+  for (const auto& sel : selectors) {
+    if (int rc = restoreOne(sel); rc != 0) return rc;
+  }
+  if (!forgeSection.empty()) {
+    const config::Spec withForge = dataServicesOnly(*spec, true);
+    std::printf("starting the forge's container %s on its restored database, no bootstrap\n",
+                spec->forgejo->container.c_str());
+    std::fflush(stdout);
+    if (int rc = runConverge(cfg, withForge, store.value().get(), &*key); rc != 0) {
+      return fail(
+          "the forge's container did not start; the state and the other data are in "
+          "place: fix the cause, then `foundationd restore --section " +
+          forgeSection +
+          "` (with --offsite when the backup is read from there), then `foundationd "
+          "apply --once`");
+    }
+    if (int rc = restoreOne(forgeSection); rc != 0) return rc;
+    selectors.push_back(forgeSection);
   }
   std::printf("restored backup %s: state, %s; now converge the whole spec: foundationd apply "
               "--once\n",

@@ -1,23 +1,48 @@
-"""End-to-end: the disaster-recovery rehearsal (docs/dr.md, dr/RUNBOOK.md section 3).
+"""End-to-end: the disaster-recovery rehearsal (docs/dr.md, dr/RUNBOOK.md section 3), the
+whole stack in one bring-up (CI time: one stack, not one per service).
 
 Real peers: OpenBao on integrated storage (raft, its config a [files.*] file), PostgreSQL,
-a consumer container that logs in to PostgreSQL with the password foundationd gives it.
-Real data goes in (rows, the credentials mirrored into Vault, one of them rotated), a
-backup is taken into [backup.local] and copied to [backup.offsite] (a directory standing
-for another host), and the recovery bundle is exported into a git clone of the spec
-repository and committed. Then everything is destroyed: every container and volume of the
-project, the state directory, the local repository. dr/restore-to-fresh-host runs with
-only a fresh clone of the spec repository, the passphrase and the offsite directory, a new
-state directory and a new HOME; rows, Vault's secrets and the rotated credential are back,
-the consumer logs in with its current password, and a second `apply --once` changes
-nothing. Then the bundle's refusals: a flipped byte, a wrong passphrase."""
+a consumer container that logs in to PostgreSQL with the password foundationd gives it,
+the forge (FOUNDATIOND_FORGEJO_IMAGE: Gitea standing in for Forgejo, SQLite in its data
+volume) with two repositories, and an S3 server (SeaweedFS, FOUNDATIOND_S3_IMAGE) with a
+protected bucket. Real data goes in: rows, the credentials mirrored into Vault (one of them
+rotated), commits pushed through the forge to both repositories, objects put with curl's
+own SigV4 signing.
+
+What stands for what:
+- [backup.local] is a directory of this host (it is destroyed with the host). Not a bucket
+  of the S3 server: restic 0.14 takes one S3 key pair per process, so a bucket local target
+  would need the offsite peer to accept the local server's root keys (docs/dr.md "The
+  offsite copy"); the offsite peer has a key pair of its own instead.
+- [backup.offsite] is `s3:` on a second S3 server (versitygw, FOUNDATIOND_S3_IMAGE_VERSITYGW)
+  in its own container, started by the test outside the project (no foundationd label): it
+  stands for another host and survives the loss. Its key pair is a provided credential
+  (`secret set`), sealed into the recovery bundle.
+- The fresh host: a new clone of the spec repository, a new state directory, a new HOME and
+  a PATH-only environment for dr/restore-to-fresh-host.
+
+A backup is taken into [backup.local] and copied offsite, and the recovery bundle is
+exported into a git clone of the spec repository and committed. Then everything is
+destroyed: every container and volume of the project, the state directory, the local
+repository, the secret files, the operator's checkout (restic runs with --no-cache: no
+cache exists to remove, which the fresh HOME confirms). dr/restore-to-fresh-host runs with
+only a fresh clone of the spec repository, the passphrase and the offsite peer; rows,
+Vault's secrets, the rotated credential, every forge repository with its HEAD, every
+object (key, size, SHA-256) are back, the consumer logs in with its current password, and
+a second `apply --once` changes nothing. Then the bundle's refusals: a flipped byte, a wrong
+passphrase."""
+import base64
+import hashlib
+import html
 import json
 import os
 import subprocess
+import urllib.parse
 
 import pytest
 
-from conftest import docker, free_port, peer_image
+from conftest import docker, free_port, peer_image, s3_request, wait_for
+from test_forgejo import http_json
 
 PASS = "correct horse battery staple, rehearsed"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,12 +120,68 @@ secret_files = { "/run/secrets/db-password" = "${credentials.app-db.password}" }
 depends_on = ["@pg"]
 stop_timeout = "1s"
 
+[credentials.forgejo-admin]
+[credentials.forgejo-admin.fields]
+password = { generate = "password", length = 24 }
+
+[volumes.@forgedata]
+[containers.@forge]
+image = "${versions.forge}"
+ports = ["127.0.0.1:FORGEPORT:3000"]
+volumes = ["@forgedata:/data"]
+stop_timeout = "5s"
+[containers.@forge.healthcheck]
+test = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api/healthz"]
+interval = "1s"
+retries = 120
+
+[forgejo]
+container = "@forge"
+url = "http://127.0.0.1:FORGEPORT"
+[forgejo.admin]
+username = "platform-admin"
+email = "platform-AT-example.org"
+password = "${credentials.forgejo-admin.password}"
+[forgejo.orgs.olsitec]
+[forgejo.repos."olsitec/foundation"]
+[forgejo.repos."olsitec/website"]
+
+[credentials.s3-root]
+[credentials.s3-root.fields]
+accessKey = { generate = "hex", bytes = 10 }
+secretKey = { generate = "password", length = 40 }
+
+[volumes.@s3data]
+[containers.@s3]
+image = "${versions.seaweedfs}"
+env = { AWS_ACCESS_KEY_ID = "${credentials.s3-root.accessKey}", AWS_SECRET_ACCESS_KEY = "${credentials.s3-root.secretKey}" }
+volumes = ["@s3data:/data"]
+ports = ["127.0.0.1:S3PORT:9000"]
+stop_timeout = "2s"
+
+[s3.main]
+container = "@s3"
+endpoint = "http://127.0.0.1:S3PORT"
+region = "us-east-1"
+access_key = "${credentials.s3-root.accessKey}"
+secret_key = "${credentials.s3-root.secretKey}"
+
+[buckets.@assets]
+s3 = "main"
+
+[credentials.offsite]
+[credentials.offsite.fields]
+key = { provided = true }
+secret = { provided = true }
+
 [backup]
 recovery = "dr/recovery.sealed"
 [backup.local]
 path = "LOCAL"
 [backup.offsite]
-path = "OFFSITE"
+repository = "OFFSITE"
+access_key = "${credentials.offsite.key}"
+secret_key = "${credentials.offsite.secret}"
 """
 
 FILL = """
@@ -111,12 +192,65 @@ ALTER TABLE items OWNER TO app;
 FINGERPRINT = "SELECT count(*) || ':' || md5(string_agg(body, ',' ORDER BY id)) FROM items;"
 
 
-def git(*args, cwd):
-    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                       env=dict(os.environ, GIT_AUTHOR_NAME="op", GIT_AUTHOR_EMAIL="op@x",
-                                GIT_COMMITTER_NAME="op", GIT_COMMITTER_EMAIL="op@x"))
+OBJECTS = {
+    "top.txt": b"top level\n",
+    "bin/every-byte.bin": bytes(range(256)) * 64,
+    "photos/2026/a cat image.jpg": hashlib.sha256(b"seed").digest() * 4096,  # 128 KiB
+    "docs/r\u00e9sum\u00e9 \u20ac.pdf": b"%PDF-1.4\n\x00\x01\xff",
+    "empty": b"",
+}
+
+
+def git(*args, cwd, extra_env=None):
+    env = dict(os.environ, GIT_AUTHOR_NAME="op", GIT_AUTHOR_EMAIL="op@x",
+               GIT_COMMITTER_NAME="op", GIT_COMMITTER_EMAIL="op@x", GIT_TERMINAL_PROMPT="0",
+               GIT_CONFIG_NOSYSTEM="1", **(extra_env or {}))
+    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env,
+                       timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
+
+
+def s3_object(tmp, port, keys, method, bucket, key="", query="", upload=None):
+    """One S3 object request signed by curl's own SigV4 (not foundationd's code), the key
+    pair in a curl config file (not argv). Returns (HTTP status, body bytes)."""
+    cfg = tmp / "curl-obj.cfg"
+    cfg.write_text(f'user = "{keys[0]}:{keys[1]}"\n')
+    os.chmod(cfg, 0o600)
+    url = f"http://127.0.0.1:{port}/{bucket}"
+    if key:
+        url += "/" + urllib.parse.quote(key, safe="/~")
+    if query:
+        url += "?" + query
+    out, body = tmp / "curl-obj.out", tmp / "curl-obj.in"
+    payload = upload if upload is not None else b""
+    cmd = ["curl", "-sS", "-K", str(cfg), "--aws-sigv4", "aws:amz:us-east-1:s3", "--path-as-is",
+           "-H", f"x-amz-content-sha256: {hashlib.sha256(payload).hexdigest()}",
+           "-w", "%{http_code}", "-o", str(out)]
+    if upload is not None:
+        body.write_bytes(upload)
+        cmd += ["-T", str(body)]
+    else:
+        cmd += ["-X", method]
+    r = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout), (out.read_bytes() if out.exists() else b"")
+
+
+def bucket_contents(tmp, port, keys, bucket):
+    """{key: (size, SHA-256)} of every object, listed then each one read back."""
+    code, text = s3_object(tmp, port, keys, "GET", bucket, query="list-type=2")
+    assert code == 200, text
+    text = text.decode()
+    assert "<IsTruncated>true</IsTruncated>" not in text
+    got = {}
+    for part in text.split("<Contents>")[1:]:
+        key = html.unescape(part.split("<Key>")[1].split("</Key>")[0])
+        size = int(part.split("<Size>")[1].split("</Size>")[0])
+        code, content = s3_object(tmp, port, keys, "GET", bucket, key)
+        assert code == 200 and len(content) == size, (key, code, size)
+        got[key] = (size, hashlib.sha256(content).hexdigest())
+    return got
 
 
 @pytest.fixture(scope="module")
@@ -125,31 +259,82 @@ def images():
             peer_image("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image"))
 
 
+def project_secret_dirs(name):
+    """The host's secret-file directories of the project's containers."""
+    root = "/run/foundationd/secrets"
+    return [os.path.join(root, d) for d in (os.listdir(root) if os.path.isdir(root) else [])
+            if d.startswith(name + "-")]
+
+
+@pytest.fixture
+def offsite_peer(project, tmp_path):
+    """The offsite host: versitygw in a container of its own, outside the project (no
+    foundationd label: destroying the project leaves it), with its own key pair and a
+    bucket for the repository. Yields (port, (access key, secret key))."""
+    image = peer_image("FOUNDATIOND_S3_IMAGE_VERSITYGW", "tests/peers/versitygw-image")
+    port = free_port()
+    keys = (os.urandom(10).hex(), base64.b64encode(os.urandom(30)).decode())
+    name = f"{project.name}-offsite-peer"
+    envfile = tmp_path / "offsite-peer.env"
+    envfile.write_text(f"ROOT_ACCESS_KEY_ID={keys[0]}\nROOT_SECRET_ACCESS_KEY={keys[1]}\n")
+    os.chmod(envfile, 0o600)
+    docker("run", "-d", "--name", name, "--env-file", str(envfile), "-p",
+           f"127.0.0.1:{port}:9000", image)
+    try:
+        def answers():
+            try:
+                return s3_request(tmp_path, port, keys, "GET")[0] == 200
+            except AssertionError:  # curl: the port is not listening yet
+                return False
+        wait_for(answers, "the offsite peer answering", timeout=60)
+        code, text = s3_request(tmp_path, port, keys, "PUT", "offsite")
+        assert code == 200, text
+        yield port, keys
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+        # The restored host's secret files too (the project's cleanup removes its
+        # containers and volumes).
+        subprocess.run(["rm", "-rf", *project_secret_dirs(project.name)], check=False)
+
+
 def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project, tmp_path,
-                                                                          images):
+                                                                          images, offsite_peer):
     pg_image, bao_image = images
+    forge_image = peer_image("FOUNDATIOND_FORGEJO_IMAGE", "tests/peers/forgejo-image")
+    s3_image = peer_image("FOUNDATIOND_S3_IMAGE", "tests/peers/seaweedfs-image")
+    off_port, off_keys = offsite_peer
     name = project.name
-    local, offsite = tmp_path / "local-repo", tmp_path / "offsite-host" / "repo"
+    forge_port, s3_port = free_port(), free_port()
+    local = tmp_path / "local-repo"
+    offsite = f"s3:http://127.0.0.1:{off_port}/offsite/foundation"
     # The spec repository: a bare "origin" and the operator's checkout.
     origin = tmp_path / "origin.git"
     git("init", "-q", "--bare", str(origin), cwd=tmp_path)
     work = tmp_path / "checkout"
     git("clone", "-q", str(origin), str(work), cwd=tmp_path)
     (work / "VERSIONS").write_text(
-        f'[images]\npostgres = "{pg_image}"\nopenbao = "{bao_image}"\n')
+        f'[images]\npostgres = "{pg_image}"\nopenbao = "{bao_image}"\nforge = "{forge_image}"\n'
+        f'seaweedfs = "{s3_image}"\n')
     (work / "raft.hcl").write_text(RAFT)
     body = (SPEC.replace("BAOPORT", str(free_port())).replace("LOCAL", str(local))
-            .replace("OFFSITE", str(offsite)).replace("@", name + "-"))
+            .replace("FORGEPORT", str(forge_port)).replace("S3PORT", str(s3_port))
+            .replace("OFFSITE", offsite).replace("@", name + "-").replace("-AT-", "@"))
     (work / "foundation.toml").write_text(
         f'spec_version = 1\nproject = "{name}"\nversions = "VERSIONS"\n' + body)
     spec = str(work / "foundation.toml")
     passfile = tmp_path / "pass"
     passfile.write_text(PASS + "\n")
     state = str(tmp_path / "state")
+    bucket = f"{name}-assets"
 
-    def fd(*args, state_dir=state, spec_file=spec):
+    def fd(*args, state_dir=state, spec_file=spec, stdin=None):
         return project.run(*args, "--spec", spec_file, "--state-dir", state_dir,
-                           "--passphrase-file", str(passfile))
+                           "--passphrase-file", str(passfile), stdin=stdin)
+
+    def secret(field, state_dir=state, spec_file=spec):
+        r = fd("secret", "show", field, state_dir=state_dir, spec_file=spec_file)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.rstrip("\n")
 
     def sql(statement, db="appdb"):
         r = subprocess.run(["docker", "exec", "-i", "-u", "postgres", f"{name}-pg", "psql",
@@ -166,10 +351,31 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
              '-d appdb -c "SELECT count(*) FROM items"'],
             capture_output=True, text=True)
 
-    # 1. The host as it runs: state, converge, data, a rotation.
+    def forge_git(*args, password, cwd=tmp_path):
+        header = "Authorization: Basic " + base64.b64encode(
+            f"platform-admin:{password}".encode()).decode()
+        return git(*args, cwd=cwd, extra_env={
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": header})
+
+    repos = ("olsitec/foundation", "olsitec/website")
+
+    def forge_heads(password):
+        """Every branch of every repository, as the forge serves it over git."""
+        return {repo: forge_git("ls-remote", "--heads",
+                                f"http://127.0.0.1:{forge_port}/{repo}.git", password=password)
+                for repo in repos}
+
+    # 1. The host as it runs: state, the offsite key pair (provided), converge, data,
+    # a rotation.
     r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile),
                     "--kdf", "interactive")
     assert r.returncode == 0, r.stderr
+    # (`secret set` converges: after the first field the credential is still blocked.)
+    for field, value in zip(("key", "secret"), off_keys):
+        r = fd("secret", "set", f"offsite.{field}", stdin=value)
+        assert f"credential.offsite.{field}: set (version 1)" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     r = fd("apply", "--once")
     assert r.returncode == 0, r.stdout + r.stderr
     sql(FILL)
@@ -177,33 +383,61 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert before.startswith("300:")
     r = fd("rotate", "app-db")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = fd("secret", "show", "app-db.password")
-    assert r.returncode == 0, r.stderr
-    current_password = r.stdout.strip()
+    current_password = secret("app-db.password")
     assert consumer_login().stdout.strip() == "300"
+    # Commits pushed through the forge, two to each repository.
+    forge_pw = secret("forgejo-admin.password")
+    for repo in repos:
+        src = tmp_path / ("src-" + repo.replace("/", "-"))
+        git("init", "-q", "-b", "main", str(src), cwd=tmp_path)
+        for i in range(2):
+            (src / f"file-{i}.txt").write_text(f"{repo} commit {i}\n")
+            (src / f"blob-{i}.bin").write_bytes(os.urandom(32 * 1024))
+            git("add", "-A", cwd=src)
+            git("commit", "-q", "-m", f"commit {i}", cwd=src)
+            forge_git("push", "-q", f"http://127.0.0.1:{forge_port}/{repo}.git",
+                      "HEAD:refs/heads/main", password=forge_pw, cwd=src)
+    heads = forge_heads(forge_pw)
+    for repo in repos:
+        head = git("rev-parse", "HEAD", cwd=tmp_path / ("src-" + repo.replace("/", "-"))).strip()
+        assert heads[repo].split() == [head, "refs/heads/main"], heads
+    # Objects in the protected bucket.
+    s3_keys = (secret("s3-root.accessKey"), secret("s3-root.secretKey"))
+    for key, content in OBJECTS.items():
+        code, _ = s3_object(tmp_path, s3_port, s3_keys, "PUT", bucket, key, upload=content)
+        assert code == 200, (key, code)
+    objects = bucket_contents(tmp_path, s3_port, s3_keys, bucket)
+    assert objects == {k: (len(v), hashlib.sha256(v).hexdigest()) for k, v in OBJECTS.items()}
 
-    # 2. A backup, locally and offsite; Vault in it through its snapshot API.
+    # 2. A backup, locally and offsite (the versitygw peer); Vault through its snapshot API.
     r = fd("backup")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "vault: " in r.stdout and "secrets under foundation/" in r.stdout, r.stdout
     assert "not included: vault" not in r.stdout
-    assert "offsite: backup " in r.stdout and "copied to" in r.stdout
+    assert f"buckets/{bucket}: 5 objects" in r.stdout, r.stdout
+    assert "2 repositories, the forge paused" in r.stdout, r.stdout
+    assert "offsite: backup " in r.stdout and "copied to" in r.stdout, r.stdout
+    for v in (current_password, forge_pw, *s3_keys, off_keys[1]):
+        assert v not in r.stdout + r.stderr
 
     # 3. The recovery bundle into the spec repository, committed and pushed.
     r = fd("backup", "export-recovery")
     assert r.returncode == 0, r.stdout + r.stderr
     sealed = (work / "dr" / "recovery.sealed").read_text()
-    assert current_password not in sealed and str(offsite) not in sealed
+    for v in (current_password, f"127.0.0.1:{off_port}", *off_keys):
+        assert v not in sealed
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "spec, with the recovery bundle", cwd=work)
     git("push", "-q", "origin", "HEAD", cwd=work)
 
     # 4. The host is lost: every container and volume, the state, the local
-    # repository, the operator's checkout. What is left: origin, the passphrase, offsite.
+    # repository, the secret files, the operator's checkout. What is left: origin, the
+    # passphrase, the offsite peer.
     project.cleanup()
     assert not docker("ps", "-aq", "--filter", f"label=foundationd.project={name}").stdout.strip()
-    subprocess.run(["rm", "-rf", state, str(local), str(work),
-                    f"/run/foundationd/secrets/{name}-pg", f"/run/foundationd/secrets/{name}-app"],
+    assert not docker("volume", "ls", "-q", "--filter",
+                      f"label=foundationd.project={name}").stdout.strip()
+    subprocess.run(["rm", "-rf", state, str(local), str(work), *project_secret_dirs(name)],
                    check=True)
 
     # 5. The fresh host: a new clone, a new HOME, a new state directory.
@@ -216,21 +450,37 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
            "FOUNDATIOND_BIN": project.bin}
     r = subprocess.run([os.path.join(ROOT, "dr", "restore-to-fresh-host"), "--state-dir",
                         new_state, "--passphrase-file", str(passfile), str(clone)],
-                       capture_output=True, text=True, env=env, timeout=600)
+                       capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "restoring from the offsite repository s3:" in r.stdout, r.stdout
     assert "state: backup" in r.stdout and "opened with the passphrase" in r.stdout
     assert "vault: snapshot restored" in r.stdout, r.stdout
     assert "vault: unsealed with the keys of the state" in r.stdout
     assert "as in the manifest" in r.stdout
     assert "postgres/main/db/appdb: restored" in r.stdout, r.stdout
+    restored = f"buckets/{bucket}: restored into bucket {bucket} on [s3.main] (5 objects, "
+    assert restored in r.stdout, r.stdout
+    assert "forge/data: restored into the forge's volumes (2 repositories" in r.stdout, r.stdout
+    # The forge starts only once its database and the buckets are restored (a forge on
+    # PostgreSQL would otherwise write its schema into the empty database first).
+    out = r.stdout
+    assert (out.index("postgres/main/db/appdb: restored") < out.index(f"buckets/{bucket}: restored")
+            < out.index("starting the forge's container") < out.index("forge/data: restored")), out
+    assert not (home / ".cache" / "restic").exists()  # --no-cache: nothing cached
 
     # 6. Everything is back.
+    new_spec = str(clone / "foundation.toml")
     assert sql(FINGERPRINT) == before
     login = consumer_login()
     assert login.returncode == 0 and login.stdout.strip() == "300", login.stderr
-    new_spec = str(clone / "foundation.toml")
-    r = fd("secret", "show", "app-db.password", state_dir=new_state, spec_file=new_spec)
-    assert r.returncode == 0 and r.stdout.strip() == current_password
+    assert secret("app-db.password", new_state, new_spec) == current_password
+    assert secret("forgejo-admin.password", new_state, new_spec) == forge_pw
+    assert forge_heads(forge_pw) == heads
+    for repo in repos:
+        code, info = http_json("GET", "127.0.0.1", forge_port, f"/api/v1/repos/{repo}",
+                               "platform-admin", forge_pw)
+        assert code == 200 and not info["empty"], info
+    assert bucket_contents(tmp_path, s3_port, s3_keys, bucket) == objects
     r = fd("apply", "--once", state_dir=new_state, spec_file=new_spec)
     assert r.returncode == 0, r.stdout + r.stderr
     r = fd("plan", state_dir=new_state, spec_file=new_spec)
