@@ -38,6 +38,7 @@ struct Curl {
   CURLcode (*easy_perform)(CURL*);
   CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...);
   void (*easy_cleanup)(CURL*);
+  void (*easy_reset)(CURL*);
   const char* (*easy_strerror)(CURLcode);
   curl_slist* (*slist_append)(curl_slist*, const char*);
   void (*slist_free_all)(curl_slist*);
@@ -110,6 +111,7 @@ Result<const Curl*> curl() {
     bind(lib.easy_perform, "curl_easy_perform");
     bind(lib.easy_getinfo, "curl_easy_getinfo");
     bind(lib.easy_cleanup, "curl_easy_cleanup");
+    bind(lib.easy_reset, "curl_easy_reset");
     bind(lib.easy_strerror, "curl_easy_strerror");
     bind(lib.slist_append, "curl_slist_append");
     bind(lib.slist_free_all, "curl_slist_free_all");
@@ -214,14 +216,57 @@ std::string PeerResponse::header(const std::string& lowerName) const {
   return it == headers.end() ? std::string{} : it->second;
 }
 
+namespace {
+Result<PeerResponse> exchange(const Curl& lib, CURL* c, const PeerRequest& request);
+}  // namespace
+
+Session& Session::operator=(Session&& other) noexcept {
+  if (this != &other) {
+    this->~Session();
+    easy_ = other.easy_;
+    other.easy_ = nullptr;
+  }
+  return *this;
+}
+
+Session::~Session() {
+  if (easy_ == nullptr) return;
+  // A handle exists only once libcurl is loaded.
+  if (auto loaded = curl()) loaded.value()->easy_cleanup(static_cast<CURL*>(easy_));
+  easy_ = nullptr;
+}
+
 Result<PeerResponse> peerRequest(const PeerRequest& request) {
   auto loaded = curl();
   if (!loaded) return loaded.error();
   const Curl& lib = *loaded.value();
   std::unique_ptr<CURL, EasyDeleter> easy(lib.easy_init(), EasyDeleter{&lib});
   if (!easy) return Error::make(ErrorCode::internal, "libcurl: cannot create a handle");
-  CURL* c = easy.get();
+  return exchange(lib, easy.get(), request);
+}
 
+Result<PeerResponse> sessionRequest(const PeerRequest& request, Session& session) {
+  auto loaded = curl();
+  if (!loaded) return loaded.error();
+  const Curl& lib = *loaded.value();
+  if (session.easy_ == nullptr) {
+    session.easy_ = lib.easy_init();
+    if (session.easy_ == nullptr) {
+      return Error::make(ErrorCode::internal, "libcurl: cannot create a handle");
+    }
+  }
+  CURL* c = static_cast<CURL*>(session.easy_);
+  struct Reset {
+    const Curl& lib;
+    CURL* c;
+    ~Reset() { lib.easy_reset(c); }  // the request's options go (zeroed); the connection stays
+  } reset{lib, c};
+  return exchange(lib, c, request);
+}
+
+namespace {
+
+Result<PeerResponse> exchange(const Curl& lib, CURL* c, const PeerRequest& request) {
   PeerResponse response;
   state::WipingString body;
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -303,6 +348,8 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   response.body.assign(body.data(), body.size());
   return response;
 }
+
+}  // namespace
 
 std::size_t curlWipedBytes() noexcept {
   return curlWiped.load(std::memory_order_relaxed);

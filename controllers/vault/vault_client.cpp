@@ -80,7 +80,7 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
     req.headers.emplace_back("Content-Type", "application/json");
     req.body = body->dump();
   }
-  auto resp = transport::peerRequest(req);
+  auto resp = transport::sessionRequest(req, session_);
   // The request body may hold a key or a secret: gone as soon as it is sent.
   sodium_memzero(req.body.data(), req.body.size());
   for (auto& [name, value] : req.headers) sodium_memzero(value.data(), value.size());
