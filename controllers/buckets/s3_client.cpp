@@ -53,20 +53,7 @@ transport::PeerRequest buildRequest(const S3Endpoint& endpoint, const std::strin
 }
 
 std::string encodeKey(std::string_view key) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(key.size());
-  for (unsigned char ch : key) {
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-        ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
-      out += static_cast<char>(ch);
-    } else {
-      out += '%';
-      out += hex[ch >> 4];
-      out += hex[ch & 0xF];
-    }
-  }
-  return out;
+  return transport::urlEncodePath(key);
 }
 
 transport::PeerRequest buildObjectRequest(const S3Endpoint& endpoint, const std::string& method,

@@ -355,12 +355,15 @@ std::size_t curlWipedBytes() noexcept {
   return curlWiped.load(std::memory_order_relaxed);
 }
 
-std::string urlEncode(const std::string& text) {
+namespace {
+
+std::string percentEncode(std::string_view text, bool keepSlash) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   out.reserve(text.size());
   for (unsigned char ch : text) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '_' || ch == '.' || ch == '~' || (keepSlash && ch == '/')) {
       out += static_cast<char>(ch);
     } else {
       out += '%';
@@ -369,6 +372,16 @@ std::string urlEncode(const std::string& text) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string urlEncode(std::string_view text) {
+  return percentEncode(text, false);
+}
+
+std::string urlEncodePath(std::string_view text) {
+  return percentEncode(text, true);
 }
 
 }  // namespace foundationd::transport

@@ -115,6 +115,8 @@ std::size_t curlWipedBytes() noexcept;
 
 // Percent-encodes one URL path segment or query value (RFC 3986 unreserved
 // characters stay as they are).
-std::string urlEncode(const std::string& text);
+std::string urlEncode(std::string_view text);
+// The same for a path of segments: its '/' stay (an S3 key, a Vault path).
+std::string urlEncodePath(std::string_view text);
 
 }  // namespace foundationd::transport

@@ -12,16 +12,7 @@ using nlohmann::json;
 
 // Each '/'-separated segment percent-encoded; the slashes kept.
 std::string encodePath(const std::string& path) {
-  std::string out;
-  std::size_t start = 0;
-  while (true) {
-    auto slash = path.find('/', start);
-    out += transport::urlEncode(path.substr(start, slash - start));
-    if (slash == std::string::npos) break;
-    out += '/';
-    start = slash + 1;
-  }
-  return out;
+  return transport::urlEncodePath(path);
 }
 
 ErrorCode codeFor(int status) {

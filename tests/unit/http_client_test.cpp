@@ -188,6 +188,7 @@ TEST_CASE("urlEncode keeps unreserved characters and escapes the rest") {
   CHECK(urlEncode("abc-_.~XYZ09") == "abc-_.~XYZ09");
   CHECK(urlEncode("a b/c?d=e&f") == "a%20b%2Fc%3Fd%3De%26f");
   CHECK(urlEncode("\xC3\xA9") == "%C3%A9");
+  CHECK(foundationd::transport::urlEncodePath("a b/c?d/\xC3\xA9/") == "a%20b/c%3Fd/%C3%A9/");
 }
 
 namespace {
