@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <type_traits>
 
@@ -350,6 +351,13 @@ Result<PeerResponse> exchange(const Curl& lib, CURL* c, const PeerRequest& reque
 }
 
 }  // namespace
+
+void preloadInBackground() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static std::jthread loader([] { (void)curl(); });
+  });
+}
 
 std::size_t curlWipedBytes() noexcept {
   return curlWiped.load(std::memory_order_relaxed);

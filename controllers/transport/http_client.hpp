@@ -110,6 +110,12 @@ Result<PeerResponse> peerRequest(const PeerRequest& request);
 // The same on `session`'s connection (opened by its first request).
 Result<PeerResponse> sessionRequest(const PeerRequest& request, Session& session);
 
+// Starts loading libcurl on a thread of its own (once per process; joined at
+// exit). A one-shot command that will reach a peer over TCP calls it first:
+// the load (about 15 ms of shared libraries and their initialisers) then runs
+// beside the unlock and the Docker step instead of inside the first request.
+void preloadInBackground();
+
 // Bytes of libcurl's memory zeroed before being freed so far (tests).
 std::size_t curlWipedBytes() noexcept;
 
