@@ -16,6 +16,7 @@
 #include "controllers/docker/docker_apply.hpp"
 #include "controllers/docker/docker_client.hpp"
 #include "controllers/docker/plan_render.hpp"
+#include "controllers/transport/http_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/converge.hpp"
 #include "daemon/daemon.hpp"
@@ -25,6 +26,12 @@
 
 namespace foundationd::daemon {
 namespace {
+
+// A spec whose steps reach a peer over TCP (Vault, S3, the forge): libcurl
+// loads on another thread while the state is unlocked and Docker converges.
+void preloadHttpFor(const config::Spec& spec) {
+  if (spec.vault || !spec.s3.empty() || spec.forgejo) transport::preloadInBackground();
+}
 
 namespace asio = boost::asio;
 
@@ -231,6 +238,7 @@ int cmdPlan(const CliArgs& args) {
     std::fputs(graphDot(*spec).c_str(), stdout);
     return 0;
   }
+  preloadHttpFor(*spec);
   // The passphrase is optional: without it, what needs a secret to be
   // compared is listed as unknown (credentials are compared by digest).
   std::unique_ptr<state::Store> store;
@@ -279,6 +287,7 @@ int cmdApply(const CliArgs& args) {
   if (!spec) return 1;
   if (args.stateDir) cfg->stateDir = *args.stateDir;  // where [files] without secrets live
   warnSecretsDirNotTmpfs(*spec);
+  preloadHttpFor(*spec);
   // One converger per state directory: a running daemon owns it.
   const bool needsState = !spec->credentials.empty() || spec->vault.has_value();
   auto lock = lockState(stateDirOf(args, *cfg), "apply --once", "", false);

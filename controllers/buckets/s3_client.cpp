@@ -53,20 +53,7 @@ transport::PeerRequest buildRequest(const S3Endpoint& endpoint, const std::strin
 }
 
 std::string encodeKey(std::string_view key) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(key.size());
-  for (unsigned char ch : key) {
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-        ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
-      out += static_cast<char>(ch);
-    } else {
-      out += '%';
-      out += hex[ch >> 4];
-      out += hex[ch & 0xF];
-    }
-  }
-  return out;
+  return transport::urlEncodePath(key);
 }
 
 transport::PeerRequest buildObjectRequest(const S3Endpoint& endpoint, const std::string& method,
@@ -189,6 +176,19 @@ namespace {
 const std::string kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 }  // namespace
 
+Result<ObjectPage> S3Client::listPage(const std::string& bucket, const std::string& query,
+                                      std::chrono::milliseconds timeout) {
+  auto req = buildObjectRequest(endpoint_, "GET", bucket, "", query, kEmptySha256);
+  req.timeout = timeout;
+  ++requests_;
+  auto r = transport_(req);
+  if (!r) return std::move(r).error();
+  if (!r->ok()) return s3Error("ListObjectsV2 " + bucket, *r);
+  auto p = parseListObjectsV2(r->body);
+  if (!p) return Error::make(p.error().code, "ListObjectsV2 " + bucket + ": " + p.error().message);
+  return p;
+}
+
 Result<std::vector<ObjectInfo>> S3Client::listObjects(const std::string& bucket, int pageSize) {
   std::vector<ObjectInfo> all;
   std::string token;
@@ -197,14 +197,8 @@ Result<std::vector<ObjectInfo>> S3Client::listObjects(const std::string& bucket,
     std::string query;
     if (!token.empty()) query += "continuation-token=" + transport::urlEncode(token) + "&";
     query += "list-type=2&max-keys=" + std::to_string(pageSize);
-    auto req = buildObjectRequest(endpoint_, "GET", bucket, "", query, kEmptySha256);
-    req.timeout = std::max(timeout_, std::chrono::milliseconds(60'000));
-    ++requests_;
-    auto r = transport_(req);
-    if (!r) return std::move(r).error();
-    if (!r->ok()) return s3Error("ListObjectsV2 " + bucket, *r);
-    auto p = parseListObjectsV2(r->body);
-    if (!p) return Error::make(p.error().code, "ListObjectsV2 " + bucket + ": " + p.error().message);
+    auto p = listPage(bucket, query, std::max(timeout_, std::chrono::milliseconds(60'000)));
+    if (!p) return std::move(p).error();
     for (auto& o : p->objects) all.push_back(std::move(o));
     if (!p->truncated) break;
     if (p->continuationToken == token || p->objects.empty()) {
@@ -217,14 +211,8 @@ Result<std::vector<ObjectInfo>> S3Client::listObjects(const std::string& bucket,
 }
 
 Result<bool> S3Client::hasObjects(const std::string& bucket) {
-  auto req = buildObjectRequest(endpoint_, "GET", bucket, "", "list-type=2&max-keys=1", kEmptySha256);
-  req.timeout = timeout_;
-  ++requests_;
-  auto r = transport_(req);
-  if (!r) return std::move(r).error();
-  if (!r->ok()) return s3Error("ListObjectsV2 " + bucket, *r);
-  auto p = parseListObjectsV2(r->body);
-  if (!p) return Error::make(p.error().code, "ListObjectsV2 " + bucket + ": " + p.error().message);
+  auto p = listPage(bucket, "list-type=2&max-keys=1", timeout_);
+  if (!p) return std::move(p).error();
   return !p->objects.empty();
 }
 

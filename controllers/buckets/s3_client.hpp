@@ -120,6 +120,9 @@ class S3Client final : public S3Api {
   void setStallTimeout(std::chrono::seconds t) { stall_ = t; }
 
  private:
+  // One ListObjectsV2 page (`query` in canonical order).
+  Result<ObjectPage> listPage(const std::string& bucket, const std::string& query,
+                              std::chrono::milliseconds timeout);
   Result<transport::PeerResponse> send(const std::string& method, const std::string& bucket,
                                        const std::string& subresource, std::string body = {});
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <type_traits>
 
@@ -38,6 +39,7 @@ struct Curl {
   CURLcode (*easy_perform)(CURL*);
   CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...);
   void (*easy_cleanup)(CURL*);
+  void (*easy_reset)(CURL*);
   const char* (*easy_strerror)(CURLcode);
   curl_slist* (*slist_append)(curl_slist*, const char*);
   void (*slist_free_all)(curl_slist*);
@@ -110,6 +112,7 @@ Result<const Curl*> curl() {
     bind(lib.easy_perform, "curl_easy_perform");
     bind(lib.easy_getinfo, "curl_easy_getinfo");
     bind(lib.easy_cleanup, "curl_easy_cleanup");
+    bind(lib.easy_reset, "curl_easy_reset");
     bind(lib.easy_strerror, "curl_easy_strerror");
     bind(lib.slist_append, "curl_slist_append");
     bind(lib.slist_free_all, "curl_slist_free_all");
@@ -214,14 +217,57 @@ std::string PeerResponse::header(const std::string& lowerName) const {
   return it == headers.end() ? std::string{} : it->second;
 }
 
+namespace {
+Result<PeerResponse> exchange(const Curl& lib, CURL* c, const PeerRequest& request);
+}  // namespace
+
+Session& Session::operator=(Session&& other) noexcept {
+  if (this != &other) {
+    this->~Session();
+    easy_ = other.easy_;
+    other.easy_ = nullptr;
+  }
+  return *this;
+}
+
+Session::~Session() {
+  if (easy_ == nullptr) return;
+  // A handle exists only once libcurl is loaded.
+  if (auto loaded = curl()) loaded.value()->easy_cleanup(static_cast<CURL*>(easy_));
+  easy_ = nullptr;
+}
+
 Result<PeerResponse> peerRequest(const PeerRequest& request) {
   auto loaded = curl();
   if (!loaded) return loaded.error();
   const Curl& lib = *loaded.value();
   std::unique_ptr<CURL, EasyDeleter> easy(lib.easy_init(), EasyDeleter{&lib});
   if (!easy) return Error::make(ErrorCode::internal, "libcurl: cannot create a handle");
-  CURL* c = easy.get();
+  return exchange(lib, easy.get(), request);
+}
 
+Result<PeerResponse> sessionRequest(const PeerRequest& request, Session& session) {
+  auto loaded = curl();
+  if (!loaded) return loaded.error();
+  const Curl& lib = *loaded.value();
+  if (session.easy_ == nullptr) {
+    session.easy_ = lib.easy_init();
+    if (session.easy_ == nullptr) {
+      return Error::make(ErrorCode::internal, "libcurl: cannot create a handle");
+    }
+  }
+  CURL* c = static_cast<CURL*>(session.easy_);
+  struct Reset {
+    const Curl& lib;
+    CURL* c;
+    ~Reset() { lib.easy_reset(c); }  // the request's options go (zeroed); the connection stays
+  } reset{lib, c};
+  return exchange(lib, c, request);
+}
+
+namespace {
+
+Result<PeerResponse> exchange(const Curl& lib, CURL* c, const PeerRequest& request) {
   PeerResponse response;
   state::WipingString body;
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -304,16 +350,28 @@ Result<PeerResponse> peerRequest(const PeerRequest& request) {
   return response;
 }
 
+}  // namespace
+
+void preloadInBackground() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static std::jthread loader([] { (void)curl(); });
+  });
+}
+
 std::size_t curlWipedBytes() noexcept {
   return curlWiped.load(std::memory_order_relaxed);
 }
 
-std::string urlEncode(const std::string& text) {
+namespace {
+
+std::string percentEncode(std::string_view text, bool keepSlash) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   out.reserve(text.size());
   for (unsigned char ch : text) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '_' || ch == '.' || ch == '~' || (keepSlash && ch == '/')) {
       out += static_cast<char>(ch);
     } else {
       out += '%';
@@ -322,6 +380,16 @@ std::string urlEncode(const std::string& text) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string urlEncode(std::string_view text) {
+  return percentEncode(text, false);
+}
+
+std::string urlEncodePath(std::string_view text) {
+  return percentEncode(text, true);
 }
 
 }  // namespace foundationd::transport

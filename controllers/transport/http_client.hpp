@@ -80,17 +80,49 @@ struct PeerResponse {
   std::string header(const std::string& lowerName) const;
 };
 
-// Performs one exchange. Any HTTP status is a value (check response.status);
-// an Error means no usable response: ErrorCode::unavailable (refused,
-// unreachable, reset), ErrorCode::timeout, ErrorCode::invalid_argument (a
-// malformed URL), ErrorCode::internal (libcurl itself failed).
+// A connection kept open between the requests of one client (HTTP
+// keep-alive): a Vault step of ten requests opens one TCP connection, not
+// ten. One libcurl handle, made on first use; after each request its options
+// (copies of a password, a SigV4 secret) are freed, and so zeroed, at once;
+// the connection and libcurl's buffers stay until the Session is destroyed,
+// when they are freed and zeroed too. Not thread-safe: one thread at a
+// time. A copy is a new Session (no connection shared).
+class Session {
+ public:
+  Session() = default;
+  Session(const Session&) noexcept {}
+  Session& operator=(const Session&) noexcept { return *this; }
+  Session(Session&& other) noexcept : easy_(other.easy_) { other.easy_ = nullptr; }
+  Session& operator=(Session&& other) noexcept;
+  ~Session();
+
+ private:
+  friend Result<PeerResponse> sessionRequest(const PeerRequest& request, Session& session);
+  void* easy_ = nullptr;  // CURL*, made on first use
+};
+
+// Performs one exchange on a connection of its own, closed and zeroed before
+// it returns. Any HTTP status is a value (check response.status); an Error
+// means no usable response: ErrorCode::unavailable (refused, unreachable,
+// reset), ErrorCode::timeout, ErrorCode::invalid_argument (a malformed URL),
+// ErrorCode::internal (libcurl itself failed).
 Result<PeerResponse> peerRequest(const PeerRequest& request);
+// The same on `session`'s connection (opened by its first request).
+Result<PeerResponse> sessionRequest(const PeerRequest& request, Session& session);
+
+// Starts loading libcurl on a thread of its own (once per process; joined at
+// exit). A one-shot command that will reach a peer over TCP calls it first:
+// the load (about 15 ms of shared libraries and their initialisers) then runs
+// beside the unlock and the Docker step instead of inside the first request.
+void preloadInBackground();
 
 // Bytes of libcurl's memory zeroed before being freed so far (tests).
 std::size_t curlWipedBytes() noexcept;
 
 // Percent-encodes one URL path segment or query value (RFC 3986 unreserved
 // characters stay as they are).
-std::string urlEncode(const std::string& text);
+std::string urlEncode(std::string_view text);
+// The same for a path of segments: its '/' stay (an S3 key, a Vault path).
+std::string urlEncodePath(std::string_view text);
 
 }  // namespace foundationd::transport

@@ -12,16 +12,7 @@ using nlohmann::json;
 
 // Each '/'-separated segment percent-encoded; the slashes kept.
 std::string encodePath(const std::string& path) {
-  std::string out;
-  std::size_t start = 0;
-  while (true) {
-    auto slash = path.find('/', start);
-    out += transport::urlEncode(path.substr(start, slash - start));
-    if (slash == std::string::npos) break;
-    out += '/';
-    start = slash + 1;
-  }
-  return out;
+  return transport::urlEncodePath(path);
 }
 
 ErrorCode codeFor(int status) {
@@ -80,7 +71,7 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
     req.headers.emplace_back("Content-Type", "application/json");
     req.body = body->dump();
   }
-  auto resp = transport::peerRequest(req);
+  auto resp = transport::sessionRequest(req, session_);
   // The request body may hold a key or a secret: gone as soon as it is sent.
   sodium_memzero(req.body.data(), req.body.size());
   for (auto& [name, value] : req.headers) sodium_memzero(value.data(), value.size());

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/result.hpp"
+#include "controllers/transport/http_client.hpp"
 
 namespace foundationd::vault {
 
@@ -134,6 +135,7 @@ class VaultClient {
   std::chrono::milliseconds timeout_;
   std::string token_;
   RequestObserver observer_;
+  transport::Session session_;  // one connection for this client's requests
 };
 
 // Vault's `errors` array of a response body, joined ("" when none).

@@ -188,4 +188,93 @@ TEST_CASE("urlEncode keeps unreserved characters and escapes the rest") {
   CHECK(urlEncode("abc-_.~XYZ09") == "abc-_.~XYZ09");
   CHECK(urlEncode("a b/c?d=e&f") == "a%20b%2Fc%3Fd%3De%26f");
   CHECK(urlEncode("\xC3\xA9") == "%C3%A9");
+  CHECK(foundationd::transport::urlEncodePath("a b/c?d/\xC3\xA9/") == "a%20b/c%3Fd/%C3%A9/");
+}
+
+namespace {
+
+// Answers requests with keep-alive on every connection it accepts, counting
+// the connections, until `requests` requests were answered.
+class KeepAliveServer {
+ public:
+  explicit KeepAliveServer(int requests)
+      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread([this, requests] {
+      int answered = 0;
+      while (answered < requests) {
+        boost::system::error_code ec;
+        tcp::socket socket(io_);
+        acceptor_.accept(socket, ec);
+        if (ec) return;
+        connections_.fetch_add(1);
+        boost::beast::flat_buffer buffer;
+        while (answered < requests) {
+          bhttp::request<bhttp::string_body> req;
+          bhttp::read(socket, buffer, req, ec);
+          if (ec) break;  // the client closed this one
+          bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
+          res.keep_alive(true);
+          res.body() = "answer " + std::to_string(++answered);
+          res.prepare_payload();
+          bhttp::write(socket, res, ec);
+          if (ec) break;
+        }
+      }
+    });
+  }
+  ~KeepAliveServer() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    thread_.join();
+  }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  int connections() const { return connections_.load(); }
+
+ private:
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  unsigned short port_ = 0;
+  std::thread thread_;
+  std::atomic<int> connections_{0};
+};
+
+}  // namespace
+
+TEST_CASE("a Session keeps one connection for its requests; without one, each opens its own") {
+  using foundationd::transport::curlWipedBytes;
+  using foundationd::transport::Session;
+  using foundationd::transport::sessionRequest;
+  SUBCASE("session: five requests, one connection; its buffers zeroed when it goes") {
+    KeepAliveServer server(5);
+    std::size_t wipedBefore = 0;
+    {
+      Session session;
+      for (int i = 1; i <= 5; ++i) {
+        PeerRequest req;
+        req.url = server.url("/v1/sys/seal-status");
+        req.headers = {{"X-Vault-Token", "tok"}};
+        auto r = sessionRequest(req, session);
+        REQUIRE(r);
+        CHECK(r->body == "answer " + std::to_string(i));
+      }
+      wipedBefore = curlWipedBytes();
+    }
+    CHECK(server.connections() == 1);
+    // libcurl's buffers and connection, kept until then, went through the zeroing free.
+    CHECK(curlWipedBytes() - wipedBefore >= 4096);
+  }
+  SUBCASE("no session: a connection per request") {
+    KeepAliveServer server(3);
+    for (int i = 1; i <= 3; ++i) {
+      PeerRequest req;
+      req.url = server.url("/x");
+      auto r = peerRequest(req);
+      REQUIRE(r);
+      CHECK(r->body == "answer " + std::to_string(i));
+    }
+    CHECK(server.connections() == 3);
+  }
 }
