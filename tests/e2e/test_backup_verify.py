@@ -9,7 +9,8 @@ scratch server killed mid-way are reported failed, per section, and still cleane
 reason). A Vault on raft (real OpenBao): its snapshot restored into a scratch OpenBao of
 the same image, unsealed with the keys of the backup's own state, the backup's canary read
 back; a manifest whose canary differs is a mismatch, one without a canary (a backup taken
-before canaries) verifies and says the canary was not checked; nothing is left behind."""
+before canaries) verifies and says the canary was not checked; after a data-key rotation
+the current state's keys are used, said so; nothing is left behind."""
 import http.client
 import json
 import os
@@ -409,4 +410,18 @@ def test_verify_restores_vault_into_a_scratch_openbao_and_reads_the_canary(proje
     assert checks["vault"]["ok"] is True, rec
     assert "canary not checked: the backup has none" in checks["vault"]["detail"], rec
     assert any(n.startswith("vault canary: backup ") for n in rec["not_checked"]), rec
+    assert leftovers(name) == []
+
+    # A new data key since the backup: its state copy no longer opens with today's key, so
+    # the current state's Vault keys (the same Vault's) unseal it, and the check says so.
+    r = project.run("rekey", "--rotate-data-key", "--state-dir", state, "--passphrase-file",
+                    str(passfile), "--new-passphrase-file", str(passfile), "--kdf", "interactive")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = fd("backup", "verify", backup, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert checks["vault"]["ok"] is True, rec
+    assert "the canary foundationd/backup-canary equal to the manifest's" in checks["vault"]["detail"]
+    assert "[keys from the CURRENT state (the backup's own: " in checks["vault"]["detail"], rec
     assert leftovers(name) == []
