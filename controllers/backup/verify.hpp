@@ -49,8 +49,10 @@
 // table (kind "backup-verify": one per backup id, "last", "last-ok"), so
 // `backup list`, `status`, GET /v1/status and /metrics report it.
 //
-// Thread: verifyBackup on the io_context (Docker, restic); the rest is pure
-// or a short Store call.
+// Thread: verifyBackup on the io_context (Docker, restic); the Vault check's
+// HTTP calls block it (libcurl, vault_section.hpp), as the backup's own Vault
+// section does: fine for the CLI, the only caller. The rest is pure or a
+// short Store call.
 #pragma once
 
 #include <chrono>
