@@ -380,13 +380,16 @@ class Taker {
 
   // Vault's raft snapshot (vault_section.hpp), held in memory, into restic.
   Task<Status> vaultSection() {
-    auto snap = takeVaultSnapshot(*ctx_.spec.vault, ctx_.store, *ctx_.key);
+    auto snap = takeVaultSnapshot(*ctx_.spec.vault, ctx_.store, *ctx_.key, m_.id);
     if (!snap) co_return snap.error();
     Section s;
     s.name = "vault";
     s.kind = "vault-snapshot";
     s.path = sectionPath(s);
     s.counts["secrets"] = snap->keys;
+    s.canaryMount = ctx_.spec.vault->kvMount;
+    s.canaryPath = snap->canaryPath;
+    s.canarySha256 = snap->canarySha256;
     Sha256 sha;
     sha.update(snap->bytes);
     auto done = co_await repo_.backupStdin(

@@ -49,6 +49,9 @@ std::string toJson(const Manifest& m) {
       }
       j["objects"] = std::move(objects);
     }
+    if (s.kind == "vault-snapshot" && !s.canaryPath.empty()) {
+      j["canary"] = {{"mount", s.canaryMount}, {"path", s.canaryPath}, {"sha256", s.canarySha256}};
+    }
     j["seconds"] = s.seconds;
     if (!s.counts.empty()) j["counts"] = s.counts;
     sections.push_back(std::move(j));
@@ -128,6 +131,15 @@ Result<Manifest> parseManifest(std::string_view text) {
           b.size = o.at("size").get<std::uint64_t>();
           b.etag = o.value("etag", "");
           s.objects.push_back(std::move(b));
+        }
+      }
+      if (j.contains("canary")) {
+        const auto& c = j.at("canary");
+        s.canaryMount = c.at("mount").get<std::string>();
+        s.canaryPath = c.at("path").get<std::string>();
+        s.canarySha256 = c.at("sha256").get<std::string>();
+        if (s.canaryMount.empty() || s.canaryPath.empty() || s.canarySha256.size() != 64) {
+          return bad("section " + s.name + " has a canary without a mount, a path or a SHA-256");
         }
       }
       if (s.sha256.size() != 64) return bad("section " + s.name + " has no SHA-256");

@@ -57,6 +57,13 @@ struct Section {
   std::string bucket;
   std::string s3;
   std::vector<BucketObject> objects;
+  // vault-snapshot: the canary foundationd wrote to the KV mount just before
+  // the snapshot (vault_section.hpp), its KV mount, its path under it and the
+  // SHA-256 of its value (vaultCanaryDigest), never the value. Empty in a
+  // backup taken before canaries: verify then says the canary was not checked.
+  std::string canaryMount;  // the KV mount the canary (and the secrets count) is under
+  std::string canaryPath;
+  std::string canarySha256;
 };
 
 struct Manifest {

@@ -20,8 +20,11 @@
 // logs or returns a secret; the snapshot itself is sealed by Vault's barrier.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <vector>
 #include <string>
 
 #include "common/result.hpp"
@@ -30,13 +33,30 @@
 
 namespace foundationd::backup {
 
+// The canary (docs/dr.md "Verify"): just before the snapshot, the backup
+// writes {"backup": ID, "nonce": 32 random hex digits} to
+// KV_MOUNT/foundationd/backup-canary with the root token; the manifest
+// records the path and vaultCanaryDigest of the value (not the value: a
+// random nonce is no secret, but nothing read from Vault is ever printed).
+// `backup verify` reads it back from the snapshot restored into a scratch
+// OpenBao and compares the digest.
+inline constexpr const char* kVaultCanaryPath = "foundationd/backup-canary";
+
+// Hex SHA-256 of a KV value as its JSON object (keys in order): the same
+// text for the same fields whatever order Vault answers them in. Pure.
+std::string vaultCanaryDigest(const std::map<std::string, std::string>& value);
+
 struct VaultSnapshot {
   std::string bytes;       // the snapshot as Vault sent it (gzip'ed tar)
-  std::int64_t keys = 0;   // secrets under the KV mount
+  std::int64_t keys = 0;   // secrets under the KV mount (the canary included)
+  std::string canaryPath;    // kVaultCanaryPath
+  std::string canarySha256;  // vaultCanaryDigest of what was written
 };
 
+// Writes the canary of backup `backupId`, then takes the snapshot.
 Result<VaultSnapshot> takeVaultSnapshot(const config::VaultSpec& vault, state::Store& store,
-                                        const state::UnlockedKey& key);
+                                        const state::UnlockedKey& key,
+                                        const std::string& backupId);
 
 // The secrets under `mount` (KV v2), counted through LIST of its metadata.
 Result<std::int64_t> countVaultKeys(const config::VaultSpec& vault, const std::string& token);
@@ -51,5 +71,45 @@ Status restoreVaultSnapshot(const config::VaultSpec& vault, state::Store& store,
                             const state::UnlockedKey& key, const std::string& snapshot,
                             const VaultRestoreOptions& options,
                             const std::function<void(const std::string&)>& report);
+
+// --- backup verify: a scratch OpenBao (verify.hpp) ---------------------------
+
+// The scratch server's configuration: integrated storage under `dataDir`,
+// plain HTTP on 0.0.0.0:8200 (the scratch network is internal and nothing
+// is published). Pure.
+std::string scratchVaultConfig(const std::string& dataDir);
+
+// What the restored Vault must show (from the manifest).
+struct ScratchVaultExpect {
+  std::string kvMount;
+  std::string canaryPath;    // "" = the backup has no canary: not checked
+  std::string canarySha256;
+  std::int64_t keys = -1;    // -1 = not recorded
+  // The seal configuration of the Vault the keys come from: the throwaway
+  // init uses it, as a running Vault keeps the seal configuration it was
+  // initialised with and the restored keys must fit it.
+  int shares = 1;
+  int threshold = 1;
+  std::chrono::milliseconds wait{90'000};  // each wait for the server
+};
+
+struct ScratchVaultOutcome {
+  bool ok = false;
+  std::string reason;  // "setup", "restore" or "mismatch" when not ok
+  std::string detail;  // what matched, or what went wrong; never a secret
+};
+
+// Against the scratch OpenBao at `address` (uninitialised, just started):
+// initialised with throwaway keys (expect.shares/threshold; kept in memory
+// only), unsealed,
+// POST sys/storage/raft/snapshot-force with `snapshot`; then unsealed with
+// `keys` (the unseal keys and root token the backup's own state holds),
+// the canary read with that root token and compared, and the secrets under
+// the KV mount counted. Blocking (libcurl; the CLI's thread).
+ScratchVaultOutcome checkScratchVault(const std::string& address, const std::string& snapshot,
+                                      const std::vector<std::string>& unsealKeys,
+                                      const std::string& rootToken,
+                                      const ScratchVaultExpect& expect,
+                                      const std::function<void(const std::string&)>& report);
 
 }  // namespace foundationd::backup

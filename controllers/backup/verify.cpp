@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+#include <filesystem>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -14,6 +18,8 @@
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/bucket_section.hpp"
 #include "controllers/backup/forge_section.hpp"
+#include "controllers/backup/vault_section.hpp"
+#include "controllers/vault/vault.hpp"
 
 namespace foundationd::backup {
 
@@ -165,6 +171,38 @@ std::optional<std::string> manifestImage(const Manifest& m, const std::string& c
     return v.substr(0, open);
   }
   return v;
+}
+
+std::string tarArchive(const std::vector<TarEntry>& entries) {
+  std::string out;
+  for (const auto& e : entries) {
+    const bool dir = !e.path.empty() && e.path.back() == '/';
+    char h[512] = {};
+    std::snprintf(h, 100, "%s", e.path.c_str());
+    std::snprintf(h + 100, 8, "%07o", e.mode & 07777u);
+    std::snprintf(h + 108, 8, "%07o", 0u);
+    std::snprintf(h + 116, 8, "%07o", 0u);
+    std::snprintf(h + 124, 12, "%011llo",
+                  static_cast<unsigned long long>(dir ? 0 : e.content.size()));
+    std::snprintf(h + 136, 12, "%011llo", 0ull);
+    std::memset(h + 148, ' ', 8);
+    h[156] = dir ? '5' : '0';
+    std::memcpy(h + 257, "ustar", 6);
+    std::memcpy(h + 263, "00", 2);
+    std::snprintf(h + 265, 32, "root");
+    std::snprintf(h + 297, 32, "root");
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    std::snprintf(h + 148, 8, "%06o", sum);  // six digits, NUL, then the space kept
+    h[155] = ' ';
+    out.append(h, sizeof h);
+    if (!dir) {
+      out += e.content;
+      out.append((512 - e.content.size() % 512) % 512, '\0');
+    }
+  }
+  out.append(1024, '\0');
+  return out;
 }
 
 // --- the verify --------------------------------------------------------------------
@@ -326,12 +364,10 @@ class Verifier {
       if (s.kind == kForgeKind) co_await forge(s);
     }
     for (const auto& s : sections_) {
-      if (s.kind == "vault-snapshot") {
-        r_.notChecked.push_back("vault: its snapshot is read back and its SHA-256 compared, but "
-                                "it is not restored into a scratch OpenBao by this version");
-      }
+      if (s.kind == "vault-snapshot") co_await vault(s);
     }
-    r_.notChecked.push_back("state: read back and its SHA-256 compared; not opened");
+    r_.notChecked.push_back("state: read back and its SHA-256 compared; opened only for the "
+                            "Vault keys");
     for (const auto& n : m_.notIncluded) r_.notChecked.push_back("not in the backup: " + n);
   }
 
@@ -354,7 +390,9 @@ class Verifier {
                               " and it is not on this host");
   }
 
-  Task<Result<std::string>> startScratch(const std::string& role, nlohmann::json body) {
+  // `tar`, when not empty, is extracted at / before the container starts.
+  Task<Result<std::string>> startScratch(const std::string& role, nlohmann::json body,
+                                         std::string tar = std::string()) {
     const std::string name = prefix_ + "-" + role;
     body["Labels"] = labels();
     auto id = co_await ctx_.docker.createContainer(name, body);
@@ -363,6 +401,11 @@ class Verifier {
                                                  id.error().message);
     }
     containers_.push_back(name);
+    if (!tar.empty()) {
+      if (auto st = co_await ctx_.docker.putArchive(name, "/", std::move(tar)); !st) {
+        co_return Error::make(st.error().code, st.error().message);
+      }
+    }
     if (auto st = co_await ctx_.docker.startContainer(name); !st) {
       co_return Error::make(st.error().code, "starting the scratch container " + name + ": " +
                                                  st.error().message);
@@ -539,6 +582,183 @@ class Verifier {
     }
     pass(section, std::to_string(names.size()) + " repositories, HEAD commits equal to the "
                                                  "manifest, git fsck clean");
+  }
+
+  // The Vault init material of the backup's own state section: read back
+  // into a private directory beside the state (removed at once), its
+  // SHA-256 checked, opened with the daemon's data key.
+  Task<Result<vault::InitMaterial>> backupStateKeys(const Section& s) {
+    namespace fs = std::filesystem;
+    std::string tmpl = (fs::path(ctx_.stateDir) / "verify-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) {
+      co_return Error::make(ErrorCode::io, "cannot make a temporary directory in " +
+                                               ctx_.stateDir);
+    }
+    struct Cleanup {
+      fs::path dir;
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+    } cleanup{tmpl};
+    const fs::path file = cleanup.dir / "state.db";
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) co_return Error::make(ErrorCode::io, "cannot create " + file.string());
+    Sha256 sha;
+    bool written = true;
+    auto st = co_await repo_.dump(s.snapshot, s.path, [&](std::string_view piece) -> Task<Status> {
+      sha.update(piece);
+      while (!piece.empty()) {
+        const ssize_t n = ::write(fd, piece.data(), piece.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          written = false;
+          co_return Error::make(ErrorCode::io, "writing " + file.string());
+        }
+        piece.remove_prefix(static_cast<std::size_t>(n));
+      }
+      co_return Status::success();
+    });
+    ::close(fd);
+    if (!st) co_return st.error();
+    if (!written || sha.hex() != s.sha256) {
+      co_return Error::make(ErrorCode::protocol, "the state section read back is not the "
+                                                 "manifest's");
+    }
+    auto store = state::Store::open(file);
+    if (!store) co_return store.error();
+    auto m = vault::loadInitMaterial(**store, *ctx_.key);
+    if (!m) co_return std::move(m).error();
+    co_return std::move(m).value();
+  }
+
+  Task<void> vault(const Section& s) {
+    const std::string section = "vault";
+    if (!ctx_.spec.vault) {
+      fail(section, "setup", "the spec has no [vault]: the OpenBao image is not known");
+      co_return;
+    }
+    if (!ctx_.key) {
+      fail(section, "setup", "no unlocked state: the Vault keys cannot be read");
+      co_return;
+    }
+    // The snapshot, read back again (its SHA-256 checked), held in memory.
+    std::string snapshot;
+    Sha256 sha;
+    auto st = co_await repo_.dump(s.snapshot, s.path, [&](std::string_view piece) -> Task<Status> {
+      sha.update(piece);
+      snapshot += piece;
+      co_return Status::success();
+    });
+    if (!st) {
+      fail(section, "integrity", st.error().message);
+      co_return;
+    }
+    if (sha.hex() != s.sha256) {
+      fail(section, "integrity", "the snapshot read back is not the manifest's");
+      co_return;
+    }
+    // The unseal keys and root token: the backup's own state's, else the
+    // current state's (said so).
+    std::vector<std::string> unsealKeys;
+    std::string rootToken;
+    int shares = 0;
+    int threshold = 0;
+    struct Wipe {
+      std::vector<std::string>& keys;
+      std::string& token;
+      ~Wipe() {
+        for (auto& k : keys) sodium_memzero(k.data(), k.size());
+        sodium_memzero(token.data(), token.size());
+      }
+    } wipe{unsealKeys, rootToken};
+    std::string from = "the backup's own state";
+    std::string why = "the backup has no state section";
+    for (const auto& st2 : sections_) {
+      if (st2.kind != "state") continue;
+      auto m = co_await backupStateKeys(st2);
+      if (m) {
+        unsealKeys = m->keysBase64;
+        rootToken = m->rootToken;
+        shares = m->shares;
+        threshold = m->threshold;
+      } else {
+        why = m.error().message;
+      }
+    }
+    if (rootToken.empty()) {
+      auto m = vault::loadInitMaterial(ctx_.store, *ctx_.key);
+      if (!m) {
+        fail(section, "setup", "no Vault keys: the backup's state: " + why +
+                                   "; the current state: " + m.error().message);
+        co_return;
+      }
+      unsealKeys = m->keysBase64;
+      rootToken = m->rootToken;
+      shares = m->shares;
+      threshold = m->threshold;
+      from = "the CURRENT state (the backup's own: " + why + ")";
+    }
+    auto image = co_await imageFor(ctx_.spec.vault->container);
+    if (!image) {
+      fail(section, "setup", image.error().message);
+      co_return;
+    }
+    nlohmann::json body = {{"Image", *image},
+                           {"Cmd", {"server", "-config=/fd-verify/openbao.hcl"}},
+                           {"HostConfig", {{"NetworkMode", network_}}}};
+    std::vector<TarEntry> files;
+    files.push_back({"fd-verify/", "", 0755});
+    files.push_back({"fd-verify/data/", "", 0777});  // whatever user the image runs as
+    files.push_back({"fd-verify/openbao.hcl", scratchVaultConfig("/fd-verify/data"), 0644});
+    std::string tar = tarArchive(files);
+    auto name = co_await startScratch("vault", body, std::move(tar));
+    if (!name) {
+      fail(section, "setup", name.error().message);
+      co_return;
+    }
+    auto c = co_await ctx_.docker.inspectContainer(*name);
+    std::string ip;
+    if (c) {
+      const auto& nets = c->raw["NetworkSettings"]["Networks"];
+      if (nets.is_object() && nets.contains(network_) && nets[network_].is_object()) {
+        ip = nets[network_].value("IPAddress", "");
+      }
+    }
+    if (ip.empty()) {
+      fail(section, "setup", "the scratch OpenBao " + *name + " has no address on " + network_ +
+                                 (c ? std::string() : ": " + c.error().message));
+      co_return;
+    }
+    report_(section + ": scratch OpenBao " + *name + " (" + *image + ") at " + ip +
+            " on the internal network");
+    ScratchVaultExpect expect;
+    expect.kvMount = s.canaryMount.empty() ? ctx_.spec.vault->kvMount : s.canaryMount;
+    expect.canaryPath = s.canaryPath;
+    // The seal configuration of the keys (the state records it; else the spec's).
+    expect.shares = shares > 0 ? shares : ctx_.spec.vault->keyShares;
+    expect.threshold = threshold > 0 ? threshold : ctx_.spec.vault->keyThreshold;
+    expect.canarySha256 = s.canarySha256;
+    const auto n = s.counts.find("secrets");
+    if (n != s.counts.end()) expect.keys = n->second;
+    // Blocking (libcurl), as the backup's own Vault calls: the CLI's thread.
+    const ScratchVaultOutcome out =
+        checkScratchVault("http://" + ip + ":8200", snapshot, unsealKeys, rootToken, expect,
+                          report_);
+    if (!out.ok) {
+      std::string detail = out.detail;
+      if (out.reason == "setup") {
+        auto logs = co_await ctx_.docker.containerLogs(*name, 20);
+        if (logs) detail += " (its log: " + firstLines(*logs) + ")";
+      }
+      fail(section, out.reason, detail + " [keys from " + from + "]");
+      co_return;
+    }
+    pass(section, out.detail + " [keys from " + from + "]");
+    if (s.canaryPath.empty()) {
+      r_.notChecked.push_back("vault canary: backup " + m_.id + " has none (taken before "
+                              "foundationd wrote one)");
+    }
   }
 
   // Everything this verify created, whatever happened; a failure to remove

@@ -25,16 +25,34 @@
 //    the containers with their anonymous volumes (removeScratchContainer),
 //    then the network. Nothing else is touched.
 //
+// 5a. vault: a scratch OpenBao of the image the manifest records for the
+//    [vault] container, on the scratch network, its configuration (raft
+//    storage inside the container) put in by the archive API before it
+//    starts. foundationd reaches its API from the host at the container's
+//    address on the internal network (a Linux host reaches the bridge of an
+//    internal network: only the route out is cut). Initialised with one
+//    throwaway share, unsealed, the snapshot (read back, SHA-256 checked)
+//    restored with snapshot-force; then unsealed with the unseal keys the
+//    backup's OWN state section holds (read back into a private directory
+//    and opened with the daemon's data key; the current state's keys when
+//    that copy does not open with it, e.g. after a data-key rotation, and the
+//    check says so); the canary the backup wrote (vault_section.hpp) read
+//    with the restored root token and its SHA-256 compared, the secrets
+//    under the KV mount counted and compared. No key or token is on a
+//    command line or in a message.
+//
 // Not verified by this version (listed in the result as not checked): the
-// vault section (its snapshot is read back and its SHA-256 compared, but it
-// is not restored into a scratch OpenBao), the state section (the same).
+// state section (its SHA-256 is compared; it is opened only for the Vault
+// keys), a vault canary of a backup taken before canaries.
 //
 // The result (VerifyRecord) is kept in the sealed state's small-records
 // table (kind "backup-verify": one per backup id, "last", "last-ok"), so
 // `backup list`, `status`, GET /v1/status and /metrics report it.
 //
-// Thread: verifyBackup on the io_context (Docker, restic); the rest is pure
-// or a short Store call.
+// Thread: verifyBackup on the io_context (Docker, restic); the Vault check's
+// HTTP calls block it (libcurl, vault_section.hpp), as the backup's own Vault
+// section does: fine for the CLI, the only caller. The rest is pure or a
+// short Store call.
 #pragma once
 
 #include <chrono>
@@ -120,6 +138,17 @@ std::string scratchPrefix(std::string_view backupId, std::uint16_t random);
 // manifest's "ref (sha256:...)" (else the ref alone); nullopt when the
 // manifest has no image for it.
 std::optional<std::string> manifestImage(const Manifest& m, const std::string& container);
+
+// An uncompressed tar archive (ustar) of `entries`, owner root: what
+// DockerApi::putArchive extracts into a container (the scratch OpenBao's
+// configuration). A path ending in '/' is a directory (no content). Paths
+// are relative and at most 99 bytes. Pure.
+struct TarEntry {
+  std::string path;
+  std::string content{};
+  unsigned mode = 0644;
+};
+std::string tarArchive(const std::vector<TarEntry>& entries);
 
 struct VerifyRequest {
   std::string backupId;  // "" = the newest complete one

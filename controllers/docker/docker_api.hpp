@@ -157,6 +157,17 @@ class DockerApi {
     co_return Error::make(ErrorCode::internal, "removeScratchContainer is not implemented for " + id);
   }
 
+  // PUT /containers/{id}/archive?path=DIR: extracts `tar` (an uncompressed
+  // tar archive) into the container's file system under DIR (an existing
+  // directory), before or after it starts: how `backup verify` gives its
+  // scratch OpenBao a configuration file without a bind mount. Not pure:
+  // fakes need not model it.
+  virtual Task<Status> putArchive(const std::string& id, const std::string& dir, std::string tar) {
+    (void)dir;
+    (void)tar;
+    co_return Error::make(ErrorCode::internal, "putArchive is not implemented for " + id);
+  }
+
   // Empty filter = every network / volume.
   virtual Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) = 0;
   // POST /networks/create (body includes Name; CheckDuplicate set); returns id.

@@ -429,6 +429,21 @@ Task<Status> DockerClient::removeScratchContainer(const std::string& id) {
   co_return engineError(*r, what);
 }
 
+Task<Status> DockerClient::putArchive(const std::string& id, const std::string& dir,
+                                       std::string tar) {
+  const std::string what = "copy files into container " + id + " at " + dir;
+  HttpRequest req;
+  req.method = "PUT";
+  req.target = path("/containers/" + segment(id) + "/archive?path=" + queryValue(dir));
+  req.body = std::move(tar);
+  req.contentType = "application/x-tar";
+  req.timeout = requestTimeout_;
+  auto r = co_await call("PUT /containers/{id}/archive", std::move(req));
+  if (!r) co_return withContext(std::move(r).error(), what);
+  if (r->status == 200) co_return Status::success();
+  co_return engineError(*r, what);
+}
+
 Task<Result<std::vector<NetworkSummary>>> DockerClient::listNetworks(const LabelFilter& f) {
   const std::string what = "list networks";
   HttpRequest req;

@@ -53,6 +53,7 @@ class DockerClient final : public DockerApi {
   Task<Status> pauseContainer(const std::string& id, bool pause) override;
   Task<Status> removeContainer(const std::string& id, bool force) override;
   Task<Status> removeScratchContainer(const std::string& id) override;
+  Task<Status> putArchive(const std::string& id, const std::string& dir, std::string tar) override;
 
   Task<Result<std::vector<NetworkSummary>>> listNetworks(const LabelFilter& f) override;
   Task<Result<std::string>> createNetwork(const nlohmann::json& body) override;

@@ -6,7 +6,11 @@ afterwards; an incomplete backup is refused; a section that fails to restore and
 scratch server killed mid-way are reported failed, per section, and still cleaned up;
 `backup list` shows never / verified / failed; the daemon reports the verification
 (GET /v1/status, `status`, /metrics: the last verified time and the failures by
-reason)."""
+reason). A Vault on raft (real OpenBao): its snapshot restored into a scratch OpenBao of
+the same image, unsealed with the keys of the backup's own state, the backup's canary read
+back; a manifest whose canary differs is a mismatch, one without a canary (a backup taken
+before canaries) verifies and says the canary was not checked; after a data-key rotation
+the current state's keys are used, said so; nothing is left behind."""
 import http.client
 import json
 import os
@@ -14,7 +18,7 @@ import re
 import subprocess
 import threading
 
-from conftest import docker, free_port, wait_for
+from conftest import docker, free_port, peer_image, wait_for
 from test_backup import FILL, PASS, Stack, pg_image, stack  # noqa: F401 (fixtures)
 
 
@@ -266,3 +270,158 @@ def test_verify_restores_compares_reports_and_cleans_up(stack, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+RAFT = """
+ui            = false
+api_addr      = "http://127.0.0.1:8200"
+cluster_addr  = "http://127.0.0.1:8201"
+storage "raft" {
+  path    = "/openbao/data"
+  node_id = "foundation"
+}
+listener "tcp" {
+  address     = "0.0.0.0:8200"
+  tls_disable = true
+}
+"""
+
+VAULT_SPEC = """
+[credentials.app-key]
+vault_path = "app/key"
+[credentials.app-key.fields]
+token = { generate = "password", length = 24 }
+
+[volumes.@bao-data]
+
+[files.bao-config]
+source = "raft.hcl"
+
+[containers.@bao]
+image = "${versions.openbao}"
+command = ["server", "-config=/openbao/config/raft.hcl"]
+volumes = ["@bao-data:/openbao/data"]
+files = { "/openbao/config/raft.hcl" = "bao-config" }
+ports = ["127.0.0.1:BAOPORT:8200"]
+stop_timeout = "2s"
+
+[vault]
+container = "@bao"
+address = "http://127.0.0.1:BAOPORT"
+key_shares = 3
+key_threshold = 2
+kv_mount = "foundation"
+
+[backup.local]
+path = "REPO"
+"""
+
+
+def test_verify_restores_vault_into_a_scratch_openbao_and_reads_the_canary(project, tmp_path):
+    bao_image = peer_image("FOUNDATIOND_OPENBAO_IMAGE", "tests/peers/openbao-image")
+    name = project.name
+    (tmp_path / "VERSIONS").write_text(f'[images]\nopenbao = "{bao_image}"\n')
+    (tmp_path / "raft.hcl").write_text(RAFT)
+    spec = project.write(VAULT_SPEC.replace("BAOPORT", str(free_port()))
+                         .replace("REPO", str(tmp_path / "repo")))
+    state = str(tmp_path / "state")
+    passfile = tmp_path / "pass"
+    passfile.write_text(PASS + "\n")
+
+    def fd(*args, restic=None):
+        env = dict(os.environ, NO_COLOR="1")
+        if restic:
+            env["FOUNDATIOND_RESTIC"] = restic
+        return subprocess.run([project.bin, *args, "--spec", spec, "--state-dir", state,
+                               "--passphrase-file", str(passfile)],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    r = project.run("init", "--state-dir", state, "--passphrase-file", str(passfile),
+                    "--kdf", "interactive")
+    assert r.returncode == 0, r.stderr
+    r = fd("apply", "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = fd("backup")
+    assert r.returncode == 0, r.stdout + r.stderr
+    backup = re.search(r"^backup (\S+) to ", r.stdout, re.M).group(1)
+    # The credential and the canary: 2 secrets under the mount.
+    assert re.search(r"^vault: .*, 2 secrets under foundation/", r.stdout, re.M), r.stdout
+    r = fd("secret", "show", "app-key.token")
+    assert r.returncode == 0, r.stderr
+    secret = r.stdout.strip()
+    assert len(secret) == 24
+
+    # The verify: ok, with a scratch OpenBao on the internal network, nothing published.
+    with ScratchWatcher(name) as watch:
+        r = fd("backup", "verify", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert rec["ok"] is True and rec["id"] == backup, rec
+    vault = checks["vault"]
+    assert vault["ok"] is True, rec
+    assert "unsealed with the state's keys, 2 secrets under foundation/ as in the manifest" \
+        in vault["detail"], vault
+    assert "the canary foundationd/backup-canary equal to the manifest's" in vault["detail"], vault
+    assert "[keys from the backup's own state]" in vault["detail"], vault
+    assert not any(n.startswith("vault") for n in rec["not_checked"]), rec
+    assert "vault: scratch OpenBao " in r.stderr and "restored into the scratch OpenBao" in r.stderr
+    # No key, token or secret anywhere in what was printed.
+    assert secret not in r.stdout + r.stderr
+    [(net, internal)] = watch.networks.items()
+    assert internal is True and net.startswith(f"fd-verify-{backup}-"), watch.networks
+    assert list(watch.containers) == [net + "-vault"], watch.containers
+    c = watch.containers[net + "-vault"]
+    assert c["network"] == net and c["bindings"] == {} and not c["publish_all"], c
+    assert all(not v for v in c["ports"].values()), c
+    assert leftovers(name) == []
+    for v in c["volumes"]:
+        assert docker("volume", "inspect", v, check=False).returncode != 0, v
+    # The live Vault is untouched (still unsealed: the next converge changes nothing).
+    r = fd("apply", "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # A manifest whose canary is not the snapshot's: a mismatch, nothing left behind.
+    zeros = "0" * 64
+    other_canary = wrapper(
+        tmp_path, "canary",
+        'case "$*" in\n  *" dump "*manifest.json*) restic "$@" | sed -E '
+        f"'/\"canary\": \\{{/,/\\}}/ s/[0-9a-f]{{64}}/{zeros}/'; exit $?;;\nesac")
+    r = fd("backup", "verify", backup, "--json", restic=other_canary)
+    assert r.returncode == 1, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert rec["reason"] == "mismatch", rec
+    assert checks["vault"]["ok"] is False, rec
+    assert "the canary foundation/foundationd/backup-canary read back differs from the " \
+        "manifest's" in checks["vault"]["detail"], rec
+    assert leftovers(name) == []
+
+    # A backup taken before canaries (its manifest has none): the snapshot restores and
+    # unseals, the secrets are counted, and the canary is said not checked.
+    no_canary = wrapper(
+        tmp_path, "nocanary",
+        'case "$*" in\n  *" dump "*manifest.json*) restic "$@" | sed -E '
+        "'/\"canary\": \\{/,/\\}/d'; exit $?;;\nesac")
+    r = fd("backup", "verify", backup, "--json", restic=no_canary)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert checks["vault"]["ok"] is True, rec
+    assert "canary not checked: the backup has none" in checks["vault"]["detail"], rec
+    assert any(n.startswith("vault canary: backup ") for n in rec["not_checked"]), rec
+    assert leftovers(name) == []
+
+    # A new data key since the backup: its state copy no longer opens with today's key, so
+    # the current state's Vault keys (the same Vault's) unseal it, and the check says so.
+    r = project.run("rekey", "--rotate-data-key", "--state-dir", state, "--passphrase-file",
+                    str(passfile), "--new-passphrase-file", str(passfile), "--kdf", "interactive")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = fd("backup", "verify", backup, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(r.stdout)
+    checks = {c["section"]: c for c in rec["checks"]}
+    assert checks["vault"]["ok"] is True, rec
+    assert "the canary foundationd/backup-canary equal to the manifest's" in checks["vault"]["detail"]
+    assert "[keys from the CURRENT state (the backup's own: " in checks["vault"]["detail"], rec
+    assert leftovers(name) == []

@@ -6,6 +6,7 @@
 
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/forge_section.hpp"
+#include "controllers/backup/vault_section.hpp"
 #include "controllers/backup/verify.hpp"
 #include "temp_dir.hpp"
 
@@ -55,6 +56,108 @@ TEST_CASE("the image a manifest records for a container") {
   CHECK(manifestImage(m, "p-odd") == std::optional<std::string>("busybox:1"));
   CHECK(manifestImage(m, "p-noid") == std::optional<std::string>("forge:1"));
   CHECK_FALSE(manifestImage(m, "p-none"));
+}
+
+TEST_CASE("the vault section's canary in the manifest: round trip, absent, incomplete refused") {
+  Manifest m;
+  m.id = "20261204T010000Z-00aa";
+  m.createdAt = "2026-12-04T01:00:00Z";
+  Section v;
+  v.name = "vault";
+  v.kind = "vault-snapshot";
+  v.path = "/vault/raft.snap";
+  v.snapshot = "abcd1234";
+  v.bytes = 4096;
+  v.sha256 = std::string(64, 'b');
+  v.counts["secrets"] = 2;
+  v.canaryMount = "foundation";
+  v.canaryPath = kVaultCanaryPath;
+  v.canarySha256 = std::string(64, 'c');
+  m.sections.push_back(v);
+  const std::string text = toJson(m);
+  auto back = parseManifest(text);
+  REQUIRE(back.ok());
+  REQUIRE(back->sections.size() == 1);
+  CHECK(back->sections[0].canaryMount == "foundation");
+  CHECK(back->sections[0].canaryPath == "foundationd/backup-canary");
+  CHECK(back->sections[0].canarySha256 == std::string(64, 'c'));
+  CHECK(back->sections[0].counts.at("secrets") == 2);
+
+  // A backup taken before canaries: no "canary" object, empty fields.
+  m.sections[0].canaryMount.clear();
+  m.sections[0].canaryPath.clear();
+  m.sections[0].canarySha256.clear();
+  const std::string old = toJson(m);
+  CHECK(old.find("canary") == std::string::npos);
+  auto none = parseManifest(old);
+  REQUIRE(none.ok());
+  CHECK(none->sections[0].canaryPath.empty());
+  CHECK(none->sections[0].canarySha256.empty());
+
+  // A canary without its digest is refused, by section.
+  std::string bad = text;
+  bad.replace(bad.find(std::string(64, 'c')), 64, "cc");
+  auto refused = parseManifest(bad);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("section vault has a canary without") != std::string::npos);
+}
+
+TEST_CASE("the canary's digest: SHA-256 of its fields as one JSON object, keys in order") {
+  const std::map<std::string, std::string> value{{"nonce", "0123456789abcdef0123456789abcdef"},
+                                                 {"backup", "20261204T010000Z-00aa"}};
+  // sha256('{"backup":"20261204T010000Z-00aa","nonce":"0123456789abcdef0123456789abcdef"}')
+  CHECK(vaultCanaryDigest(value) ==
+        "83e0f59324edb813ad93ee4b8221fe2b308433172c840601390f5f263d29d13a");
+  auto other = value;
+  other["nonce"] = "0123456789abcdef0123456789abcdee";
+  CHECK(vaultCanaryDigest(other) != vaultCanaryDigest(value));
+  other = value;
+  other["extra"] = "";
+  CHECK(vaultCanaryDigest(other) != vaultCanaryDigest(value));
+}
+
+TEST_CASE("the scratch OpenBao's configuration: raft storage at the path given, plain HTTP") {
+  const std::string c = scratchVaultConfig("/fd-verify/data");
+  CHECK(c.find("storage \"raft\" {\n  path = \"/fd-verify/data\"\n") != std::string::npos);
+  CHECK(c.find("address = \"0.0.0.0:8200\"") != std::string::npos);
+  CHECK(c.find("tls_disable = true") != std::string::npos);
+}
+
+namespace {
+std::string field(const std::string& tar, std::size_t at, std::size_t len) {
+  const std::string f = tar.substr(at, len);
+  return f.substr(0, f.find('\0'));
+}
+}  // namespace
+
+TEST_CASE("tarArchive: ustar headers, checksums, contents padded, two zero blocks at the end") {
+  std::vector<TarEntry> entries;
+  entries.push_back({"fd-verify/", "", 0755});
+  entries.push_back({"fd-verify/openbao.hcl", "ui = false\n", 0644});
+  const std::string tar = tarArchive(entries);
+  // dir header, file header, one content block, two end blocks.
+  REQUIRE(tar.size() == 5 * 512);
+  CHECK(field(tar, 0, 100) == "fd-verify/");
+  CHECK(tar[156] == '5');
+  CHECK(field(tar, 100, 8) == "0000755");
+  CHECK(field(tar, 512, 100) == "fd-verify/openbao.hcl");
+  CHECK(tar[512 + 156] == '0');
+  CHECK(field(tar, 512 + 100, 8) == "0000644");
+  CHECK(field(tar, 512 + 124, 12) == "00000000013");  // 11 bytes, octal
+  CHECK(field(tar, 512 + 257, 6) == "ustar");
+  CHECK(field(tar, 512 + 108, 8) == "0000000");     // uid 0
+  CHECK(tar.substr(1024, 11) == "ui = false\n");
+  CHECK(tar.substr(1024 + 11, 512 - 11) == std::string(512 - 11, '\0'));
+  CHECK(tar.substr(1536) == std::string(1024, '\0'));
+  // Each header's checksum: the sum of its bytes with the checksum field as spaces.
+  for (std::size_t at : {std::size_t{0}, std::size_t{512}}) {
+    std::string h = tar.substr(at, 512);
+    const unsigned recorded = static_cast<unsigned>(std::stoul(field(h, 148, 7), nullptr, 8));
+    std::fill(h.begin() + 148, h.begin() + 156, ' ');
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    CHECK(recorded == sum);
+  }
 }
 
 TEST_CASE("picking the backup to verify: newest complete, a named one, an incomplete one refused") {
