@@ -194,10 +194,21 @@ class Daemon final : public api::DaemonControl {
   // [backup] verify_schedule: `backup verify` of the newest complete backup,
   // recorded in the state as the CLI's is.
   boost::asio::awaitable<void> runScheduledVerify(const config::Spec& spec);
+  // The repository password and the targets' keys of a scheduled backup or
+  // verify, read from the sealed state on the pool.
+  boost::asio::awaitable<Result<backup::RunSetup>> prepareScheduledRun(const config::Spec& spec);
   boost::asio::awaitable<Status> backupBeforeUpgrade(const config::Spec& spec,
                                                      const std::string& what);
   void refreshBackupHistory();
   api::BackupState backupState() const;
+  // Counts as pool work in flight for quiescePool() while it lives.
+  struct PoolWork {
+    int& n;
+    explicit PoolWork(int& count) : n(count) { ++n; }
+    PoolWork(const PoolWork&) = delete;
+    PoolWork& operator=(const PoolWork&) = delete;
+    ~PoolWork() { --n; }
+  };
   // Runs blocking `f` on the pool and co_awaits its result on the io thread.
   // PoolGate::keyChange: the caller is inside beginKeyChange()/endKeyChange().
   enum class PoolGate { normal, keyChange };
@@ -211,11 +222,7 @@ class Daemon final : public api::DaemonControl {
     // quiescePool(): a change of the key in progress goes first.
     while (gate == PoolGate::normal && keyWriters_ > 0)
       co_await sleepFor(std::chrono::milliseconds(2));
-    ++poolInFlight_;
-    struct InFlight {
-      int& n;
-      ~InFlight() { --n; }
-    } inFlight{poolInFlight_};
+    PoolWork inFlight{poolInFlight_};
     F* fp = &f;
     auto run = [fp]() -> boost::asio::awaitable<T> { co_return (*fp)(); };
     co_return co_await boost::asio::co_spawn(pool_, run, boost::asio::use_awaitable);

@@ -159,13 +159,9 @@ asio::awaitable<void> Daemon::backupLoop() {
   }
 }
 
-asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
-  verifyRunning_ = true;
-  struct Running {
-    bool& flag;
-    ~Running() { flag = false; }
-  } running{verifyRunning_};
-  log::info("backup.verify_start", {{"project", spec.project}, {"by", "daemon"}});
+asio::awaitable<Result<backup::RunSetup>> Daemon::prepareScheduledRun(const config::Spec& spec) {
+  // The repository password and the targets' keys come from the sealed
+  // state: read on the pool, as everything that uses the key.
   state::Store* store = store_.get();
   const state::UnlockedKey* key = &key_;
   const config::Spec* specp = &spec;
@@ -173,7 +169,17 @@ asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
     StoreSecrets secrets(*specp, store, key);
     return backup::prepareRun(*specp, *store, *key, secrets);
   };
-  auto prepared = co_await onPool(prepare);
+  co_return co_await onPool(prepare);
+}
+
+asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
+  verifyRunning_ = true;
+  struct Running {
+    bool& flag;
+    ~Running() { flag = false; }
+  } running{verifyRunning_};
+  log::info("backup.verify_start", {{"project", spec.project}, {"by", "daemon"}});
+  auto prepared = co_await prepareScheduledRun(spec);
   // Not started (no record to hold the retry): tried again after the
   // failure delay, and counted in /metrics as a setup failure.
   auto notStarted = [this](const std::string& why) {
@@ -196,11 +202,7 @@ asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
   }
   backup::VerifyRecord r;
   {
-    ++poolInFlight_;
-    struct InFlight {
-      int& n;
-      ~InFlight() { --n; }
-    } inFlight{poolInFlight_};
+    PoolWork inFlight{poolInFlight_};
     backup::BackupContext ctx{docker_, spec, *store_, config_.stateDir, FOUNDATIOND_VERSION};
     ctx.key = &key_;
     StoreSecrets bucketKeys(spec, store_.get(), &key_);
@@ -217,6 +219,7 @@ asio::awaitable<void> Daemon::runScheduledVerify(const config::Spec& spec) {
     notStarted(r.error);
     co_return;
   }
+  state::Store* store = store_.get();
   const backup::VerifyRecord* rp = &r;
   auto record = [store, rp] { return backup::recordVerify(*store, *rp); };
   if (auto st = co_await onPool(record); !st) {
@@ -254,16 +257,8 @@ asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec
   log::info("backup.start", {{"project", spec.project}, {"reason", reason}});
   publishStatus();
 
-  // The repository password and the targets' keys come from the sealed
-  // state: read on the pool, as everything that uses the key.
+  auto prepared = co_await prepareScheduledRun(spec);
   state::Store* store = store_.get();
-  const state::UnlockedKey* key = &key_;
-  const config::Spec* specp = &spec;
-  auto prepare = [store, key, specp] {
-    StoreSecrets secrets(*specp, store, key);
-    return backup::prepareRun(*specp, *store, *key, secrets);
-  };
-  auto prepared = co_await onPool(prepare);
   backup::RunRecord r;
   if (!prepared) {
     r.by = "daemon";
@@ -289,11 +284,7 @@ asio::awaitable<backup::RunRecord> Daemon::runScheduledBackup(const config::Spec
       r.error = "the state was sealed before the backup started";
       r.reason = reason;
     } else {
-      ++poolInFlight_;
-      struct InFlight {
-        int& n;
-        ~InFlight() { --n; }
-      } inFlight{poolInFlight_};
+      PoolWork inFlight{poolInFlight_};
       ctx.key = &key_;
       StoreSecrets bucketKeys(spec, store_.get(), &key_);  // [s3.*] keys, read on this thread too
       ctx.secrets = &bucketKeys;
