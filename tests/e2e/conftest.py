@@ -3,6 +3,7 @@ the real Docker engine, and a unique project per test that is cleaned up."""
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -63,6 +64,13 @@ def image():
             pytest.skip("FOUNDATIOND_TEST_IMAGE not set")
         pytest.fail("FOUNDATIOND_TEST_IMAGE must name the busybox test image (scripts/test sets it)")
     return ref
+
+
+# Every process the tests start gets SIGQUIT's default action back: a shell
+# without job control (nohup ... &, some CI runners) starts its background
+# jobs with SIGQUIT ignored, and an ignored disposition is inherited across
+# exec, so a SIGQUIT sent to a test's child would do nothing at all.
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def free_port():
