@@ -157,13 +157,14 @@ const std::vector<Command>& commands() {
       {"backup", "backup [--spec SPEC] [--json]",
        "take a backup now into [backup.local] (exit 0 complete, 1 failed)",
        "Every database of every [postgres.*] (pg_dump inside its container), Vault (its\n"
-       "raft snapshot API), the forge's volumes (read while the forge is paused) and this\n"
-       "state, into restic, with a manifest (sizes, SHA-256, row counts, Vault's secret\n"
-       "count, the forge's repositories and HEADs, spec revision). Then the retention.\n"
+       "raft snapshot API), the forge's volumes (read while the forge is paused), the\n"
+       "protected buckets' objects and this state, into restic, with a manifest (sizes,\n"
+       "SHA-256, row counts, Vault's secret count, the forge's repositories and HEADs,\n"
+       "bucket inventories, spec revision). Then the retention.\n"
        "The repository password is generated in the sealed state on first use; asks the\n"
        "passphrase. Then the backup is copied to [backup.offsite] (restic copy) and\n"
-       "confirmed there: exit 1 when that fails (the local copy is kept). docs/dr.md says\n"
-       "what is not yet done (bucket objects). `backup verify` restores it to check it.",
+       "confirmed there: exit 1 when that fails (the local copy is kept). `backup verify`\n"
+       "restores it to check it (docs/dr.md).",
        {"--config", "--spec", "--state-dir", "--passphrase-file", "--json"},
        "foundationd backup --spec foundation.toml", cmdBackup, false},
       {"backup list", "backup list [--offsite] [--json]",

@@ -268,7 +268,7 @@ class Taker {
     if (ctx_.spec.forgejo) {
       auto forge = co_await backupForgeData(ctx_, repo_, tags(kForgeSection), host(), report_);
       if (!forge) co_return std::move(forge).error();
-      m_.sections.push_back(std::move(*forge));
+      addSection(std::move(*forge));
     }
     // The buckets' objects (bucket_section.hpp), each its own section.
     const auto buckets = protectedBuckets(ctx_.spec);
@@ -401,7 +401,7 @@ class Taker {
     s.snapshot = done->snapshotId;
     report_("vault: " + humanBytes(s.bytes) + ", " + std::to_string(snap->keys) +
             " secrets under " + ctx_.spec.vault->kvMount + "/ (snapshot " + s.snapshot + ")");
-    m_.sections.push_back(std::move(s));
+    addSection(std::move(s));
     co_return Status::success();
   }
 

@@ -175,6 +175,9 @@ keep_daily = 1
         assert f["repositories"] == {"olsitec/foundation": {
             "head": head, "path": "data/git/repositories/olsitec/foundation.git"}}
         assert f["mounts"] == ["/data"] and f["freeze_ms"] >= 0 and f["bytes"] > 256 * 1024
+        # The section's own time, which holds its freeze (it was once left at 0 and
+        # counted in the next section's).
+        assert f["seconds"] > 0 and f["seconds"] * 1000 >= f["freeze_ms"], f
         assert not [n for n in complete[0]["manifest"]["not_included"] if n.startswith("forgejo")]
         backup_id = complete[0]["id"]
 
