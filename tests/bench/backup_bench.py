@@ -670,9 +670,9 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
     med = {k: statistics.median(v) for k, v in fig.items() if v}
     mib = 1048576
     print(f"\nbackup bench: {args.size_mib} MiB of incompressible data, median of {args.runs} "
-          f"runs: PostgreSQL database {db_bytes / mib:.0f} MiB on disk (pg_dump -Fc "
+          f"runs:\n  PostgreSQL database {db_bytes / mib:.0f} MiB on disk (pg_dump -Fc "
           f"{sizes['dump'] / mib:.0f} MiB); the forge's volume {sizes['forge'] / mib:.0f} MiB "
-          f"({args.repos} repositories); the S3 server's volume {sizes['bucket'] / mib:.0f} MiB "
+          f"({args.repos} repositories);\n  the S3 server's volume {sizes['bucket'] / mib:.0f} MiB "
           f"({n_objects} objects)\n")
 
     def ratio(a, b):
@@ -705,6 +705,7 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
     backup_floor = med["floor_dump"] + med["floor_c_forge"] + med["floor_c_bucket"]
     restore_floor = med["floor_x_postgres"] + med["floor_x_forge"] + med["floor_x_bucket"]
     rebuild_floor = sum(med[f"floor_{cx}_{w}"] for cx in "cx" for w in VOLUMES)
+    total = sum(statistics.median(s["bytes"]) for s in sections.values())  # every section
     rows = [
         ("floor: pg_dump -Fc into a file", med["floor_dump"], sizes["dump"], None),
         ("floor: tar c, PostgreSQL's volume", med["floor_c_postgres"], sizes["postgres"], None),
@@ -713,16 +714,16 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
         ("floor: tar x, the forge's volume", med["floor_x_forge"], sizes["forge"], None),
         ("floor: tar c, the S3 server's volume", med["floor_c_bucket"], sizes["bucket"], None),
         ("floor: tar x, the S3 server's volume", med["floor_x_bucket"], sizes["bucket"], None),
-        ("backup: every section into restic (local)", med["backup_sections"], None, None),
+        ("backup: every section into restic (local)", med["backup_sections"], total, None),
         ("backup: manifest, retention", med["backup_retention"], None, None),
         ("backup: restic copy to the offsite target", med["backup_offsite"], None, None),
-        ("backup: whole command", med["backup"], None, backup_floor),
+        ("backup: whole command", med["backup"], total, backup_floor),
         ("restore: apply --once re-creates them empty", med["recreate"], None, None),
-        ("restore: every section, one at a time", med["restore"], None, restore_floor),
+        ("restore: every section, one at a time", med["restore"], total, restore_floor),
         ("rebuild: the bundle opened, the state in place", med["rebuild_state"], None, None),
         ("rebuild: data services started and restored", med["rebuild_data"], None, None),
         ("rebuild: apply --once", med["rebuild_apply"], None, None),
-        ("rebuild: dr/restore-to-fresh-host, whole", med["rebuild"], None, rebuild_floor),
+        ("rebuild: dr/restore-to-fresh-host, whole", med["rebuild"], total, rebuild_floor),
     ]
     print(f"  {'phase':46} {'seconds':>9} {'MiB/s':>8} {'ratio':>7}")
     for name, secs, nbytes, floor in rows:
