@@ -621,8 +621,14 @@ def main():
         heads = {r: [forge.fill(r, forge_mib // args.repos + (i < forge_mib % args.repos))]
                  for i, r in enumerate(repos)}
         t2 = time.perf_counter()
-        objects = bucket.fill(s3_mib)
+        put = bucket.fill(s3_mib)
         t3 = time.perf_counter()
+        # What the server lists is what later listings are compared with: each key and size
+        # as put, and its ETag (the MD5 of the content for a single PUT).
+        objects = bucket.contents()
+        if objects != put:
+            raise SystemExit(f"bench: the bucket does not list what was put: "
+                             f"{sorted(objects.items())[:3]} ... against {sorted(put.items())[:3]}")
         print(f"  rows: {db_bytes / 1048576:.0f} MiB on disk in {t1 - t0:.0f} s; repositories "
               f"pushed in {t2 - t1:.0f} s; {len(objects)} objects put in {t3 - t2:.0f} s",
               flush=True)
