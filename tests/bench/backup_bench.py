@@ -481,7 +481,7 @@ def backup(fd, common, fig, sections, freezes):
     # Each section from when the line of the one before it (or of the start) arrived to
     # when its own did: what the record's "seconds" mean, taken from outside (the record
     # has 0 for forge/data and counts its time in the next section's).
-    t_prev = first_at(err, "backup ")
+    t_prev = t_prev_start = first_at(err, "backup ")
     took_sections = {}
     for s in rec["sections"]:
         t = first_at(err, s["name"] + ": ", last=True)
@@ -492,6 +492,7 @@ def backup(fd, common, fig, sections, freezes):
         fig["backup_sections"].append(sum(took_sections.values()))
         fig["backup_retention"].append(t_ret - t_state)
         fig["backup_offsite"].append(t_off - t_ret)
+        fig["backup_rest"].append(took - (t_off - t_prev_start))
         for s in rec["sections"]:
             x = sections.setdefault(s["name"], {"backup": [], "record": [], "bytes": [],
                                                 "restore": []})
@@ -647,8 +648,8 @@ def main():
         fig = {k: [] for k in (
             "floor_dump", "floor_c_postgres", "floor_x_postgres", "floor_c_forge", "floor_x_forge",
             "floor_c_bucket", "floor_x_bucket", "backup", "backup_sections", "backup_retention",
-            "backup_offsite", "recreate", "restore", "rebuild", "rebuild_state", "rebuild_data",
-            "rebuild_apply")}
+            "backup_offsite", "backup_rest", "recreate", "restore", "rebuild", "rebuild_state",
+            "rebuild_data", "rebuild_apply")}
         sections, freezes, sizes = {}, [], {}
         for run in range(args.runs):
             sizes = floors(d, images["postgres"], fig)
@@ -704,7 +705,9 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
         print(f"  {name:30} {nbytes / mib:7.1f} {b:8.2f} {statistics.median(s['record']):8.2f}"
               f" {nbytes / mib / b if b else 0:7.1f} {num(fb, '8.2f')} {ratio(b, fb)}"
               f" {num(r, '8.2f')} {num(fr, '8.2f')} {ratio(r, fr)}")
-    print("  floors: the database against pg_dump -Fc into a file (backup) and tar x of its "
+    print("  each `restore --section` unlocks the state, runs restic check and lists the backups "
+          "first:\n  the state's row (a few hundred KiB) is about that fixed cost\n"
+          "  floors: the database against pg_dump -Fc into a file (backup) and tar x of its "
           "volume (restore);\n  forge/data and the bucket against tar c (backup) and tar x "
           "(restore) of the forge's and the S3 server's volume\n")
 
@@ -723,6 +726,7 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
         ("backup: every section into restic (local)", med["backup_sections"], total, None),
         ("backup: manifest, retention", med["backup_retention"], None, None),
         ("backup: restic copy to the offsite target", med["backup_offsite"], None, None),
+        ("backup: the rest (unlock, repository opened, exit)", med["backup_rest"], None, None),
         ("backup: whole command", med["backup"], total, backup_floor),
         ("restore: apply --once re-creates them empty", med["recreate"], None, None),
         ("restore: every section, one at a time", med["restore"], total, restore_floor),
