@@ -503,7 +503,7 @@ def backup(fd, common, fig, sections, freezes):
     listed = json.loads(sh([fd, "backup", "list", "--json", *common]).stdout)
     entry = next(e for e in listed if e["id"] == rec["id"])
     forge = next(s for s in entry["manifest"]["sections"] if s["name"] == "forge/data")
-    freezes.append(forge["freeze_ms"])
+    freezes.append((forge["freeze_ms"], took_sections["forge/data"], took))
     return rec
 
 
@@ -726,7 +726,7 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
         ("backup: every section into restic (local)", med["backup_sections"], total, None),
         ("backup: manifest, retention", med["backup_retention"], None, None),
         ("backup: restic copy to the offsite target", med["backup_offsite"], None, None),
-        ("backup: the rest (unlock, repository opened, exit)", med["backup_rest"], None, None),
+        ("backup: unlock, repository opened, exit", med["backup_rest"], None, None),
         ("backup: whole command", med["backup"], total, backup_floor),
         ("restore: apply --once re-creates them empty", med["recreate"], None, None),
         ("restore: every section, one at a time", med["restore"], total, restore_floor),
@@ -743,12 +743,19 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
           "volumes;\n  the restore against tar x of the three volumes; the rebuild against tar c "
           "+ tar x of the three volumes\n")
 
+    each = freezes
+    freezes = [f for f, _, _ in each]
     p50, p95 = percentile(freezes, 50), percentile(freezes, 95)
     print(f"  the forge's freeze (paused during the cut, from each backup's manifest), "
           f"{len(freezes)} backups ({args.runs} runs + {args.freeze_samples} samples):")
     print(f"    p50 {p50} ms, p95 {p95} ms (min {min(freezes)}, max {max(freezes)}); "
           f"tar c of the forge's volume: {med['floor_c_forge'] * 1000:.0f} ms "
           f"(p50 {ratio(p50 / 1000, med['floor_c_forge']).strip()})")
+    print("    each backup in order, the runs' then the samples': freeze ms / forge/data section s"
+          " / whole command s")
+    for i, (f, sec, whole) in enumerate(each):
+        what = f"run {i + 1}" if i < args.runs else f"sample {i + 1 - args.runs}"
+        print(f"      {what:10} {f:8} ms {sec:8.2f} s {whole:8.2f} s")
 
 
 if __name__ == "__main__":
