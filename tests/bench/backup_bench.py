@@ -22,10 +22,12 @@ for another host). Every run (RUNS, the figures are the medians) then does, in o
                   the S3 server's) `tar c` of it into a file, then `tar x` of that file into a
                   new volume (the bytes read and written once each, nothing else)
   backup          `foundationd backup --json`: per section (postgres/NAME/globals,
-                  postgres/NAME/db/DB, buckets/NAME, forge/data, state) its time and size from
-                  the run's record; after the sections, the manifest and the retention (the
-                  default: 7 daily), then `restic copy` offsite (split by when the progress
-                  lines arrive on stderr); the forge's freeze from the backup's manifest
+                  postgres/NAME/db/DB, forge/data, buckets/NAME, state) its size from the
+                  run's record and its time from when its progress line arrived on stderr
+                  (the record's own "seconds" printed beside: it has 0 for forge/data and
+                  counts the forge's time in the next section's); after the sections, the
+                  manifest and the retention (the default: 7 daily), then `restic copy`
+                  offsite, split the same way; the forge's freeze from the backup's manifest
                   (`backup list --json`: forge/data's freeze_ms, the time its container is
                   paused during the cut)
   restore         the three data containers and their volumes destroyed, `apply --once`
@@ -39,7 +41,7 @@ for another host). Every run (RUNS, the figures are the medians) then does, in o
                   state directory and the secret files gone; the local repository moved out
                   of reach (and back afterwards, so that the next run's backup is incremental
                   as on a living host). dr/restore-to-fresh-host (restore --from-recovery of
-                  the recovery bundle exported at the start, from the offsite directory; then
+                  the recovery bundle exported after the first backup, from the offsite directory; then
                   apply --once) timed as one, against the sum of every volume's tar c + tar x,
                   and split by when its lines arrive (the bundle opened and the state in
                   place; the data services started alone and restored; apply); the data
@@ -47,7 +49,8 @@ for another host). Every run (RUNS, the figures are the medians) then does, in o
 
 Then FREEZE_SAMPLES more backups, each after one small commit (64 KiB, on a branch of its own)
 pushed to the first repository, give the forge's freeze its p50 and p95 together with the
-runs' backups (nearest rank: with 13 samples, p95 is the largest).
+runs' backups (nearest rank: with 13 samples, p95 is the largest); each backup's freeze is
+listed too, beside its forge/data section's time and the whole command's.
 
 Prints a table of figures and ratios. It is a benchmark: it checks the data comes back, it
 asserts nothing about time. The state and the recovery bundle use the `interactive` KDF: a
@@ -56,8 +59,8 @@ already (a fresh host would pull them first: not counted). Everything it creates
 volumes, networks of its project, the floors' scratch volumes, the temporary directory, the
 secret files) is removed at the end, on failure too.
 
-  eval "$(/work/tools/peer-env postgres forgejo seaweedfs)"   # or FOUNDATIOND_*_IMAGE=...
-  tests/bench/backup_bench.py --bin build/daemon/foundationd \\
+  FOUNDATIOND_POSTGRES_IMAGE=<image> FOUNDATIOND_FORGEJO_IMAGE=<image> \\
+  FOUNDATIOND_S3_IMAGE=<image> tests/bench/backup_bench.py --bin build/daemon/foundationd \\
       [--size-mib 1024] [--runs 3] [--freeze-samples 10] [--repos 2] [--split 1:1:1]
 Needs a Docker engine, Debian's restic, git, curl (--aws-sigv4), root (the secret files
 under /run/foundationd/secrets), the PostgreSQL, forge and SeaweedFS test images
