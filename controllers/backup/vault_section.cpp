@@ -42,7 +42,7 @@ struct Wiped {
 Result<std::int64_t> countUnder(vault::VaultClient& client, const std::string& mount,
                                 const std::string& folder, int depth) {
   if (depth > 32) return Error::make(ErrorCode::protocol, "vault: KV folders nested too deep");
-  auto r = client.call("LIST", mount + "/metadata/" + folder);
+  auto r = client.kvCall("LIST", mount + "/metadata/" + folder);
   if (!r) return std::move(r).error();
   if (r->status == 404) return std::int64_t{0};
   if (r->status != 200) {

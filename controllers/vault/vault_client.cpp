@@ -1,5 +1,8 @@
 #include "controllers/vault/vault_client.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include <sodium.h>
 
 #include "controllers/transport/http_client.hpp"
@@ -93,6 +96,25 @@ Result<VaultClient::Raw> VaultClient::call(const std::string& method, const std:
     }
   }
   return raw;
+}
+
+static bool upgradingKvMount(const VaultClient::Raw& r) {
+  return r.status == 400 &&
+         vaultErrors(r.body).find("Upgrading from non-versioned to versioned data") !=
+             std::string::npos;
+}
+
+Result<VaultClient::Raw> VaultClient::kvCall(const std::string& method, const std::string& path,
+                                             const json* body) {
+  const auto deadline = std::chrono::steady_clock::now() + kvUpgradeWait_;
+  auto pause = std::chrono::milliseconds(50);
+  for (;;) {
+    auto r = call(method, path, body);
+    if (!r || !upgradingKvMount(*r) || std::chrono::steady_clock::now() + pause > deadline)
+      return r;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+  }
 }
 
 Result<SealStatus> VaultClient::sealStatus() {
@@ -230,7 +252,7 @@ Status VaultClient::revokeToken(const std::string& token) {
 
 Result<std::optional<KvSecret>> VaultClient::kvRead(const std::string& mount,
                                                     const std::string& path) {
-  auto r = call("GET", encodePath(mount) + "/data/" + encodePath(path));
+  auto r = kvCall("GET", encodePath(mount) + "/data/" + encodePath(path));
   if (!r) return std::move(r).error();
   const json& d = r->body.is_object() ? r->body.value("data", json()) : json();
   if (r->status == 404) {
@@ -268,7 +290,7 @@ Result<std::optional<KvSecret>> VaultClient::kvRead(const std::string& mount,
 }
 
 Result<KvMetadata> VaultClient::kvMetadata(const std::string& mount, const std::string& path) {
-  auto r = call("GET", encodePath(mount) + "/metadata/" + encodePath(path));
+  auto r = kvCall("GET", encodePath(mount) + "/metadata/" + encodePath(path));
   if (!r) return std::move(r).error();
   if (r->status == 404) return KvMetadata{};
   if (r->status != 200) return statusError("kv metadata " + mount + "/" + path, r->status, r->body);
@@ -280,7 +302,7 @@ Result<KvMetadata> VaultClient::kvMetadata(const std::string& mount, const std::
 Result<int> VaultClient::kvWrite(const std::string& mount, const std::string& path,
                                  const std::map<std::string, std::string>& data, int cas) {
   json body{{"options", {{"cas", cas}}}, {"data", data}};
-  auto r = call("POST", encodePath(mount) + "/data/" + encodePath(path), &body);
+  auto r = kvCall("POST", encodePath(mount) + "/data/" + encodePath(path), &body);
   for (auto& [k, v] : body["data"].items()) v = std::string(v.get<std::string>().size(), '\0');
   if (!r) return std::move(r).error();
   if (r->status != 200) {
@@ -294,14 +316,14 @@ Result<int> VaultClient::kvWrite(const std::string& mount, const std::string& pa
 }
 
 Status VaultClient::kvDeleteLatest(const std::string& mount, const std::string& path) {
-  auto r = call("DELETE", encodePath(mount) + "/data/" + encodePath(path));
+  auto r = kvCall("DELETE", encodePath(mount) + "/data/" + encodePath(path));
   if (!r) return std::move(r).error();
   if (r->status != 204 && r->status != 200) return statusError("kv delete", r->status, r->body);
   return Status::success();
 }
 
 Status VaultClient::kvDeleteMetadata(const std::string& mount, const std::string& path) {
-  auto r = call("DELETE", encodePath(mount) + "/metadata/" + encodePath(path));
+  auto r = kvCall("DELETE", encodePath(mount) + "/metadata/" + encodePath(path));
   if (!r) return std::move(r).error();
   if (r->status != 204 && r->status != 200)
     return statusError("kv delete metadata", r->status, r->body);

@@ -130,11 +130,21 @@ class VaultClient {
   Result<Raw> call(const std::string& method, const std::string& path,
                    const nlohmann::json* body = nullptr, bool withToken = true);
 
+  // How long a KV v2 call waits out a mount that is still being upgraded to
+  // versioned data (a new mount answers 400 "Upgrading from non-versioned to
+  // versioned data" for a moment, longer on a loaded host).
+  void setKvUpgradeWait(std::chrono::milliseconds wait) { kvUpgradeWait_ = wait; }
+
+  // call() for a KV v2 path: retried, with backoff, while the mount upgrades.
+  Result<Raw> kvCall(const std::string& method, const std::string& path,
+                     const nlohmann::json* body = nullptr);
+
  private:
   std::string address_;
   std::chrono::milliseconds timeout_;
   std::string token_;
   RequestObserver observer_;
+  std::chrono::milliseconds kvUpgradeWait_ = std::chrono::seconds(30);
   transport::Session session_;  // one connection for this client's requests
 };
 

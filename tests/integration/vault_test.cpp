@@ -345,6 +345,22 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
     CHECK((*now)->version == 2);
   }
 
+  SUBCASE("a freshly enabled KV v2 mount is read and written at once") {
+    // OpenBao upgrades a new kv mount to versioned data in the background and
+    // answers 400 "Upgrading from non-versioned to versioned data" meanwhile:
+    // the client waits that out instead of failing the first apply.
+    for (int i = 0; i < 8; ++i) {
+      const std::string mount = "fresh" + std::to_string(i);
+      REQUIRE(root.enableKv2(mount).ok());
+      auto none = root.kvRead(mount, "app/key");
+      REQUIRE_MESSAGE(none.ok(), none.error().message);
+      CHECK_FALSE(none->has_value());
+      auto v = root.kvWrite(mount, "app/key", {{"token", "t" + std::to_string(i)}}, 0);
+      REQUIRE_MESSAGE(v.ok(), v.error().message);
+      CHECK(*v == 1);
+    }
+  }
+
   SUBCASE("a revoked routine token is replaced using the root token") {
     REQUIRE(root.revokeToken(std::string(token->value.view())).ok());
     auto r = vault::reconcile(spec, ctx);
