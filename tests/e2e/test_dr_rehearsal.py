@@ -3,8 +3,9 @@ whole stack in one bring-up (CI time: one stack, not one per service).
 
 Real peers: OpenBao on integrated storage (raft, its config a [files.*] file), PostgreSQL,
 a consumer container that logs in to PostgreSQL with the password foundationd gives it,
-the forge (FOUNDATIOND_FORGEJO_IMAGE: Gitea standing in for Forgejo, SQLite in its data
-volume) with two repositories, and an S3 server (SeaweedFS, FOUNDATIOND_S3_IMAGE) with a
+the forge (FOUNDATIOND_FORGEJO_IMAGE: Gitea standing in for Forgejo) on PostgreSQL as in
+production (its database one of [postgres.main]'s, its app.ini a [files.*] file with the
+database password in it) with two repositories, and an S3 server (SeaweedFS, FOUNDATIOND_S3_IMAGE) with a
 protected bucket. Real data goes in: rows, the credentials mirrored into Vault (one of them
 rotated), commits pushed through the forge to both repositories, objects put with curl's
 own SigV4 signing.
@@ -97,7 +98,7 @@ kv_mount = "foundation"
 
 [containers.@pg]
 image = "${versions.postgres}"
-networks = ["@net"]
+networks = [{ name = "@net", aliases = ["db"] }]
 volumes = ["@pgdata:/var/lib/postgresql/data"]
 env = { POSTGRES_PASSWORD_FILE = "/run/secrets/pg-super" }
 secret_files = { "/run/secrets/pg-super" = "${credentials.pg-super.password}" }
@@ -124,11 +125,91 @@ stop_timeout = "1s"
 [credentials.forgejo-admin.fields]
 password = { generate = "password", length = 24 }
 
+# The forge on PostgreSQL, as in production: its database is a [postgres.main] database
+# (backed up with the others, restored before the forge starts), its repositories in its
+# volume. Its configuration is a file of the spec (the test image reads no environment).
+[credentials.forge-db]
+[credentials.forge-db.fields]
+password = { generate = "password", length = 32 }
+[credentials.forge-app]
+[credentials.forge-app.fields]
+secretKey = { generate = "password", length = 48 }
+internalToken = { generate = "password", length = 64 }
+jwtSecret = { generate = "base64url", bytes = 32 }
+
+[postgres.main.roles.forge]
+password = "${credentials.forge-db.password}"
+[postgres.main.databases.forge]
+owner = "forge"
+
+[files.forge-ini]
+owner = "1000:1000"
+content = '''
+APP_NAME = foundationd rehearsal forge
+RUN_USER = git
+RUN_MODE = prod
+WORK_PATH = /data/gitea
+
+[server]
+PROTOCOL = http
+HTTP_ADDR = 0.0.0.0
+HTTP_PORT = 3000
+ROOT_URL = http://127.0.0.1:3000/
+DISABLE_SSH = true
+START_SSH_SERVER = false
+OFFLINE_MODE = true
+LFS_START_SERVER = false
+STATIC_ROOT_PATH = /usr/share/gitea
+APP_DATA_PATH = /data/gitea/data
+
+[database]
+DB_TYPE = postgres
+HOST = db:5432
+NAME = forge
+USER = forge
+PASSWD = `${credentials.forge-db.password}`
+SSL_MODE = disable
+
+[repository]
+ROOT = /data/git/repositories
+SCRIPT_TYPE = sh
+DEFAULT_BRANCH = main
+
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = ${credentials.forge-app.secretKey}
+INTERNAL_TOKEN = ${credentials.forge-app.internalToken}
+
+[oauth2]
+ENABLED = false
+JWT_SECRET = ${credentials.forge-app.jwtSecret}
+
+[service]
+DISABLE_REGISTRATION = true
+
+[webhook]
+ALLOWED_HOST_LIST = *
+
+[mailer]
+ENABLED = false
+
+[cron.update_checker]
+ENABLED = false
+
+[log]
+MODE = console
+LEVEL = Warn
+'''
+
 [volumes.@forgedata]
 [containers.@forge]
 image = "${versions.forge}"
 ports = ["127.0.0.1:FORGEPORT:3000"]
+networks = ["@net"]
 volumes = ["@forgedata:/data"]
+env = { GITEA_CUSTOM = "/etc/gitea-custom" }
+files = { "/etc/gitea-custom/conf/app.ini" = "forge-ini" }
+depends_on = { "@pg" = "healthy" }
 stop_timeout = "5s"
 [containers.@forge.healthcheck]
 test = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api/healthz"]
@@ -263,7 +344,7 @@ def project_secret_dirs(name):
     """The host's secret-file directories of the project's containers."""
     root = "/run/foundationd/secrets"
     return [os.path.join(root, d) for d in (os.listdir(root) if os.path.isdir(root) else [])
-            if d.startswith(name + "-")]
+            if d.startswith(name + "-")] + [os.path.join(root, "_files", name)]
 
 
 @pytest.fixture
@@ -398,6 +479,11 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
             forge_git("push", "-q", f"http://127.0.0.1:{forge_port}/{repo}.git",
                       "HEAD:refs/heads/main", password=forge_pw, cwd=src)
     heads = forge_heads(forge_pw)
+    # The forge keeps its rows in PostgreSQL (no SQLite file in its volume).
+    assert sql("SELECT count(*) FROM repository", db="forge") == "2"
+    r = subprocess.run(["docker", "exec", f"{name}-forge", "ls", "/data/gitea/data"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "gitea.db" not in r.stdout, r.stdout + r.stderr
     for repo in repos:
         head = git("rev-parse", "HEAD", cwd=tmp_path / ("src-" + repo.replace("/", "-"))).strip()
         assert heads[repo].split() == [head, "refs/heads/main"], heads
@@ -416,6 +502,7 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert "not included: vault" not in r.stdout
     assert f"buckets/{bucket}: 5 objects" in r.stdout, r.stdout
     assert "2 repositories, the forge paused" in r.stdout, r.stdout
+    assert "postgres/main/db/forge" in r.stdout, r.stdout
     assert "offsite: backup " in r.stdout and "copied to" in r.stdout, r.stdout
     for v in (current_password, forge_pw, *s3_keys, off_keys[1]):
         assert v not in r.stdout + r.stderr
@@ -466,6 +553,8 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     out = r.stdout
     assert (out.index("postgres/main/db/appdb: restored") < out.index(f"buckets/{bucket}: restored")
             < out.index("starting the forge's container") < out.index("forge/data: restored")), out
+    assert (out.index("postgres/main/db/forge: restored")
+            < out.index("starting the forge's container")), out
     assert not (home / ".cache" / "restic").exists()  # --no-cache: nothing cached
 
     # 6. Everything is back.
@@ -476,6 +565,7 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert secret("app-db.password", new_state, new_spec) == current_password
     assert secret("forgejo-admin.password", new_state, new_spec) == forge_pw
     assert forge_heads(forge_pw) == heads
+    assert sql("SELECT count(*) FROM repository", db="forge") == "2"
     for repo in repos:
         code, info = http_json("GET", "127.0.0.1", forge_port, f"/api/v1/repos/{repo}",
                                "platform-admin", forge_pw)
