@@ -160,14 +160,9 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
 
 // Waits (bounded) for seal-status to answer.
 Result<SealStatus> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  std::chrono::milliseconds pause{100};
-  while (true) {
-    auto s = client.sealStatus();
-    if (s || std::chrono::steady_clock::now() + pause >= deadline) return s;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
-  }
+  return withBackoff(
+      wait, std::chrono::milliseconds(100), [&] { return client.sealStatus(); },
+      [](const Result<SealStatus>& s) { return s.ok(); });
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {

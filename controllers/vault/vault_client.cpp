@@ -1,8 +1,5 @@
 #include "controllers/vault/vault_client.hpp"
 
-#include <algorithm>
-#include <thread>
-
 #include <sodium.h>
 
 #include "controllers/transport/http_client.hpp"
@@ -106,15 +103,9 @@ static bool upgradingKvMount(const VaultClient::Raw& r) {
 
 Result<VaultClient::Raw> VaultClient::kvCall(const std::string& method, const std::string& path,
                                              const json* body) {
-  const auto deadline = std::chrono::steady_clock::now() + kvUpgradeWait_;
-  auto pause = std::chrono::milliseconds(50);
-  for (;;) {
-    auto r = call(method, path, body);
-    if (!r || !upgradingKvMount(*r) || std::chrono::steady_clock::now() + pause > deadline)
-      return r;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
-  }
+  return withBackoff(
+      kvUpgradeWait_, std::chrono::milliseconds(50), [&] { return call(method, path, body); },
+      [](const Result<Raw>& r) { return !r || !upgradingKvMount(*r); });
 }
 
 Result<SealStatus> VaultClient::sealStatus() {

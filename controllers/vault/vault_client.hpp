@@ -16,11 +16,13 @@
 //   foundationd_vault_requests_total{code}); code 0 = no response.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -147,6 +149,22 @@ class VaultClient {
   std::chrono::milliseconds kvUpgradeWait_ = std::chrono::seconds(30);
   transport::Session session_;  // one connection for this client's requests
 };
+
+// Runs `attempt` until `settled(result)` holds, or until the next pause would
+// end past `wait`: the pauses start at `first` and double up to 1 s. Returns
+// the last result. Blocking, like the client.
+template <class Attempt, class Settled>
+auto withBackoff(std::chrono::milliseconds wait, std::chrono::milliseconds first,
+                 Attempt&& attempt, Settled&& settled) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  auto pause = first;
+  for (;;) {
+    auto result = attempt();
+    if (settled(result) || std::chrono::steady_clock::now() + pause >= deadline) return result;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+  }
+}
 
 // Vault's `errors` array of a response body, joined ("" when none).
 std::string vaultErrors(const nlohmann::json& body);
