@@ -75,7 +75,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from conftest import free_port  # noqa: E402
 
 PROJECT = "bench-backup"
 BENCH_LABEL = f"foundationd.bench={PROJECT}"  # the floors' scratch containers and volumes
@@ -134,14 +136,6 @@ def run_stamped(cmd, env=None):
         sys.stderr.write("\n".join(line for _, line in out + err) + "\n")
         raise SystemExit(f"bench: {' '.join(cmd)} failed with {rc}")
     return took, "\n".join(line for _, line in out), out, err
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def secret_dirs():
