@@ -154,8 +154,8 @@ class VaultClient {
 // end past `wait`: the pauses start at `first` and double up to 1 s. Returns
 // the last result. Blocking, like the client.
 template <class Attempt, class Settled>
-auto withBackoff(std::chrono::milliseconds wait, std::chrono::milliseconds first,
-                 Attempt&& attempt, Settled&& settled) {
+auto withBackoff(std::chrono::milliseconds wait, std::chrono::milliseconds first, Attempt&& attempt,
+                 Settled&& settled) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto pause = first;
   for (;;) {
