@@ -4,21 +4,25 @@
 #include "controllers/transport/http_client.hpp"
 
 #include <atomic>
-#include <mutex>
+#include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <doctest/doctest.h>
+
+#include "tests/unit/loopback_server.hpp"
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 using foundationd::ErrorCode;
 using foundationd::toString;
+using foundationd::testing::LoopbackServer;
+using foundationd::testing::Request;
+using foundationd::testing::Response;
 using foundationd::transport::AwsSigV4;
 using foundationd::transport::BasicAuth;
 using foundationd::transport::peerRequest;
@@ -27,59 +31,19 @@ using foundationd::transport::urlEncode;
 
 namespace {
 
-// Answers `count` requests, one connection each, with a fixed response, and
-// remembers the last request it read.
-class OneShotServer {
- public:
-  explicit OneShotServer(int count, int delayMs = 0)
-      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    port_ = acceptor_.local_endpoint().port();
-    thread_ = std::thread([this, count, delayMs] {
-      for (int i = 0; i < count; ++i) {
-        boost::system::error_code ec;
-        tcp::socket socket(io_);
-        acceptor_.accept(socket, ec);
-        if (ec) return;
-        boost::beast::flat_buffer buffer;
-        bhttp::request<bhttp::string_body> req;
-        bhttp::read(socket, buffer, req, ec);
-        if (ec) continue;
-        {
-          std::lock_guard lock(mutex_);
-          last_ = req;
-        }
-        if (delayMs) std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
-        bhttp::response<bhttp::string_body> res{bhttp::status::created, 11};
-        res.set("X-Reply-Header", "  value with spaces  ");
-        res.set(bhttp::field::content_type, "application/json");
-        res.body() = req.method() == bhttp::verb::head ? "" : R"({"echo":")" + req.body() + "\"}";
-        res.prepare_payload();
-        bhttp::write(socket, res, ec);
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-      }
-    });
-  }
-  ~OneShotServer() {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-    thread_.join();
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-  bhttp::request<bhttp::string_body> last() {
-    std::lock_guard lock(mutex_);
-    return last_;
-  }
-
- private:
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  unsigned short port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  bhttp::request<bhttp::string_body> last_;
-};
+// Answers 201 with an echo of the body and a header with spaces around its
+// value, and closes each connection after its answer; `delay` before answering.
+LoopbackServer::Handler echo(std::chrono::milliseconds delay = {}) {
+  return [delay](const Request& req) {
+    if (delay.count()) std::this_thread::sleep_for(delay);
+    Response res{bhttp::status::created, 11};
+    res.set("X-Reply-Header", "  value with spaces  ");
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = req.method() == bhttp::verb::head ? "" : R"({"echo":")" + req.body() + "\"}";
+    res.keep_alive(false);
+    return res;
+  };
+}
 
 unsigned short closedPort() {
   asio::io_context io;
@@ -90,7 +54,7 @@ unsigned short closedPort() {
 }  // namespace
 
 TEST_CASE("peerRequest sends method, headers and body, and returns status, headers and body") {
-  OneShotServer server(1);
+  LoopbackServer server(echo());
   PeerRequest req;
   req.method = "PUT";
   req.url = server.url("/v1/thing?x=1");
@@ -113,7 +77,7 @@ TEST_CASE("peerRequest sends method, headers and body, and returns status, heade
 }
 
 TEST_CASE("peerRequest: GET without a body, DELETE and POST with an empty body") {
-  OneShotServer server(3);
+  LoopbackServer server(echo());
   PeerRequest get;
   get.url = server.url("/a");
   REQUIRE(peerRequest(get));
@@ -135,7 +99,7 @@ TEST_CASE("peerRequest: GET without a body, DELETE and POST with an empty body")
 }
 
 TEST_CASE("peerRequest: basic auth and SigV4 are put on the wire by libcurl") {
-  OneShotServer server(2);
+  LoopbackServer server(echo());
   PeerRequest basic;
   basic.url = server.url("/api/v1/user");
   basic.basicAuth = BasicAuth{"admin", "s3cret"};
@@ -168,7 +132,7 @@ TEST_CASE("peerRequest: refused, timed out and malformed are distinct errors wit
   CHECK(r.error().message.find("hvs.secret-token") == std::string::npos);
   CHECK(r.error().message.find("secret-body") == std::string::npos);
 
-  OneShotServer slow(1, 1500);
+  LoopbackServer slow(echo(std::chrono::milliseconds(1500)));
   PeerRequest late;
   late.url = slow.url("/slow");
   late.timeout = std::chrono::milliseconds(200);
@@ -193,53 +157,16 @@ TEST_CASE("urlEncode keeps unreserved characters and escapes the rest") {
 
 namespace {
 
-// Answers requests with keep-alive on every connection it accepts, counting
-// the connections, until `requests` requests were answered.
-class KeepAliveServer {
- public:
-  explicit KeepAliveServer(int requests)
-      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    port_ = acceptor_.local_endpoint().port();
-    thread_ = std::thread([this, requests] {
-      int answered = 0;
-      while (answered < requests) {
-        boost::system::error_code ec;
-        tcp::socket socket(io_);
-        acceptor_.accept(socket, ec);
-        if (ec) return;
-        connections_.fetch_add(1);
-        boost::beast::flat_buffer buffer;
-        while (answered < requests) {
-          bhttp::request<bhttp::string_body> req;
-          bhttp::read(socket, buffer, req, ec);
-          if (ec) break;  // the client closed this one
-          bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
-          res.keep_alive(true);
-          res.body() = "answer " + std::to_string(++answered);
-          res.prepare_payload();
-          bhttp::write(socket, res, ec);
-          if (ec) break;
-        }
-      }
-    });
-  }
-  ~KeepAliveServer() {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-    thread_.join();
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-  int connections() const { return connections_.load(); }
-
- private:
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  unsigned short port_ = 0;
-  std::thread thread_;
-  std::atomic<int> connections_{0};
-};
+// Answers "answer N" to the Nth request, keeping every connection alive.
+LoopbackServer::Handler counting() {
+  auto answered = std::make_shared<std::atomic<int>>(0);
+  return [answered](const Request&) {
+    Response res{bhttp::status::ok, 11};
+    res.keep_alive(true);
+    res.body() = "answer " + std::to_string(++*answered);
+    return res;
+  };
+}
 
 }  // namespace
 
@@ -248,7 +175,7 @@ TEST_CASE("a Session keeps one connection for its requests; without one, each op
   using foundationd::transport::Session;
   using foundationd::transport::sessionRequest;
   SUBCASE("session: five requests, one connection; its buffers zeroed when it goes") {
-    KeepAliveServer server(5);
+    LoopbackServer server(counting());
     std::size_t wipedBefore = 0;
     {
       Session session;
@@ -267,7 +194,7 @@ TEST_CASE("a Session keeps one connection for its requests; without one, each op
     CHECK(curlWipedBytes() - wipedBefore >= 4096);
   }
   SUBCASE("no session: a connection per request") {
-    KeepAliveServer server(3);
+    LoopbackServer server(counting());
     for (int i = 1; i <= 3; ++i) {
       PeerRequest req;
       req.url = server.url("/x");
