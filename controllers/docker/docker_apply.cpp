@@ -274,16 +274,33 @@ struct Run {
     if (!body) co_return body.error();
     auto hold = co_await limiter.hold();
     auto id = co_await api.createContainer(c.name, body.value());
-    if (!id) {
-      if (id.error().code == ErrorCode::conflict) {
-        co_return Error::make(ErrorCode::conflict,
-                              "a container named \"" + c.name +
-                                  "\" already exists and is not managed by project \"" +
-                                  spec.project + "\"; remove or rename it (" +
-                                  id.error().message + ")");
+    // The name is taken by a container the observation did not list. Docker
+    // may still be finishing the requests of a foundationd killed mid-call
+    // (an interrupted apply): a create it completes after our listing (the
+    // container is ours: it carries our project's label), or one it rolls back
+    // (gone when we look). Ours is removed and created afresh, as a recreate
+    // would (containers hold no data: volumes are never touched); anyone
+    // else's is left alone and reported.
+    for (int attempt = 0; !id && id.error().code == ErrorCode::conflict && attempt < 3;
+         ++attempt) {
+      auto other = co_await api.inspectContainer(c.name);
+      if (other) {
+        const auto label = other->labels.find(kLabelProject);
+        if (label == other->labels.end() || label->second != spec.project) {
+          co_return Error::make(ErrorCode::conflict,
+                                "a container named \"" + c.name +
+                                    "\" already exists and is not managed by project \"" +
+                                    spec.project + "\"; remove or rename it (" +
+                                    id.error().message + ")");
+        }
+        auto st = co_await api.removeContainer(other->id, true);
+        if (!st && st.error().code != ErrorCode::not_found) co_return st;
+      } else if (other.error().code != ErrorCode::not_found) {
+        co_return other.error();
       }
-      co_return id.error();
+      id = co_await api.createContainer(c.name, body.value());
     }
+    if (!id) co_return id.error();
     for (const auto& extra : extraNetworks(c)) {
       auto st = co_await api.connectNetwork(extra.network, id.value(), extra.aliases);
       if (!st) co_return st;
@@ -316,8 +333,17 @@ struct Run {
         co_return co_await createAndStart(c, desired);
       }
       case Action::start: {
-        auto hold = co_await limiter.hold();
-        co_return co_await api.startContainer(change.id);
+        Status st;
+        {
+          auto hold = co_await limiter.hold();
+          st = co_await api.startContainer(change.id);
+        }
+        // Gone since the observation (a create Docker rolled back after the
+        // client that asked for it was killed): created afresh.
+        if (!st && st.error().code == ErrorCode::not_found) {
+          co_return co_await createAndStart(c, desired);
+        }
+        co_return st;
       }
       default:
         co_return Status::success();

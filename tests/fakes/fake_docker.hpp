@@ -75,6 +75,12 @@ class FakeDocker final : public docker::DockerApi {
   std::map<std::string, std::chrono::seconds> stopTimeouts;  // container -> last stop's timeout
   std::map<std::string, std::string> logs;  // container -> its output (containerLogs)
   std::uint64_t calls = 0;
+  // What Docker does after an observation when it is still finishing the
+  // requests of a client killed mid-call (an interrupted apply): containers
+  // that appear just after the next listContainers answer (a create it
+  // completed), and names that disappear then (a create it rolled back).
+  std::vector<Container> appearAfterList;
+  std::set<std::string> vanishAfterList;
 
   struct ExecCall {
     std::string container;  // the container's name
@@ -101,6 +107,10 @@ class FakeDocker final : public docker::DockerApi {
       const std::string imageId = c.image.rfind("sha256:", 0) == 0 ? c.image : "";
       out.push_back({c.id, name, c.image, c.state, status, c.labels, imageId});
     }
+    for (auto& c : appearAfterList) containers[c.name] = std::move(c);
+    appearAfterList.clear();
+    for (const auto& name : vanishAfterList) containers.erase(name);
+    vanishAfterList.clear();
     co_return out;
   }
 
