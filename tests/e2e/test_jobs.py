@@ -5,6 +5,7 @@ failed with its exit code and last output, and the daemon's reconcile rate
 stays bounded. Counts come from the Engine's own events, never from timings."""
 import json
 import subprocess
+import threading
 import time
 
 from conftest import docker, free_port, wait_for
@@ -83,21 +84,42 @@ class Serve:
         return out
 
 
-def engine_time():
-    """Now, as `docker events --since/--until` take it (the Engine runs here)."""
-    return f"{time.time():.6f}"
+class StartEvents:
+    """The Engine's `start` events of the project's containers, counted by container as they
+    stream in (`docker events --since NOW`, kept open). Not a replay with --since/--until
+    afterwards: the Engine keeps only its last 256 events for that, and a machine busy with
+    other tests overflows them within the test, so the first starts were lost (a count stuck
+    at 1 where 2 starts happened)."""
 
+    def __init__(self, project):
+        self.lock = threading.Lock()
+        self.names = []
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--since", f"{time.time():.6f}",
+             "--filter", f"label=foundationd.project={project.name}",
+             "--filter", "event=start", "--format", "{{.Actor.Attributes.name}}"],
+            stdout=subprocess.PIPE, text=True)
+        self.prefix = project.name + "-"
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
 
-def starts(project, since, until):
-    """Container name -> how many `start` events the Engine logged in [since, until]."""
-    r = docker("events", "--since", since, "--until", until,
-               "--filter", f"label=foundationd.project={project.name}",
-               "--filter", "event=start", "--format", "{{.Actor.Attributes.name}}")
-    out = {}
-    for name in r.stdout.split():
-        short = name[len(project.name) + 1:]
-        out[short] = out.get(short, 0) + 1
-    return out
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.names.append(line.strip())
+
+    def counts(self):
+        """Container name (without the project's prefix) -> starts so far."""
+        out = {}
+        with self.lock:
+            for name in self.names:
+                short = name[len(self.prefix):]
+                out[short] = out.get(short, 0) + 1
+        return out
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 def running(project, short):
@@ -106,7 +128,7 @@ def running(project, short):
 
 
 def test_job_once_per_config_and_crash_loop_backoff(project, tmp_path):
-    since = engine_time()
+    events = StartEvents(project)
     d = Serve(project, tmp_path)
     try:
         wait_for(lambda: running(project, "app"), "app started after the job completed",
@@ -130,7 +152,7 @@ def test_job_once_per_config_and_crash_loop_backoff(project, tmp_path):
             time.sleep(1)
         docker("kill", "-s", "HUP", f"{project.name}-app", check=False)  # an event, no change
         time.sleep(6)  # a window in which a loop would start crashy dozens of times
-        counts = starts(project, since, engine_time())
+        counts = events.counts()
         assert counts.get("migrate") == 1, counts
         assert counts.get("app") == 1, counts
         # Created, restarted at once, then after 1 s, 2 s, 4 s, ... from the
@@ -144,18 +166,19 @@ def test_job_once_per_config_and_crash_loop_backoff(project, tmp_path):
         project.write(SPEC.replace("echo migrated", "echo migrated v2"))
         code, body = d.request("POST", "/v1/reconcile", token=True)
         assert code == 202, body
-        wait_for(lambda: starts(project, since, engine_time()).get("migrate") == 2,
+        wait_for(lambda: events.counts().get("migrate") == 2,
                  "the job run again for its new config", output=d.output)
         for _ in range(2):
             d.request("POST", "/v1/reconcile", token=True)
             time.sleep(1)
-        counts = starts(project, since, engine_time())
+        counts = events.counts()
         assert counts.get("migrate") == 2, counts
         logs = docker("logs", f"{project.name}-migrate").stdout
         assert "migrated v2" in logs
         assert running(project, "app")
     finally:
         out = d.stop()
+        events.close()
     not_tmpfs = subprocess.run(["stat", "-f", "-c", "%T", "/run"], capture_output=True,
                                text=True).stdout.strip() != "tmpfs"
     assert ("event=secret_files.not_tmpfs" in out) == not_tmpfs, out[:2000]
