@@ -123,7 +123,7 @@ Result<Repository> repositoryFor(const config::Spec& spec, const config::BackupT
                                  const docker::SecretResolver& secrets) {
   Repository repo;
   const auto keys = [&](const config::Value& access, const config::Value& secret,
-                        const std::string& where) -> Status {
+                        const std::string& where, std::string_view region) -> Status {
     config::CredentialRef missing;
     auto a = docker::resolveSecrets(access, secrets, &missing);
     if (!a) {
@@ -139,6 +139,7 @@ Result<Repository> repositoryFor(const config::Spec& spec, const config::BackupT
     }
     repo.env.emplace_back("AWS_ACCESS_KEY_ID", *a);
     repo.env.emplace_back("AWS_SECRET_ACCESS_KEY", *s);
+    setRcloneForm(repo, *a, *s, region);
     sodium_memzero(s->data(), s->size());
     return Status::success();
   };
@@ -161,7 +162,8 @@ Result<Repository> repositoryFor(const config::Spec& spec, const config::BackupT
       repo.location = "s3:" + endpoint + "/" + target.bucket +
                       (target.prefix.empty() ? "" : "/" + target.prefix);
       repo.display = repo.location;
-      if (auto st = keys(s3->second.accessKey, s3->second.secretKey, "[s3." + s3->first + "]");
+      if (auto st = keys(s3->second.accessKey, s3->second.secretKey, "[s3." + s3->first + "]",
+                         s3->second.region);
           !st) {
         return st.error();
       }
@@ -171,8 +173,8 @@ Result<Repository> repositoryFor(const config::Spec& spec, const config::BackupT
       repo.location = target.repository;
       repo.display = target.repository;
       if (target.accessKey && target.secretKey) {
-        if (auto st = keys(*target.accessKey, *target.secretKey, "the backup target " +
-                                                                     target.repository);
+        if (auto st = keys(*target.accessKey, *target.secretKey,
+                           "the backup target " + target.repository, "us-east-1");
             !st) {
           return st.error();
         }

@@ -114,6 +114,47 @@ Result<std::vector<Snapshot>> parseSnapshots(std::string_view out) {
   return snaps;
 }
 
+bool setRcloneForm(Repository& repo, std::string_view accessKey, std::string_view secretKey,
+                   std::string_view region) {
+  std::string_view rest = repo.location;
+  if (rest.substr(0, 3) != "s3:") return false;
+  rest.remove_prefix(3);
+  std::string scheme = "https";
+  for (const std::string_view s : {"http://", "https://"}) {
+    if (rest.substr(0, s.size()) == s) {
+      scheme = std::string(s.substr(0, s.size() - 3));
+      rest.remove_prefix(s.size());
+    }
+  }
+  const auto slash = rest.find('/');
+  if (rest.empty() || rest.front() == '/' || slash == std::string_view::npos) return false;
+  const std::string_view host = rest.substr(0, slash);
+  std::string_view path = rest.substr(slash + 1);
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  if (path.empty() || path.front() == '/') return false;
+  // The remote's name: rclone reads a remote NAME's options from
+  // RCLONE_CONFIG_NAME_OPTION; a name of our own, so that an rclone.conf of
+  // the operator's cannot shadow it.
+  const std::string var = "RCLONE_CONFIG_FOUNDATIOND_";
+  repo.rcloneLocation = "rclone:foundationd:" + std::string(path);
+  repo.rcloneEnv = {
+      {var + "TYPE", "s3"},
+      {var + "PROVIDER", "Other"},
+      {var + "ENV_AUTH", "false"},
+      {var + "ACCESS_KEY_ID", std::string(accessKey)},
+      {var + "SECRET_ACCESS_KEY", std::string(secretKey)},
+      {var + "ENDPOINT", scheme + "://" + std::string(host)},
+      {var + "REGION", region.empty() ? std::string("us-east-1") : std::string(region)},
+      {var + "FORCE_PATH_STYLE", "true"},
+      // The bucket exists (restic's s3: back end made it, or the operator):
+      // a write-only key may not be allowed to create or even list buckets.
+      {var + "NO_CHECK_BUCKET", "true"},
+      // No rclone.conf: the remote is the environment's alone.
+      {"RCLONE_CONFIG", "/dev/null"},
+  };
+  return true;
+}
+
 Error resticError(std::string_view stderrText, int exitCode, const std::string& what) {
   const std::string reason = why(stderrText);
   if (stderrText.find("wrong password or no key found") != std::string_view::npos) {
@@ -139,16 +180,18 @@ Restic::Restic(boost::asio::any_io_executor ex, Repository repo, std::string_vie
       password_(state::SecretBytes::copyOf(password)),
       binary_(std::move(binary)) {}
 
-ChildRequest Restic::request(std::vector<std::string> args, bool pipeStdin) const {
+ChildRequest Restic::request(std::vector<std::string> args, bool pipeStdin, bool viaRclone) const {
   ChildRequest r;
-  r.argv = {binary_, "--no-cache", "--repo", repo_.location, "--password-file", "/dev/fd/3"};
+  r.argv = {binary_,           "--no-cache",
+            "--repo",          viaRclone ? repo_.rcloneLocation : repo_.location,
+            "--password-file", "/dev/fd/3"};
   r.argv.insert(r.argv.end(), std::make_move_iterator(args.begin()),
                 std::make_move_iterator(args.end()));
   r.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}};
   // HOME: the sftp: back end runs ssh, which finds its keys and known_hosts there.
   if (const char* home = std::getenv("HOME")) r.env.emplace_back("HOME", home);
   if (const char* tmp = std::getenv("TMPDIR")) r.env.emplace_back("TMPDIR", tmp);
-  for (const auto& e : repo_.env) r.env.push_back(e);
+  for (const auto& e : viaRclone ? repo_.rcloneEnv : repo_.env) r.env.push_back(e);
   r.secretFds = {password_.view()};
   r.pipeStdin = pipeStdin;
   return r;
@@ -303,21 +346,35 @@ Task<Status> Restic::dump(const std::string& snapshot, const std::string& path,
 }
 
 Result<ChildRequest> Restic::requestFrom(const Restic& from, std::vector<std::string> args) const {
-  args.insert(args.end(), {"--from-repo", from.repo_.location, "--from-password-file", "/dev/fd/4"});
-  ChildRequest r = request(std::move(args));
-  for (const auto& [k, v] : from.repo_.env) {
-    bool clash = false, same = false;
-    for (const auto& [k2, v2] : r.env) {
-      if (k2 != k) continue;
-      (v2 == v ? same : clash) = true;
+  // Both back ends' variables go in one environment. restic 0.14 has one
+  // AWS_* key pair per process: when the two repositories need different
+  // ones, this one is reached through rclone, whose keys have names of
+  // their own.
+  const auto clashes = [&](const auto& env) {
+    for (const auto& [k, v] : from.repo_.env) {
+      for (const auto& [k2, v2] : env) {
+        if (k2 == k && v2 != v) return true;
+      }
     }
-    if (clash) {
+    return false;
+  };
+  bool viaRclone = false;
+  if (clashes(repo_.env)) {
+    if (repo_.rcloneLocation.empty() || clashes(repo_.rcloneEnv)) {
       return Error::make(ErrorCode::invalid_argument,
                          "copying from " + from.repo_.display + " to " + repo_.display +
-                             ": both need " + k + " with different values, and restic 0.14 "
-                             "takes one per process; use another kind of offsite target "
-                             "(sftp:, rest:, a directory)");
+                             ": both need the same environment variables with different values "
+                             "(restic 0.14 takes one per process); use another kind of offsite "
+                             "target (s3:, sftp:, rest:, a directory)");
     }
+    viaRclone = true;
+  }
+  args.insert(args.end(),
+              {"--from-repo", from.repo_.location, "--from-password-file", "/dev/fd/4"});
+  ChildRequest r = request(std::move(args), false, viaRclone);
+  for (const auto& [k, v] : from.repo_.env) {
+    bool same = false;
+    for (const auto& [k2, v2] : r.env) same = same || (k2 == k && v2 == v);
     if (!same) r.env.emplace_back(k, v);
   }
   r.secretFds.push_back(from.password_.view());

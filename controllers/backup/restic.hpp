@@ -37,7 +37,23 @@ struct Repository {
   std::string location;
   std::vector<std::pair<std::string, std::string>> env;
   std::string display;
+  // The same repository reached through rclone's S3 back end (restic's
+  // `rclone:` location, rclone started by restic as `rclone serve restic
+  // --stdio`, the remote and its keys in RCLONE_CONFIG_* variables), for a
+  // process that must also hold another S3 repository's AWS_* keys:
+  // `restic copy` from a bucket local target to an s3: offsite on other
+  // keys. Both forms read and write the same objects. Empty when the
+  // repository is not on S3 with keys of its own.
+  std::string rcloneLocation;
+  std::vector<std::pair<std::string, std::string>> rcloneEnv;
 };
+
+// The rclone form of an `s3:` location (restic's spelling: s3:http[s]://HOST/
+// BUCKET[/PREFIX], or s3:HOST/BUCKET[/PREFIX] for https) with its key pair and
+// region, set on `repo`. False (and `repo` unchanged) if `location` is not
+// one. Pure.
+bool setRcloneForm(Repository& repo, std::string_view accessKey, std::string_view secretKey,
+                   std::string_view region);
 
 // The summary line of `restic backup --json` (message_type "summary").
 struct BackupSummary {
@@ -109,16 +125,19 @@ class Restic {
   // The offsite copy: this repository initialised with `from`'s chunker
   // parameters (so the copy deduplicates), and `restic copy` of the
   // snapshots of `from` carrying every one of `tags` into this one. The
-  // source's password goes on a second pipe (/dev/fd/4). invalid_argument
-  // when both back ends need the same environment variable with different
-  // values (restic 0.14 has one AWS key pair per process).
+  // source's password goes on a second pipe (/dev/fd/4). When both back
+  // ends need the same environment variable with different values (restic
+  // 0.14 has one AWS key pair per process), this repository is reached
+  // through its rclone form; invalid_argument when it has none.
   Task<Status> initFrom(const Restic& from);
   Task<Status> copyFrom(const Restic& from, const std::vector<std::string>& tags);
   // Any other restic command (forget, prune): its stdout, or resticError.
   Task<Result<std::string>> raw(std::vector<std::string> args, const std::string& what);
 
  private:
-  ChildRequest request(std::vector<std::string> args, bool pipeStdin = false) const;
+  // `viaRclone`: the repository as rcloneLocation/rcloneEnv (requestFrom).
+  ChildRequest request(std::vector<std::string> args, bool pipeStdin = false,
+                       bool viaRclone = false) const;
   Result<ChildRequest> requestFrom(const Restic& from, std::vector<std::string> args) const;
   // Runs to the end; stdout on exit 0, else resticError.
   Task<Result<std::string>> run(std::vector<std::string> args, const std::string& what);

@@ -11,32 +11,34 @@ rotated), commits pushed through the forge to both repositories, objects put wit
 own SigV4 signing.
 
 What stands for what:
-- [backup.local] is a directory of this host (it is destroyed with the host). Not a bucket
-  of the S3 server: restic 0.14 takes one S3 key pair per process, so a bucket local target
-  would need the offsite peer to accept the local server's root keys (docs/dr.md "The
-  offsite copy"); the offsite peer has a key pair of its own instead.
+- [backup.local] is a bucket of the host's own S3 server (SeaweedFS, on its root keys): the
+  fast staging copy, destroyed with the host.
 - [backup.offsite] is `s3:` on a second S3 server (versitygw, FOUNDATIOND_S3_IMAGE_VERSITYGW)
   in its own container, started by the test outside the project (no foundationd label): it
   stands for another host and survives the loss. Its key pair is a provided credential
-  (`secret set`), sealed into the recovery bundle.
+  (`secret set`), sealed into the recovery bundle. The copy from the bucket to it holds two
+  key pairs in one `restic copy`: the offsite is reached through restic's rclone: back end
+  (docs/dr.md "The offsite copy").
 - The fresh host: a new clone of the spec repository, a new state directory, a new HOME and
   a PATH-only environment for dr/restore-to-fresh-host.
 
 A backup is taken into [backup.local] and copied offsite, and the recovery bundle is
 exported into a git clone of the spec repository and committed. Then everything is
-destroyed: every container and volume of the project, the state directory, the local
-repository, the secret files, the operator's checkout (restic runs with --no-cache: no
+destroyed: every container and volume of the project (the local bucket with them), the
+state directory, the secret files, the operator's checkout (restic runs with --no-cache: no
 cache exists to remove, which the fresh HOME confirms). dr/restore-to-fresh-host runs with
 only a fresh clone of the spec repository, the passphrase and the offsite peer; rows,
 Vault's secrets, the rotated credential, every forge repository with its HEAD, every
-object (key, size, SHA-256) are back, the consumer logs in with its current password, and
-a second `apply --once` changes nothing. Then the bundle's refusals: a flipped byte, a wrong
+object (key, size, SHA-256) are back, the consumer logs in with its current password, a
+second `apply --once` changes nothing, and the rebuilt host's next backup goes into its new
+local bucket and offsite again. Then the bundle's refusals: a flipped byte, a wrong
 passphrase."""
 import base64
 import hashlib
 import html
 import json
 import os
+import re
 import subprocess
 import urllib.parse
 
@@ -249,6 +251,8 @@ secret_key = "${credentials.s3-root.secretKey}"
 
 [buckets.@assets]
 s3 = "main"
+[buckets.@backups]
+s3 = "main"
 
 [credentials.offsite]
 [credentials.offsite.fields]
@@ -258,7 +262,8 @@ secret = { provided = true }
 [backup]
 recovery = "dr/recovery.sealed"
 [backup.local]
-path = "LOCAL"
+bucket = "@backups"
+prefix = "restic"
 [backup.offsite]
 repository = "OFFSITE"
 access_key = "${credentials.offsite.key}"
@@ -386,7 +391,6 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     off_port, off_keys = offsite_peer
     name = project.name
     forge_port, s3_port = free_port(), free_port()
-    local = tmp_path / "local-repo"
     offsite = f"s3:http://127.0.0.1:{off_port}/offsite/foundation"
     # The spec repository: a bare "origin" and the operator's checkout.
     origin = tmp_path / "origin.git"
@@ -397,7 +401,7 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
         f'[images]\npostgres = "{pg_image}"\nopenbao = "{bao_image}"\nforge = "{forge_image}"\n'
         f'seaweedfs = "{s3_image}"\n')
     (work / "raft.hcl").write_text(RAFT)
-    body = (SPEC.replace("BAOPORT", str(free_port())).replace("LOCAL", str(local))
+    body = (SPEC.replace("BAOPORT", str(free_port()))
             .replace("FORGEPORT", str(forge_port)).replace("S3PORT", str(s3_port))
             .replace("OFFSITE", offsite).replace("@", name + "-").replace("-AT-", "@"))
     (work / "foundation.toml").write_text(
@@ -506,6 +510,10 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert "offsite: backup " in r.stdout and "copied to" in r.stdout, r.stdout
     for v in (current_password, forge_pw, *s3_keys, off_keys[1]):
         assert v not in r.stdout + r.stderr
+    first_id = re.search(r"offsite: backup (\S+) copied to", r.stdout).group(1)
+    # The local copy is in the host's own bucket (restic's config object at its prefix).
+    code, _ = s3_object(tmp_path, s3_port, s3_keys, "GET", f"{name}-backups", "restic/config")
+    assert code == 200, code
 
     # 3. The recovery bundle into the spec repository, committed and pushed.
     r = fd("backup", "export-recovery")
@@ -524,8 +532,7 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert not docker("ps", "-aq", "--filter", f"label=foundationd.project={name}").stdout.strip()
     assert not docker("volume", "ls", "-q", "--filter",
                       f"label=foundationd.project={name}").stdout.strip()
-    subprocess.run(["rm", "-rf", state, str(local), str(work), *project_secret_dirs(name)],
-                   check=True)
+    subprocess.run(["rm", "-rf", state, str(work), *project_secret_dirs(name)], check=True)
 
     # 5. The fresh host: a new clone, a new HOME, a new state directory.
     home = tmp_path / "fresh-home"
@@ -575,6 +582,14 @@ def test_rebuild_a_lost_host_from_the_spec_repository_and_the_passphrase(project
     assert r.returncode == 0, r.stdout + r.stderr
     r = fd("plan", state_dir=new_state, spec_file=new_spec)
     assert r.returncode == 0, r.stdout + r.stderr  # 0: no changes
+    # The rebuilt host backs up again: into its new local bucket, and offsite beside the
+    # backup it was rebuilt from.
+    r = fd("backup", state_dir=new_state, spec_file=new_spec)
+    assert r.returncode == 0, r.stdout + r.stderr
+    second_id = re.search(r"offsite: backup (\S+) copied to", r.stdout).group(1)
+    r = fd("backup", "list", "--offsite", state_dir=new_state, spec_file=new_spec)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{first_id}  complete" in r.stdout and f"{second_id}  complete" in r.stdout, r.stdout
 
     # 7. A second run onto the restored host is refused and changes nothing.
     r = subprocess.run([os.path.join(ROOT, "dr", "restore-to-fresh-host"), "--state-dir",

@@ -162,15 +162,53 @@ TEST_CASE("the repository of each kind of target") {
   REQUIRE(local->env.size() == 2);
   CHECK(local->env[0] == std::pair<std::string, std::string>{"AWS_ACCESS_KEY_ID", "admin"});
   CHECK(local->env[1] == std::pair<std::string, std::string>{"AWS_SECRET_ACCESS_KEY", "s3cr3t"});
+  // The same bucket through rclone, for a `restic copy` that also holds other AWS_* keys.
+  CHECK(local->rcloneLocation == "rclone:foundationd:backups/restic/demo");
+  const auto var = [&](const std::string& name) {
+    for (const auto& [k, v] : local->rcloneEnv) {
+      if (k == name) return v;
+    }
+    return std::string("(absent)");
+  };
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_TYPE") == "s3");
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_ENDPOINT") == "http://127.0.0.1:8333");
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_ACCESS_KEY_ID") == "admin");
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_SECRET_ACCESS_KEY") == "s3cr3t");
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_REGION") == "us-east-1");
+  CHECK(var("RCLONE_CONFIG_FOUNDATIOND_ENV_AUTH") == "false");
+  for (const auto& [k, v] : local->rcloneEnv) CHECK(k.rfind("AWS_", 0) == std::string::npos);
   auto offsite = repositoryFor(spec, *spec.backup->offsite, secrets);
   REQUIRE(offsite.ok());
   CHECK(offsite->location == "sftp:bk@offsite.example:/srv/restic");
   CHECK(offsite->env.empty());
+  CHECK(offsite->rcloneLocation.empty());
   docker::NoSecrets none;
   auto locked = repositoryFor(spec, spec.backup->local, none);
   REQUIRE_FALSE(locked.ok());
   CHECK((locked.error().code == ErrorCode::unavailable));
   CHECK(locked.error().message.find("credential k.secret") != std::string::npos);
+}
+
+TEST_CASE("the rclone form of each spelling of an s3: location") {
+  const auto form = [](const std::string& location) {
+    Repository r;
+    r.location = location;
+    const bool ok = setRcloneForm(r, "AK", "SK", "eu-west-1");
+    std::string endpoint;
+    for (const auto& [k, v] : r.rcloneEnv) {
+      if (k == "RCLONE_CONFIG_FOUNDATIOND_ENDPOINT") endpoint = v;
+    }
+    return ok ? r.rcloneLocation + " " + endpoint : std::string("none");
+  };
+  CHECK(form("s3:http://10.0.0.9:9000/offsite") ==
+        "rclone:foundationd:offsite http://10.0.0.9:9000");
+  CHECK(form("s3:https://s3.example.org/b/p/q/") ==
+        "rclone:foundationd:b/p/q https://s3.example.org");
+  CHECK(form("s3:s3.example.org/b/p") == "rclone:foundationd:b/p https://s3.example.org");
+  CHECK(form("s3:http://host:9000/") == "none");  // no bucket
+  CHECK(form("s3:http://host:9000") == "none");
+  CHECK(form("sftp:u@h:/srv") == "none");
+  CHECK(form("/srv/restic") == "none");
 }
 
 TEST_CASE("ChildProcess: a secret at /dev/fd/3, stdin streamed, exit codes") {
