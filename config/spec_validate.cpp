@@ -132,6 +132,25 @@ void checkUnusedFiles(SpecReader& r, const Spec& spec) {
   }
 }
 
+// A backup pauses the forge's container for its cut (docs/dr.md "The forge's
+// data"). A health probe that Docker is starting at that instant is frozen
+// with it, and `docker unpause` then waits until the probe's timeout: the
+// healthcheck's timeout (Docker's default 30 s) bounds the worst freeze.
+void checkForgeFreezeBound(SpecReader& r, const Spec& spec) {
+  if (!spec.backup || !spec.forgejo) return;
+  const auto c = spec.containers.find(spec.forgejo->container);
+  if (c == spec.containers.end() || !c->second.healthcheck) return;
+  const Healthcheck& h = *c->second.healthcheck;
+  if (!h.test.empty() && h.test.front() == "NONE") return;
+  constexpr Duration kBound = std::chrono::seconds(10);
+  if (h.timeout && *h.timeout <= kBound) return;
+  r.warning(c->second.loc,
+            "the healthcheck of the forge's container \"" + c->first + "\" has " +
+                (h.timeout ? "a timeout over 10s" : "no timeout (Docker's default: 30s)") +
+                ": a backup pauses the forge, and a health probe caught starting by the pause "
+                "holds the unpause until that timeout; set timeout = \"5s\"");
+}
+
 void checkCycles(SpecReader& r, const Spec& spec) {
   const auto cycle = Graph::build(spec).findCycle();
   if (cycle.empty()) return;
@@ -148,6 +167,7 @@ void validateSpec(SpecReader& r, const Spec& spec) {
   checkVaultPaths(r, spec);
   checkHostPorts(r, spec);
   checkUnusedFiles(r, spec);
+  checkForgeFreezeBound(r, spec);
   checkCycles(r, spec);
 }
 

@@ -217,6 +217,7 @@ stop_timeout = "5s"
 [containers.{FORGE}.healthcheck]
 test = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api/healthz"]
 interval = "1s"
+timeout = "5s"
 retries = 120
 
 [forgejo]

@@ -47,6 +47,7 @@ volumes = ["@forgedata:/data"]
 [containers.@forge.healthcheck]
 test = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api/healthz"]
 interval = "1s"
+timeout = "5s"
 retries = 120
 
 [forgejo]

@@ -159,3 +159,30 @@ TEST_CASE("[backup.offsite] on this spec's own S3 server: a warning") {
   CHECK(r.diagnostics.formatAll().find("does not survive the loss of this host") !=
         std::string::npos);
 }
+
+TEST_CASE("[backup] with a forge whose healthcheck has no short timeout: a located warning") {
+  const std::string forge =
+      "[containers.forge]\nimage = \"forge:1\"\n"
+      "[containers.forge.healthcheck]\ntest = [\"CMD\", \"true\"]\ninterval = \"1s\"\nTIMEOUT\n"
+      "[forgejo]\ncontainer = \"forge\"\n"
+      "[backup.local]\npath = \"/var/backups/foundation\"\n";
+  const auto warned = [&](const std::string& timeout) {
+    std::string body = forge;
+    body.replace(body.find("TIMEOUT"), 7, timeout);
+    const auto r = load(body);
+    INFO(r.diagnostics.formatAll());
+    REQUIRE(r.spec.has_value());
+    return r.diagnostics.formatAll();
+  };
+  const std::string none = warned("");
+  CHECK(none.find("warning: the healthcheck of the forge's container \"forge\" has no timeout "
+                  "(Docker's default: 30s)") != std::string::npos);
+  CHECK(none.find("foundation.toml:24:") != std::string::npos);  // [containers.forge]
+  CHECK(warned("timeout = \"30s\"").find("has a timeout over 10s") != std::string::npos);
+  CHECK(warned("timeout = \"5s\"").find("healthcheck of the forge") == std::string::npos);
+  // Without [backup] nothing pauses the forge: no warning.
+  std::string noBackup = forge.substr(0, forge.find("[backup.local]"));
+  noBackup.replace(noBackup.find("TIMEOUT"), 7, "");
+  const auto r = load(noBackup);
+  CHECK(r.diagnostics.formatAll().find("healthcheck of the forge") == std::string::npos);
+}
