@@ -5,6 +5,7 @@
 // rotation mirrored, never a second init, and the init helper process.
 #include "controllers/vault/vault.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -267,11 +268,16 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   REQUIRE_FALSE(denied.ok());
   CHECK(denied.error().httpStatus == 403);
 
-  // A second converge changes nothing.
+  // A second converge changes nothing, in as few requests as it can.
+  std::atomic<int> requests{0};
+  ctx.observer = [&requests](int) { ++requests; };
   auto r2 = vault::reconcile(spec, ctx);
   INFO(describe(r2));
   CHECK(r2.ok());
   for (const auto& o : r2.outcomes) CHECK_MESSAGE(!o.changed, o.key.name);
+  // seal-status, sys/health, lookup-self, sys/mounts, foundationd's policy,
+  // the spec's one policy, one KV read per credential (two).
+  CHECK(requests == 8);
 
   SUBCASE("restarted Vault is unsealed again from the state, without the operator") {
     bao.restart();  // a new host port: Docker picks one again
