@@ -2,7 +2,9 @@
 // file storage on a Docker volume, not dev mode): first boot (init, unseal,
 // mount, policies, credentials equal to the state), a restarted Vault unsealed
 // again from the state, drift (a deleted secret, an edited policy) repaired,
-// rotation mirrored, never a second init, and the init helper process.
+// rotation mirrored, never a second init, and the init helper process; the
+// plan's observe step against it (each change in Vault or the state planned
+// as exactly that change).
 #include "controllers/vault/vault.hpp"
 
 #include <atomic>
@@ -21,6 +23,7 @@
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/vault/init_helper.hpp"
 #include "controllers/vault/vault_client.hpp"
+#include "controllers/vault/vault_plan.hpp"
 #include "state/store.hpp"
 
 using namespace foundationd;
@@ -443,4 +446,130 @@ TEST_CASE("vault: the init helper process initialises and persists; a second run
   REQUIRE(again.ok());
   CHECK(*again == vault::InitResult::already_initialized);
   CHECK(st.store->secretVersions(vault::kKind, vault::kInitName, vault::kInitField)->size() == 1);
+}
+
+namespace {
+
+std::string describePlan(const std::vector<PlanChange>& plan) {
+  std::string out;
+  for (const auto& c : plan) {
+    out += std::string(planActionName(c.action)) + " " + c.key.name + ": " + c.reason + " [";
+    for (const auto& f : c.fields) out += f.field + " ";
+    out += "]\n";
+  }
+  return out;
+}
+
+std::vector<std::string> fieldsOf(const PlanChange& c) {
+  std::vector<std::string> out;
+  for (const auto& f : c.fields) out.push_back(f.field);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("vault: the plan of a change in Vault or the state shows exactly that change") {
+  const std::string image = openbaoImage();
+  if (image.empty()) return;
+  Bao bao(image);
+  State st;
+  config::Spec spec = makeSpec(bao.address);
+  REQUIRE(credentials::ensureCredentials(spec, *st.store, st.key, std::chrono::system_clock::now())
+              .ok());
+  auto ctx = st.context();
+  auto r1 = vault::reconcile(spec, ctx);
+  INFO(describe(r1));
+  REQUIRE(r1.ok());
+  auto planNow = [&] { return vault::plan(spec, vault::observeForPlan(spec, ctx, false)); };
+  auto converged = planNow();
+  INFO(describePlan(converged));
+  CHECK(converged.empty());
+  auto root = rootClient(st, bao.address);
+
+  SUBCASE("a policy edited in Vault") {
+    REQUIRE(root.writePolicy("forgejo", "path \"foundation/data/*\" { capabilities = [\"read\"] }")
+                .ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "policy/forgejo");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(p[0].reason == "rules differ");
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"rules"});
+  }
+
+  SUBCASE("foundationd's own policy edited in Vault (still readable by its token)") {
+    REQUIRE(
+        root.writePolicy("foundationd", vault::ownPolicy(*spec.vault) +
+                                            "path \"cubbyhole/*\" { capabilities = [\"read\"] }\n")
+            .ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "policy/foundationd");
+    CHECK(p[0].action == PlanAction::update);
+  }
+
+  SUBCASE("one mirrored field edited in Vault") {
+    auto have = root.kvRead("foundation", "rustfs/root-credentials");
+    REQUIRE(have.ok());
+    REQUIRE(have->has_value());
+    auto data = (*have)->data;
+    data["accessKey"] = "edited";
+    REQUIRE(root.kvWrite("foundation", "rustfs/root-credentials", data, (*have)->version).ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/rustfs/root-credentials");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"accessKey"});
+    CHECK(p[0].reason == "accessKey differs from the state");
+    // Never a value: Vault's version and digests only.
+    CHECK(describePlan(p).find("edited") == std::string::npos);
+    CHECK(p[0].fields[0].before.find("version 2") != std::string::npos);
+  }
+
+  SUBCASE("a mirrored secret deleted in Vault") {
+    REQUIRE(root.kvDeleteLatest("foundation", "postgres/superuser-credentials").ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[0].action == PlanAction::create);
+    CHECK(p[0].reason == "not in Vault");
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"password", "username"});
+  }
+
+  SUBCASE("a credential rotated in the state") {
+    REQUIRE(credentials::rotateCredential(spec, *st.store, st.key, "postgres-superuser").ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"password"});
+  }
+
+  SUBCASE("the KV mount disabled: the mount and the secrets it held, nothing else") {
+    auto gone = root.call("DELETE", "sys/mounts/foundation");
+    REQUIRE(gone.ok());
+    REQUIRE(gone->status == 204);
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 3);
+    CHECK(p[0].key.name == "mount/foundation");
+    CHECK(p[0].action == PlanAction::create);
+    CHECK(p[1].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[1].action == PlanAction::create);
+    CHECK(p[2].key.name == "kv/rustfs/root-credentials");
+    CHECK(p[2].action == PlanAction::create);
+  }
+
+  // Whatever changed, one apply makes the plan empty again.
+  auto r = vault::reconcile(spec, ctx);
+  INFO(describe(r));
+  CHECK(r.ok());
+  auto after = planNow();
+  INFO(describePlan(after));
+  CHECK(after.empty());
 }
