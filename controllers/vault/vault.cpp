@@ -158,11 +158,12 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
   return failedOutcome(o.key.name, "Vault's version kept changing (check-and-set)");
 }
 
-// Waits (bounded) for seal-status to answer.
-Result<SealStatus> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
+// Waits (bounded) for sys/health to answer: one request says initialised,
+// sealed and active (seal-status and a second sys/health said it in two).
+Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
   return withBackoff(
-      wait, std::chrono::milliseconds(100), [&] { return client.sealStatus(); },
-      [](const Result<SealStatus>& s) { return s.ok(); });
+      wait, std::chrono::milliseconds(100), [&] { return client.health(); },
+      [](const Result<Health>& h) { return h.ok(); });
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {
@@ -278,9 +279,9 @@ Status waitUntilActive(VaultClient& client, std::chrono::milliseconds limit) {
     if (std::chrono::steady_clock::now() >= until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return Error::make(ErrorCode::timeout, "Vault is not active after " +
-                                             std::to_string(limit.count() / 1000) + " s (" +
-                                             last + ")");
+  return Error::make(
+      ErrorCode::timeout,
+      "Vault is not active after " + std::to_string(limit.count() / 1000) + " s (" + last + ")");
 }
 
 Status sealWithRoot(VaultClient& client, state::Store& store, const state::UnlockedKey& key) {
@@ -418,19 +419,20 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
   VaultClient client = makeClient(v, ctx);
   const auto lockFile = ctx.stateDir / kInitLockFile;
 
-  auto status = waitForAnswer(client, ctx.waitForVault);
-  if (!status) {
-    obs.problem = "pending: Vault (" + v.address + ") does not answer: " + status.error().message;
+  auto health = waitForAnswer(client, ctx.waitForVault);
+  if (!health) {
+    obs.problem = "pending: Vault (" + v.address + ") does not answer: " + health.error().message;
     report.outcomes.push_back(failedOutcome("", obs.problem));
     return report;
   }
   obs.reachable = true;
-  obs.initialized = status->initialized;
-  obs.sealed = status->sealed;
+  obs.initialized = health->initialized;
+  obs.sealed = health->sealed;
+  bool active = health->active;
   const bool unlocked = ctx.store && ctx.key && !ctx.key->locked();
   if (!unlocked) {
-    obs.problem = status->sealed ? "locked: POST /v1/unseal to unseal the state and Vault"
-                                 : "locked: POST /v1/unseal";
+    obs.problem = obs.sealed ? "locked: POST /v1/unseal to unseal the state and Vault"
+                             : "locked: POST /v1/unseal";
     report.outcomes.push_back(blockedOutcome("", obs.problem));
     return report;
   }
@@ -441,7 +443,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     return report;
   }
   StepOutcome vaultOutcome = outcome("");
-  if (!status->initialized) {
+  if (!obs.initialized) {
     if (*has) {
       obs.problem =
           "blocked: Vault is uninitialised but the state holds keys from an earlier init (was its "
@@ -465,13 +467,14 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
     vaultOutcome.changed = *r == InitResult::initialized;
     vaultOutcome.message = "initialised";
-    status = client.sealStatus();
+    auto status = client.sealStatus();
     if (!status) {
       report.outcomes.push_back(failedOutcome("", status.error().message));
       return report;
     }
     obs.initialized = status->initialized;
     obs.sealed = status->sealed;
+    active = false;
     has = hasInitMaterial(*ctx.store);
     if (!has) {
       report.outcomes.push_back(failedOutcome("", has.error().message));
@@ -490,7 +493,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
     return report;
   }
-  if (status->sealed) {
+  if (obs.sealed) {
     auto s = unsealFromState(client, *ctx.store, *ctx.key);
     if (!s) {
       obs.problem = "Vault unseal failed: " + s.error().message;
@@ -498,13 +501,17 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
       return report;
     }
     obs.sealed = s->sealed;
+    active = false;
     vaultOutcome.changed = true;
     if (vaultOutcome.message.empty()) vaultOutcome.message = "unsealed";
   }
-  if (auto st = waitUntilActive(client, ctx.waitForVault); !st) {
-    obs.problem = st.error().message;
-    report.outcomes.push_back(failedOutcome("", obs.problem));
-    return report;
+  // The first sys/health said active when nothing was done since.
+  if (!active) {
+    if (auto st = waitUntilActive(client, ctx.waitForVault); !st) {
+      obs.problem = st.error().message;
+      report.outcomes.push_back(failedOutcome("", obs.problem));
+      return report;
+    }
   }
 
   // The routine token: valid, with our policy, renewed past half its period.

@@ -66,6 +66,14 @@ struct KvMetadata {
   int currentVersion = 0;  // 0 = never written (or metadata deleted)
 };
 
+// sys/health's answer: the state seal-status gives, and whether this node is
+// the active one (HTTP 200; 429 standby, 501 uninitialised, 503 sealed).
+struct Health {
+  bool initialized = false;
+  bool sealed = true;
+  bool active = false;
+};
+
 struct TokenInfo {
   std::vector<std::string> policies;
   long long ttlSeconds = 0;  // 0 = no expiry (root)
@@ -88,6 +96,9 @@ class VaultClient {
 
   // --- unauthenticated --------------------------------------------------------------
   Result<SealStatus> sealStatus();
+  // GET sys/health: every status it documents (200, 429, 472, 473, 501, 503)
+  // is an answer; anything else, or a body without `initialized`, is an error.
+  Result<Health> health();
   // PUT sys/init, with no client timeout (a slow answer must not be given
   // up: it is the only copy of the keys). Only the HTTP status is checked:
   // persist the answer first, then check it (init_answer.hpp).

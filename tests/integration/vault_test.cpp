@@ -278,9 +278,9 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   INFO(describe(r2));
   CHECK(r2.ok());
   for (const auto& o : r2.outcomes) CHECK_MESSAGE(!o.changed, o.key.name);
-  // seal-status, sys/health, lookup-self, sys/mounts, foundationd's policy,
-  // the spec's one policy, one KV read per credential (two).
-  CHECK(requests == 8);
+  // sys/health, lookup-self, sys/mounts, foundationd's policy, the spec's
+  // one policy, one KV read per credential (two).
+  CHECK(requests == 7);
 
   SUBCASE("restarted Vault is unsealed again from the state, without the operator") {
     bao.restart();  // a new host port: Docker picks one again
