@@ -1,5 +1,6 @@
 #include "controllers/vault/vault.hpp"
 
+#include <sstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@ using config::Kind;
 using nlohmann::json;
 
 constexpr const char* kTokenPeriod = "768h";
+constexpr std::chrono::seconds kTokenPeriodSeconds{768 * 3600};
 constexpr const char* kAppliedKind = "vault-kv";
 
 void wipe(std::string& s) {
@@ -111,8 +113,10 @@ bool sameData(const std::map<std::string, std::string>& a,
 }
 
 // Mirrors one credential: returns the outcome (changed/drift set as needed).
+// `first`: the first read, already made (readAll); null: read here.
 StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cred,
-                      VaultClient& client, Context& ctx) {
+                      VaultClient& client, Context& ctx,
+                      Result<std::optional<KvSecret>>* first = nullptr) {
   const std::string& mount = spec.vault->kvMount;
   StepOutcome o = outcome("kv/" + cred.vaultPath);
   auto want = desiredData(spec, cred, ctx);
@@ -120,7 +124,7 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
   auto digest = dataDigest(*ctx.store, *want);
   if (!digest) return failedOutcome(o.key.name, digest.error().message);
   for (int attempt = 0; attempt < 3; ++attempt) {
-    auto have = client.kvRead(mount, cred.vaultPath);
+    auto have = attempt == 0 && first ? std::move(*first) : client.kvRead(mount, cred.vaultPath);
     if (!have) return failedOutcome(o.key.name, have.error().message);
     if (have->has_value() && !(*have)->deleted && sameData((*have)->data, *want)) {
       for (auto& [_, v] : (*have)->data) wipe(v);
@@ -164,6 +168,68 @@ Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait
   return withBackoff(
       wait, std::chrono::milliseconds(100), [&] { return client.health(); },
       [](const Result<Health>& h) { return h.ok(); });
+}
+
+// What a converge reads with foundationd's token before it changes anything.
+struct Reads {
+  Result<json> mounts;
+  Result<std::optional<std::string>> own;                              // foundationd's policy
+  std::map<std::string, Result<std::optional<std::string>>> policies;  // [vault.policies]
+  std::map<std::string, Result<std::optional<KvSecret>>> kv;           // vault path ->
+  Reads() = default;
+  Reads(const Reads&) = delete;
+  Reads& operator=(const Reads&) = delete;
+  ~Reads() { clear(); }
+  void clear() {
+    for (auto& [_, r] : kv) {
+      if (r && r->has_value()) {
+        for (auto& [__, v] : (*r)->data) wipe(v);
+      }
+    }
+    mounts = Result<json>();
+    own = Result<std::optional<std::string>>();
+    policies.clear();
+    kv.clear();
+  }
+  // Some read was refused (403): the token may be gone.
+  bool refused() const {
+    auto no = [](const auto& r) { return !r && r.error().httpStatus == 403; };
+    if (no(mounts) || no(own)) return true;
+    for (const auto& [_, r] : policies) {
+      if (no(r)) return true;
+    }
+    for (const auto& [_, r] : kv) {
+      if (no(r)) return true;
+    }
+    return false;
+  }
+};
+
+// Every read of a no-op, into `r` (cleared first): sys/mounts and
+// foundationd's policy when `withBootstrap`, each [vault.policies] entry,
+// each credential's KV secret.
+void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, Reads& r) {
+  const config::VaultSpec& v = *spec.vault;
+  r.clear();
+  std::vector<std::function<void(VaultClient&)>> tasks;
+  if (withBootstrap) {
+    tasks.push_back([&r](VaultClient& c) { r.mounts = c.mounts(); });
+    tasks.push_back([&r](VaultClient& c) { r.own = c.readPolicy(kOwnPolicy); });
+  }
+  // Each task fills a slot of its own, made here (pointers captured: clang 14
+  // cannot capture a structured binding).
+  for (const auto& [name, _] : v.policies) {
+    tasks.push_back([slot = &r.policies[name], policy = &name](VaultClient& c) {
+      *slot = c.readPolicy(*policy);
+    });
+  }
+  for (const auto& [_, cred] : spec.credentials) {
+    auto [it, added] = r.kv.try_emplace(cred.vaultPath);
+    if (!added) continue;
+    tasks.push_back([slot = &it->second, mount = &v.kvMount,
+                     path = &cred.vaultPath](VaultClient& c) { *slot = c.kvRead(*mount, *path); });
+  }
+  for (const auto& task : tasks) task(client);
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {
@@ -317,14 +383,70 @@ Result<SealStatus> observe(const config::VaultSpec& vault, const Context& ctx) {
 
 namespace {
 
+struct StoredToken {
+  std::string value;
+  int version = 0;  // its version in the state
+  ~StoredToken() { wipe(value); }
+};
+
 // The routine token from the state; nullopt when there is none.
-Result<std::optional<std::string>> storedToken(Context& ctx) {
+Result<std::optional<StoredToken>> storedToken(Context& ctx) {
   auto info = ctx.store->currentSecretInfo(kKind, kTokenName, kTokenField);
   if (!info) return std::move(info).error();
-  if (!info->has_value()) return std::optional<std::string>();
+  if (!info->has_value()) return std::optional<StoredToken>();
   auto s = ctx.store->currentSecret(*ctx.key, kKind, kTokenName, kTokenField);
   if (!s) return std::move(s).error();
-  return std::optional<std::string>(std::string(s->value.view()));
+  std::optional<StoredToken> t(std::in_place);
+  t->value = std::string(s->value.view());
+  t->version = s->info.version;
+  return t;
+}
+
+state::TimePoint now(const Context& ctx) {
+  return ctx.clock ? ctx.clock() : std::chrono::system_clock::now();
+}
+
+// Whether token version `version` needs its lookup-self now: no record of
+// it, or its renewal may be due, or the clock went back past the record.
+bool lookupDue(const Context& ctx, int version) {
+  auto rec = ctx.store->appliedHash(kTokenCheck, kTokenField);
+  if (!rec || !rec->has_value()) return true;
+  std::istringstream in(**rec);
+  int v = 0;
+  long long at = 0;
+  if (!(in >> v >> at) || v != version) return true;
+  const state::TimePoint due{std::chrono::seconds(at)};
+  const auto t = now(ctx);
+  return t >= due || due - t > kTokenPeriodSeconds;
+}
+
+// Records that token version `version` needs no lookup-self for `quiet`.
+void noteLookupDue(Context& ctx, int version, std::chrono::seconds quiet) {
+  const auto due =
+      std::chrono::duration_cast<std::chrono::seconds>((now(ctx) + quiet).time_since_epoch());
+  (void)ctx.store->setAppliedHash(kTokenCheck, kTokenField,
+                                  std::to_string(version) + " " + std::to_string(due.count()));
+}
+
+// lookup-self with the client's token, renewing it past half its period.
+// Ok: valid (`valid`), or refused with 403 (not valid: a new one is needed).
+Status checkToken(VaultClient& client, Context& ctx, int version, bool& valid) {
+  auto self = client.lookupSelf();
+  if (!self) {
+    valid = false;
+    if (self.error().httpStatus == 403) return Status::success();
+    return self.error();
+  }
+  valid = true;
+  // Only a renewable periodic token (foundationd's) is left unlooked-at for a while.
+  if (!self->renewable || self->period <= 0) return Status::success();
+  const long long half = self->period / 2;
+  if (self->ttlSeconds >= half) {
+    noteLookupDue(ctx, version, std::chrono::seconds(self->ttlSeconds - half));
+  } else if (client.renewSelf()) {
+    noteLookupDue(ctx, version, std::chrono::seconds(self->period - half));
+  }
+  return Status::success();
 }
 
 // Bootstrap with the root token: the mount, foundationd's own policy and its
@@ -399,6 +521,7 @@ bool bootstrap(const config::VaultSpec& v, Context& ctx, VaultClient& client, St
         ok = false;
       } else {
         client.setToken(*token);
+        noteLookupDue(ctx, *stored, kTokenPeriodSeconds / 2);
         (void)ctx.store->appendAudit("vault.token_created",
                                      json{{"policies", {kOwnPolicy}}}.dump());
       }
@@ -514,34 +637,44 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
   }
 
-  // The routine token: valid, with our policy, renewed past half its period.
+  // The routine token: looked up (and renewed past half its period) when its
+  // renewal may be due; else trusted until a read with it is refused (403),
+  // which looks it up then: a revoked token is replaced as before.
   bool needToken = true;
+  Reads reads;
   auto token = storedToken(ctx);
   if (!token) {
     report.outcomes.push_back(failedOutcome("", token.error().message));
     return report;
   }
   if (token->has_value()) {
-    client.setToken(**token);
-    wipe(**token);
-    auto self = client.lookupSelf();
-    if (self) {
-      needToken = false;
-      if (self->renewable && self->period > 0 && self->ttlSeconds < self->period / 2) {
-        (void)client.renewSelf();
+    const int version = (*token)->version;
+    client.setToken((*token)->value);
+    bool valid = true;
+    const bool lookedUp = lookupDue(ctx, version);
+    if (lookedUp) {
+      if (auto st = checkToken(client, ctx, version, valid); !st) {
+        report.outcomes.push_back(failedOutcome("", st.error().message));
+        return report;
       }
-    } else if (self.error().httpStatus != 403) {
-      report.outcomes.push_back(failedOutcome("", self.error().message));
-      return report;
     }
+    if (valid) {
+      readAll(spec, client, true, reads);
+      if (!lookedUp && reads.refused()) {
+        if (auto st = checkToken(client, ctx, version, valid); !st) {
+          report.outcomes.push_back(failedOutcome("", st.error().message));
+          return report;
+        }
+      }
+    }
+    needToken = !valid;
   }
   // Mount and own policy: checked with the token when it works.
   bool needMount = true, needPolicy = true, policyDrift = false;
   if (!needToken) {
-    auto mounts = client.mounts();
-    if (mounts) {
-      auto it = mounts->find(v.kvMount + "/");
-      if (it != mounts->end()) {
+    if (reads.mounts) {
+      auto it = reads.mounts->find(v.kvMount + "/");
+      if (it != reads.mounts->end()) {
         const json& opts = it->value("options", json::object());
         const bool kv2 =
             it->value("type", "") == "kv" && opts.is_object() && opts.value("version", "") == "2";
@@ -553,9 +686,8 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
         needMount = false;
       }
     }
-    auto own = client.readPolicy(kOwnPolicy);
-    if (own && own->has_value()) {
-      needPolicy = normalisePolicy(**own) != normalisePolicy(ownPolicy(v));
+    if (reads.own && reads.own->has_value()) {
+      needPolicy = normalisePolicy(**reads.own) != normalisePolicy(ownPolicy(v));
       policyDrift = needPolicy;
     }
   }
@@ -563,6 +695,9 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     if (!bootstrap(v, ctx, client, report, needMount, needPolicy, needToken, policyDrift)) {
       return report;
     }
+    // What was read may have been refused (the token, its policy) or not
+    // there yet (the mount): read again as things are now.
+    readAll(spec, client, false, reads);
   }
   if (!needMount) report.outcomes.push_back(outcome("mount/" + v.kvMount));
   if (!needPolicy) report.outcomes.push_back(outcome(std::string("policy/") + kOwnPolicy));
@@ -570,7 +705,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
 
   for (const auto& [name, p] : v.policies) {
     StepOutcome o = outcome("policy/" + name);
-    auto have = client.readPolicy(name);
+    const auto& have = reads.policies.at(name);
     if (!have) {
       report.outcomes.push_back(failedOutcome(o.key.name, have.error().message));
       continue;
@@ -590,7 +725,10 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
   }
 
   for (const auto& [name, cred] : spec.credentials) {
-    report.outcomes.push_back(mirrorOne(spec, cred, client, ctx));
+    // Each path's first read once (two credentials never share a path).
+    auto first = reads.kv.extract(cred.vaultPath);
+    report.outcomes.push_back(
+        mirrorOne(spec, cred, client, ctx, first ? &first.mapped() : nullptr));
   }
   return report;
 }
@@ -611,8 +749,7 @@ Status mirrorCredential(const config::Spec& spec, Context& ctx, const std::strin
     return Error::make(ErrorCode::unavailable,
                        "foundationd has no Vault token yet (first converge)");
   }
-  client.setToken(**token);
-  wipe(**token);
+  client.setToken((*token)->value);
   StepOutcome o = mirrorOne(spec, it->second, client, ctx);
   if (!o.ok) return Error::make(ErrorCode::peer, o.message);
   return Status::success();

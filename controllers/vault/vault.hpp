@@ -47,6 +47,10 @@ inline constexpr const char* kTokenName = "token";
 inline constexpr const char* kTokenField = "foundationd";
 inline constexpr const char* kOwnPolicy = "foundationd";
 inline constexpr const char* kInitLockFile = "vault-init.lock";
+// The state's applied table, kind kTokenCheck, name kTokenField: "<the
+// token's secret version> <unix seconds>", the moment its renewal may be due
+// (half its period left); until then a no-op makes no lookup-self.
+inline constexpr const char* kTokenCheck = "vault-token";
 
 // The init material, opened.
 struct InitMaterial {
@@ -103,6 +107,7 @@ struct Context {
   RequestObserver observer;                        // foundationd_vault_requests_total{code}
   std::chrono::milliseconds waitForVault{30'000};  // bounded wait for it to answer
   std::chrono::milliseconds requestTimeout{10'000};
+  state::Clock clock;  // when the token's lookup-self is due; default system_clock::now
 };
 
 // What the step saw of Vault, for status and metrics.
