@@ -1,5 +1,8 @@
 #include "controllers/vault/vault.hpp"
 
+#include <atomic>
+#include <exception>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -21,6 +24,8 @@ using nlohmann::json;
 
 constexpr const char* kTokenPeriod = "768h";
 constexpr std::chrono::seconds kTokenPeriodSeconds{768 * 3600};
+// Connections a no-op's reads are spread over (the client's own and copies).
+constexpr std::size_t kLanes = 4;
 constexpr const char* kAppliedKind = "vault-kv";
 
 void wipe(std::string& s) {
@@ -170,6 +175,41 @@ Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait
       [](const Result<Health>& h) { return h.ok(); });
 }
 
+// Runs `tasks` over up to kLanes connections at once: `client`'s own, on this
+// thread, and copies of `client` (a copy opens a connection of its own), one
+// thread each. Returns when every task has run; an exception in a task is
+// rethrown here.
+void runConcurrently(VaultClient& client,
+                     const std::vector<std::function<void(VaultClient&)>>& tasks) {
+  std::atomic<std::size_t> next{0};
+  std::mutex failureMutex;
+  std::exception_ptr failure;
+  auto work = [&](VaultClient& c) {
+    try {
+      for (std::size_t i; (i = next++) < tasks.size();) tasks[i](c);
+    } catch (...) {
+      std::lock_guard lock(failureMutex);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  const std::size_t lanes = std::min(kLanes, tasks.size());
+  std::vector<VaultClient> copies;
+  copies.reserve(lanes);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < lanes; ++i) {
+    copies.push_back(client);
+    try {
+      threads.emplace_back([&work, &c = copies.back()] { work(c); });
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: fewer lanes
+    }
+  }
+  work(client);
+  for (auto& t : threads) t.join();
+  for (auto& c : copies) c.clearToken();
+  if (failure) std::rethrow_exception(failure);
+}
+
 // What a converge reads with foundationd's token before it changes anything.
 struct Reads {
   Result<json> mounts;
@@ -205,7 +245,7 @@ struct Reads {
   }
 };
 
-// Every read of a no-op, into `r` (cleared first): sys/mounts and
+// Every read of a no-op at once, into `r` (cleared first): sys/mounts and
 // foundationd's policy when `withBootstrap`, each [vault.policies] entry,
 // each credential's KV secret.
 void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, Reads& r) {
@@ -216,8 +256,8 @@ void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, 
     tasks.push_back([&r](VaultClient& c) { r.mounts = c.mounts(); });
     tasks.push_back([&r](VaultClient& c) { r.own = c.readPolicy(kOwnPolicy); });
   }
-  // Each task fills a slot of its own, made here (pointers captured: clang 14
-  // cannot capture a structured binding).
+  // The maps' nodes are made here, on this thread; each task fills its own
+  // (pointers captured: clang 14 cannot capture a structured binding).
   for (const auto& [name, _] : v.policies) {
     tasks.push_back([slot = &r.policies[name], policy = &name](VaultClient& c) {
       *slot = c.readPolicy(*policy);
@@ -229,7 +269,7 @@ void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, 
     tasks.push_back([slot = &it->second, mount = &v.kvMount,
                      path = &cred.vaultPath](VaultClient& c) { *slot = c.kvRead(*mount, *path); });
   }
-  for (const auto& task : tasks) task(client);
+  runConcurrently(client, tasks);
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {

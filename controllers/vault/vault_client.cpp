@@ -108,6 +108,11 @@ Result<VaultClient::Raw> VaultClient::kvCall(const std::string& method, const st
       [](const Result<Raw>& r) { return !r || !upgradingKvMount(*r); });
 }
 
+void VaultClient::clearToken() {
+  sodium_memzero(token_.data(), token_.size());
+  token_.clear();
+}
+
 Result<Health> VaultClient::health() {
   auto r = call("GET", "sys/health", nullptr, false);
   if (!r) return std::move(r).error();

@@ -4,7 +4,9 @@
 // ACL policies, tokens and KV v2.
 //
 // Contract:
-// - Blocking: call from the daemon's thread pool or the CLI's thread.
+// - Blocking: call from the daemon's thread pool or the CLI's thread. One
+//   thread at a time per client; a copy is a client of its own (its own
+//   connection, a copy of the token) for another thread.
 // - Errors are values. A transport failure -> unavailable/timeout; a Vault
 //   error status -> peer (5xx), not_found (404), conflict (400 on a
 //   check-and-set mismatch or "already initialized"), invalid_argument (other
@@ -90,7 +92,7 @@ class VaultClient {
       : address_(std::move(address)), timeout_(timeout) {}
 
   void setToken(std::string token) { token_ = std::move(token); }
-  void clearToken() { token_.clear(); }
+  void clearToken();  // zeroed, then cleared
   void setObserver(RequestObserver observer) { observer_ = std::move(observer); }
   const std::string& address() const noexcept { return address_; }
 
