@@ -168,6 +168,14 @@ config::Spec makeSpec(const std::string& address) {
   return s;
 }
 
+// makeSpec with its credentials generated into `st`.
+config::Spec generatedSpec(const std::string& address, State& st) {
+  config::Spec s = makeSpec(address);
+  REQUIRE(
+      credentials::ensureCredentials(s, *st.store, st.key, std::chrono::system_clock::now()).ok());
+  return s;
+}
+
 const StepOutcome* find(const StepReport& r, const std::string& name) {
   for (const auto& o : r.outcomes) {
     if (o.key.kind == config::Kind::vault && o.key.name == name) return &o;
@@ -206,9 +214,7 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   if (image.empty()) return;
   Bao bao(image);
   State st;
-  config::Spec spec = makeSpec(bao.address);
-  REQUIRE(credentials::ensureCredentials(spec, *st.store, st.key, std::chrono::system_clock::now())
-              .ok());
+  config::Spec spec = generatedSpec(bao.address, st);
 
   // First boot: init (keys in the state), unseal, mount, policies, token, credentials.
   auto ctx = st.context();
@@ -543,9 +549,7 @@ TEST_CASE("vault: the plan of a change in Vault or the state shows exactly that 
   if (image.empty()) return;
   Bao bao(image);
   State st;
-  config::Spec spec = makeSpec(bao.address);
-  REQUIRE(credentials::ensureCredentials(spec, *st.store, st.key, std::chrono::system_clock::now())
-              .ok());
+  config::Spec spec = generatedSpec(bao.address, st);
   auto ctx = st.context();
   auto r1 = vault::reconcile(spec, ctx);
   INFO(describe(r1));
