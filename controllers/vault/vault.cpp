@@ -1,5 +1,9 @@
 #include "controllers/vault/vault.hpp"
 
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -19,6 +23,9 @@ using config::Kind;
 using nlohmann::json;
 
 constexpr const char* kTokenPeriod = "768h";
+constexpr std::chrono::seconds kTokenPeriodSeconds{768 * 3600};
+// Connections a no-op's reads are spread over (the client's own and copies).
+constexpr std::size_t kLanes = 4;
 constexpr const char* kAppliedKind = "vault-kv";
 
 void wipe(std::string& s) {
@@ -111,8 +118,10 @@ bool sameData(const std::map<std::string, std::string>& a,
 }
 
 // Mirrors one credential: returns the outcome (changed/drift set as needed).
+// `first`: the first read, already made (readAll); null: read here.
 StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cred,
-                      VaultClient& client, Context& ctx) {
+                      VaultClient& client, Context& ctx,
+                      Result<std::optional<KvSecret>>* first = nullptr) {
   const std::string& mount = spec.vault->kvMount;
   StepOutcome o = outcome("kv/" + cred.vaultPath);
   auto want = desiredData(spec, cred, ctx);
@@ -120,7 +129,7 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
   auto digest = dataDigest(*ctx.store, *want);
   if (!digest) return failedOutcome(o.key.name, digest.error().message);
   for (int attempt = 0; attempt < 3; ++attempt) {
-    auto have = client.kvRead(mount, cred.vaultPath);
+    auto have = attempt == 0 && first ? std::move(*first) : client.kvRead(mount, cred.vaultPath);
     if (!have) return failedOutcome(o.key.name, have.error().message);
     if (have->has_value() && !(*have)->deleted && sameData((*have)->data, *want)) {
       for (auto& [_, v] : (*have)->data) wipe(v);
@@ -158,11 +167,109 @@ StepOutcome mirrorOne(const config::Spec& spec, const config::CredentialSpec& cr
   return failedOutcome(o.key.name, "Vault's version kept changing (check-and-set)");
 }
 
-// Waits (bounded) for seal-status to answer.
-Result<SealStatus> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
+// Waits (bounded) for sys/health to answer: one request says initialised,
+// sealed and active (seal-status and a second sys/health said it in two).
+Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait) {
   return withBackoff(
-      wait, std::chrono::milliseconds(100), [&] { return client.sealStatus(); },
-      [](const Result<SealStatus>& s) { return s.ok(); });
+      wait, std::chrono::milliseconds(100), [&] { return client.health(); },
+      [](const Result<Health>& h) { return h.ok(); });
+}
+
+// Runs `tasks` over up to kLanes connections at once: `client`'s own, on this
+// thread, and copies of `client` (a copy opens a connection of its own), one
+// thread each. Returns when every task has run; an exception in a task is
+// rethrown here.
+void runConcurrently(VaultClient& client,
+                     const std::vector<std::function<void(VaultClient&)>>& tasks) {
+  std::atomic<std::size_t> next{0};
+  std::mutex failureMutex;
+  std::exception_ptr failure;
+  auto work = [&](VaultClient& c) {
+    try {
+      for (std::size_t i; (i = next++) < tasks.size();) tasks[i](c);
+    } catch (...) {
+      std::lock_guard lock(failureMutex);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  const std::size_t lanes = std::min(kLanes, tasks.size());
+  std::vector<VaultClient> copies;
+  copies.reserve(lanes);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < lanes; ++i) {
+    copies.push_back(client);
+    try {
+      threads.emplace_back([&work, &c = copies.back()] { work(c); });
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: fewer lanes
+    }
+  }
+  work(client);
+  for (auto& t : threads) t.join();
+  for (auto& c : copies) c.clearToken();
+  if (failure) std::rethrow_exception(failure);
+}
+
+// What a converge reads with foundationd's token before it changes anything.
+struct Reads {
+  Result<json> mounts;
+  Result<std::optional<std::string>> own;                              // foundationd's policy
+  std::map<std::string, Result<std::optional<std::string>>> policies;  // [vault.policies]
+  std::map<std::string, Result<std::optional<KvSecret>>> kv;           // vault path ->
+  Reads() = default;
+  Reads(const Reads&) = delete;
+  Reads& operator=(const Reads&) = delete;
+  ~Reads() { clear(); }
+  void clear() {
+    for (auto& [_, r] : kv) {
+      if (r && r->has_value()) {
+        for (auto& [__, v] : (*r)->data) wipe(v);
+      }
+    }
+    mounts = Result<json>();
+    own = Result<std::optional<std::string>>();
+    policies.clear();
+    kv.clear();
+  }
+  // Some read was refused (403): the token may be gone.
+  bool refused() const {
+    auto no = [](const auto& r) { return !r && r.error().httpStatus == 403; };
+    if (no(mounts) || no(own)) return true;
+    for (const auto& [_, r] : policies) {
+      if (no(r)) return true;
+    }
+    for (const auto& [_, r] : kv) {
+      if (no(r)) return true;
+    }
+    return false;
+  }
+};
+
+// Every read of a no-op at once, into `r` (cleared first): sys/mounts and
+// foundationd's policy when `withBootstrap`, each [vault.policies] entry,
+// each credential's KV secret.
+void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, Reads& r) {
+  const config::VaultSpec& v = *spec.vault;
+  r.clear();
+  std::vector<std::function<void(VaultClient&)>> tasks;
+  if (withBootstrap) {
+    tasks.push_back([&r](VaultClient& c) { r.mounts = c.mounts(); });
+    tasks.push_back([&r](VaultClient& c) { r.own = c.readPolicy(kOwnPolicy); });
+  }
+  // The maps' nodes are made here, on this thread; each task fills its own
+  // (pointers captured: clang 14 cannot capture a structured binding).
+  for (const auto& [name, _] : v.policies) {
+    tasks.push_back([slot = &r.policies[name], policy = &name](VaultClient& c) {
+      *slot = c.readPolicy(*policy);
+    });
+  }
+  for (const auto& [_, cred] : spec.credentials) {
+    auto [it, added] = r.kv.try_emplace(cred.vaultPath);
+    if (!added) continue;
+    tasks.push_back([slot = &it->second, mount = &v.kvMount,
+                     path = &cred.vaultPath](VaultClient& c) { *slot = c.kvRead(*mount, *path); });
+  }
+  runConcurrently(client, tasks);
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {
@@ -278,9 +385,9 @@ Status waitUntilActive(VaultClient& client, std::chrono::milliseconds limit) {
     if (std::chrono::steady_clock::now() >= until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return Error::make(ErrorCode::timeout, "Vault is not active after " +
-                                             std::to_string(limit.count() / 1000) + " s (" +
-                                             last + ")");
+  return Error::make(
+      ErrorCode::timeout,
+      "Vault is not active after " + std::to_string(limit.count() / 1000) + " s (" + last + ")");
 }
 
 Status sealWithRoot(VaultClient& client, state::Store& store, const state::UnlockedKey& key) {
@@ -316,14 +423,70 @@ Result<SealStatus> observe(const config::VaultSpec& vault, const Context& ctx) {
 
 namespace {
 
+struct StoredToken {
+  std::string value;
+  int version = 0;  // its version in the state
+  ~StoredToken() { wipe(value); }
+};
+
 // The routine token from the state; nullopt when there is none.
-Result<std::optional<std::string>> storedToken(Context& ctx) {
+Result<std::optional<StoredToken>> storedToken(Context& ctx) {
   auto info = ctx.store->currentSecretInfo(kKind, kTokenName, kTokenField);
   if (!info) return std::move(info).error();
-  if (!info->has_value()) return std::optional<std::string>();
+  if (!info->has_value()) return std::optional<StoredToken>();
   auto s = ctx.store->currentSecret(*ctx.key, kKind, kTokenName, kTokenField);
   if (!s) return std::move(s).error();
-  return std::optional<std::string>(std::string(s->value.view()));
+  std::optional<StoredToken> t(std::in_place);
+  t->value = std::string(s->value.view());
+  t->version = s->info.version;
+  return t;
+}
+
+state::TimePoint now(const Context& ctx) {
+  return ctx.clock ? ctx.clock() : std::chrono::system_clock::now();
+}
+
+// Whether token version `version` needs its lookup-self now: no record of
+// it, or its renewal may be due, or the clock went back past the record.
+bool lookupDue(const Context& ctx, int version) {
+  auto rec = ctx.store->appliedHash(kTokenCheck, kTokenField);
+  if (!rec || !rec->has_value()) return true;
+  std::istringstream in(**rec);
+  int v = 0;
+  long long at = 0;
+  if (!(in >> v >> at) || v != version) return true;
+  const state::TimePoint due{std::chrono::seconds(at)};
+  const auto t = now(ctx);
+  return t >= due || due - t > kTokenPeriodSeconds;
+}
+
+// Records that token version `version` needs no lookup-self for `quiet`.
+void noteLookupDue(Context& ctx, int version, std::chrono::seconds quiet) {
+  const auto due =
+      std::chrono::duration_cast<std::chrono::seconds>((now(ctx) + quiet).time_since_epoch());
+  (void)ctx.store->setAppliedHash(kTokenCheck, kTokenField,
+                                  std::to_string(version) + " " + std::to_string(due.count()));
+}
+
+// lookup-self with the client's token, renewing it past half its period.
+// Ok: valid (`valid`), or refused with 403 (not valid: a new one is needed).
+Status checkToken(VaultClient& client, Context& ctx, int version, bool& valid) {
+  auto self = client.lookupSelf();
+  if (!self) {
+    valid = false;
+    if (self.error().httpStatus == 403) return Status::success();
+    return self.error();
+  }
+  valid = true;
+  // Only a renewable periodic token (foundationd's) is left unlooked-at for a while.
+  if (!self->renewable || self->period <= 0) return Status::success();
+  const long long half = self->period / 2;
+  if (self->ttlSeconds >= half) {
+    noteLookupDue(ctx, version, std::chrono::seconds(self->ttlSeconds - half));
+  } else if (client.renewSelf()) {
+    noteLookupDue(ctx, version, std::chrono::seconds(self->period - half));
+  }
+  return Status::success();
 }
 
 // Bootstrap with the root token: the mount, foundationd's own policy and its
@@ -398,6 +561,7 @@ bool bootstrap(const config::VaultSpec& v, Context& ctx, VaultClient& client, St
         ok = false;
       } else {
         client.setToken(*token);
+        noteLookupDue(ctx, *stored, kTokenPeriodSeconds / 2);
         (void)ctx.store->appendAudit("vault.token_created",
                                      json{{"policies", {kOwnPolicy}}}.dump());
       }
@@ -418,19 +582,20 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
   VaultClient client = makeClient(v, ctx);
   const auto lockFile = ctx.stateDir / kInitLockFile;
 
-  auto status = waitForAnswer(client, ctx.waitForVault);
-  if (!status) {
-    obs.problem = "pending: Vault (" + v.address + ") does not answer: " + status.error().message;
+  auto health = waitForAnswer(client, ctx.waitForVault);
+  if (!health) {
+    obs.problem = "pending: Vault (" + v.address + ") does not answer: " + health.error().message;
     report.outcomes.push_back(failedOutcome("", obs.problem));
     return report;
   }
   obs.reachable = true;
-  obs.initialized = status->initialized;
-  obs.sealed = status->sealed;
+  obs.initialized = health->initialized;
+  obs.sealed = health->sealed;
+  bool active = health->active;
   const bool unlocked = ctx.store && ctx.key && !ctx.key->locked();
   if (!unlocked) {
-    obs.problem = status->sealed ? "locked: POST /v1/unseal to unseal the state and Vault"
-                                 : "locked: POST /v1/unseal";
+    obs.problem = obs.sealed ? "locked: POST /v1/unseal to unseal the state and Vault"
+                             : "locked: POST /v1/unseal";
     report.outcomes.push_back(blockedOutcome("", obs.problem));
     return report;
   }
@@ -441,7 +606,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     return report;
   }
   StepOutcome vaultOutcome = outcome("");
-  if (!status->initialized) {
+  if (!obs.initialized) {
     if (*has) {
       obs.problem =
           "blocked: Vault is uninitialised but the state holds keys from an earlier init (was its "
@@ -465,13 +630,14 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
     vaultOutcome.changed = *r == InitResult::initialized;
     vaultOutcome.message = "initialised";
-    status = client.sealStatus();
+    auto status = client.sealStatus();
     if (!status) {
       report.outcomes.push_back(failedOutcome("", status.error().message));
       return report;
     }
     obs.initialized = status->initialized;
     obs.sealed = status->sealed;
+    active = false;
     has = hasInitMaterial(*ctx.store);
     if (!has) {
       report.outcomes.push_back(failedOutcome("", has.error().message));
@@ -490,7 +656,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
     return report;
   }
-  if (status->sealed) {
+  if (obs.sealed) {
     auto s = unsealFromState(client, *ctx.store, *ctx.key);
     if (!s) {
       obs.problem = "Vault unseal failed: " + s.error().message;
@@ -498,43 +664,57 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
       return report;
     }
     obs.sealed = s->sealed;
+    active = false;
     vaultOutcome.changed = true;
     if (vaultOutcome.message.empty()) vaultOutcome.message = "unsealed";
   }
-  if (auto st = waitUntilActive(client, ctx.waitForVault); !st) {
-    obs.problem = st.error().message;
-    report.outcomes.push_back(failedOutcome("", obs.problem));
-    return report;
+  // The first sys/health said active when nothing was done since.
+  if (!active) {
+    if (auto st = waitUntilActive(client, ctx.waitForVault); !st) {
+      obs.problem = st.error().message;
+      report.outcomes.push_back(failedOutcome("", obs.problem));
+      return report;
+    }
   }
 
-  // The routine token: valid, with our policy, renewed past half its period.
+  // The routine token: looked up (and renewed past half its period) when its
+  // renewal may be due; else trusted until a read with it is refused (403),
+  // which looks it up then: a revoked token is replaced as before.
   bool needToken = true;
+  Reads reads;
   auto token = storedToken(ctx);
   if (!token) {
     report.outcomes.push_back(failedOutcome("", token.error().message));
     return report;
   }
   if (token->has_value()) {
-    client.setToken(**token);
-    wipe(**token);
-    auto self = client.lookupSelf();
-    if (self) {
-      needToken = false;
-      if (self->renewable && self->period > 0 && self->ttlSeconds < self->period / 2) {
-        (void)client.renewSelf();
+    const int version = (*token)->version;
+    client.setToken((*token)->value);
+    bool valid = true;
+    const bool lookedUp = lookupDue(ctx, version);
+    if (lookedUp) {
+      if (auto st = checkToken(client, ctx, version, valid); !st) {
+        report.outcomes.push_back(failedOutcome("", st.error().message));
+        return report;
       }
-    } else if (self.error().httpStatus != 403) {
-      report.outcomes.push_back(failedOutcome("", self.error().message));
-      return report;
     }
+    if (valid) {
+      readAll(spec, client, true, reads);
+      if (!lookedUp && reads.refused()) {
+        if (auto st = checkToken(client, ctx, version, valid); !st) {
+          report.outcomes.push_back(failedOutcome("", st.error().message));
+          return report;
+        }
+      }
+    }
+    needToken = !valid;
   }
   // Mount and own policy: checked with the token when it works.
   bool needMount = true, needPolicy = true, policyDrift = false;
   if (!needToken) {
-    auto mounts = client.mounts();
-    if (mounts) {
-      auto it = mounts->find(v.kvMount + "/");
-      if (it != mounts->end()) {
+    if (reads.mounts) {
+      auto it = reads.mounts->find(v.kvMount + "/");
+      if (it != reads.mounts->end()) {
         const json& opts = it->value("options", json::object());
         const bool kv2 =
             it->value("type", "") == "kv" && opts.is_object() && opts.value("version", "") == "2";
@@ -546,9 +726,8 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
         needMount = false;
       }
     }
-    auto own = client.readPolicy(kOwnPolicy);
-    if (own && own->has_value()) {
-      needPolicy = normalisePolicy(**own) != normalisePolicy(ownPolicy(v));
+    if (reads.own && reads.own->has_value()) {
+      needPolicy = normalisePolicy(**reads.own) != normalisePolicy(ownPolicy(v));
       policyDrift = needPolicy;
     }
   }
@@ -556,6 +735,9 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     if (!bootstrap(v, ctx, client, report, needMount, needPolicy, needToken, policyDrift)) {
       return report;
     }
+    // What was read may have been refused (the token, its policy) or not
+    // there yet (the mount): read again as things are now.
+    readAll(spec, client, false, reads);
   }
   if (!needMount) report.outcomes.push_back(outcome("mount/" + v.kvMount));
   if (!needPolicy) report.outcomes.push_back(outcome(std::string("policy/") + kOwnPolicy));
@@ -563,7 +745,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
 
   for (const auto& [name, p] : v.policies) {
     StepOutcome o = outcome("policy/" + name);
-    auto have = client.readPolicy(name);
+    const auto& have = reads.policies.at(name);
     if (!have) {
       report.outcomes.push_back(failedOutcome(o.key.name, have.error().message));
       continue;
@@ -583,7 +765,10 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
   }
 
   for (const auto& [name, cred] : spec.credentials) {
-    report.outcomes.push_back(mirrorOne(spec, cred, client, ctx));
+    // Each path's first read once (two credentials never share a path).
+    auto first = reads.kv.extract(cred.vaultPath);
+    report.outcomes.push_back(
+        mirrorOne(spec, cred, client, ctx, first ? &first.mapped() : nullptr));
   }
   return report;
 }
@@ -604,8 +789,7 @@ Status mirrorCredential(const config::Spec& spec, Context& ctx, const std::strin
     return Error::make(ErrorCode::unavailable,
                        "foundationd has no Vault token yet (first converge)");
   }
-  client.setToken(**token);
-  wipe(**token);
+  client.setToken((*token)->value);
   StepOutcome o = mirrorOne(spec, it->second, client, ctx);
   if (!o.ok) return Error::make(ErrorCode::peer, o.message);
   return Status::success();

@@ -22,8 +22,10 @@
 // is used only to bootstrap (mount, foundationd's own policy, a new token) and
 // to seal.
 //
-// Thread: blocking (HTTP and SQLite): the daemon's pool, or the CLI's thread.
-// Nothing here logs or returns a secret.
+// Thread: blocking (HTTP and SQLite): the daemon's pool, or the CLI's thread;
+// reconcile's reads with the token go out together, from up to three threads
+// of its own besides (joined before it goes on; the state only from the
+// caller's). Nothing here logs or returns a secret.
 #pragma once
 
 #include <chrono>
@@ -47,6 +49,10 @@ inline constexpr const char* kTokenName = "token";
 inline constexpr const char* kTokenField = "foundationd";
 inline constexpr const char* kOwnPolicy = "foundationd";
 inline constexpr const char* kInitLockFile = "vault-init.lock";
+// The state's applied table, kind kTokenCheck, name kTokenField: "<the
+// token's secret version> <unix seconds>", the moment its renewal may be due
+// (half its period left); until then a no-op makes no lookup-self.
+inline constexpr const char* kTokenCheck = "vault-token";
 
 // The init material, opened.
 struct InitMaterial {
@@ -97,12 +103,15 @@ using Initializer = std::function<Result<InitResult>(int shares, int threshold)>
 
 struct Context {
   state::Store* store = nullptr;
-  const state::UnlockedKey* key = nullptr;         // null or locked: observe only
-  std::filesystem::path stateDir;                  // where the init lock lives
-  Initializer initializer;                         // default: initializeLocked in-process
-  RequestObserver observer;                        // foundationd_vault_requests_total{code}
+  const state::UnlockedKey* key = nullptr;  // null or locked: observe only
+  std::filesystem::path stateDir;           // where the init lock lives
+  Initializer initializer;                  // default: initializeLocked in-process
+  // foundationd_vault_requests_total{code}. Called from several threads at
+  // once: a no-op's reads go out together, each on a connection of its own.
+  RequestObserver observer;
   std::chrono::milliseconds waitForVault{30'000};  // bounded wait for it to answer
   std::chrono::milliseconds requestTimeout{10'000};
+  state::Clock clock;  // when the token's lookup-self is due; default system_clock::now
 };
 
 // What the step saw of Vault, for status and metrics.

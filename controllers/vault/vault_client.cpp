@@ -108,6 +108,28 @@ Result<VaultClient::Raw> VaultClient::kvCall(const std::string& method, const st
       [](const Result<Raw>& r) { return !r || !upgradingKvMount(*r); });
 }
 
+void VaultClient::clearToken() {
+  sodium_memzero(token_.data(), token_.size());
+  token_.clear();
+}
+
+Result<Health> VaultClient::health() {
+  auto r = call("GET", "sys/health", nullptr, false);
+  if (!r) return std::move(r).error();
+  const int s = r->status;
+  const bool documented = s == 200 || s == 429 || s == 472 || s == 473 || s == 501 || s == 503;
+  if (!documented) return statusError("health", s, r->body);
+  if (!r->body.is_object() || !r->body.contains("initialized")) {
+    return Error::make(ErrorCode::protocol,
+                       "vault: health: HTTP " + std::to_string(s) + " without its state", s);
+  }
+  Health h;
+  h.initialized = r->body.value("initialized", false);
+  h.sealed = r->body.value("sealed", true);
+  h.active = s == 200;
+  return h;
+}
+
 Result<SealStatus> VaultClient::sealStatus() {
   auto r = call("GET", "sys/seal-status", nullptr, false);
   if (!r) return std::move(r).error();

@@ -4,7 +4,9 @@
 // ACL policies, tokens and KV v2.
 //
 // Contract:
-// - Blocking: call from the daemon's thread pool or the CLI's thread.
+// - Blocking: call from the daemon's thread pool or the CLI's thread. One
+//   thread at a time per client; a copy is a client of its own (its own
+//   connection, a copy of the token) for another thread.
 // - Errors are values. A transport failure -> unavailable/timeout; a Vault
 //   error status -> peer (5xx), not_found (404), conflict (400 on a
 //   check-and-set mismatch or "already initialized"), invalid_argument (other
@@ -66,6 +68,14 @@ struct KvMetadata {
   int currentVersion = 0;  // 0 = never written (or metadata deleted)
 };
 
+// sys/health's answer: the state seal-status gives, and whether this node is
+// the active one (HTTP 200; 429 standby, 501 uninitialised, 503 sealed).
+struct Health {
+  bool initialized = false;
+  bool sealed = true;
+  bool active = false;
+};
+
 struct TokenInfo {
   std::vector<std::string> policies;
   long long ttlSeconds = 0;  // 0 = no expiry (root)
@@ -82,12 +92,15 @@ class VaultClient {
       : address_(std::move(address)), timeout_(timeout) {}
 
   void setToken(std::string token) { token_ = std::move(token); }
-  void clearToken() { token_.clear(); }
+  void clearToken();  // zeroed, then cleared
   void setObserver(RequestObserver observer) { observer_ = std::move(observer); }
   const std::string& address() const noexcept { return address_; }
 
   // --- unauthenticated --------------------------------------------------------------
   Result<SealStatus> sealStatus();
+  // GET sys/health: every status it documents (200, 429, 472, 473, 501, 503)
+  // is an answer; anything else, or a body without `initialized`, is an error.
+  Result<Health> health();
   // PUT sys/init, with no client timeout (a slow answer must not be given
   // up: it is the only copy of the keys). Only the HTTP status is checked:
   // persist the answer first, then check it (init_answer.hpp).

@@ -2,9 +2,12 @@
 // file storage on a Docker volume, not dev mode): first boot (init, unseal,
 // mount, policies, credentials equal to the state), a restarted Vault unsealed
 // again from the state, drift (a deleted secret, an edited policy) repaired,
-// rotation mirrored, never a second init, and the init helper process.
+// rotation mirrored, never a second init, and the init helper process; the
+// plan's observe step against it (each change in Vault or the state planned
+// as exactly that change).
 #include "controllers/vault/vault.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +23,7 @@
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/vault/init_helper.hpp"
 #include "controllers/vault/vault_client.hpp"
+#include "controllers/vault/vault_plan.hpp"
 #include "state/store.hpp"
 
 using namespace foundationd;
@@ -164,6 +168,14 @@ config::Spec makeSpec(const std::string& address) {
   return s;
 }
 
+// makeSpec with its credentials generated into `st`.
+config::Spec generatedSpec(const std::string& address, State& st) {
+  config::Spec s = makeSpec(address);
+  REQUIRE(
+      credentials::ensureCredentials(s, *st.store, st.key, std::chrono::system_clock::now()).ok());
+  return s;
+}
+
 const StepOutcome* find(const StepReport& r, const std::string& name) {
   for (const auto& o : r.outcomes) {
     if (o.key.kind == config::Kind::vault && o.key.name == name) return &o;
@@ -202,9 +214,7 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   if (image.empty()) return;
   Bao bao(image);
   State st;
-  config::Spec spec = makeSpec(bao.address);
-  REQUIRE(credentials::ensureCredentials(spec, *st.store, st.key, std::chrono::system_clock::now())
-              .ok());
+  config::Spec spec = generatedSpec(bao.address, st);
 
   // First boot: init (keys in the state), unseal, mount, policies, token, credentials.
   auto ctx = st.context();
@@ -267,11 +277,17 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   REQUIRE_FALSE(denied.ok());
   CHECK(denied.error().httpStatus == 403);
 
-  // A second converge changes nothing.
+  // A second converge changes nothing, in as few requests as it can.
+  std::atomic<int> requests{0};
+  ctx.observer = [&requests](int) { ++requests; };
   auto r2 = vault::reconcile(spec, ctx);
   INFO(describe(r2));
   CHECK(r2.ok());
   for (const auto& o : r2.outcomes) CHECK_MESSAGE(!o.changed, o.key.name);
+  // sys/health, sys/mounts, foundationd's policy, the spec's one policy, one
+  // KV read per credential (two); no lookup-self: the token was made a
+  // moment ago, its renewal is far off.
+  CHECK(requests == 6);
 
   SUBCASE("restarted Vault is unsealed again from the state, without the operator") {
     bao.restart();  // a new host port: Docker picks one again
@@ -362,10 +378,79 @@ TEST_CASE("vault: first boot, restart, drift, rotation against a real OpenBao") 
   }
 
   SUBCASE("a revoked routine token is replaced using the root token") {
+    // Not looked up (the no-op above made no lookup-self): the reads it
+    // makes are refused, which looks it up, and a new one is made.
     REQUIRE(root.revokeToken(std::string(token->value.view())).ok());
     auto r = vault::reconcile(spec, ctx);
     INFO(describe(r));
     CHECK(r.ok());
+    for (const auto& o : r.outcomes) CHECK_MESSAGE(!o.changed, o.key.name);
+    CHECK(st.store->secretVersions(vault::kKind, vault::kTokenName, vault::kTokenField)->size() ==
+          2);
+    // The new one is used, and needs no lookup-self either.
+    requests = 0;
+    auto quiet = vault::reconcile(spec, ctx);
+    INFO(describe(quiet));
+    CHECK(quiet.ok());
+    CHECK(requests == 6);
+
+    // Revoked while its renewal is due (half its period later): looked up
+    // first, refused, replaced the same way.
+    auto second =
+        st.store->currentSecret(st.key, vault::kKind, vault::kTokenName, vault::kTokenField);
+    REQUIRE(second.ok());
+    REQUIRE(root.revokeToken(std::string(second->value.view())).ok());
+    ctx.clock = [] { return std::chrono::system_clock::now() + std::chrono::hours(24 * 17); };
+    auto due = vault::reconcile(spec, ctx);
+    INFO(describe(due));
+    CHECK(due.ok());
+    CHECK(st.store->secretVersions(vault::kKind, vault::kTokenName, vault::kTokenField)->size() ==
+          3);
+  }
+
+  SUBCASE("the token is looked up again once its renewal may be due") {
+    // 17 days on, of a 32-day period: less than half is left.
+    ctx.clock = [] { return std::chrono::system_clock::now() + std::chrono::hours(24 * 17); };
+    requests = 0;
+    auto r = vault::reconcile(spec, ctx);
+    INFO(describe(r));
+    CHECK(r.ok());
+    CHECK(requests == 7);  // the no-op's six and lookup-self
+    // Vault says the whole period is left (the clock above is only ours): the
+    // next lookup is due half a period from that lookup, not at once.
+    requests = 0;
+    auto again = vault::reconcile(spec, ctx);
+    CHECK(again.ok());
+    CHECK(requests == 6);
+  }
+
+  SUBCASE("a token past half its period is renewed") {
+    // A token of foundationd's policy with a 10 s period, in the state as its own.
+    auto brief = root.createPeriodicToken({"foundationd"}, "10s", "foundationd");
+    REQUIRE(brief.ok());
+    REQUIRE(st.store->putSecret(st.key, vault::kKind, vault::kTokenName, vault::kTokenField, *brief)
+                .ok());
+    requests = 0;
+    auto looked = vault::reconcile(spec, ctx);
+    INFO(describe(looked));
+    CHECK(looked.ok());
+    CHECK(requests == 7);  // a new token version: looked up once
+    requests = 0;
+    auto quiet = vault::reconcile(spec, ctx);
+    CHECK(quiet.ok());
+    CHECK(requests == 6);  // more than half its period left
+    std::this_thread::sleep_for(6s);
+    requests = 0;
+    auto renewed = vault::reconcile(spec, ctx);
+    INFO(describe(renewed));
+    CHECK(renewed.ok());
+    CHECK(requests == 8);  // lookup-self, renew-self
+    vault::VaultClient b(bao.address);
+    b.setToken(*brief);
+    auto self = b.lookupSelf();
+    REQUIRE(self.ok());
+    CHECK(self->ttlSeconds > 7);
+    // Still foundationd's token: nothing was replaced.
     CHECK(st.store->secretVersions(vault::kKind, vault::kTokenName, vault::kTokenField)->size() ==
           2);
   }
@@ -437,4 +522,128 @@ TEST_CASE("vault: the init helper process initialises and persists; a second run
   REQUIRE(again.ok());
   CHECK(*again == vault::InitResult::already_initialized);
   CHECK(st.store->secretVersions(vault::kKind, vault::kInitName, vault::kInitField)->size() == 1);
+}
+
+namespace {
+
+std::string describePlan(const std::vector<PlanChange>& plan) {
+  std::string out;
+  for (const auto& c : plan) {
+    out += std::string(planActionName(c.action)) + " " + c.key.name + ": " + c.reason + " [";
+    for (const auto& f : c.fields) out += f.field + " ";
+    out += "]\n";
+  }
+  return out;
+}
+
+std::vector<std::string> fieldsOf(const PlanChange& c) {
+  std::vector<std::string> out;
+  for (const auto& f : c.fields) out.push_back(f.field);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("vault: the plan of a change in Vault or the state shows exactly that change") {
+  const std::string image = openbaoImage();
+  if (image.empty()) return;
+  Bao bao(image);
+  State st;
+  config::Spec spec = generatedSpec(bao.address, st);
+  auto ctx = st.context();
+  auto r1 = vault::reconcile(spec, ctx);
+  INFO(describe(r1));
+  REQUIRE(r1.ok());
+  auto planNow = [&] { return vault::plan(spec, vault::observeForPlan(spec, ctx, false)); };
+  auto converged = planNow();
+  INFO(describePlan(converged));
+  CHECK(converged.empty());
+  auto root = rootClient(st, bao.address);
+
+  SUBCASE("a policy edited in Vault") {
+    REQUIRE(root.writePolicy("forgejo", "path \"foundation/data/*\" { capabilities = [\"read\"] }")
+                .ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "policy/forgejo");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(p[0].reason == "rules differ");
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"rules"});
+  }
+
+  SUBCASE("foundationd's own policy edited in Vault (still readable by its token)") {
+    REQUIRE(
+        root.writePolicy("foundationd", vault::ownPolicy(*spec.vault) +
+                                            "path \"cubbyhole/*\" { capabilities = [\"read\"] }\n")
+            .ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "policy/foundationd");
+    CHECK(p[0].action == PlanAction::update);
+  }
+
+  SUBCASE("one mirrored field edited in Vault") {
+    auto have = root.kvRead("foundation", "rustfs/root-credentials");
+    REQUIRE(have.ok());
+    REQUIRE(have->has_value());
+    auto data = (*have)->data;
+    data["accessKey"] = "edited";
+    REQUIRE(root.kvWrite("foundation", "rustfs/root-credentials", data, (*have)->version).ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/rustfs/root-credentials");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"accessKey"});
+    CHECK(p[0].reason == "accessKey differs from the state");
+    // Never a value: Vault's version and digests only.
+    CHECK(describePlan(p).find("edited") == std::string::npos);
+    CHECK(p[0].fields[0].before.find("version 2") != std::string::npos);
+  }
+
+  SUBCASE("a mirrored secret deleted in Vault") {
+    REQUIRE(root.kvDeleteLatest("foundation", "postgres/superuser-credentials").ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[0].action == PlanAction::create);
+    CHECK(p[0].reason == "not in Vault");
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"password", "username"});
+  }
+
+  SUBCASE("a credential rotated in the state") {
+    REQUIRE(credentials::rotateCredential(spec, *st.store, st.key, "postgres-superuser").ok());
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[0].action == PlanAction::update);
+    CHECK(fieldsOf(p[0]) == std::vector<std::string>{"password"});
+  }
+
+  SUBCASE("the KV mount disabled: the mount and the secrets it held, nothing else") {
+    auto gone = root.call("DELETE", "sys/mounts/foundation");
+    REQUIRE(gone.ok());
+    REQUIRE(gone->status == 204);
+    auto p = planNow();
+    INFO(describePlan(p));
+    REQUIRE(p.size() == 3);
+    CHECK(p[0].key.name == "mount/foundation");
+    CHECK(p[0].action == PlanAction::create);
+    CHECK(p[1].key.name == "kv/postgres/superuser-credentials");
+    CHECK(p[1].action == PlanAction::create);
+    CHECK(p[2].key.name == "kv/rustfs/root-credentials");
+    CHECK(p[2].action == PlanAction::create);
+  }
+
+  // Whatever changed, one apply makes the plan empty again.
+  auto r = vault::reconcile(spec, ctx);
+  INFO(describe(r));
+  CHECK(r.ok());
+  auto after = planNow();
+  INFO(describePlan(after));
+  CHECK(after.empty());
 }
