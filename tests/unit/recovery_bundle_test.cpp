@@ -23,10 +23,10 @@ RecoveryContents sample() {
   c.resticPassword = state::SecretBytes::copyOf("restic-pass-0123456789");
   Repository local{"s3:http://127.0.0.1:8333/backups", {{"AWS_ACCESS_KEY_ID", "lk"},
                                                         {"AWS_SECRET_ACCESS_KEY", "ls"}},
-                   "s3:http://127.0.0.1:8333/backups"};
+                   "s3:http://127.0.0.1:8333/backups", {}, {}};
   Repository off{"s3:https://offsite.example/fd", {{"AWS_ACCESS_KEY_ID", "ok"},
                                                    {"AWS_SECRET_ACCESS_KEY", "offsite-secret"}},
-                 "s3:https://offsite.example/fd"};
+                 "s3:https://offsite.example/fd", {}, {}};
   c.targets.emplace_back("local", std::move(local));
   c.targets.emplace_back("offsite", std::move(off));
   return c;
