@@ -174,6 +174,9 @@ Graph Graph::build(const Spec& spec) {
     const ResourceKey self{Kind::forgejo, ""};
     link(g, self, {Kind::container, spec.forgejo->container});
     if (spec.forgejo->admin) linkValue(g, self, spec.forgejo->admin->password);
+    // The runner token is kept in Vault's KV with foundationd's own token:
+    // the forge step waits for the Vault step.
+    if (spec.forgejo->runnerTokenVaultPath && spec.vault) linkImplicit(g, self, {Kind::vault, ""});
     for (const auto& [repo, w] : spec.forgejo->webhooks) linkValue(g, self, w.secret);
     for (const auto& [repo, o] : spec.forgejo->repoOptions) {
       for (const auto& [name, v] : o.actions.secrets) linkValue(g, self, v);

@@ -4,7 +4,8 @@
 // ${credentials...} reference (the credential before its consumer); the
 // networks and volumes a container uses; the container hosting a service
 // ([vault], [s3.*], [postgres.*], [forgejo]); a bucket's [s3.*]; the forgejo
-// webhook/admin credentials. Pure and deterministic.
+// webhook/admin credentials; [vault] for a [forgejo] keeping its runner token
+// there. Pure and deterministic.
 #pragma once
 
 #include <compare>

@@ -60,8 +60,12 @@ std::optional<std::string> Phases::blockedBy(const ResourceKey& key) const {
 // step's resource whose step has run.
 bool Phases::ready(const ResourceKey& key) const {
   for (const auto& d : graph_.dependencies(key)) {
-    if (d.kind == Kind::container && pending_.count(d)) return false;
-    if (auto s = stepOf(d.kind); s && pendingSteps_.count(*s)) return false;
+    if (d.kind == Kind::container && (pending_.count(d) || runningContainers_.count(d))) {
+      return false;
+    }
+    if (auto s = stepOf(d.kind); s && (pendingSteps_.count(*s) || runningSteps_.count(*s))) {
+      return false;
+    }
   }
   return true;
 }
@@ -72,15 +76,18 @@ bool Phases::stepReady(Step step) const {
   for (const auto& k : graph_.nodes()) {
     if (stepOf(k.kind) != step) continue;
     for (const auto& d : graph_.dependencies(k)) {
-      if (d.kind == Kind::container && pending_.count(d)) return false;
+      if (d.kind == Kind::container && (pending_.count(d) || runningContainers_.count(d))) {
+        return false;
+      }
       auto s = stepOf(d.kind);
-      if (s && *s != step && pendingSteps_.count(*s)) return false;
+      if (s && *s != step && (pendingSteps_.count(*s) || runningSteps_.count(*s))) return false;
     }
   }
   return true;
 }
 
-std::optional<Phase> Phases::next() {
+std::vector<Phase> Phases::start() {
+  std::vector<Phase> out;
   if (!started_) {
     started_ = true;
     Phase p;
@@ -88,52 +95,90 @@ std::optional<Phase> Phases::next() {
     for (const auto& k : graph_.nodes()) {
       if (k.kind == Kind::container && !deferred_.count(k)) p.containers.insert(k);
     }
-    return p;
+    runningContainers_ = p.containers;
+    passRunning_ = true;
+    out.push_back(std::move(p));
+    return out;
   }
-  for (;;) {
-    // What waits for a failure will never run: blocked, which may block more.
-    bool more = true;
-    while (more) {
-      more = false;
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (auto why = blockedBy(*it); why && ready(*it)) {
-          blocked_.emplace(*it, *why);
-          it = pending_.erase(it);
-          more = true;
-        } else {
-          ++it;
-        }
+  // What waits for a failure will never run: blocked, which may block more.
+  bool more = true;
+  while (more) {
+    more = false;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (auto why = blockedBy(*it); why && ready(*it)) {
+        blocked_.emplace(*it, *why);
+        it = pending_.erase(it);
+        more = true;
+      } else {
+        ++it;
       }
     }
+  }
+  if (!passRunning_) {
     Phase p;
     for (const auto& k : pending_) {
       if (ready(k)) p.containers.insert(k);
     }
     if (!p.containers.empty()) {
       for (const auto& k : p.containers) pending_.erase(k);
-      return p;
+      runningContainers_ = p.containers;
+      passRunning_ = true;
+      out.push_back(std::move(p));
     }
-    for (Step s : pendingSteps_) {
-      if (!stepReady(s)) continue;
-      pendingSteps_.erase(s);
-      p.step = s;
-      return p;
-    }
-    // Only steps whose hosts wait for another step, in a ring through
-    // several instances: run the first anyway (what is not there yet reports
-    // itself); nothing is left waiting forever.
-    if (!pendingSteps_.empty()) {
-      p.step = *pendingSteps_.begin();
-      pendingSteps_.erase(pendingSteps_.begin());
-      return p;
-    }
-    if (pending_.empty()) return std::nullopt;
-    // Containers that wait for a container that waits for them cannot be
-    // here (the loader refuses cycles); block what is left, to be safe.
-    for (const auto& k : pending_) blocked_.emplace(k, "blocked: its dependencies never ran");
-    pending_.clear();
-    return std::nullopt;
   }
+  std::vector<Step> steps;
+  for (Step s : pendingSteps_) {
+    if (stepReady(s)) steps.push_back(s);
+  }
+  for (Step s : steps) {
+    pendingSteps_.erase(s);
+    runningSteps_.insert(s);
+    Phase p;
+    p.step = s;
+    out.push_back(std::move(p));
+  }
+  if (!out.empty() || running() > 0) return out;
+  // Only steps whose hosts wait for another step, in a ring through
+  // several instances: run the first anyway (what is not there yet reports
+  // itself); nothing is left waiting forever.
+  if (!pendingSteps_.empty()) {
+    Phase p;
+    p.step = *pendingSteps_.begin();
+    pendingSteps_.erase(pendingSteps_.begin());
+    runningSteps_.insert(*p.step);
+    out.push_back(std::move(p));
+    return out;
+  }
+  // Containers that wait for a container that waits for them cannot be
+  // here (the loader refuses cycles); block what is left, to be safe.
+  for (const auto& k : pending_) blocked_.emplace(k, "blocked: its dependencies never ran");
+  pending_.clear();
+  return out;
+}
+
+void Phases::finish(const Phase& phase) {
+  if (phase.step) {
+    runningSteps_.erase(*phase.step);
+    return;
+  }
+  runningContainers_.clear();
+  passRunning_ = false;
+}
+
+std::optional<Phase> Phases::next() {
+  if (current_) {
+    finish(*current_);
+    current_.reset();
+  }
+  if (queued_.empty()) {
+    // Those started together run in turn: each counts as running until
+    // handed out and asked past.
+    queued_ = start();
+    if (queued_.empty()) return std::nullopt;
+  }
+  current_ = std::move(queued_.front());
+  queued_.erase(queued_.begin());
+  return current_;
 }
 
 void Phases::fail(const ResourceKey& key, std::string why) { failed_[key] = std::move(why); }

@@ -44,9 +44,21 @@ class Phases {
   // service step: not in the first Docker pass.
   const std::set<ResourceKey>& deferred() const noexcept { return deferred_; }
 
-  // The next phase to run, or nullopt when nothing is left that can run.
-  // Each phase returned counts as done once the caller has reported its
-  // failures (fail()) and asks for the next one.
+  // Every phase that can start now: the service steps whose resources'
+  // dependencies are done, and one Docker pass over the containers whose
+  // dependencies are done (while a pass runs, the next waits for it: one
+  // Docker pass at a time). Each runs until finish(); what depends on a
+  // running phase waits for it. Empty when nothing more can start until a
+  // running phase finishes, or when nothing is left.
+  std::vector<Phase> start();
+  // `phase` (from start()) is done; report its failures (fail()) first.
+  void finish(const Phase& phase);
+  // Phases started and not finished.
+  std::size_t running() const noexcept { return runningSteps_.size() + (passRunning_ ? 1 : 0); }
+
+  // One phase at a time, for a caller that runs them in turn: the phase
+  // returned before counts as finished, then the next one that can start.
+  // nullopt when nothing is left.
   std::optional<Phase> next();
 
   // `key` failed (a container, or what a step converges: postgres.NAME,
@@ -67,6 +79,11 @@ class Phases {
   std::set<ResourceKey> deferred_;
   std::set<ResourceKey> pending_;       // deferred containers not run yet
   std::set<Step> pendingSteps_;
+  std::set<Step> runningSteps_;
+  std::set<ResourceKey> runningContainers_;  // of the Docker pass running
+  bool passRunning_ = false;
+  std::vector<Phase> queued_;           // next(): started, not handed out yet
+  std::optional<Phase> current_;        // next(): handed out, not finished
   std::map<ResourceKey, std::string> failed_;
   std::map<ResourceKey, std::string> blocked_;
   bool started_ = false;

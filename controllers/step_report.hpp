@@ -4,12 +4,20 @@
 // prints them. Kept free of any controller so every one can return it.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
 
 #include "config/graph.hpp"
 
 namespace foundationd {
+
+// Runs a step's blocking `work` (HTTP, SQLite) off the event loop (the
+// daemon's pool, the CLI's threads) and resumes on the caller's executor
+// when it is done. Empty: the step runs it inline.
+using Offload = std::function<boost::asio::awaitable<void>(std::function<void()> work)>;
 
 struct StepOutcome {
   config::ResourceKey key;

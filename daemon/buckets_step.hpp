@@ -17,11 +17,12 @@ namespace foundationd::daemon {
 // endpoint, converges its buckets, records what was applied (state store,
 // kind "bucket") and prints orphans as notes. An empty report when the spec
 // has no [s3.*]. `store`/`key` may be null: the step then reports blocked.
-// Runs the blocking controller on the calling thread.
+// The blocking controller runs through `offload` (inline when empty).
 boost::asio::awaitable<StepReport> convergeBucketsOnce(docker::DockerApi& api,
                                                        const config::Spec& spec,
                                                        state::Store* store,
-                                                       const state::UnlockedKey* key);
+                                                       const state::UnlockedKey* key,
+                                                       const Offload& offload);
 
 // Blocking core shared with the daemon: applied digests read from and
 // written to `store`, secrets through the credentials resolver.

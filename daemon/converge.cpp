@@ -3,6 +3,9 @@
 #include <functional>
 #include <optional>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "daemon/buckets_step.hpp"
@@ -17,17 +20,30 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The CLI's side of the pipeline: blocking work inline, each step's
-// controller as `apply --once` runs it, outcomes through the print hooks.
+// The CLI's side of the pipeline: blocking work on two threads of its own
+// (so that steps the graph lets run at once do), each step's controller as
+// `apply --once` runs it, outcomes through the print hooks.
 class CliExecutor final : public PipelineExecutor {
  public:
   CliExecutor(docker::DockerApi& api, state::Store* store, const state::UnlockedKey* key,
               const ConvergeHooks& hooks)
-      : api_(api), store_(store), key_(key), hooks_(hooks) {}
+      : api_(api), store_(store), key_(key), hooks_(hooks) {
+    offloader_ = [this](std::function<void()> work) -> asio::awaitable<void> {
+      // `work` lives in this coroutine's frame until the pool has run it.
+      std::function<void()>* w = &work;
+      co_await offload(*w);
+    };
+  }
 
   asio::awaitable<void> offload(const std::function<void()>& work) override {
-    work();
-    co_return;
+    // The spawned lambda holds a pointer only (GCC 12 destroys an owning
+    // capture inside a co_await expression twice; see Daemon::onPool).
+    const std::function<void()>* w = &work;
+    auto run = [w]() -> asio::awaitable<void> {
+      (*w)();
+      co_return;
+    };
+    co_await asio::co_spawn(pool_, run, asio::use_awaitable);
   }
   void credentialsDone(const config::Spec&,
                        const Result<std::vector<credentials::Generated>>& generated) override {
@@ -58,11 +74,24 @@ class CliExecutor final : public PipelineExecutor {
   }
   asio::awaitable<StepReport> step(config::Step step, const config::Spec& spec) override {
     switch (step) {
-      case config::Step::vault: co_return convergeVaultOnce(spec, store_, key_);
-      case config::Step::buckets: co_return co_await convergeBucketsOnce(api_, spec, store_, key_);
+      case config::Step::vault: {
+        StepReport report;
+        StepReport* reportp = &report;
+        const config::Spec* specp = &spec;
+        state::Store* store = store_;
+        const state::UnlockedKey* key = key_;
+        const std::function<void()> work = [reportp, specp, store, key] {
+          *reportp = convergeVaultOnce(*specp, store, key);
+        };
+        co_await offload(work);
+        co_return report;
+      }
+      case config::Step::buckets:
+        co_return co_await convergeBucketsOnce(api_, spec, store_, key_, offloader_);
       case config::Step::postgres:
         co_return co_await convergePostgresOnce(api_, spec, store_, key_);
-      case config::Step::forgejo: co_return co_await convergeForgejoOnce(api_, spec, store_, key_);
+      case config::Step::forgejo:
+        co_return co_await convergeForgejoOnce(api_, spec, store_, key_, offloader_);
     }
     co_return StepReport{};
   }
@@ -78,6 +107,8 @@ class CliExecutor final : public PipelineExecutor {
   state::Store* store_;
   const state::UnlockedKey* key_;
   const ConvergeHooks& hooks_;
+  Offload offloader_;
+  asio::thread_pool pool_{2};  // last: joined before the rest is destroyed
 };
 
 }  // namespace

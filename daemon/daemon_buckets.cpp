@@ -127,7 +127,8 @@ asio::awaitable<StepReport> Daemon::reconcileBuckets(const config::Spec& spec, c
 
 asio::awaitable<StepReport> convergeBucketsOnce(docker::DockerApi& api, const config::Spec& spec,
                                                 state::Store* store,
-                                                const state::UnlockedKey* key) {
+                                                const state::UnlockedKey* key,
+                                                const Offload& offload) {
   if (spec.s3.empty()) co_return StepReport{};
   buckets::Options options;
   for (const auto& [_, s3] : spec.s3) {
@@ -135,7 +136,20 @@ asio::awaitable<StepReport> convergeBucketsOnce(docker::DockerApi& api, const co
     if (!problem.empty()) options.hostProblems[s3.container] = problem;
   }
   if (key != nullptr && key->locked()) key = nullptr;
-  auto out = runBucketsStep(spec, store, key, options);
+  buckets::Outcome out;
+  if (offload) {
+    // A named function: GCC 12 destroys a temporary that owns captures inside
+    // a co_await expression twice.
+    buckets::Outcome* outp = &out;
+    const config::Spec* specp = &spec;
+    buckets::Options* optp = &options;
+    std::function<void()> work = [outp, specp, store, key, optp] {
+      *outp = runBucketsStep(*specp, store, key, *optp);
+    };
+    co_await offload(std::move(work));
+  } else {
+    out = runBucketsStep(spec, store, key, options);
+  }
   for (const auto& s : out.servers) {
     if (!s.plan) continue;
     for (const auto& b : s.plan->orphans) {

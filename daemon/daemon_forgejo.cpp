@@ -177,13 +177,15 @@ asio::awaitable<StepReport> Daemon::reconcileForgejo(const config::Spec& spec, c
 
 asio::awaitable<StepReport> convergeForgejoOnce(docker::DockerApi& api, const config::Spec& spec,
                                                 state::Store* store,
-                                                const state::UnlockedKey* key) {
+                                                const state::UnlockedKey* key,
+                                                const Offload& offload) {
   if (!spec.forgejo) co_return StepReport{};
   StoreSecrets secrets(spec, store, key);
   StoreAccess access(store, key);
   forgejo::Deps deps;
   deps.docker = &api;
   deps.state = &access;
+  deps.offload = offload;
   if (key && !key->locked()) wireVault(deps, spec, store, key);
   const forgejo::Options options;
   auto r = co_await forgejo::reconcile(spec, secrets, deps, options);

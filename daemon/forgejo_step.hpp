@@ -12,10 +12,12 @@
 namespace foundationd::daemon {
 
 // An empty report when the spec has no [forgejo]. `store`/`key` may be null
-// (what needs a secret then reports blocked). Blocking HTTP runs inline.
+// (what needs a secret then reports blocked). Blocking HTTP runs through
+// `offload` (inline when empty).
 boost::asio::awaitable<StepReport> convergeForgejoOnce(docker::DockerApi& api,
                                                        const config::Spec& spec,
                                                        state::Store* store,
-                                                       const state::UnlockedKey* key);
+                                                       const state::UnlockedKey* key,
+                                                       const Offload& offload);
 
 }  // namespace foundationd::daemon

@@ -1,6 +1,13 @@
 #include "daemon/pipeline.hpp"
 
 #include <chrono>
+#include <exception>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "config/graph.hpp"
 #include "controllers/docker/secret_files.hpp"
@@ -70,6 +77,175 @@ void unavailableFiles(const config::Spec& spec, const docker::FilesWritten& file
   }
 }
 
+
+// One converge's state after the credentials, shared by the phases running
+// at once. Everything here runs on the pipeline's executor (one thread): a
+// phase's blocking work goes through exec.offload, and phases interleave
+// only at their co_await points.
+struct Run {
+  Run(PipelineExecutor& e, PipelineInput& i, PipelineOutcome& o, const config::Spec& s,
+      const config::Graph& g, config::Phases& p, StoreSecrets& sec,
+      const std::set<ResourceKey>& ex, const std::map<ResourceKey, std::string>& b)
+      : exec(e), in(i), out(o), spec(s), graph(g), phases(p), secrets(sec), excluded(ex),
+        blocks(b) {}
+
+  PipelineExecutor& exec;
+  PipelineInput& in;
+  PipelineOutcome& out;
+  const config::Spec& spec;
+  const config::Graph& graph;
+  config::Phases& phases;
+  StoreSecrets& secrets;
+  const std::set<ResourceKey>& excluded;
+  const std::map<ResourceKey, std::string>& blocks;  // waiting for a provided value
+  docker::ApplyObserver observer;
+  bool usesToken = false;
+  std::set<config::Step> ran;  // steps that had something to do in this converge
+  std::exception_ptr thrown;   // the first phase that threw; rethrown when all are done
+
+  // Files and secret files, before any container that reads them.
+  asio::awaitable<Status> writeFiles(const std::set<std::string>& skip,
+                                     docker::FilesWritten* written) {
+    if (in.writeSecretFiles) {
+      Status st;
+      Status* stp = &st;
+      const config::Spec* specp = &spec;
+      StoreSecrets* secretsp = &secrets;
+      const std::string* dir = &in.options.secretsDir;
+      const std::set<std::string>* skipp = &skip;
+      const std::function<void()> write = [specp, secretsp, dir, skipp, stp] {
+        *stp = docker::writeSecretFiles(*specp, *secretsp, *dir, *skipp);
+      };
+      co_await exec.offload(write);
+      if (!st) co_return st;
+    }
+    if (!spec.files.empty()) {
+      std::optional<Result<docker::FilesWritten>> files;
+      auto* filesp = &files;
+      const config::Spec* specp = &spec;
+      StoreSecrets* secretsp = &secrets;
+      PipelineInput* inp = &in;
+      const std::function<void()> write = [specp, secretsp, inp, filesp] {
+        filesp->emplace(writeFilesStep(*specp, *secretsp, inp->store, inp->options));
+      };
+      co_await exec.offload(write);
+      if (!*files) co_return files->error();
+      if (written) *written = std::move(*files).value();
+    }
+    co_return Status::success();
+  }
+
+  // A service step, and what its outcome means for what waits for it.
+  asio::awaitable<void> step(config::Step s) {
+    const auto started = Clock::now();
+    StepReport report = co_await exec.step(s, spec);
+    markBlocked(report, blocks);
+    if (!report.outcomes.empty()) ran.insert(s);
+    for (const auto& o : report.outcomes) {
+      if (o.ok) continue;
+      for (const auto& k : failedNodes(spec, o)) phases.fail(k, o.message);
+    }
+    if (s == config::Step::forgejo && usesToken &&
+        !secrets.digest(config::CredentialRef::forgejoRunnerToken())) {
+      std::string why = kRunnerTokenPending;
+      for (const auto& o : report.outcomes) {
+        if (!o.ok) {
+          why = o.key.str() + ": " + o.message;
+          break;
+        }
+      }
+      phases.fail({Kind::forgejo, ""}, "no runner registration token: " + why);
+    }
+    exec.outcomes(report);
+    out.steps.push_back(std::move(report));
+    addTiming(out, exec, config::toString(s), started);
+  }
+
+  // A Docker pass over the containers whose dependencies are now done; in
+  // a partial converge, those it covers and those a step that ran feeds.
+  asio::awaitable<void> pass(std::set<ResourceKey> containers) {
+    const auto started = Clock::now();
+    docker::Scope scope;
+    scope.only.emplace();
+    for (const auto& k : containers) {
+      bool wanted = !in.only || in.only->count(k);
+      for (const auto& d : graph.dependencies(k)) {
+        auto s = config::stepOf(d.kind);
+        wanted = wanted || (s && ran.count(*s));
+      }
+      if (wanted) scope.only->insert(k);
+    }
+    if (scope.only->empty()) co_return;
+    scope.exclude = excluded;
+    std::set<std::string> skip;
+    for (const auto& [name, _] : spec.containers) {
+      if (!scope.only->count({Kind::container, name})) skip.insert(name);
+    }
+    if (auto st = co_await writeFiles(skip, nullptr); !st) {
+      if (in.strict) {
+        out.error = st.error();
+        co_return;
+      }
+      exec.error("files.failed", st.error());
+    }
+    auto r = co_await docker::reconcile(*in.docker, spec, secrets, in.options, observer, scope);
+    if (!r) {
+      if (in.strict) {
+        out.error = r.error();
+        co_return;
+      }
+      exec.error("reconcile.failed", r.error());
+      for (const auto& k : *scope.only) phases.fail(k, "the Docker Engine did not answer");
+      co_return;
+    }
+    exec.dockerPass(spec, secrets, r.value(), scope, false, phases.deferred());
+    noteFailures(phases, r.value());
+    if (out.docker) {
+      for (const auto& c : r->plan.changes) out.docker->plan.changes.push_back(c);
+      for (const auto& o : r->report.outcomes) out.docker->report.outcomes.push_back(o);
+      out.docker->converged = out.docker->converged && r->converged;
+      for (const auto& c : r->remaining.changes) out.docker->remaining.changes.push_back(c);
+      for (const auto& h : r->held) out.docker->held.push_back(h);
+    }
+    addTiming(out, exec, "docker", started);
+  }
+
+  asio::awaitable<void> phase(config::Phase p) {
+    if (p.step) {
+      co_await step(*p.step);
+    } else {
+      co_await pass(std::move(p.containers));
+    }
+  }
+
+  // Every phase after the first, each started as soon as it can: runs
+  // until nothing is running and nothing more can start. A strict converge
+  // that failed (out.error) starts nothing more and waits for what runs.
+  asio::awaitable<void> rest() {
+    const auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer wake(executor, asio::steady_timer::time_point::max());
+    std::size_t running = 0;
+    for (;;) {
+      if (!out.error) {
+        for (auto& p : phases.start()) {
+          ++running;
+          asio::co_spawn(executor, phase(p), [this, p, &running, &wake](std::exception_ptr e) {
+            if (e && !thrown) thrown = e;
+            phases.finish(p);
+            --running;
+            wake.cancel();
+          });
+        }
+      }
+      if (running == 0) break;
+      boost::system::error_code ec;
+      wake.expires_at(asio::steady_timer::time_point::max());
+      co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (thrown) std::rethrow_exception(thrown);
+  }
+};
+
 }  // namespace
 
 std::vector<ResourceKey> failedNodes(const config::Spec& spec, const StepOutcome& o) {
@@ -124,7 +300,7 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
     addTiming(out, exec, "credentials", started);
   }
 
-  auto started = Clock::now();
+  const auto started = Clock::now();
   StoreSecrets secrets(spec, in.store, key);
   // What needs a provided value not set yet is blocked (and left alone).
   const auto blocks = blockedByProvided(spec, in.store);
@@ -137,31 +313,9 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
   for (const auto& k : containersOf(blocks)) excluded.insert(k);
   config::Phases phases(graph, present, excluded);
   const std::set<ResourceKey>& deferred = phases.deferred();
-
-  // Files and secret files, before any container that reads them.
-  auto writeFiles = [&](const std::set<std::string>& skip,
-                        docker::FilesWritten* written) -> asio::awaitable<Status> {
-    if (in.writeSecretFiles) {
-      Status st;
-      Status* stp = &st;
-      const std::function<void()> write = [&spec, &secrets, &in, &skip, stp] {
-        *stp = docker::writeSecretFiles(spec, secrets, in.options.secretsDir, skip);
-      };
-      co_await exec.offload(write);
-      if (!st) co_return st;
-    }
-    if (!spec.files.empty()) {
-      std::optional<Result<docker::FilesWritten>> files;
-      auto* filesp = &files;
-      const std::function<void()> write = [&spec, &secrets, &in, filesp] {
-        filesp->emplace(writeFilesStep(spec, secrets, in.store, in.options));
-      };
-      co_await exec.offload(write);
-      if (!*files) co_return files->error();
-      if (written) *written = std::move(*files).value();
-    }
-    co_return Status::success();
-  };
+  Run run(exec, in, out, spec, graph, phases, secrets, excluded, blocks);
+  run.observer = exec.dockerObserver();
+  run.usesToken = !runnerTokenConsumers(spec).empty();
 
   docker::Scope scope;
   scope.only = in.only;
@@ -169,22 +323,22 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
   scope.exclude.insert(deferred.begin(), deferred.end());
   docker::FilesWritten filesWritten;
   const std::set<std::string> firstSkip = namesOf(scope.exclude);
-  if (auto st = co_await writeFiles(firstSkip, &filesWritten); !st) {
+  const auto first = phases.start();  // the first Docker pass, alone
+  if (auto st = co_await run.writeFiles(firstSkip, &filesWritten); !st) {
     if (in.strict) {
       out.error = st.error();
       co_return out;
     }
     exec.error("files.failed", st.error());
   }
-  const auto observer = exec.dockerObserver();
-  auto first = co_await docker::reconcile(*in.docker, spec, secrets, in.options, observer, scope);
-  (void)phases.next();  // the first pass, just run
-  if (!first) {
+  auto firstPass =
+      co_await docker::reconcile(*in.docker, spec, secrets, in.options, run.observer, scope);
+  if (!firstPass) {
     if (in.strict) {
-      out.error = first.error();
+      out.error = firstPass.error();
       co_return out;
     }
-    exec.error("reconcile.failed", first.error());
+    exec.error("reconcile.failed", firstPass.error());
     // Nothing of Docker is known: what waits for a container waits on.
     for (const auto& k : graph.nodes()) {
       if (k.kind == Kind::container && !deferred.count(k)) {
@@ -192,18 +346,19 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
       }
     }
   } else {
-    exec.dockerPass(spec, secrets, first.value(), scope, true, deferred);
-    noteFailures(phases, first.value());
+    exec.dockerPass(spec, secrets, firstPass.value(), scope, true, deferred);
+    noteFailures(phases, firstPass.value());
     if (!spec.files.empty()) {  // consumers that follow a file without being recreated
-      const std::set<std::string> fresh = freshContainers(first->report);
+      const std::set<std::string> fresh = freshContainers(firstPass->report);
       auto followed = co_await followFiles(*in.docker, spec, secrets, in.store, in.options,
                                            fresh, filesWritten);
       unavailableFiles(spec, filesWritten, scope.exclude, followed);
       exec.outcomes(followed);
       if (!followed.outcomes.empty()) out.steps.push_back(std::move(followed));
     }
-    out.docker = std::move(first).value();
+    out.docker = std::move(firstPass).value();
   }
+  for (const auto& p : first) phases.finish(p);
   if (auto b = blockedContainers(blocks); !b.outcomes.empty()) {
     exec.outcomes(b);
     out.steps.push_back(std::move(b));
@@ -211,84 +366,11 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
   addTiming(out, exec, "docker", started);
 
   // The phases after the first: service steps, and the containers that
-  // waited for them, in the graph's order.
-  std::set<config::Step> ran;  // steps that had something to do in this converge
-  const bool usesToken = !runnerTokenConsumers(spec).empty();
-  while (auto phase = phases.next()) {
-    started = Clock::now();
-    if (phase->step) {
-      const config::Step s = *phase->step;
-      StepReport report = co_await exec.step(s, spec);
-      markBlocked(report, blocks);
-      if (!report.outcomes.empty()) ran.insert(s);
-      for (const auto& o : report.outcomes) {
-        if (o.ok) continue;
-        for (const auto& k : failedNodes(spec, o)) {
-          phases.fail(k, o.message);
-        }
-      }
-      if (s == config::Step::forgejo && usesToken &&
-          !secrets.digest(config::CredentialRef::forgejoRunnerToken())) {
-        std::string why = kRunnerTokenPending;
-        for (const auto& o : report.outcomes) {
-          if (!o.ok) {
-            why = o.key.str() + ": " + o.message;
-            break;
-          }
-        }
-        phases.fail({Kind::forgejo, ""}, "no runner registration token: " + why);
-      }
-      exec.outcomes(report);
-      out.steps.push_back(std::move(report));
-      addTiming(out, exec, config::toString(s), started);
-      continue;
-    }
-    // A Docker pass over the containers whose dependencies are now done; in
-    // a partial converge, those it covers and those a step that ran feeds.
-    docker::Scope pass;
-    pass.only.emplace();
-    for (const auto& k : phase->containers) {
-      bool wanted = !in.only || in.only->count(k);
-      for (const auto& d : graph.dependencies(k)) {
-        auto s = config::stepOf(d.kind);
-        wanted = wanted || (s && ran.count(*s));
-      }
-      if (wanted) pass.only->insert(k);
-    }
-    if (pass.only->empty()) continue;
-    pass.exclude = excluded;
-    std::set<std::string> skip;
-    for (const auto& [name, _] : spec.containers) {
-      if (!pass.only->count({Kind::container, name})) skip.insert(name);
-    }
-    if (auto st = co_await writeFiles(skip, nullptr); !st) {
-      if (in.strict) {
-        out.error = st.error();
-        co_return out;
-      }
-      exec.error("files.failed", st.error());
-    }
-    auto r = co_await docker::reconcile(*in.docker, spec, secrets, in.options, observer, pass);
-    if (!r) {
-      if (in.strict) {
-        out.error = r.error();
-        co_return out;
-      }
-      exec.error("reconcile.failed", r.error());
-      for (const auto& k : *pass.only) phases.fail(k, "the Docker Engine did not answer");
-      continue;
-    }
-    exec.dockerPass(spec, secrets, r.value(), pass, false, deferred);
-    noteFailures(phases, r.value());
-    if (out.docker) {
-      for (const auto& c : r->plan.changes) out.docker->plan.changes.push_back(c);
-      for (const auto& o : r->report.outcomes) out.docker->report.outcomes.push_back(o);
-      out.docker->converged = out.docker->converged && r->converged;
-      for (const auto& c : r->remaining.changes) out.docker->remaining.changes.push_back(c);
-      for (const auto& h : r->held) out.docker->held.push_back(h);
-    }
-    addTiming(out, exec, "docker", started);
-  }
+  // waited for them, each as soon as what it waits for is done; independent
+  // ones at once (the steps' blocking work runs where the executor runs it).
+  co_await run.rest();
+  if (out.error) co_return out;
+
   StepReport blocked;
   for (const auto& [k, why] : phases.blocked()) {
     StepOutcome o;

@@ -94,9 +94,9 @@ using KvReader =
 // One blocking HTTP exchange (transport::peerRequest unless a test counts).
 using HttpFn = std::function<Result<transport::PeerResponse>(const transport::PeerRequest&)>;
 
-// Runs blocking `work` off the event loop (the daemon's pool) and resumes on
-// the caller's executor when it is done. Tests and the CLI may run it inline.
-using Offload = std::function<boost::asio::awaitable<void>(std::function<void()> work)>;
+// Runs blocking `work` off the event loop (controllers/step_report.hpp).
+// Tests may run it inline.
+using Offload = foundationd::Offload;
 
 struct Deps {
   docker::DockerApi* docker = nullptr;

@@ -130,7 +130,8 @@ TEST_CASE("build: the edges of the header's contract") {
   CHECK(g.dependencies(ResourceKey{Kind::forgejo, ""}) ==
         std::set<ResourceKey>{container("forgejo"), credential("forgejo-admin"),
                               credential("forgejo-webhook"),
-                              credential("rustfs-root")});  // the CI's Actions secrets
+                              credential("rustfs-root"),  // the CI's Actions secrets
+                              ResourceKey{Kind::vault, ""}});  // the runner token's home
   CHECK(g.dependencies(container("runner")).count(ResourceKey{Kind::forgejo, ""}) == 1);
   CHECK(g.dependents(credential("forgejo-db")) ==
         std::set<ResourceKey>{container("forgejo"), ResourceKey{Kind::postgres, "main"},

@@ -116,6 +116,8 @@ TEST_CASE("graph: the implicit edges of what a container uses") {
   CHECK(g.dependencies(container("app")).count({Kind::bucket, "data"}) == 1);
   // The runner token: the forge step.
   CHECK(g.dependencies(container("runner")).count({Kind::forgejo, ""}) == 1);
+  // The runner token kept in Vault: the forge step waits for the Vault step.
+  CHECK(g.dependencies({Kind::forgejo, ""}).count({Kind::vault, ""}) == 1);
   // A mirrored credential waits for Vault (and for its value).
   CHECK(g.dependencies({Kind::vault, "kv/app-db"}) ==
         std::set<ResourceKey>{{Kind::vault, ""}, {Kind::credential, "app-db"}});
@@ -162,6 +164,87 @@ TEST_CASE("phases: each consumer after what it uses, every step once") {
                            "docker: container.runner",
                        });
   CHECK(phases.blocked().empty());
+}
+
+// The phases start() hands out at once, one line each.
+std::vector<std::string> strs(const std::vector<Phase>& phases) {
+  std::vector<std::string> out;
+  for (const auto& p : phases) out.push_back(str(p));
+  return out;
+}
+
+const Phase& stepPhase(const std::vector<Phase>& phases, Step step) {
+  for (const auto& p : phases) {
+    if (p.step == step) return p;
+  }
+  FAIL("no phase of step " << toString(step));
+  return phases.front();
+}
+
+TEST_CASE("phases: independent phases start together; what waits starts when they finish") {
+  const Spec s = specFrom(kStack);
+  const Graph g = Graph::build(s);
+  Phases phases(g, {Step::vault, Step::buckets, Step::postgres, Step::forgejo});
+  const auto first = phases.start();
+  CHECK(strs(first) ==
+        std::vector<std::string>{"docker*: container.bao container.pg container.plain container.s3"});
+  CHECK(phases.start().empty());  // every step waits for its host, in the first pass
+  CHECK(phases.running() == 1);
+  phases.finish(first.front());
+
+  // Three steps at once; the forge's waits for its container (and for Vault).
+  const auto steps = phases.start();
+  CHECK(strs(steps) ==
+        std::vector<std::string>{"step: vault", "step: buckets", "step: postgres"});
+  CHECK(phases.running() == 3);
+  phases.finish(stepPhase(steps, Step::postgres));
+  // The forge's container needed only the role; app waits for the bucket too.
+  const auto forge = phases.start();
+  CHECK(strs(forge) == std::vector<std::string>{"docker: container.forge"});
+  phases.finish(stepPhase(steps, Step::buckets));
+  CHECK(phases.start().empty());  // app is ready, but one Docker pass at a time
+  phases.finish(forge.front());
+  const auto app = phases.start();
+  CHECK(strs(app) == std::vector<std::string>{"docker: container.app"});  // forgejo: Vault runs
+  phases.finish(stepPhase(steps, Step::vault));
+  const auto forgejo = phases.start();
+  CHECK(strs(forgejo) == std::vector<std::string>{"step: forgejo"});
+  phases.finish(app.front());
+  const auto sidecar = phases.start();
+  CHECK(strs(sidecar) == std::vector<std::string>{"docker: container.sidecar"});
+  phases.finish(forgejo.front());
+  CHECK(phases.start().empty());  // the runner waits for the sidecar's pass to end
+  phases.finish(sidecar.front());
+  const auto runner = phases.start();
+  CHECK(strs(runner) == std::vector<std::string>{"docker: container.runner"});
+  phases.finish(runner.front());
+  CHECK(phases.start().empty());
+  CHECK(phases.running() == 0);
+  CHECK(phases.blocked().empty());
+}
+
+TEST_CASE("phases: a step failing while others run blocks its dependents only") {
+  const Spec s = specFrom(kStack);
+  const Graph g = Graph::build(s);
+  Phases phases(g, {Step::vault, Step::buckets, Step::postgres, Step::forgejo});
+  phases.finish(phases.start().front());
+  const auto steps = phases.start();
+  REQUIRE(steps.size() == 3);
+  phases.fail({Kind::postgres, "db"}, "role app: permission denied");
+  phases.finish(stepPhase(steps, Step::postgres));
+  // The forge's container is blocked at once; app when it would be ready
+  // (it waits for the bucket too); buckets and Vault run on.
+  CHECK(phases.start().empty());
+  CHECK(phases.blocked().size() == 1);
+  CHECK(phases.blocked().count(container("forge")) == 1);
+  CHECK(phases.running() == 2);
+  phases.finish(stepPhase(steps, Step::buckets));
+  CHECK(phases.start().empty());
+  CHECK(phases.blocked().size() == 3);  // app, and the sidecar with it
+  CHECK(phases.blocked().at(container("app")) ==
+        "blocked: postgres.db failed: role app: permission denied");
+  phases.finish(stepPhase(steps, Step::vault));
+  CHECK(strs(phases.start()) == std::vector<std::string>{"step: forgejo"});
 }
 
 TEST_CASE("phases: a failed role blocks exactly its consumers, the rest goes on") {
