@@ -26,6 +26,14 @@ std::string fmtMs(std::chrono::milliseconds d) {
   return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
 }
 
+// A start refused because containerd still holds a task (or container)
+// of that ID, left over from before the Engine restarted: the Engine answers
+// 500 "task ID: already exists" (or "container ID: already exists").
+bool staleTask(const Error& e) {
+  return e.code != ErrorCode::not_found && e.code != ErrorCode::conflict &&
+         e.message.find("already exists") != std::string::npos;
+}
+
 // stop_timeout_ms of the canonical config in a container's label, in seconds.
 std::optional<std::chrono::seconds> recordedStopTimeout(const Labels& labels) {
   auto it = labels.find(kLabelConfig);
@@ -341,6 +349,15 @@ struct Run {
         // Gone since the observation (a create Docker rolled back after the
         // client that asked for it was killed): created afresh.
         if (!st && st.error().code == ErrorCode::not_found) {
+          co_return co_await createAndStart(c, desired);
+        }
+        // The Engine restarted and containerd still holds the container's old
+        // task ("task ID: already exists", moby#38346's kin): every start
+        // fails the same way until the container is removed. Ours, and holding
+        // no data (volumes are never touched): removed and created afresh.
+        if (!st && staleTask(st.error())) {
+          auto rm = co_await stopAndRemove(change.id, c.name);
+          if (!rm) co_return rm;
           co_return co_await createAndStart(c, desired);
         }
         co_return st;

@@ -278,6 +278,28 @@ TEST_CASE("a listed container that is gone when started (a create Docker rolled 
   CHECK(fake.containers.at("solo").state == "running");
 }
 
+TEST_CASE("a start refused for a task containerd still holds is a remove and a fresh create") {
+  FakeDocker fake;
+  fake.images = {"img/db:1", "img/app:1"};
+  auto spec = specFrom(kSpec);
+  REQUIRE(reconcile(fake, spec).ok());
+  fake.containers.at("solo").state = "exited";  // the Engine restarted under it
+  const std::string oldId = fake.containers.at("solo").id;
+  fake.failNext["startContainer"] =
+      Error::make(ErrorCode::peer, "start container " + oldId + ": task " + oldId +
+                                       ": already exists", 500);
+  fake.log.clear();
+  auto r = reconcile(fake, spec);
+  REQUIRE(r.ok());
+  const auto* solo = outcome(r.value(), "container.solo");
+  REQUIRE(solo != nullptr);
+  CHECK_MESSAGE(solo->ok, solo->message);
+  CHECK(indexOf(fake.log, "remove solo") < indexOf(fake.log, "create solo"));
+  CHECK(indexOf(fake.log, "create solo") < indexOf(fake.log, "start solo"));
+  CHECK(fake.containers.at("solo").state == "running");
+  CHECK(fake.containers.at("solo").id != oldId);
+}
+
 namespace {
 
 const char* kJobs = R"(
