@@ -263,6 +263,7 @@ std::vector<ResourceKey> failedNodes(const config::Spec& spec, const StepOutcome
 }
 
 asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInput in) {
+  const auto begun = Clock::now();
   PipelineOutcome out;
   const config::Spec& spec = *in.spec;
   const state::UnlockedKey* key = in.key && !in.key->locked() ? in.key : nullptr;
@@ -384,6 +385,7 @@ asio::awaitable<PipelineOutcome> runPipeline(PipelineExecutor& exec, PipelineInp
     exec.outcomes(blocked);
     out.steps.push_back(std::move(blocked));
   }
+  out.seconds = since(begun);
   co_return out;
 }
 

@@ -63,6 +63,9 @@ struct PipelineOutcome {
   // How long each part took, seconds, in the order first run; the Docker
   // passes add up under "docker".
   std::vector<std::pair<std::string, double>> timings;
+  // The whole converge, seconds: less than the timings' sum when phases ran
+  // at once. 0 when it ended early (an error of a strict converge).
+  double seconds = 0;
   bool converged() const {
     if (error || !docker || !docker->converged) return false;
     for (const auto& s : steps) {
