@@ -9,7 +9,9 @@
 // The test cases share one container and run in declaration order: the first
 // bootstraps from scratch, the next ones converge and repair drift.
 #include "controllers/forgejo/forgejo.hpp"
+#include "controllers/forgejo/forgejo_plan.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -330,6 +332,25 @@ struct Fixture {
     return runSync(forge.io, fj::reconcile(spec, secrets, deps, options));
   }
 
+  // What `plan` would show: the forge's plan observe (reads only, every
+  // request recorded) against the live forge, and the pure plan of it.
+  std::vector<foundationd::PlanChange> plan() {
+    fj::PlanDeps deps;
+    deps.state = &state_;
+    deps.http = [this](const PeerRequest& req) {
+      requests.push_back(req);
+      return foundationd::transport::peerRequest(req);
+    };
+    deps.runnerTokenVaultDigest = [this]() -> Result<std::optional<std::string>> {
+      auto it = state_.vault.find(*spec.forgejo->runnerTokenVaultPath);
+      if (it == state_.vault.end()) return std::optional<std::string>();
+      auto d = state_.digestOf(it->second);
+      if (!d) return d.error();
+      return std::optional<std::string>(d.value());
+    };
+    return fj::plan(spec, fj::observeForPlan(spec, secrets, deps, /*hostAbsent=*/false));
+  }
+
  private:
   MemState& state_;
 };
@@ -558,6 +579,66 @@ TEST_CASE("forgejo: drift is repaired") {
   INFO(describe(report));
   REQUIRE(report.step.ok());
   for (const auto& o : report.step.outcomes) CHECK_FALSE(o.changed);
+}
+
+// "NAME ACTION field:before->after ..." per change, sorted by name.
+std::vector<std::string> linesOf(const std::vector<foundationd::PlanChange>& changes) {
+  std::vector<std::string> out;
+  for (const auto& c : changes) {
+    std::string line = c.key.name + " " + foundationd::planActionName(c.action);
+    for (const auto& f : c.fields) line += " " + f.field + ":" + f.before + "->" + f.after;
+    out.push_back(line);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_CASE("forgejo: the plan shows each change made on the live forge, and nothing else") {
+  Forge* f = forge();
+  if (f == nullptr) return;
+  Fixture fx(*f, sharedState());
+  REQUIRE(fx.run().step.ok());
+  CHECK(linesOf(fx.plan()).empty());  // converged: nothing to show
+
+  // Three changes by hand: the repository's visibility and description, the
+  // webhook's URL, the admin's second repository deleted.
+  REQUIRE(f->api("PATCH", "/repos/olsitec/foundation", kAdminPassword,
+                 json{{"private", true}, {"description", "changed"}}.dump())
+              .status == 200);
+  auto hooks = hooksOf(*f, "olsitec/foundation");
+  REQUIRE(hooks.size() == 1);
+  const auto id = std::to_string(hooks[0]["id"].get<std::int64_t>());
+  REQUIRE(f->api("PATCH", "/repos/olsitec/foundation/hooks/" + id, kAdminPassword,
+                 json{{"config", {{"url", "http://elsewhere.invalid/hook"},
+                                  {"content_type", "json"}}},
+                      {"events", hooks[0]["events"]}}  // the forge resets them when absent
+                     .dump())
+              .status == 200);
+  REQUIRE(f->api("DELETE", std::string("/repos/") + kAdmin + "/notes").status == 204);
+
+  fx.requests.clear();
+  const auto lines = linesOf(fx.plan());
+  std::string shown;
+  for (const auto& l : lines) shown += l + "\n";
+  INFO("the plan:\n" << shown);
+  CHECK(lines == std::vector<std::string>{
+                     "repo/olsitec/foundation update private:true->false "
+                     "description:changed->the foundation spec",
+                     "repo/platform-admin/notes create private:->true",
+                     "webhook/olsitec/foundation update "
+                     "url:http://elsewhere.invalid/hook->" + std::string(kHookUrl),
+                 });
+  // The plan read and changed nothing: every request a GET, the forge as left.
+  REQUIRE_FALSE(fx.requests.empty());
+  for (const auto& r : fx.requests) CHECK_MESSAGE(r.method == "GET", r.method << " " << r.url);
+  CHECK(json::parse(f->api("GET", "/repos/olsitec/foundation").body)["private"] == true);
+  CHECK(f->api("GET", std::string("/repos/") + kAdmin + "/notes").status == 404);
+
+  // One apply makes the plan empty again.
+  auto report = fx.run();
+  INFO(describe(report));
+  REQUIRE(report.step.ok());
+  CHECK(linesOf(fx.plan()).empty());
 }
 
 TEST_CASE("forgejo: a rotated webhook secret is pushed, not counted as drift") {
