@@ -24,8 +24,6 @@ using nlohmann::json;
 
 constexpr const char* kTokenPeriod = "768h";
 constexpr std::chrono::seconds kTokenPeriodSeconds{768 * 3600};
-// Connections a no-op's reads are spread over (the client's own and copies).
-constexpr std::size_t kLanes = 4;
 constexpr const char* kAppliedKind = "vault-kv";
 
 void wipe(std::string& s) {
@@ -173,41 +171,6 @@ Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait
   return withBackoff(
       wait, std::chrono::milliseconds(100), [&] { return client.health(); },
       [](const Result<Health>& h) { return h.ok(); });
-}
-
-// Runs `tasks` over up to kLanes connections at once: `client`'s own, on this
-// thread, and copies of `client` (a copy opens a connection of its own), one
-// thread each. Returns when every task has run; an exception in a task is
-// rethrown here.
-void runConcurrently(VaultClient& client,
-                     const std::vector<std::function<void(VaultClient&)>>& tasks) {
-  std::atomic<std::size_t> next{0};
-  std::mutex failureMutex;
-  std::exception_ptr failure;
-  auto work = [&](VaultClient& c) {
-    try {
-      for (std::size_t i; (i = next++) < tasks.size();) tasks[i](c);
-    } catch (...) {
-      std::lock_guard lock(failureMutex);
-      if (!failure) failure = std::current_exception();
-    }
-  };
-  const std::size_t lanes = std::min(kLanes, tasks.size());
-  std::vector<VaultClient> copies;
-  copies.reserve(lanes);
-  std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < lanes; ++i) {
-    copies.push_back(client);
-    try {
-      threads.emplace_back([&work, &c = copies.back()] { work(c); });
-    } catch (const std::system_error&) {
-      break;  // no thread to be had: fewer lanes
-    }
-  }
-  work(client);
-  for (auto& t : threads) t.join();
-  for (auto& c : copies) c.clearToken();
-  if (failure) std::rethrow_exception(failure);
 }
 
 // What a converge reads with foundationd's token before it changes anything.

@@ -163,6 +163,13 @@ class VaultClient {
   transport::Session session_;  // one connection for this client's requests
 };
 
+// Runs `tasks` over up to four connections at once: `client`'s own, on this
+// thread, and copies of `client` (a copy opens a connection of its own), one
+// thread each; the copies' tokens are zeroed after. Returns when every task
+// has run; an exception in a task is rethrown here.
+void runConcurrently(VaultClient& client,
+                     const std::vector<std::function<void(VaultClient&)>>& tasks);
+
 // Runs `attempt` until `settled(result)` holds, or until the next pause would
 // end past `wait`: the pauses start at `first` and double up to 1 s. Returns
 // the last result. Blocking, like the client.

@@ -183,6 +183,7 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
     return o;
   }
   VaultClient client(v.address, ctx.requestTimeout);
+  if (ctx.observer) client.setObserver(ctx.observer);
   auto status = client.sealStatus();
   if (!status) {
     o.why = "cannot observe: Vault (" + v.address + ") does not answer: " + status.error().message;
@@ -225,12 +226,57 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
   }
   client.setToken(**token);
   sodium_memzero((*token)->data(), (*token)->size());
-  if (auto self = client.lookupSelf(); !self) {
-    o.newToken = self.error().httpStatus == 403;
-    o.unreadable = "cannot compare: foundationd's Vault token: " + self.error().message;
+
+  // Every read at once (no lookup-self first: a token Vault no longer knows
+  // is refused on every read, 403, which says the same). The KV reads are
+  // used only when the mount is a KV v2 one.
+  Result<nlohmann::json> mounts;
+  std::vector<std::string> policyNames{kOwnPolicy};
+  for (const auto& [name, _] : v.policies) policyNames.push_back(name);
+  std::map<std::string, Result<std::optional<std::string>>> policies;
+  std::vector<std::string> paths = alsoRead;
+  for (const auto& [_, cred] : spec.credentials) paths.push_back(cred.vaultPath);
+  std::map<std::string, Result<std::optional<KvSecret>>> kv;
+  std::vector<std::function<void(VaultClient&)>> tasks;
+  tasks.push_back([&mounts](VaultClient& c) { mounts = c.mounts(); });
+  // The maps' nodes are made here, on this thread; each task fills its own.
+  for (const auto& name : policyNames) {
+    tasks.push_back([slot = &policies[name], policy = &name](VaultClient& c) {
+      *slot = c.readPolicy(*policy);
+    });
+  }
+  for (const auto& path : paths) {
+    auto [it, added] = kv.try_emplace(path);
+    if (!added) continue;
+    tasks.push_back([slot = &it->second, mount = &v.kvMount, p = &it->first](VaultClient& c) {
+      *slot = c.kvRead(*mount, *p);
+    });
+  }
+  runConcurrently(client, tasks);
+  client.clearToken();
+  struct Wipe {  // the values read, zeroed on every return
+    std::map<std::string, Result<std::optional<KvSecret>>>& kv;
+    ~Wipe() {
+      for (auto& [_, r] : kv) {
+        if (!r || !r->has_value()) continue;
+        for (auto& [__, value] : (*r)->data) sodium_memzero(value.data(), value.size());
+      }
+    }
+  } wipe{kv};
+
+  auto refused = [](const auto& r) { return !r && r.error().httpStatus == 403; };
+  const Error* denied = refused(mounts) ? &mounts.error() : nullptr;
+  for (const auto& [_, r] : policies) {
+    if (!denied && refused(r)) denied = &r.error();
+  }
+  for (const auto& [_, r] : kv) {
+    if (!denied && refused(r)) denied = &r.error();
+  }
+  if (denied) {
+    o.newToken = true;
+    o.unreadable = "cannot compare: foundationd's Vault token: " + denied->message;
     return o;
   }
-  auto mounts = client.mounts();
   if (!mounts) {
     o.unreadable = "cannot read sys/mounts: " + mounts.error().message;
     return o;
@@ -241,10 +287,8 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
                      opts.value("version", "") == "2";
     o.mount = kv2 ? PlanObservation::Mount::kv2 : PlanObservation::Mount::other;
   }
-  std::vector<std::string> policies{kOwnPolicy};
-  for (const auto& [name, _] : v.policies) policies.push_back(name);
-  for (const auto& name : policies) {
-    auto p = client.readPolicy(name);
+  for (const auto& name : policyNames) {
+    auto& p = policies.at(name);
     if (!p) {
       o.unreadable = "cannot read policy " + name + ": " + p.error().message;
       return o;
@@ -252,26 +296,23 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
     o.policies[name] = *p;
   }
   if (o.mount != PlanObservation::Mount::kv2) return o;
-  std::vector<std::string> paths = alsoRead;
-  for (const auto& [_, cred] : spec.credentials) paths.push_back(cred.vaultPath);
   for (const auto& path : paths) {
-    auto have = client.kvRead(v.kvMount, path);
+    auto& have = kv.at(path);
     if (!have) {
       o.unreadable = "cannot read " + v.kvMount + "/" + path + ": " + have.error().message;
       return o;
     }
-    ObservedKv& kv = o.kv[path];
+    ObservedKv& seen = o.kv[path];
     if (!have->has_value()) continue;
-    kv.present = !(*have)->deleted;
-    kv.version = (*have)->version;
-    for (auto& [field, value] : (*have)->data) {
+    seen.present = !(*have)->deleted;
+    seen.version = (*have)->version;
+    for (const auto& [field, value] : (*have)->data) {
       auto d = ctx.store->digestOf(value);
-      sodium_memzero(value.data(), value.size());
       if (!d) {
         o.unreadable = "cannot digest: " + d.error().message;
         return o;
       }
-      kv.digests[field] = *d;
+      seen.digests[field] = *d;
     }
   }
   return o;

@@ -555,10 +555,29 @@ TEST_CASE("vault: the plan of a change in Vault or the state shows exactly that 
   INFO(describe(r1));
   REQUIRE(r1.ok());
   auto planNow = [&] { return vault::plan(spec, vault::observeForPlan(spec, ctx, false)); };
+  std::atomic<int> requests{0};
+  ctx.observer = [&requests](int) { ++requests; };
   auto converged = planNow();
   INFO(describePlan(converged));
   CHECK(converged.empty());
+  // seal-status, then at once: sys/mounts, foundationd's policy, the spec's
+  // one policy, one KV read per credential (two); no lookup-self.
+  CHECK(requests == 6);
   auto root = rootClient(st, bao.address);
+
+  SUBCASE("foundationd's token revoked: not compared, and apply makes a new one") {
+    auto token = st.store->currentSecret(st.key, vault::kKind, vault::kTokenName,
+                                         vault::kTokenField);
+    REQUIRE(token.ok());
+    REQUIRE(root.revokeToken(std::string(token->value.view())).ok());
+    const auto seen = vault::observeForPlan(spec, ctx, false);
+    CHECK(seen.newToken);
+    REQUIRE(seen.unreadable.has_value());
+    CHECK(seen.unreadable->find("cannot compare: foundationd's Vault token") !=
+          std::string::npos);
+    CHECK(seen.policies.empty());  // nothing guessed
+    CHECK(seen.kv.empty());
+  }
 
   SUBCASE("a policy edited in Vault") {
     REQUIRE(root.writePolicy("forgejo", "path \"foundation/data/*\" { capabilities = [\"read\"] }")
