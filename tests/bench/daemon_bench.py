@@ -249,7 +249,7 @@ def main():
             ratio = "" if path == "/healthz" else f" ({p99 / floor_p99:.1f}x /healthz's, the floor)"
             print(f"wrk -t1 -c4 -d5s {path}: {rps:.0f} requests/s, p99 {p99:.2f} ms{ratio}")
         if not wrk_rows:
-            print("wrk: not installed (apt-get install wrk)")
+            print("wrk: not installed (scripts/install-deps --bench)")
     finally:
         if dm is not None and dm.proc.poll() is None:
             dm.proc.kill()
