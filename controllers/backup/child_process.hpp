@@ -32,6 +32,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "common/result.hpp"
+#include "controllers/source/process.hpp"
 
 namespace foundationd::backup {
 
@@ -40,7 +41,7 @@ using Task = boost::asio::awaitable<T>;
 
 struct ChildRequest {
   std::vector<std::string> argv;                         // argv[0] is looked up in PATH
-  std::vector<std::pair<std::string, std::string>> env;  // the child's whole environment
+  source::SecretEnv env;  // the child's whole environment (values zeroed when destroyed)
   std::vector<std::string_view> secretFds;               // /dev/fd/3, /dev/fd/4, ...
   bool pipeStdin = false;
   std::string cwd{};  // its working directory ("" = ours)

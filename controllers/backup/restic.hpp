@@ -35,7 +35,7 @@ namespace foundationd::backup {
 // end needs (s3: keys). `display` is safe to print (no key in it).
 struct Repository {
   std::string location;
-  std::vector<std::pair<std::string, std::string>> env;
+  source::SecretEnv env;  // its keys (zeroed when destroyed)
   std::string display;
   // The same repository reached through rclone's S3 back end (restic's
   // `rclone:` location, rclone started by restic as `rclone serve restic
@@ -45,7 +45,7 @@ struct Repository {
   // keys. Both forms read and write the same objects. Empty when the
   // repository is not on S3 with keys of its own.
   std::string rcloneLocation;
-  std::vector<std::pair<std::string, std::string>> rcloneEnv;
+  source::SecretEnv rcloneEnv;
 };
 
 // The rclone form of an `s3:` location (restic's spelling: s3:http[s]://HOST/

@@ -14,7 +14,7 @@
 namespace foundationd::source {
 namespace {
 
-using Env = std::vector<std::pair<std::string, std::string>>;
+using Env = SecretEnv;
 
 bool isHex(std::string_view s) {
   if (s.size() < 7 || s.size() > 64) return false;

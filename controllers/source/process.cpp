@@ -12,6 +12,11 @@
 #include <unistd.h>
 
 namespace foundationd::source {
+
+SecretEnv::~SecretEnv() {
+  for (auto& [_, value] : *this) sodium_memzero(value.data(), value.size());
+}
+
 namespace {
 
 // Zeroes a string's bytes before it is freed (it may hold a token).

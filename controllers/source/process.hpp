@@ -27,9 +27,22 @@
 
 namespace foundationd::source {
 
+// A child's environment, whose values may be secrets (a token, an S3 secret
+// key): every value is zeroed when the list is destroyed (moves hand the
+// buffers over; copies are zeroed in turn).
+struct SecretEnv : std::vector<std::pair<std::string, std::string>> {
+  using vector::vector;
+  SecretEnv() = default;
+  SecretEnv(const SecretEnv&) = default;
+  SecretEnv(SecretEnv&&) noexcept = default;
+  SecretEnv& operator=(const SecretEnv&) = default;
+  SecretEnv& operator=(SecretEnv&&) noexcept = default;
+  ~SecretEnv();
+};
+
 struct ProcessRequest {
-  std::vector<std::string> argv;                         // argv[0] is looked up in PATH
-  std::vector<std::pair<std::string, std::string>> env;  // the child's whole environment
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH
+  SecretEnv env;                  // the child's whole environment
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
   std::size_t maxOutput = 8 * 1024 * 1024;  // per stream; the rest is dropped
 };
