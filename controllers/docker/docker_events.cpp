@@ -6,7 +6,9 @@
 #include <optional>
 #include <utility>
 
+#include <boost/asio/error.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
 
 #include "controllers/docker/docker_client.hpp"
 #include "controllers/docker/docker_client_internal.hpp"
@@ -150,13 +152,24 @@ Task<Status> DockerClient::events(LabelFilter labels,
 
   requests_.fetch_add(1, std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
-  auto r = co_await http_.stream(
-      std::move(req),
-      [&status](const HttpResponse& head) {
-        status = head.status;
-        return true;
-      },
-      onChunk);
+  const auto onHead = [&status](const HttpResponse& head) {
+    status = head.status;
+    return true;
+  };
+  // Cancelled between two of the stream's operations (before the read that
+  // would have seen it), the coroutine's next co_await throws
+  // operation_aborted (asio's throw_if_cancelled): the same end as a
+  // cancelled read.
+  std::optional<Result<HttpResponse>> answer;
+  bool aborted = false;
+  try {
+    answer.emplace(co_await http_.stream(std::move(req), onHead, onChunk));
+  } catch (const boost::system::system_error& e) {
+    if (e.code() != boost::asio::error::operation_aborted) throw;
+    aborted = true;
+  }
+  if (aborted) co_return Error::make(ErrorCode::unavailable, what + ": cancelled");
+  auto& r = *answer;
   record("GET /events", r.ok() ? r->status : 0, std::chrono::steady_clock::now() - start);
 
   if (failure) co_return std::move(*failure);

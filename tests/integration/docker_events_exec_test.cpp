@@ -163,7 +163,12 @@ class Subscription {
                         return !st->stopAfter(e);
                       }),
         boost::asio::bind_cancellation_slot(
-            st->cancel.slot(), [st](std::exception_ptr, Status r) { st->ended = std::move(r); }));
+            st->cancel.slot(), [st](std::exception_ptr e, Status r) {
+              // An exception is an end events() must not have: say so.
+              st->ended = e ? Status(foundationd::Error::make(foundationd::ErrorCode::internal,
+                                                              "events() threw"))
+                            : std::move(r);
+            }));
   }
   ~Subscription() {
     if (!state_->ended) {
@@ -396,6 +401,16 @@ TEST_CASE("events: cancelling the coroutine ends a silent subscription") {
   sub.cancel();
   REQUIRE_MESSAGE(s.waitFor([&] { return sub.ended().has_value(); }, 5s), "cancel did nothing");
   CHECK(codeOf(*sub.ended()) == "unavailable");
+  CHECK(sub.ended()->error().message == "watch Engine events: cancelled");
+}
+
+TEST_CASE("events: cancelled before its first request, it ends as cancelled, not thrown") {
+  Session s;
+  if (s.image.empty()) return;
+  Subscription sub(s, s.client, [](const DockerEvent&) { return false; });
+  sub.cancel();  // before the coroutine has run at all
+  REQUIRE_MESSAGE(s.waitFor([&] { return sub.ended().has_value(); }, 5s), "cancel did nothing");
+  REQUIRE_FALSE(sub.ended()->ok());
   CHECK(sub.ended()->error().message == "watch Engine events: cancelled");
 }
 
