@@ -14,6 +14,7 @@
 
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/vault/init_answer.hpp"
+#include "controllers/vault/vault_reads.hpp"
 
 namespace foundationd::vault {
 
@@ -171,68 +172,6 @@ Result<Health> waitForAnswer(VaultClient& client, std::chrono::milliseconds wait
   return withBackoff(
       wait, std::chrono::milliseconds(100), [&] { return client.health(); },
       [](const Result<Health>& h) { return h.ok(); });
-}
-
-// What a converge reads with foundationd's token before it changes anything.
-struct Reads {
-  Result<json> mounts;
-  Result<std::optional<std::string>> own;                              // foundationd's policy
-  std::map<std::string, Result<std::optional<std::string>>> policies;  // [vault.policies]
-  std::map<std::string, Result<std::optional<KvSecret>>> kv;           // vault path ->
-  Reads() = default;
-  Reads(const Reads&) = delete;
-  Reads& operator=(const Reads&) = delete;
-  ~Reads() { clear(); }
-  void clear() {
-    for (auto& [_, r] : kv) {
-      if (r && r->has_value()) {
-        for (auto& [__, v] : (*r)->data) wipe(v);
-      }
-    }
-    mounts = Result<json>();
-    own = Result<std::optional<std::string>>();
-    policies.clear();
-    kv.clear();
-  }
-  // Some read was refused (403): the token may be gone.
-  bool refused() const {
-    auto no = [](const auto& r) { return !r && r.error().httpStatus == 403; };
-    if (no(mounts) || no(own)) return true;
-    for (const auto& [_, r] : policies) {
-      if (no(r)) return true;
-    }
-    for (const auto& [_, r] : kv) {
-      if (no(r)) return true;
-    }
-    return false;
-  }
-};
-
-// Every read of a no-op at once, into `r` (cleared first): sys/mounts and
-// foundationd's policy when `withBootstrap`, each [vault.policies] entry,
-// each credential's KV secret.
-void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, Reads& r) {
-  const config::VaultSpec& v = *spec.vault;
-  r.clear();
-  std::vector<std::function<void(VaultClient&)>> tasks;
-  if (withBootstrap) {
-    tasks.push_back([&r](VaultClient& c) { r.mounts = c.mounts(); });
-    tasks.push_back([&r](VaultClient& c) { r.own = c.readPolicy(kOwnPolicy); });
-  }
-  // The maps' nodes are made here, on this thread; each task fills its own
-  // (pointers captured: clang 14 cannot capture a structured binding).
-  for (const auto& [name, _] : v.policies) {
-    tasks.push_back([slot = &r.policies[name], policy = &name](VaultClient& c) {
-      *slot = c.readPolicy(*policy);
-    });
-  }
-  for (const auto& [_, cred] : spec.credentials) {
-    auto [it, added] = r.kv.try_emplace(cred.vaultPath);
-    if (!added) continue;
-    tasks.push_back([slot = &it->second, mount = &v.kvMount,
-                     path = &cred.vaultPath](VaultClient& c) { *slot = c.kvRead(*mount, *path); });
-  }
-  runConcurrently(client, tasks);
 }
 
 VaultClient makeClient(const config::VaultSpec& v, const Context& ctx) {
@@ -663,7 +602,7 @@ StepReport reconcile(const config::Spec& spec, Context& ctx, Observation* seen) 
     }
     if (valid) {
       readAll(spec, client, true, reads);
-      if (!lookedUp && reads.refused()) {
+      if (!lookedUp && reads.refusedBy() != nullptr) {
         if (auto st = checkToken(client, ctx, version, valid); !st) {
           report.outcomes.push_back(failedOutcome("", st.error().message));
           return report;
@@ -756,6 +695,62 @@ Status mirrorCredential(const config::Spec& spec, Context& ctx, const std::strin
   StepOutcome o = mirrorOne(spec, it->second, client, ctx);
   if (!o.ok) return Error::make(ErrorCode::peer, o.message);
   return Status::success();
+}
+
+// --- the reads of a no-op (vault_reads.hpp) ------------------------------------
+
+void Reads::clear() {
+  for (auto& [_, r] : kv) {
+    if (r && r->has_value()) {
+      for (auto& [__, v] : (*r)->data) wipe(v);
+    }
+  }
+  mounts = Result<json>();
+  own = Result<std::optional<std::string>>();
+  policies.clear();
+  kv.clear();
+}
+
+const Error* Reads::refusedBy() const {
+  auto no = [](const auto& r) { return !r && r.error().httpStatus == 403; };
+  if (no(mounts)) return &mounts.error();
+  if (no(own)) return &own.error();
+  for (const auto& [_, r] : policies) {
+    if (no(r)) return &r.error();
+  }
+  for (const auto& [_, r] : kv) {
+    if (no(r)) return &r.error();
+  }
+  return nullptr;
+}
+
+void readAll(const config::Spec& spec, VaultClient& client, bool withBootstrap, Reads& r,
+             const std::vector<std::string>& alsoRead) {
+  const config::VaultSpec& v = *spec.vault;
+  r.clear();
+  std::vector<std::function<void(VaultClient&)>> tasks;
+  if (withBootstrap) {
+    tasks.push_back([&r](VaultClient& c) { r.mounts = c.mounts(); });
+    tasks.push_back([&r](VaultClient& c) { r.own = c.readPolicy(kOwnPolicy); });
+  }
+  // The maps' nodes are made here, on this thread; each task fills its own
+  // (pointers captured: clang 14 cannot capture a structured binding).
+  for (const auto& [name, _] : v.policies) {
+    tasks.push_back([slot = &r.policies[name], policy = &name](VaultClient& c) {
+      *slot = c.readPolicy(*policy);
+    });
+  }
+  std::vector<const std::string*> paths;
+  for (const auto& path : alsoRead) paths.push_back(&path);
+  for (const auto& [_, cred] : spec.credentials) paths.push_back(&cred.vaultPath);
+  for (const std::string* path : paths) {
+    auto [it, added] = r.kv.try_emplace(*path);
+    if (!added) continue;
+    tasks.push_back([slot = &it->second, mount = &v.kvMount, p = &it->first](VaultClient& c) {
+      *slot = c.kvRead(*mount, *p);
+    });
+  }
+  runConcurrently(client, tasks);
 }
 
 }  // namespace foundationd::vault

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include "controllers/credentials/credentials.hpp"
+#include "controllers/vault/vault_reads.hpp"
 
 namespace foundationd::vault {
 namespace {
@@ -227,56 +228,18 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
   client.setToken(**token);
   sodium_memzero((*token)->data(), (*token)->size());
 
-  // Every read at once (no lookup-self first: a token Vault no longer knows
-  // is refused on every read, 403, which says the same). The KV reads are
-  // used only when the mount is a KV v2 one.
-  Result<nlohmann::json> mounts;
-  std::vector<std::string> policyNames{kOwnPolicy};
-  for (const auto& [name, _] : v.policies) policyNames.push_back(name);
-  std::map<std::string, Result<std::optional<std::string>>> policies;
-  std::vector<std::string> paths = alsoRead;
-  for (const auto& [_, cred] : spec.credentials) paths.push_back(cred.vaultPath);
-  std::map<std::string, Result<std::optional<KvSecret>>> kv;
-  std::vector<std::function<void(VaultClient&)>> tasks;
-  tasks.push_back([&mounts](VaultClient& c) { mounts = c.mounts(); });
-  // The maps' nodes are made here, on this thread; each task fills its own.
-  for (const auto& name : policyNames) {
-    tasks.push_back([slot = &policies[name], policy = &name](VaultClient& c) {
-      *slot = c.readPolicy(*policy);
-    });
-  }
-  for (const auto& path : paths) {
-    auto [it, added] = kv.try_emplace(path);
-    if (!added) continue;
-    tasks.push_back([slot = &it->second, mount = &v.kvMount, p = &it->first](VaultClient& c) {
-      *slot = c.kvRead(*mount, *p);
-    });
-  }
-  runConcurrently(client, tasks);
+  // Every read at once, as the converge's (no lookup-self first: a token
+  // Vault no longer knows is refused on every read, 403, which says the
+  // same). The KV reads are used only when the mount is a KV v2 one.
+  Reads reads;
+  readAll(spec, client, /*withBootstrap=*/true, reads, alsoRead);
   client.clearToken();
-  struct Wipe {  // the values read, zeroed on every return
-    std::map<std::string, Result<std::optional<KvSecret>>>& kv;
-    ~Wipe() {
-      for (auto& [_, r] : kv) {
-        if (!r || !r->has_value()) continue;
-        for (auto& [__, value] : (*r)->data) sodium_memzero(value.data(), value.size());
-      }
-    }
-  } wipe{kv};
-
-  auto refused = [](const auto& r) { return !r && r.error().httpStatus == 403; };
-  const Error* denied = refused(mounts) ? &mounts.error() : nullptr;
-  for (const auto& [_, r] : policies) {
-    if (!denied && refused(r)) denied = &r.error();
-  }
-  for (const auto& [_, r] : kv) {
-    if (!denied && refused(r)) denied = &r.error();
-  }
-  if (denied) {
+  if (const Error* denied = reads.refusedBy()) {
     o.newToken = true;
     o.unreadable = "cannot compare: foundationd's Vault token: " + denied->message;
     return o;
   }
+  const auto& mounts = reads.mounts;
   if (!mounts) {
     o.unreadable = "cannot read sys/mounts: " + mounts.error().message;
     return o;
@@ -287,8 +250,11 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
                      opts.value("version", "") == "2";
     o.mount = kv2 ? PlanObservation::Mount::kv2 : PlanObservation::Mount::other;
   }
-  for (const auto& name : policyNames) {
-    auto& p = policies.at(name);
+  std::vector<std::pair<std::string, const Result<std::optional<std::string>>*>> policies{
+      {kOwnPolicy, &reads.own}};
+  for (const auto& [name, p] : reads.policies) policies.emplace_back(name, &p);
+  for (const auto& [name, pp] : policies) {
+    const auto& p = *pp;
     if (!p) {
       o.unreadable = "cannot read policy " + name + ": " + p.error().message;
       return o;
@@ -296,8 +262,7 @@ PlanObservation observeForPlan(const config::Spec& spec, const Context& ctx, boo
     o.policies[name] = *p;
   }
   if (o.mount != PlanObservation::Mount::kv2) return o;
-  for (const auto& path : paths) {
-    auto& have = kv.at(path);
+  for (const auto& [path, have] : reads.kv) {
     if (!have) {
       o.unreadable = "cannot read " + v.kvMount + "/" + path + ": " + have.error().message;
       return o;
