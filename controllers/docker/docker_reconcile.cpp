@@ -18,9 +18,12 @@
 namespace foundationd::docker {
 
 namespace {
-// How long refresh waits for a container's removal to end: up to 2 s.
-constexpr auto kRemovalPoll = std::chrono::milliseconds(10);
-constexpr int kRemovalPolls = 200;
+// How long refresh waits for a container's removal to end: up to 2 s, asking
+// every 2 ms. The first inspect already waited for the Engine's lock on the
+// container (its kill); what is left of the removal takes a few milliseconds,
+// and a repair waits for each of them (an inspect costs a fraction of one).
+constexpr auto kRemovalPoll = std::chrono::milliseconds(2);
+constexpr auto kRemovalWait = std::chrono::seconds(2);
 }  // namespace
 
 Task<Status> refresh(DockerApi& api, const std::string& project,
@@ -35,7 +38,9 @@ Task<Status> refresh(DockerApi& api, const std::string& project,
     // removal, a few milliseconds, so that this pass creates it again. Seen
     // as "removing" it would be left alone, and its `destroy` event would
     // wait for the key's next turn (the scheduler's minKeyInterval).
-    for (int i = 0; i < kRemovalPolls && inspected && inspected->state == "removing"; ++i) {
+    const auto giveUp = std::chrono::steady_clock::now() + kRemovalWait;
+    while (inspected && inspected->state == "removing" &&
+           std::chrono::steady_clock::now() < giveUp) {
       co_await sleepFor(kRemovalPoll);
       inspected = co_await api.inspectContainer(key.name);
     }
