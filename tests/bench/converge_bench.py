@@ -10,7 +10,7 @@ foundationd's no-op converge (which must not grow with N).
 
 The no-op's floor, measured in the same run: a process start (`/bin/true`,
 and `foundationd --version`: the binary's own start) plus the three list
-calls a no-op makes, timed in this process over the Engine's socket. The
+calls a no-op makes, at once, timed in this process over the Engine's socket. The
 no-op's ratio to that floor says what foundationd adds (reading the spec,
 planning); it should not grow with N.
 
@@ -19,6 +19,7 @@ Needs a running Docker engine, docker-compose (Debian's), and the busybox
 test image (tests/peers/busybox-image).
 """
 import argparse
+import concurrent.futures
 import http.client
 import os
 import socket
@@ -97,13 +98,18 @@ def engine_get(path):
     conn.close()
 
 
+LISTS = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+
+
 def list_calls():
-    """The three list calls of a no-op converge, bare, timed in this process."""
+    """The three list calls of a no-op converge, bare, timed in this process:
+    issued at once, each on its own connection, as foundationd does."""
+    urls = ['/containers/json?all=1&filters={"label":["foundationd.managed=true",'
+            f'"foundationd.project={FD_PROJECT}"]}}'.replace('"', "%22").replace(" ", ""),
+            "/networks", "/volumes"]
     t0 = time.perf_counter()
-    engine_get('/containers/json?all=1&filters={"label":["foundationd.managed=true",'
-               f'"foundationd.project={FD_PROJECT}"]}}'.replace('"', "%22").replace(" ", ""))
-    engine_get("/networks")
-    engine_get("/volumes")
+    for f in [LISTS.submit(engine_get, u) for u in urls]:
+        f.result()
     return time.perf_counter() - t0
 
 
