@@ -354,6 +354,10 @@ struct BackupSpec {
   // scratch containers this long after the last verify (docs/dr.md
   // "Verify"); nullopt = "off" (verify from a timer or by hand instead).
   std::optional<Duration> verifySchedule = std::chrono::hours(24 * 7);
+  // `max_freeze`: the longest the forge's container stays paused for its
+  // cut (docs/dr.md "The forge's data"); past it the forge is thawed and the
+  // backup fails, its cut not consistent.
+  Duration maxFreeze = std::chrono::minutes(10);
   BackupRetention retention;
   std::map<std::string, SourceLoc> disposable;  // container, volume or bucket name -> where
   // `recovery`: where `backup export-recovery` writes the recovery bundle,

@@ -190,8 +190,9 @@ void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
   const toml::table* t = r.table(root, "backup", Where{});
   if (!t) return;
   const Where w{"backup"};
-  r.checkKeys(*t, {"local", "offsite", "schedule", "verify_schedule", "retention", "disposable",
-                   "recovery"},
+  r.checkKeys(*t,
+              {"local", "offsite", "schedule", "verify_schedule", "max_freeze", "retention",
+               "disposable", "recovery"},
               w);
   BackupSpec b;
   b.loc = r.loc(*t);
@@ -217,6 +218,19 @@ void parseBackup(SpecReader& r, const toml::table& root, Spec& spec) {
       }
       b.verifySchedule = *d;
     }
+  }
+  if (auto d = r.duration(*t, "max_freeze", w)) {
+    if (d->count() <= 0) {
+      r.error(r.loc(*t->get("max_freeze")), "\"max_freeze\" " + w.in() +
+                                                " must be more than 0 (it is the longest the forge "
+                                                "stays paused while a backup reads its data)");
+    } else if (*d < std::chrono::seconds(1)) {
+      r.warning(r.loc(*t->get("max_freeze")),
+                "\"max_freeze\" " + w.in() +
+                    " is under \"1s\": a backup of the forge's data "
+                    "will rarely be read within it, and fails when not");
+    }
+    b.maxFreeze = *d;
   }
   parseRetention(r, *t, w, b);
   parseDisposable(r, *t, w, spec, b);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <set>
 
+#include "config/units.hpp"
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/freeze.hpp"
 
@@ -125,6 +126,13 @@ Freezer pauseFreezer(BackupContext& ctx, const std::string& forge) {
   f.freeze = [&ctx, forge]() -> Task<Status> { co_return co_await ctx.docker.pauseContainer(forge, true); };
   f.thaw = [&ctx, forge]() -> Task<Status> { co_return co_await ctx.docker.pauseContainer(forge, false); };
   if (ctx.unpauseNow) f.thawNow = [&ctx, forge] { ctx.unpauseNow(forge); };
+  if (ctx.spec.backup) {
+    f.limit = ctx.spec.backup->maxFreeze;
+    f.limitHint = "the forge's data takes longer to read than [backup] max_freeze (" +
+                  config::formatDuration(ctx.spec.backup->maxFreeze) +
+                  ") allows: raise it, or mark volumes of the forge that need no backup "
+                  "[backup] disposable";
+  }
   return f;
 }
 

@@ -11,11 +11,17 @@
 //   `thawNow`, a blocking fallback (it may not co_await).
 // - `held` receives how long the service was frozen (freeze returned to
 //   thaw returned), also when the body failed.
+// - A `limit` bounds the freeze: when it passes with the body still running,
+//   the service is thawed there and then, the body is cancelled (and awaited
+//   until it ends), and the result is a timeout error naming the limit and
+//   `limitHint` — what was read is not a consistent cut. The thaw is not
+//   cancelled by the body ending meanwhile, and never runs twice.
 // - Thread: the io_context's.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <string>
 
 #include "controllers/backup/child_process.hpp"
 
@@ -25,6 +31,8 @@ struct Freezer {
   std::function<Task<Status>()> freeze;
   std::function<Task<Status>()> thaw;
   std::function<void()> thawNow;  // blocking fallback, see above; may be empty
+  std::chrono::milliseconds limit{0};  // the longest freeze; 0 = none
+  std::string limitHint;               // appended to the limit's error (what to change)
 };
 
 // RAII part of the contract: thawNow on destruction unless released.

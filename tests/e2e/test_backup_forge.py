@@ -2,7 +2,8 @@
 (FOUNDATIOND_FORGEJO_IMAGE: Gitea standing in for Forgejo, SQLite inside its data
 volume) and Debian's restic: commits pushed, a backup with the repositories and HEAD
 commits in its manifest and the forge's freeze measured; the faults (restic failing in
-the middle of the section, foundationd killed with SIGKILL while the forge is frozen):
+the middle of the section, a read outlasting [backup] max_freeze, foundationd killed with
+SIGKILL while the forge is frozen):
 the forge is never left paused once a backup has run again, no half backup is listed as
 complete; `backup verify` (the HEAD and `git fsck` in a scratch container); then restores
 of one repository and of the whole data into a re-created
@@ -137,6 +138,23 @@ keep_daily = 1
         assert "forge/data" in r.stderr, r.stderr
         assert forge_paused(forge) == ["false", "true"]
         assert docker("inspect", helper, check=False).returncode != 0  # the helper is gone
+
+        # Fault 3: the read outlasts [backup] max_freeze (restic hangs without
+        # reading): the forge is thawed at the limit, the hung restic killed,
+        # the backup refused, the helper removed.
+        limited = str(tmp_path / "limited.toml")
+        with open(limited, "w") as f:
+            f.write(text.replace("[backup.local]", '[backup]\nmax_freeze = "2s"\n[backup.local]'))
+        lcommon = ["--spec", limited] + common[2:]
+        r = fd("backup", *lcommon, fault="hang")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "frozen for the limit of 2s with the read still under way" in r.stderr, r.stderr
+        assert "[backup] max_freeze (2s)" in r.stderr, r.stderr
+        assert forge_paused(forge) == ["false", "true"]
+        assert docker("inspect", helper, check=False).returncode != 0
+        hung = int(pidfile.read_text())
+        assert not os.path.exists(f"/proc/{hung}"), "the hung restic outlived the backup"
+        pidfile.unlink()
 
         # Fault 2: foundationd killed with SIGKILL while the forge is frozen.
         env = dict(os.environ, NO_COLOR="1", FOUNDATIOND_RESTIC=str(tmp_path / "restic-hang"))

@@ -1,17 +1,18 @@
 // The forge's data section's pure parts (the repository listing, the
 // one-repository selector, its manifest fields) and the freeze: thawed
 // whatever the body does — fails, throws, or its coroutine is destroyed
-// mid-freeze (then the blocking fallback runs).
-#include <doctest/doctest.h>
-
+// mid-freeze (then the blocking fallback runs); and a freeze past its limit
+// is thawed at the limit, whatever the body does.
 #include <stdexcept>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <doctest/doctest.h>
 
 #include "controllers/backup/forge_section.hpp"
 #include "controllers/backup/freeze.hpp"
@@ -124,6 +125,102 @@ TEST_CASE("a coroutine destroyed mid-freeze is thawed by the guard's fallback") 
     CHECK(c.log == std::vector<std::string>{"freeze", "body"});
   }  // the io_context and the suspended frame are destroyed here
   CHECK(c.log == std::vector<std::string>{"freeze", "body", "thawNow"});
+}
+
+TEST_CASE("a freeze past its limit is thawed there and then, and its cut is refused") {
+  Calls c;
+  Freezer f = recording(c);
+  f.limit = std::chrono::milliseconds(30);
+  f.limitHint = "raise max_freeze";
+  std::chrono::milliseconds held{-1};
+  SUBCASE("a body that is cancelled: thawed at the limit, the body awaited, a timeout") {
+    auto st = runFrozen(
+        f,
+        [&]() -> Task<Status> {
+          c.log.push_back("body");
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
+                                      std::chrono::hours(1));
+          boost::system::error_code ec;
+          co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+          c.log.push_back(ec == boost::asio::error::operation_aborted ? "body cancelled"
+                                                                      : "body ended");
+          co_return Status::success();
+        },
+        &held);
+    REQUIRE_FALSE(st.ok());
+    CHECK((st.error().code == ErrorCode::timeout));
+    CHECK(st.error().message.find("limit of 30ms") != std::string::npos);
+    CHECK(st.error().message.find("not consistent") != std::string::npos);
+    CHECK(st.error().message.find("raise max_freeze") != std::string::npos);
+    CHECK(c.log == std::vector<std::string>{"freeze", "body", "thaw", "body cancelled"});
+    CHECK(held.count() >= 30);
+    CHECK(held.count() < 1000);
+  }
+  SUBCASE("a body deaf to cancellation: thawed at the limit all the same, before it ends") {
+    auto st = runFrozen(
+        f,
+        [&]() -> Task<Status> {
+          c.log.push_back("body");
+          co_await boost::asio::this_coro::reset_cancellation_state(
+              boost::asio::cancellation_filter<boost::asio::cancellation_type::none>());
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
+                                      std::chrono::milliseconds(300));
+          co_await t.async_wait(boost::asio::use_awaitable);
+          c.log.push_back("body ended");
+          co_return Status::success();  // a cut read past the limit: not kept
+        },
+        &held);
+    REQUIRE_FALSE(st.ok());
+    CHECK((st.error().code == ErrorCode::timeout));
+    CHECK(c.log == std::vector<std::string>{"freeze", "body", "thaw", "body ended"});
+    CHECK(held.count() < 300);
+  }
+  SUBCASE("a body that throws once cancelled: the limit's error, thawed once") {
+    auto st = runFrozen(
+        f,
+        [&]() -> Task<Status> {
+          c.log.push_back("body");
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
+                                      std::chrono::hours(1));
+          co_await t.async_wait(boost::asio::use_awaitable);  // throws operation_aborted
+          co_return Status::success();
+        },
+        &held);
+    REQUIRE_FALSE(st.ok());
+    CHECK((st.error().code == ErrorCode::timeout));
+    CHECK(c.log == std::vector<std::string>{"freeze", "body", "thaw"});
+  }
+  SUBCASE("a body within the limit: its result, thawed once after it") {
+    f.limit = std::chrono::hours(1);
+    auto st = runFrozen(
+        f,
+        [&]() -> Task<Status> {
+          c.log.push_back("body");
+          co_return Error::make(ErrorCode::peer, "restic failed");
+        },
+        &held);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message == "restic failed");
+    CHECK(c.log == std::vector<std::string>{"freeze", "body", "thaw"});
+  }
+  SUBCASE("the thaw at the limit fails: said so, and the blocking fallback tried") {
+    c.thawResult = Error::make(ErrorCode::unavailable, "the Engine went away");
+    auto st = runFrozen(
+        f,
+        [&]() -> Task<Status> {
+          c.log.push_back("body");
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
+                                      std::chrono::hours(1));
+          boost::system::error_code ec;
+          co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+          co_return Status::success();
+        },
+        &held);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message.find("thawing at the freeze's limit of 30ms") != std::string::npos);
+    CHECK(st.error().message.find("the Engine went away") != std::string::npos);
+    CHECK(c.log == std::vector<std::string>{"freeze", "body", "thaw", "thawNow"});
+  }
 }
 
 TEST_CASE("the forge's repository listing") {

@@ -70,6 +70,7 @@ TEST_CASE("[backup] with a local directory: the defaults") {
   CHECK(b.retention.keepWeekly == 4);
   CHECK(b.retention.keepMonthly == 6);
   CHECK(b.disposable.empty());
+  CHECK(b.maxFreeze == std::chrono::minutes(10));
 }
 
 TEST_CASE("[backup] every kind of target, schedule, retention, disposable") {
@@ -151,6 +152,20 @@ TEST_CASE("[backup] recovery: a file inside the spec repository") {
     fails("[backup]\nrecovery = \"" + std::string(bad) + "\"\n[backup.local]\npath = \"/a\"\n",
           "invalid \"recovery\"", h + 2);
   }
+}
+
+TEST_CASE("[backup] max_freeze: the forge's longest pause") {
+  const int h = headLines();
+  CHECK(ok("[backup]\nmax_freeze = \"90s\"\n[backup.local]\npath = \"/b\"\n").maxFreeze ==
+        std::chrono::seconds(90));
+  fails("[backup]\nmax_freeze = \"0s\"\n[backup.local]\npath = \"/a\"\n",
+        "\"max_freeze\" in [backup] must be more than 0", h + 2);
+  fails("[backup]\nmax_freeze = 30\n[backup.local]\npath = \"/a\"\n", "max_freeze", h + 2);
+  const auto r = load("[backup]\nmax_freeze = \"200ms\"\n[backup.local]\npath = \"/a\"\n");
+  REQUIRE(r.spec.has_value());
+  const std::string all = r.diagnostics.formatAll();
+  CHECK(all.find("foundation.toml:" + std::to_string(h + 2) + ":") != std::string::npos);
+  CHECK(all.find("\"max_freeze\" in [backup] is under \"1s\"") != std::string::npos);
 }
 
 TEST_CASE("[backup.offsite] on this spec's own S3 server: a warning") {
