@@ -1,20 +1,20 @@
 // `foundationd status` and `foundationd unseal`: clients of the running
 // daemon's API over its Unix socket (the first unix: entry of api.listen).
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cstdio>
 
 #include <boost/asio/io_context.hpp>
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <sodium.h>
+#include <unistd.h>
 
 #include "api/secret_json.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 #include "daemon/cli_support.hpp"
 #include "daemon/commands.hpp"
 #include "daemon/passphrase.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::daemon {
 namespace {
@@ -52,9 +52,7 @@ std::string errorText(const transport::HttpResponse& r) {
   return r.body;
 }
 
-void wipe(std::string& s) noexcept {
-  sodium_memzero(s.data(), s.capacity());
-}
+using state::wipe;
 
 // The bearer token (api.token_file), for the endpoints that need it, as the
 // Authorization header of a sensitive request (the client zeroes it after).

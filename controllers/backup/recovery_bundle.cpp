@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sodium.h>
 
+#include "state/wipe.hpp"
 #include "state/wrapped_key_json.hpp"
 
 namespace foundationd::backup {
@@ -14,10 +15,7 @@ namespace {
 
 using json = nlohmann::json;
 
-void wipe(std::string& s) {
-  if (!s.empty()) sodium_memzero(s.data(), s.size());
-  s.clear();
-}
+using state::wipe;
 
 // The associated data of the sealed part: everything outside it, so that an
 // edited header (another project, date or KDF parameters) does not open.

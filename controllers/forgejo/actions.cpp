@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "controllers/forgejo/forgejo.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::forgejo {
 
@@ -32,9 +33,7 @@ constexpr const char* kDescription = "managed by foundationd (the spec)";
 constexpr int kPageSize = 50;
 constexpr int kMaxPages = 100;
 
-void wipe(std::string& s) {
-  if (!s.empty()) sodium_memzero(s.data(), s.size());
-}
+using state::wipe;
 
 // "what: HTTP 404 (message)": the API's own message, bounded.
 std::string httpError(const std::string& what, const PeerResponse& r) {

@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <sodium.h>
 
+#include "state/wipe.hpp"
 #include "state/wiping_allocator.hpp"
 
 namespace foundationd::transport {
@@ -99,10 +100,7 @@ void arm(Stream& stream, Clock::time_point deadline) {
   }
 }
 
-// Zeroes a string's whole buffer (also what lies past its size).
-void wipe(std::string& s) noexcept {
-  sodium_memzero(s.data(), s.capacity());
-}
+using state::wipe;
 
 // For HttpRequest::sensitive: Beast's body, header fields and read buffer
 // in memory that is zeroed when freed.

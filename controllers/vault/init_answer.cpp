@@ -11,6 +11,7 @@
 #include "controllers/vault/vault.hpp"
 #include "state/atomic_file.hpp"
 #include "state/sealing.hpp"
+#include "state/wipe.hpp"
 #include "state/wrapped_key_json.hpp"
 
 namespace foundationd::vault {
@@ -19,9 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-void wipe(std::string& s) {
-  sodium_memzero(s.data(), s.size());
-}
+using state::wipe;
 
 // The material as one JSON text (the caller wipes it).
 std::string materialText(const InitResponse& a, int shares, int threshold) {

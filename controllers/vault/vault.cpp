@@ -15,6 +15,7 @@
 #include "controllers/credentials/credentials.hpp"
 #include "controllers/vault/init_answer.hpp"
 #include "controllers/vault/vault_reads.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::vault {
 
@@ -27,9 +28,7 @@ constexpr const char* kTokenPeriod = "768h";
 constexpr std::chrono::seconds kTokenPeriodSeconds{768 * 3600};
 constexpr const char* kAppliedKind = "vault-kv";
 
-void wipe(std::string& s) {
-  sodium_memzero(s.data(), s.size());
-}
+using state::wipe;
 
 StepOutcome outcome(const std::string& name) {
   StepOutcome o;
