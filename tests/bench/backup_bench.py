@@ -15,7 +15,11 @@ split between them (--split PG:FORGE:S3, default 1:1:1):
                   of [buckets.*], objects of 4 MiB random bytes put with curl's own SigV4
 
 [backup.local] and [backup.offsite] are two directories of this host (the offsite one stands
-for another host). Every run (RUNS, the figures are the medians) then does, in order:
+for another host). With --offsite-mbit N the offsite is instead an S3 server (the same image)
+in a container of its own outside the project, reached at its container address through a
+link shaped to N Mbit/s each way (`tc ... tbf` on both ends of its veth pair): the offsite
+copy of each backup and the rebuild's restore then pay a real link's bandwidth, and the
+rebuild's figure is a recovery time over that link. Every run (RUNS, the figures are the medians) then does, in order:
 
   floors          on the same bytes, in the same run: `pg_dump -Fc` of the database through
                   `docker exec` into a file; for each data volume (PostgreSQL's, the forge's,
@@ -74,6 +78,7 @@ import http.client
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -94,6 +99,7 @@ PG, FORGE, S3 = f"{PROJECT}-pg", f"{PROJECT}-forge", f"{PROJECT}-s3"
 VOLUMES = {"postgres": f"{PROJECT}-pgdata", "forge": f"{PROJECT}-forgedata",
            "bucket": f"{PROJECT}-s3data"}
 BUCKET = f"{PROJECT}-objects"
+OFFSITE = f"{PROJECT}-offsite"  # --offsite-mbit's S3 server: not the project's, survives it
 ORG = "bench"
 ADMIN = "platform-admin"
 CHUNK = 4 * 1048576  # one file of a commit, one object
@@ -161,16 +167,65 @@ def destroy_project():
 
 def clean():
     destroy_project()
+    sh(["docker", "rm", "-f", "-v", OFFSITE], check=False)
     for v in [*VOLUMES.values(), f"{PROJECT}-floor"]:
         sh(["docker", "volume", "rm", v], check=False)
     sh(["docker", "network", "rm", f"{PROJECT}-net"], check=False)
+
+
+def shape(pid, mbit):
+    """Both directions of a container's link to N Mbit/s: its eth0's egress (what it sends:
+    a restore's download) inside its network namespace, and the host end of its veth pair's
+    egress (what it receives: an offsite copy's upload). The host end is found by the index
+    `ip link` gives after eth0's "@if" in the namespace (not /sys, which stays the host's
+    under nsenter -n), and must be a veth: never shape another of the host's links."""
+    tbf = ["tbf", "rate", f"{mbit}mbit", "burst", "64kb", "latency", "200ms"]
+    ns = ["nsenter", "-t", str(pid), "-n"]
+    inside = sh([*ns, "ip", "-o", "link", "show", "eth0"]).stdout
+    m = re.search(r"eth0@if(\d+):", inside)
+    if not m:
+        raise SystemExit(f"bench: {OFFSITE}'s eth0 is not one end of a veth pair: {inside[:80]}")
+    sh([*ns, "tc", "qdisc", "replace", "dev", "eth0", "root", *tbf])
+    for line in sh(["ip", "-o", "link"]).stdout.splitlines():
+        index, name = (x.strip() for x in line.split(":")[:2])
+        if index == m.group(1):
+            host_end = name.split("@")[0]
+            if not host_end.startswith("veth"):
+                raise SystemExit(f"bench: link {index} of the host is {host_end}, not a veth")
+            sh(["tc", "qdisc", "replace", "dev", host_end, "root", *tbf])
+            return
+    raise SystemExit(f"bench: the host end of {OFFSITE}'s veth pair (index {m.group(1)}) not found")
+
+
+def start_offsite(image, mbit):
+    """The offsite host: an S3 server in a container of its own (no project label: the
+    rebuild's loss leaves it), its own key pair, its link shaped. Returns (url, keys)."""
+    keys = (os.urandom(10).hex(), base64.b64encode(os.urandom(30)).decode())
+    sh(["docker", "run", "-d", "--name", OFFSITE, "-e", f"AWS_ACCESS_KEY_ID={keys[0]}",
+        "-e", f"AWS_SECRET_ACCESS_KEY={keys[1]}", image])
+    info = json.loads(sh(["docker", "inspect", OFFSITE]).stdout)[0]
+    url = f"http://{info['NetworkSettings']['IPAddress']}:9000"
+    shape(info["State"]["Pid"], mbit)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 60:  # listening: any HTTP answer
+        if sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url], check=False).stdout not in ("", "000"):
+            return url, keys
+        time.sleep(0.2)
+    raise SystemExit(f"bench: the offsite S3 server {OFFSITE} did not answer at {url}")
 
 
 def peer(env, recipe):
     return os.environ.get(env) or sh([os.path.join(ROOT, "tests", "peers", recipe)]).stdout.strip()
 
 
-def write_spec(d, images, repos, forge_port, s3_port):
+def write_spec(d, images, repos, forge_port, s3_port, offsite_url=None):
+    offsite_toml = f'[backup.offsite]\npath = "{d}/offsite"\n'
+    if offsite_url:
+        offsite_toml = (f'[credentials.offsite]\n[credentials.offsite.fields]\n'
+                        f'key = {{ provided = true }}\nsecret = {{ provided = true }}\n\n'
+                        f'[backup.offsite]\nrepository = "s3:{offsite_url}/offsite/foundation"\n'
+                        f'access_key = "${{credentials.offsite.key}}"\n'
+                        f'secret_key = "${{credentials.offsite.secret}}"\n')
     specdir = os.path.join(d, "spec")
     os.makedirs(specdir)
     with open(os.path.join(specdir, "VERSIONS"), "w") as f:
@@ -256,9 +311,7 @@ s3 = "main"
 recovery = "dr/recovery.sealed"
 [backup.local]
 path = "{d}/repo"
-[backup.offsite]
-path = "{d}/offsite"
-""")
+{offsite_toml}""")
     return specdir, spec
 
 
@@ -576,6 +629,9 @@ def main():
                     help="extra backups for the forge's freeze p50/p95")
     ap.add_argument("--repos", type=int, default=2, help="forge repositories")
     ap.add_argument("--split", default="1:1:1", help="PG:FORGE:S3 shares of --size-mib")
+    ap.add_argument("--offsite-mbit", type=int, default=0,
+                    help="the offsite an S3 server behind a link of this many Mbit/s each way "
+                         "(0: a directory of this host)")
     args = ap.parse_args()
     if args.runs < 1 or args.repos < 1 or args.freeze_samples < 0:
         ap.error("--runs and --repos are at least 1, --freeze-samples at least 0")
@@ -599,12 +655,17 @@ def main():
     with open(passfile, "w") as f:
         f.write(PASS + "\n")
     forge_port, s3_port = free_port(), free_port()
-    specdir, spec = write_spec(d, images, repos, forge_port, s3_port)
-    common = ["--spec", spec, "--state-dir", state, "--passphrase-file", passfile]
     clean()
     try:
+        offsite_url, offsite_keys = (start_offsite(images["seaweedfs"], args.offsite_mbit)
+                                     if args.offsite_mbit else (None, None))
+        specdir, spec = write_spec(d, images, repos, forge_port, s3_port, offsite_url)
+        common = ["--spec", spec, "--state-dir", state, "--passphrase-file", passfile]
         sh([fd, "init", "--state-dir", state, "--passphrase-file", passfile,
             "--kdf", "interactive"])
+        if offsite_keys:
+            for field, value in zip(("key", "secret"), offsite_keys):
+                sh([fd, "secret", "set", f"offsite.{field}", *common], input=value)
         sh([fd, "apply", "--once", *common])
 
         def secret(field):
@@ -677,7 +738,10 @@ def main():
 def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
     med = {k: statistics.median(v) for k, v in fig.items() if v}
     mib = 1048576
-    print(f"\nbackup bench: {args.size_mib} MiB of incompressible data, median of {args.runs} "
+    where = (f"an S3 server over a link shaped to {args.offsite_mbit} Mbit/s each way"
+             if args.offsite_mbit else "a directory of this host")
+    print(f"\nbackup bench: the offsite target {where}")
+    print(f"backup bench: {args.size_mib} MiB of incompressible data, median of {args.runs} "
           f"runs:\n  PostgreSQL database {db_bytes / mib:.0f} MiB on disk (pg_dump -Fc "
           f"{sizes['dump'] / mib:.0f} MiB); the forge's volume {sizes['forge'] / mib:.0f} MiB "
           f"({args.repos} repositories);\n  the S3 server's volume {sizes['bucket'] / mib:.0f} MiB "
@@ -736,6 +800,13 @@ def report(args, fig, sections, freezes, sizes, db_bytes, n_objects):
         ("rebuild: apply --once", med["rebuild_apply"], None, None),
         ("rebuild: dr/restore-to-fresh-host, whole", med["rebuild"], total, rebuild_floor),
     ]
+    if args.offsite_mbit:
+        link = total * 8 / (args.offsite_mbit * 1e6)
+        rows += [
+            (f"floor: the sections' bytes over {args.offsite_mbit} Mbit/s", link, total, None),
+            ("rebuild against tar c + tar x + that transfer", med["rebuild"], total,
+             rebuild_floor + link),
+        ]
     print(f"  {'phase':46} {'seconds':>9} {'MiB/s':>8} {'ratio':>7}")
     for name, secs, nbytes, floor in rows:
         rate = f"{nbytes / mib / secs:8.1f}" if nbytes and secs else "       -"
