@@ -11,10 +11,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "state/wipe.hpp"
+
 namespace foundationd::source {
 
+void SecretEnv::wipeValues() noexcept {
+  for (auto& [_, value] : *this) state::wipe(value);
+}
+
+SecretEnv& SecretEnv::operator=(const SecretEnv& other) {
+  if (this != &other) {
+    wipeValues();
+    vector::operator=(other);
+  }
+  return *this;
+}
+
+SecretEnv& SecretEnv::operator=(SecretEnv&& other) noexcept {
+  if (this != &other) {
+    wipeValues();
+    vector::operator=(std::move(other));
+  }
+  return *this;
+}
+
 SecretEnv::~SecretEnv() {
-  for (auto& [_, value] : *this) sodium_memzero(value.data(), value.size());
+  wipeValues();
 }
 
 namespace {

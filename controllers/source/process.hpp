@@ -28,16 +28,22 @@
 namespace foundationd::source {
 
 // A child's environment, whose values may be secrets (a token, an S3 secret
-// key): every value is zeroed when the list is destroyed (moves hand the
-// buffers over; copies are zeroed in turn).
+// key): every value is zeroed (its whole buffer, state/wipe.hpp) when the
+// list is destroyed or assigned over (moves hand the buffers over; copies
+// are zeroed in turn). Not by the vector's own erase, clear or resize: use
+// none of them on one that holds a secret (tests/unit/transport_wipe_test.cpp
+// checks the rest with a probe of freed memory).
 struct SecretEnv : std::vector<std::pair<std::string, std::string>> {
   using vector::vector;
   SecretEnv() = default;
   SecretEnv(const SecretEnv&) = default;
   SecretEnv(SecretEnv&&) noexcept = default;
-  SecretEnv& operator=(const SecretEnv&) = default;
-  SecretEnv& operator=(SecretEnv&&) noexcept = default;
+  SecretEnv& operator=(const SecretEnv& other);
+  SecretEnv& operator=(SecretEnv&& other) noexcept;
   ~SecretEnv();
+
+ private:
+  void wipeValues() noexcept;
 };
 
 struct ProcessRequest {

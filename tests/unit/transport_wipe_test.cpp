@@ -12,14 +12,6 @@
 //
 // The servers run in a forked child, so their own copies of what they
 // receive are not in this process's heap.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <malloc.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include <arpa/inet.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -35,8 +28,15 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <doctest/doctest.h>
+#include <malloc.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "controllers/source/process.hpp"
 #include "controllers/transport/http_client.hpp"
 #include "controllers/transport/unix_http_client.hpp"
 
@@ -310,4 +310,38 @@ TEST_CASE("peerRequest: the answer's growing buffers and libcurl's own copies ar
   CHECK(foundationd::transport::curlWipedBytes() - wipedBefore >= 16384);
   sodium_memzero(req.body.data(), req.body.size());
   sodium_memzero(req.headers[0].second.data(), req.headers[0].second.size());
+}
+
+// A child's environment (controllers/source/process.hpp): restic's repository
+// password and keys, git's token. The same probe, no peer needed.
+namespace {
+
+// Everything a caller does with one: build it, let it grow (the vector moves
+// its elements), copy it, assign over it (copy and move), destroy it.
+template <class Env>
+int envChurn() {
+  arm();
+  {
+    Env env;
+    env.emplace_back("RESTIC_PASSWORD", kMarkers[0]);
+    for (int i = 0; i < 20; ++i) env.emplace_back("V" + std::to_string(i), "x");
+    Env copy = env;
+    Env assigned;
+    assigned.emplace_back("RESTIC_PASSWORD", kMarkers[0]);
+    assigned = Env{{"K", "a value that is not a secret, long enough for the heap"}};
+    Env copyAssigned;
+    copyAssigned.emplace_back("AWS_SECRET_ACCESS_KEY", kMarkers[0]);
+    copyAssigned = copy;
+    Env moved = std::move(copy);
+    env = std::move(moved);
+  }
+  return disarm().passphrase;
+}
+
+}  // namespace
+
+TEST_CASE("a SecretEnv leaves no copy of its values in freed memory") {
+  using Plain = std::vector<std::pair<std::string, std::string>>;
+  CHECK(envChurn<Plain>() > 0);  // the probe sees a plain vector's copies
+  CHECK(envChurn<foundationd::source::SecretEnv>() == 0);
 }
