@@ -57,6 +57,21 @@ Status runFrozen(const Freezer& f, std::function<Task<Status>()> body,
   return *out;
 }
 
+// A body that waits an hour unless cancelled; with `say`, logs how it ended.
+std::function<Task<Status>()> hourLongBody(Calls& c, bool say) {
+  return [&c, say]() -> Task<Status> {
+    c.log.push_back("body");
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, std::chrono::hours(1));
+    boost::system::error_code ec;
+    co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    if (say) {
+      c.log.push_back(ec == boost::asio::error::operation_aborted ? "body cancelled"
+                                                                  : "body ended");
+    }
+    co_return Status::success();
+  };
+}
+
 }  // namespace
 
 TEST_CASE("the freeze is lifted when the body succeeds, fails or throws") {
@@ -134,19 +149,7 @@ TEST_CASE("a freeze past its limit is thawed there and then, and its cut is refu
   f.limitHint = "raise max_freeze";
   std::chrono::milliseconds held{-1};
   SUBCASE("a body that is cancelled: thawed at the limit, the body awaited, a timeout") {
-    auto st = runFrozen(
-        f,
-        [&]() -> Task<Status> {
-          c.log.push_back("body");
-          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
-                                      std::chrono::hours(1));
-          boost::system::error_code ec;
-          co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-          c.log.push_back(ec == boost::asio::error::operation_aborted ? "body cancelled"
-                                                                      : "body ended");
-          co_return Status::success();
-        },
-        &held);
+    auto st = runFrozen(f, hourLongBody(c, true), &held);
     REQUIRE_FALSE(st.ok());
     CHECK((st.error().code == ErrorCode::timeout));
     CHECK(st.error().message.find("limit of 30ms") != std::string::npos);
@@ -205,17 +208,7 @@ TEST_CASE("a freeze past its limit is thawed there and then, and its cut is refu
   }
   SUBCASE("the thaw at the limit fails: said so, and the blocking fallback tried") {
     c.thawResult = Error::make(ErrorCode::unavailable, "the Engine went away");
-    auto st = runFrozen(
-        f,
-        [&]() -> Task<Status> {
-          c.log.push_back("body");
-          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor,
-                                      std::chrono::hours(1));
-          boost::system::error_code ec;
-          co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-          co_return Status::success();
-        },
-        &held);
+    auto st = runFrozen(f, hourLongBody(c, false), &held);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message.find("thawing at the freeze's limit of 30ms") != std::string::npos);
     CHECK(st.error().message.find("the Engine went away") != std::string::npos);
