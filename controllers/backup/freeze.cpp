@@ -67,12 +67,12 @@ Task<Status> whileFrozen(const Freezer& freezer, const std::function<Task<Status
     if (overran) {
       // What the body returned or threw is the cancellation's (or a cut
       // taken past the limit): not a consistent cut either way.
-      if (thawedEarly) guard.release();  // else the guard's fallback once more
-      if (!thawedEarly) {
+      if (!thawedEarly) {  // the guard's fallback tries once more on the way out
         co_return Error::make(thawedEarly.error().code, "thawing at the freeze's limit of " +
                                                             config::formatDuration(freezer.limit) +
                                                             ": " + thawedEarly.error().message);
       }
+      guard.release();
       std::string msg = "frozen for the limit of " + config::formatDuration(freezer.limit) +
                         " with the read still under way: thawed then, and this cut is not "
                         "consistent, so it is not kept";
