@@ -487,6 +487,11 @@ void Daemon::sourceReloaded() {
 
 void Daemon::specReconciled(const std::string& revision, bool converged) {
   if (!source_ || revision.empty()) return;
+  // A pass that began on a revision replaced while it ran (rolled back, or a
+  // newer push loaded) says nothing of the one in force: a rolled-back
+  // revision must not be recorded applied again (a restart would restore it)
+  // nor become the last good one.
+  if (revision != specInForce_) return;
   auto& s = *source_;
   if (s.settle && s.settle->revision == revision && s.settle->problem.empty()) {
     // A resource that fails since this revision came: the revision failed.

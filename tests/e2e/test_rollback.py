@@ -88,7 +88,8 @@ def test_failing_revision_rolls_back_and_a_fix_applies(settling):
     g.start()
     g.wait(lambda: g.status()["spec"]["last_fetch"] is not None, "the first fetch after the restart")
     st = g.status()["spec"]
-    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in st["last_error"], st
+    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in (st["last_error"] or ""), \
+        f"{st}\n{g.output()[-8000:]}"
     time.sleep(2)
     assert check(g) == ["CMD-SHELL", "exit 0"]
 
@@ -142,3 +143,48 @@ def test_spec_settle_and_a_restart_during_the_watch(project, tmp_path):
         assert len(rolled) == 1 and rolled[0]["fields"]["revision"] == bad and rolled[0]["fields"]["to"] == good
     finally:
         g.close()
+
+
+# A pass still applying the bad revision when it is rolled back (web turns
+# unhealthy while `slow`, which depends on web, takes 10 s to stop): when that
+# pass ends it must not record the bad revision applied again, or a restart
+# would restore it.
+PAIR = """
+[containers.@slow]
+image = "${versions.busybox}"
+command = ["sleep", "3600"]
+env = { ROUND = "%s" }
+stop_timeout = "10s"
+depends_on = ["@web"]
+"""
+
+
+def test_a_pass_still_running_when_its_revision_is_rolled_back_does_not_apply_it(settling):
+    g = settling
+    good = g.push(GOOD + PAIR % "1", "web and slow")
+    g.start()
+    g.wait(lambda: g.status()["spec"]["applied_revision"] == good, "the good revision applied")
+    g.wait(lambda: health(g) == "healthy", "web healthy")
+
+    bad = g.push(BAD + PAIR % "2", "web broken, slow changed")
+    g.wait(lambda: g.status()["spec"]["rolled_back"] is not None, "the rollback", timeout=SETTLE + 30)
+    g.wait(lambda: g.status()["spec"]["applied_revision"] == good, "the good revision applied again",
+           timeout=60)
+    g.wait(lambda: not g.status()["last_reconcile"]["running"], "the rollback's pass done", timeout=60)
+    # The rollback came while the bad revision's pass was still stopping slow.
+    log = g.output().splitlines()
+    start = next(i for i, l in enumerate(log)
+                 if "event=reconcile.start" in l and f"spec revision {bad[:12]}" in l)
+    done = next(i for i in range(start, len(log)) if "event=reconcile.done" in log[i])
+    rolled = next(i for i, l in enumerate(log) if "event=spec.rolled_back" in l)
+    assert start < rolled < done, "\n".join(log[start:])
+    applied = [e["fields"]["revision"] for e in g.events() if e["event"] == "spec.applied"]
+    assert applied == [good, good], (applied, g.output()[-8000:])
+
+    g.proc.send_signal(signal.SIGTERM)
+    assert g.proc.wait(timeout=30) == 0
+    g.start()
+    g.wait(lambda: g.status()["spec"]["last_fetch"] is not None, "the first fetch after the restart")
+    st = g.status()["spec"]
+    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in (st["last_error"] or ""), \
+        f"{st}\n{g.output()[-8000:]}"
