@@ -44,6 +44,18 @@ def health(g):
     return c and c["State"].get("Health", {}).get("Status")
 
 
+def restart_keeps_it_rolled_back(g, good, bad):
+    """Restarts the daemon: the revision history says `bad` was rolled back,
+    so `good` stays in force and `bad`, fetched again, is not applied."""
+    g.proc.send_signal(signal.SIGTERM)
+    assert g.proc.wait(timeout=30) == 0
+    g.start()
+    g.wait(lambda: g.status()["spec"]["last_fetch"] is not None, "the first fetch after the restart")
+    st = g.status()["spec"]
+    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in (st["last_error"] or ""), \
+        f"{st}\n{g.output()[-8000:]}"
+
+
 def test_failing_revision_rolls_back_and_a_fix_applies(settling):
     g = settling
     good = g.push(GOOD, "web, healthy")
@@ -83,13 +95,7 @@ def test_failing_revision_rolls_back_and_a_fix_applies(settling):
     assert check(g) == ["CMD-SHELL", "exit 0"]
     assert g.status()["spec"]["in_force"] == good
     # Nor after a restart (the revision history says it was rolled back).
-    g.proc.send_signal(signal.SIGTERM)
-    assert g.proc.wait(timeout=30) == 0
-    g.start()
-    g.wait(lambda: g.status()["spec"]["last_fetch"] is not None, "the first fetch after the restart")
-    st = g.status()["spec"]
-    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in (st["last_error"] or ""), \
-        f"{st}\n{g.output()[-8000:]}"
+    restart_keeps_it_rolled_back(g, good, bad)
     time.sleep(2)
     assert check(g) == ["CMD-SHELL", "exit 0"]
 
@@ -181,10 +187,4 @@ def test_a_pass_still_running_when_its_revision_is_rolled_back_does_not_apply_it
     applied = [e["fields"]["revision"] for e in g.events() if e["event"] == "spec.applied"]
     assert applied == [good, good], (applied, g.output()[-8000:])
 
-    g.proc.send_signal(signal.SIGTERM)
-    assert g.proc.wait(timeout=30) == 0
-    g.start()
-    g.wait(lambda: g.status()["spec"]["last_fetch"] is not None, "the first fetch after the restart")
-    st = g.status()["spec"]
-    assert st["in_force"] == good and st["revision"] == bad and "not applied again" in (st["last_error"] or ""), \
-        f"{st}\n{g.output()[-8000:]}"
+    restart_keeps_it_rolled_back(g, good, bad)
