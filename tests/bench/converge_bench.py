@@ -8,11 +8,13 @@ run, on the same engine:
 and prints medians, the ratios, and the number of Docker API calls of
 foundationd's no-op converge (which must not grow with N).
 
-The no-op's floor, measured in the same run: a process start (`/bin/true`,
-and `foundationd --version`: the binary's own start) plus the three list
-calls a no-op makes, at once, timed in this process over the Engine's socket. The
-no-op's ratio to that floor says what foundationd adds (reading the spec,
-planning); it should not grow with N.
+The no-op's floor, measured in the same run: a process start (`/bin/true`;
+an empty program linked to the same Debian shared libraries as foundationd,
+which is what loading them costs; and `foundationd --version`: the binary's
+own start) plus the three list calls a no-op makes, at once, timed in this
+process over the Engine's socket. The no-op's ratio to that floor says what
+foundationd adds (reading the spec, planning); it should not grow with N.
+Needs `cc` and `readelf` for the empty program (Debian's gcc and binutils).
 
   tests/bench/converge_bench.py --bin build/daemon/foundationd [--sizes 10,30,100] [--runs 5]
 Needs a running Docker engine, docker-compose (Debian's), and the busybox
@@ -28,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 FD_PROJECT = "bench-fd"
@@ -44,14 +47,23 @@ COMPOSE_ENV = dict(os.environ, COMPOSE_PARALLEL_LIMIT=os.environ.get("COMPOSE_PA
 
 
 def timed(cmd, **kw):
-    t0 = time.perf_counter()
+    """Runs `cmd` and times it from start to exit. Not subprocess.run(timeout=):
+    with a timeout, Python polls for the exit with sleeps of 0.5 ms and more,
+    which added about 1 ms to a process of 2 ms here; a watchdog kills a hung
+    command instead, and the wait is a plain waitpid."""
     kw.setdefault("env", COMPOSE_ENV)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, **kw)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL, **kw)
+    watchdog = threading.Timer(300, p.kill)
+    watchdog.start()
+    out, err = p.communicate()
     dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout + r.stderr)
-        raise SystemExit(f"bench: {' '.join(cmd)} failed with {r.returncode}")
-    return dt, r.stdout
+    watchdog.cancel()
+    if p.returncode != 0:
+        sys.stderr.write(out + err)
+        raise SystemExit(f"bench: {' '.join(cmd)} failed with {p.returncode}")
+    return dt, out
 
 
 def write_spec(d, n, image):
@@ -113,6 +125,18 @@ def list_calls():
     return time.perf_counter() - t0
 
 
+def libraries_floor(fd, d):
+    """An empty program linked like foundationd to the same shared libraries
+    (its DT_NEEDED list, bound at start: -z now): what starting any process
+    that uses Debian's libraries costs, before a line of foundationd runs."""
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", sh(["readelf", "-d", fd]).stdout)
+    libs = [f"-l:{n}" for n in needed if not n.startswith(("libc.so", "ld-linux"))]
+    out = os.path.join(d, "empty-with-libs")
+    sh(["cc", "-x", "c", "-", "-o", out, "-Wl,--no-as-needed", "-Wl,-z,now", *libs],
+       input="int main(void) { return 0; }\n")
+    return out
+
+
 def process_floor(cmd, runs):
     return median([timed(cmd)[0] for _ in range(runs)])
 
@@ -157,9 +181,11 @@ def run():
                 clean_compose(d)
                 fd_empty.append(timed(fd_apply)[0])
                 cp_empty.append(nan if args.no_compose else timed(compose + ["up", "-d"])[0])
-            lists, trues, versions = [], [], []
+            lists, trues, versions, empties = [], [], [], []
+            empty = libraries_floor(fd, d)
             for _ in range(args.runs):
                 trues.append(timed(["/bin/true"])[0])
+                empties.append(timed([empty])[0])
                 versions.append(timed([fd, "--version"])[0])
                 lists.append(list_calls())
                 dt, out = timed(fd_apply)
@@ -171,12 +197,14 @@ def run():
             clean_compose(d)
         row = dict(n=n, fd_empty=median(fd_empty), cp_empty=median(cp_empty),
                    fd_noop=median(fd_noop), cp_noop=median(cp_noop), calls=sorted(calls),
-                   true=median(trues), version=median(versions), lists=median(lists))
+                   true=median(trues), version=median(versions), lists=median(lists),
+                   libs=median(empties))
         row["floor"] = row["version"] + row["lists"]
         rows.append(row)
         print(f"N={n:>3}: from empty fd {row['fd_empty']:.2f}s compose {row['cp_empty']:.2f}s | "
               f"no-op fd {row['fd_noop']*1000:.1f}ms compose {row['cp_noop']*1000:.0f}ms | "
               f"fd no-op API calls {row['calls']} | floor: /bin/true {row['true']*1000:.1f}ms, "
+              f"empty program with foundationd's libraries {row['libs']*1000:.1f}ms, "
               f"foundationd --version {row['version']*1000:.1f}ms, the 3 list calls "
               f"{row['lists']*1000:.1f}ms; no-op / (--version + lists) "
               f"{row['fd_noop']/row['floor']:.2f}x; load {os.getloadavg()[0]:.1f}", flush=True)
@@ -195,11 +223,14 @@ def run():
     print("(ratio = compose time / foundationd time; higher is better for foundationd)")
     print()
     print("no-op against its floor (same run, medians): process start + the 3 bare list calls")
-    print("|   N | no-op | /bin/true | foundationd --version | 3 list calls | no-op / (--version + lists) |")
-    print("|----:|------:|----------:|----------------------:|-------------:|----------------------------:|")
+    print("|   N | no-op | /bin/true | empty program, same libraries | foundationd --version | 3 list calls "
+          "| empty + lists | no-op / (--version + lists) |")
+    print("|----:|------:|----------:|-----------------------------:|----------------------:|-------------:"
+          "|--------------:|----------------------------:|")
     for r in rows:
         print(f"| {r['n']:>3} | {r['fd_noop']*1000:.1f} ms | {r['true']*1000:.1f} ms | "
-              f"{r['version']*1000:.1f} ms | {r['lists']*1000:.1f} ms | {r['fd_noop']/r['floor']:.2f}x |")
+              f"{r['libs']*1000:.1f} ms | {r['version']*1000:.1f} ms | {r['lists']*1000:.1f} ms | "
+              f"{(r['libs'] + r['lists'])*1000:.1f} ms | {r['fd_noop']/r['floor']:.2f}x |")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
