@@ -30,8 +30,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from timing import run_timed
 
 FD_PROJECT = "bench-fd"
 COMPOSE_PROJECT = "benchcompose"
@@ -47,22 +48,11 @@ COMPOSE_ENV = dict(os.environ, COMPOSE_PARALLEL_LIMIT=os.environ.get("COMPOSE_PA
 
 
 def timed(cmd, **kw):
-    """Runs `cmd` and times it from start to exit. Not subprocess.run(timeout=):
-    with a timeout, Python polls for the exit with sleeps of 0.5 ms and more,
-    which added about 1 ms to a process of 2 ms here; a watchdog kills a hung
-    command instead, and the wait is a plain waitpid."""
     kw.setdefault("env", COMPOSE_ENV)
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         stdin=subprocess.DEVNULL, **kw)
-    watchdog = threading.Timer(300, p.kill)
-    watchdog.start()
-    out, err = p.communicate()
-    dt = time.perf_counter() - t0
-    watchdog.cancel()
-    if p.returncode != 0:
+    dt, code, out, err = run_timed(cmd, **kw)
+    if code != 0:
         sys.stderr.write(out + err)
-        raise SystemExit(f"bench: {' '.join(cmd)} failed with {p.returncode}")
+        raise SystemExit(f"bench: {' '.join(cmd)} failed with {code}")
     return dt, out
 
 

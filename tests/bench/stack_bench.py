@@ -28,7 +28,6 @@ import pathlib
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,17 +37,16 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 
 from conftest import Project  # noqa: E402
 from test_stack import Stack, timings  # noqa: E402
+from timing import run_timed  # noqa: E402
 
 STEPS = ["credentials", "docker", "vault", "buckets", "postgres", "forgejo"]
 
 
 def timed(cmd):
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    ms = (time.perf_counter() - t) * 1000
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}...: {r.stderr}")
-    return ms
+    dt, code, _, err = run_timed(cmd, timeout=120)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}...: {err}")
+    return dt * 1000
 
 
 def timed_http(conn, path):
