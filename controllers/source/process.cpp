@@ -39,6 +39,11 @@ SecretEnv::~SecretEnv() {
   wipeValues();
 }
 
+void SecretEnv::clear() noexcept {
+  wipeValues();
+  vector::clear();
+}
+
 namespace {
 
 // Zeroes a string's bytes before it is freed (it may hold a token).
@@ -64,8 +69,7 @@ struct Pipe {
 
 }  // namespace
 
-Result<pid_t> spawnChild(const std::vector<std::string>& args,
-                         const std::vector<std::pair<std::string, std::string>>& env,
+Result<pid_t> spawnChild(const std::vector<std::string>& args, std::span<const EnvEntry> env,
                          const posix_spawn_file_actions_t& actions) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,16 +25,22 @@
 #include <sys/types.h>
 
 #include "common/result.hpp"
+#include "state/wiping_allocator.hpp"
 
 namespace foundationd::source {
 
 // A child's environment, whose values may be secrets (a token, an S3 secret
 // key): every value is zeroed (its whole buffer, state/wipe.hpp) when the
-// list is destroyed or assigned over (moves hand the buffers over; copies
-// are zeroed in turn). Not by the vector's own erase, clear or resize: use
-// none of them on one that holds a secret (tests/unit/transport_wipe_test.cpp
-// checks the rest with a probe of freed memory).
-struct SecretEnv : std::vector<std::pair<std::string, std::string>> {
+// list is destroyed, assigned over or cleared (moves hand the buffers over;
+// copies are zeroed in turn), and the list's own blocks are zeroed when they
+// are freed (state/wiping_allocator.hpp): when it grows, the old block held
+// the short values in place (a std::string keeps up to 15 bytes inside
+// itself). What would drop one value unzeroed (erase, pop_back, resize) is
+// not offered. tests/unit/transport_wipe_test.cpp checks all of it with a
+// probe of freed memory.
+using EnvEntry = std::pair<std::string, std::string>;
+
+struct SecretEnv : std::vector<EnvEntry, state::WipingAllocator<EnvEntry>> {
   using vector::vector;
   SecretEnv() = default;
   SecretEnv(const SecretEnv&) = default;
@@ -41,6 +48,14 @@ struct SecretEnv : std::vector<std::pair<std::string, std::string>> {
   SecretEnv& operator=(const SecretEnv& other);
   SecretEnv& operator=(SecretEnv&& other) noexcept;
   ~SecretEnv();
+
+  void clear() noexcept;  // every value zeroed, then none left
+
+  iterator erase(const_iterator) = delete;
+  iterator erase(const_iterator, const_iterator) = delete;
+  void pop_back() = delete;
+  void resize(size_type) = delete;
+  void resize(size_type, const value_type&) = delete;
 
  private:
   void wipeValues() noexcept;
@@ -67,8 +82,7 @@ Result<ProcessResult> runProcess(const ProcessRequest& request);
 // signals unblocked and at their defaults, a process group of its own, and
 // the caller's file actions (which it keeps and destroys). io error naming
 // the program when it cannot be started.
-Result<pid_t> spawnChild(const std::vector<std::string>& argv,
-                         const std::vector<std::pair<std::string, std::string>>& env,
+Result<pid_t> spawnChild(const std::vector<std::string>& argv, std::span<const EnvEntry> env,
                          const posix_spawn_file_actions_t& actions);
 
 }  // namespace foundationd::source

@@ -45,20 +45,25 @@
 namespace {
 
 std::atomic<bool> probeArmed{false};
-std::atomic<int> probeHits[3];
-// The markers (in read-only data: never freed). Long enough not to be in
-// any short-string buffer.
-constexpr const char* kMarkers[3] = {
+std::atomic<int> probeHits[4];
+// The markers (in read-only data: never freed). The first three are long
+// enough not to be in any short-string buffer; the fourth is short enough to
+// be in one (a std::string keeps up to 15 bytes inside itself).
+constexpr const char* kMarkers[4] = {
     "PASSPHRASE-7f3a9c2e41d8b6a05e9f1c3d2b7a8e6f",
     "APITOKEN-c0ffee5eed1234567890abcdefabcdef",
     "ANSWER-ROOT-TOKEN-9d8c7b6a5f4e3d2c1b0a99887766",
+    "PW-5e1a9c7d3b",
 };
 
 void probe(void* p) noexcept {
   if (p == nullptr || !probeArmed.load(std::memory_order_relaxed)) return;
   const std::size_t n = malloc_usable_size(p);
-  for (int i = 0; i < 3; ++i) {
-    if (memmem(p, n, kMarkers[i], std::strlen(kMarkers[i])) != nullptr) {
+  for (int i = 0; i < 4; ++i) {
+    // A short string moved from keeps all but its first byte: the short
+    // marker is looked for without its first three.
+    const char* m = i == 3 ? kMarkers[3] + 3 : kMarkers[i];
+    if (memmem(p, n, m, std::strlen(m)) != nullptr) {
       probeHits[i].fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -135,7 +140,7 @@ using foundationd::transport::HttpResponse;
 using foundationd::transport::UnixHttpClient;
 
 struct Hits {
-  int passphrase = 0, token = 0, answer = 0;
+  int passphrase = 0, token = 0, answer = 0, shortSecret = 0;
 };
 
 void arm() {
@@ -144,7 +149,7 @@ void arm() {
 }
 Hits disarm() {
   probeArmed.store(false);
-  return Hits{probeHits[0].load(), probeHits[1].load(), probeHits[2].load()};
+  return Hits{probeHits[0].load(), probeHits[1].load(), probeHits[2].load(), probeHits[3].load()};
 }
 
 // The child: answers one request on `listenFd` with 200 and a body holding
@@ -317,7 +322,7 @@ TEST_CASE("peerRequest: the answer's growing buffers and libcurl's own copies ar
 namespace {
 
 // Everything a caller does with one: build it, let it grow (the vector moves
-// its elements), copy it, assign over it (copy and move), destroy it.
+// its elements), copy it, assign over it (copy and move), clear it, destroy it.
 template <class Env>
 int envChurn() {
   arm();
@@ -334,8 +339,24 @@ int envChurn() {
     copyAssigned = copy;
     Env moved = std::move(copy);
     env = std::move(moved);
+    Env cleared;
+    cleared.emplace_back("RESTIC_PASSWORD", kMarkers[0]);
+    cleared.clear();
   }
   return disarm().passphrase;
+}
+
+// A short value lives inside the std::string, so inside the vector's own
+// block: growing the vector moves it to a new block and frees the old one.
+template <class Env>
+int shortValueChurn() {
+  arm();
+  {
+    Env env;
+    env.emplace_back("PGPASSWORD", kMarkers[3]);
+    for (int i = 0; i < 20; ++i) env.emplace_back("V" + std::to_string(i), "x");
+  }
+  return disarm().shortSecret;
 }
 
 }  // namespace
@@ -344,4 +365,7 @@ TEST_CASE("a SecretEnv leaves no copy of its values in freed memory") {
   using Plain = std::vector<std::pair<std::string, std::string>>;
   CHECK(envChurn<Plain>() > 0);  // the probe sees a plain vector's copies
   CHECK(envChurn<foundationd::source::SecretEnv>() == 0);
+  // A short value, moved when the list grows.
+  CHECK(shortValueChurn<Plain>() > 0);
+  CHECK(shortValueChurn<foundationd::source::SecretEnv>() == 0);
 }
