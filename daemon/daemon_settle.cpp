@@ -41,11 +41,11 @@ std::int64_t unixMs() {
 void Daemon::specReconciled(const std::string& revision, bool converged) {
   if (!source_ || revision.empty()) return;
   // A pass that began on a revision replaced while it ran (rolled back, or a
-  // newer push loaded) says nothing of the one in force: a rolled-back
-  // revision must not be recorded applied again (a restart would restore it)
-  // nor become the last good one.
-  if (revision != specInForce_) return;
+  // newer push loaded), or one being rolled back, says nothing of the one in
+  // force: a rolled-back revision must not be recorded applied again (a
+  // restart would restore it) nor become the last good one.
   auto& s = *source_;
+  if (revision != specInForce_ || revision == s.rollingBack) return;
   if (s.settle && s.settle->revision == revision && s.settle->problem.empty()) {
     // A resource that fails since this revision came: the revision failed.
     for (const auto& [key, r] : resources_) {
@@ -219,6 +219,9 @@ asio::awaitable<void> Daemon::rollBack() {
   const std::string why = s.settle->problem;
   s.settle.reset();
   persistSettle();
+  // A pass over `bad` that ends while the good revision is read below is
+  // not counted as applying it (specReconciled).
+  s.rollingBack = bad;
   const std::string name = source::describeSource(config_.source);
   log::error("spec.failed", {{"revision", bad}, {"reason", why}});
 
@@ -236,6 +239,7 @@ asio::awaitable<void> Daemon::rollBack() {
     return out;
   };
   FetchOutcome out = co_await onPool(job);
+  s.rollingBack.clear();  // from here on, no wait: `bad` stays in force or is replaced
   if (!out.read || !out.loaded || !out.loaded->spec) {
     const std::string cannot =
         out.signature && !out.signature->good()

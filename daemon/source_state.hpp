@@ -63,6 +63,7 @@ struct Daemon::SourceState {
   std::optional<Settle> settle;
   std::string lastGood;
   std::string rolledBackInfo;         // the last rollback, for status
+  std::string rollingBack;  // the revision a rollback replaces, while it reads the good one
   api::Counter* rollbacks = nullptr;  // foundationd_spec_rollbacks_total
 
   std::deque<std::string> deliveryOrder;  // the last kDeliveries ids, oldest first
