@@ -20,4 +20,15 @@ inline void wipe(std::string& s) noexcept {
   s.clear();
 }
 
+// Wipes `s` (as wipe() does) when the scope ends, however it ends: for a
+// string that holds a secret for the rest of a function.
+struct WipeOnExit {
+  explicit WipeOnExit(std::string& str) noexcept : s(str) {}
+  WipeOnExit(const WipeOnExit&) = delete;
+  WipeOnExit& operator=(const WipeOnExit&) = delete;
+  ~WipeOnExit() { wipe(s); }
+
+  std::string& s;
+};
+
 }  // namespace foundationd::state

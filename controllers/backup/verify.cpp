@@ -5,21 +5,22 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 #include <filesystem>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <sodium.h>
+#include <unistd.h>
 
 #include "controllers/backup/backup_internal.hpp"
 #include "controllers/backup/bucket_section.hpp"
 #include "controllers/backup/forge_section.hpp"
 #include "controllers/backup/vault_section.hpp"
 #include "controllers/vault/vault.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::backup {
 
@@ -668,8 +669,8 @@ class Verifier {
       std::vector<std::string>& keys;
       std::string& token;
       ~Wipe() {
-        for (auto& k : keys) sodium_memzero(k.data(), k.size());
-        sodium_memzero(token.data(), token.size());
+        for (auto& k : keys) state::wipe(k);
+        state::wipe(token);
       }
     } wipe{unsealKeys, rootToken};
     std::string from = "the backup's own state";

@@ -10,6 +10,7 @@
 
 #include "common/async.hpp"
 #include "controllers/forgejo/actions.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::forgejo {
 namespace {
@@ -27,14 +28,6 @@ constexpr const char* kTokenPrefix = "foundationd-bootstrap-";
 // events (plans posted on pull requests, docs/source.md), as JSON.
 constexpr const char* kHookType = "gitea";
 using detail::kHookContentType;
-
-// Wipes a string that held a secret.
-struct Wipe {
-  std::string& s;
-  ~Wipe() {
-    if (!s.empty()) sodium_memzero(s.data(), s.size());
-  }
-};
 
 }  // namespace
 
@@ -181,7 +174,7 @@ class Bootstrap final : public detail::ActionsApi {
     admin_.kind = Auth::Kind::basic;
     admin_.user = f_.admin->username;
     admin_.secret = std::move(*password);
-    Wipe wipe{admin_.secret};
+    state::WipeOnExit wipe{admin_.secret};
 
     auto adminOutcome = co_await reconcileAdmin();
     const bool adminOk = adminOutcome.ok;
@@ -296,7 +289,7 @@ class Bootstrap final : public detail::ActionsApi {
     } else if (auth.kind == Auth::Kind::token) {
       req.headers.emplace_back("Authorization", "token " + auth.secret);
     }
-    Wipe wipeBody{req.body};  // may carry a password or a hook secret
+    state::WipeOnExit wipeBody{req.body};  // may carry a password or a hook secret
     Result<PeerResponse> out;
     const HttpFn* http = &deps_.http;
     const PeerRequest* reqp = &req;
@@ -459,7 +452,7 @@ class Bootstrap final : public detail::ActionsApi {
     token.kind = Auth::Kind::token;
     token.secret = lastLine(t->stdoutText);
     sodium_memzero(t->stdoutText.data(), t->stdoutText.size());
-    Wipe wipeToken{token.secret};
+    state::WipeOnExit wipeToken{token.secret};
     if (!isToken(token.secret)) {
       co_return outcome(key, false, "generate-access-token printed no token");
     }
@@ -607,7 +600,7 @@ class Bootstrap final : public detail::ActionsApi {
     }
     std::string token = lastLine(r->stdoutText);
     sodium_memzero(r->stdoutText.data(), r->stdoutText.size());
-    Wipe wipe{token};
+    state::WipeOnExit wipe{token};
     if (!isToken(token)) co_return outcome(key, false, "generate-runner-token printed no token");
 
     const std::string* tokenp = &token;
@@ -684,7 +677,7 @@ class Bootstrap final : public detail::ActionsApi {
     const config::ResourceKey key{Kind::forgejo, "webhook/" + hook.repo};
     auto secret = docker::resolveSecrets(hook.secret, secrets_);
     if (!secret) co_return blockedOutcome(key, "locked: the webhook secret is not available");
-    Wipe wipeSecret{*secret};
+    state::WipeOnExit wipeSecret{*secret};
     if (!deps_.state) co_return outcome(key, false, "no state to remember the webhook in");
 
     const std::string* secretp = &*secret;

@@ -8,6 +8,7 @@
 #include "common/async.hpp"
 #include "controllers/postgres/scram.hpp"
 #include "controllers/postgres/sql.hpp"
+#include "state/wipe.hpp"
 
 namespace foundationd::postgres {
 namespace {
@@ -16,14 +17,6 @@ using config::Kind;
 using Clock = std::chrono::steady_clock;
 template <typename T>
 using Task = boost::asio::awaitable<T>;
-
-// Wipes a string that held a password or a script carrying one.
-struct Wipe {
-  std::string& s;
-  ~Wipe() {
-    if (!s.empty()) sodium_memzero(s.data(), s.size());
-  }
-};
 
 config::ResourceKey roleKey(const std::string& instance, const std::string& role) {
   return {Kind::postgres, instance + "/role/" + role};
@@ -103,7 +96,7 @@ class Instance {
 
  private:
   Task<Result<docker::ExecResult>> psql(std::string script) {
-    Wipe wipe{script};
+    state::WipeOnExit wipe{script};
     docker::ExecOptions eo;
     eo.stdinData = script;
     eo.user = options_.execUser;
@@ -186,11 +179,11 @@ class Instance {
           "is not generated yet)";
       co_return o;
     }
-    Wipe wipePassword{*password};
+    state::WipeOnExit wipePassword{*password};
     // ASCII: a verifier made here (the password itself never leaves). Other
     // text: the password, so that the server applies SASLprep itself.
     std::string secret = scramApplicable(*password) ? newScramVerifier(*password) : *password;
-    Wipe wipeSecret{secret};
+    state::WipeOnExit wipeSecret{secret};
 
     const auto it = live.roles.find(role.name);
     if (it == live.roles.end()) {
