@@ -26,9 +26,13 @@ namespace {
 
 using source_detail::FetchOutcome;
 using source_detail::kRolledBackPrefix;
-using source_detail::kSettleKind;
-using source_detail::settleMemo;
 using source_detail::verifyThenLoad;
+
+// Where the settle watch is kept in the state (a memo of the source).
+constexpr const char* kSettleKind = "spec-source";
+std::string settleMemo(const std::string& source) {
+  return "settle:" + source;
+}
 
 std::int64_t unixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -92,12 +92,6 @@ inline void verifyThenLoad(source::GitRepo& repo, FetchOutcome& out, const std::
 // What marks a revision rolled back in the revision history (its errors).
 inline constexpr std::string_view kRolledBackPrefix = "rolled back: ";
 
-// Where the settle watch is kept in the state (a memo of the source).
-inline constexpr const char* kSettleKind = "spec-source";
-inline std::string settleMemo(const std::string& source) {
-  return "settle:" + source;
-}
-
 }  // namespace source_detail
 
 }  // namespace foundationd::daemon
