@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sodium.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +49,7 @@ namespace {
 struct WipedStrings {
   std::vector<std::string> items;
   ~WipedStrings() {
-    for (auto& s : items) sodium_memzero(s.data(), s.size());
+    for (auto& s : items) state::wipe(s);
   }
 };
 
