@@ -158,6 +158,8 @@ def run():
     if not args.image:
         args.image = sh(["tests/peers/busybox-image"]).stdout.strip()
     fd = os.path.abspath(args.bin)
+    built = tempfile.TemporaryDirectory()
+    empty = libraries_floor(fd, built.name)
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as d:
@@ -172,7 +174,6 @@ def run():
                 fd_empty.append(timed(fd_apply)[0])
                 cp_empty.append(nan if args.no_compose else timed(compose + ["up", "-d"])[0])
             lists, trues, versions, empties = [], [], [], []
-            empty = libraries_floor(fd, d)
             for _ in range(args.runs):
                 trues.append(timed(["/bin/true"])[0])
                 empties.append(timed([empty])[0])
